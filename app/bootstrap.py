@@ -1,0 +1,59 @@
+"""Assembling a ``Workstation`` from settings: specs, manifests, env builder, supervisor."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+from app.actions import Workstation
+from app.settings import Settings
+from runtimes import gpu
+from runtimes.environments import EnvironmentBuilder, EnvSpec
+from runtimes.manifest import Manifest
+from runtimes.registry import discover, read_manifest
+from runtimes.supervisor import Supervisor, SupervisorSettings
+
+logger = logging.getLogger(__name__)
+
+
+def pick_layer(settings: Settings) -> str:
+    if settings.layer:
+        return settings.layer
+    return "cuda" if gpu.probe().has_gpu else "cpu"
+
+
+def make_builder(settings: Settings) -> EnvironmentBuilder:
+    return EnvironmentBuilder(settings.built_envs_dir, settings.logs_dir, pick_layer(settings))
+
+
+def build_env(settings: Settings, architecture: str, progress: Callable[[str], None]) -> Path:
+    specs = discover(settings.spec_dirs)
+    builder = make_builder(settings)
+    return builder.ensure(specs[architecture], progress)
+
+
+def make_workstation(settings: Settings) -> Workstation:
+    specs = discover(settings.spec_dirs)
+    manifests: Dict[str, Manifest] = {}
+    for name, spec in specs.items():
+        manifests[name] = read_manifest(spec)
+    builder = make_builder(settings)
+    build_lock = threading.Lock()  # one env build at a time
+
+    def resolve_python(spec: EnvSpec, progress: Callable[[Optional[float], str], None]) -> Path:
+        with build_lock:
+            return builder.ensure(spec, lambda line: progress(None, line))
+
+    supervisor = Supervisor(
+        SupervisorSettings(
+            project_root=settings.project_root,
+            run_dir=settings.run_dir,
+            keep_alive_s=settings.keep_alive_s,
+            job_timeout_s=settings.job_timeout_s,
+        ),
+        specs,
+        resolve_python,
+    )
+    return Workstation(settings=settings, specs=specs, manifests=manifests, supervisor=supervisor)

@@ -1,0 +1,85 @@
+"""The app's command line, run inside the app environment by ``launcher.py``.
+
+  python -m app serve [--host H] [--port P] [--share] [--auth u:p] [--data-dir D] [--no-browser]
+  python -m app setup            build the default architecture's environment
+  python -m app test [pytest args]   set up, then run ruff, mypy and the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List, Optional
+
+from app.settings import PROJECT_ROOT, Settings, build_settings
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="where envs, characters, outputs and logs live")
+    parser.add_argument("--host", help="address to serve on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to serve on (default 7860)")
+    parser.add_argument("--share", action="store_true", default=None, help="ask Gradio for a public share link")
+    parser.add_argument("--auth", help="user:password required to use the app")
+    parser.add_argument("--no-browser", dest="open_browser", action="store_false", default=None)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags: Dict[str, Any] = {
+        key: getattr(args, key, None) for key in ("data_dir", "host", "port", "share", "auth", "open_browser")
+    }
+    return build_settings(os.environ, flags)
+
+
+def setup(settings: Settings) -> None:
+    from app.bootstrap import build_env
+
+    print("Preparing the %s environment..." % settings.default_architecture, flush=True)
+    python = build_env(settings, settings.default_architecture, lambda line: print("  " + line, flush=True))
+    print("  %s environment: %s" % (settings.default_architecture, python), flush=True)
+
+
+def run_tests(settings: Settings, pytest_args: List[str]) -> int:
+    setup(settings)
+    env = dict(os.environ, VOICEGEN_ENVS_DIR=str(settings.built_envs_dir))
+    steps = [
+        ("ruff", [sys.executable, "-m", "ruff", "check", "."]),
+        ("mypy", [sys.executable, "-m", "mypy"]),
+        ("pytest", [sys.executable, "-m", "pytest", *pytest_args]),
+    ]
+    for name, command in steps:
+        print("== %s ==" % name, flush=True)
+        code = subprocess.call(command, cwd=str(PROJECT_ROOT), env=env)
+        if code != 0:
+            print("%s failed (exit %d)" % (name, code), flush=True)
+            return code
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    for name in ("serve", "setup", "test"):
+        add_common_flags(sub.add_parser(name))
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = args.command or "serve"
+    if rest and command != "test":
+        parser.error("unrecognised arguments: %s" % " ".join(rest))
+    settings = settings_from(args)
+    if command == "setup":
+        setup(settings)
+        return 0
+    if command == "test":
+        return run_tests(settings, rest)
+    setup(settings)
+    from app.server import serve
+
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Starting the app: the supervisor, the UI, the HTTP server; and stopping it without orphans."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Optional, Tuple
+
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_process_environment(settings: Settings) -> None:
+    """Before gradio is imported: keep its files in our data dir, and never phone home (offline)."""
+    settings.temp_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.temp_dir))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def parse_auth(auth: Optional[str]) -> Optional[Tuple[str, str]]:
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise SystemExit("--auth must look like user:password")
+    return user, password
+
+
+def serve(settings: Settings) -> None:
+    prepare_process_environment(settings)
+    from app.bootstrap import make_workstation
+    from app.ui import build_ui
+
+    auth = parse_auth(settings.auth)
+    station = make_workstation(settings)
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        station.close()
+        sys.exit(0)
+
+    atexit.register(station.close)
+    signal.signal(signal.SIGTERM, stop)
+    demo = build_ui(station)
+    demo.queue(default_concurrency_limit=4)
+    if settings.share and auth is None:
+        print("WARNING: sharing without --auth user:pass: anyone with the link can use this machine.", flush=True)
+    url = "http://%s:%d/" % (settings.host, settings.port)
+    print("Voice workstation: %s" % url, flush=True)
+    try:
+        _, local_url, share_url = demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            share=settings.share,
+            auth=auth,
+            inbrowser=settings.open_browser,
+            allowed_paths=[str(settings.outputs_dir)],
+            prevent_thread_lock=True,
+            quiet=True,
+            footer_links=["api", "settings"],
+        )
+    except OSError as exc:
+        station.close()
+        raise SystemExit("cannot serve on %s: %s" % (url, exc)) from exc
+    if settings.share:
+        if share_url:
+            print("Share link: %s" % share_url, flush=True)
+        else:
+            print("Share link could not be made (offline or tunnel blocked); serving locally at %s" % url, flush=True)
+    print("Ready.", flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        station.close()

@@ -1,0 +1,109 @@
+"""The app's settings: built once at start (defaults < config file < environment < flags), frozen."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "VOICEGEN_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_root: Path = PROJECT_ROOT
+    data_dir: Path = PROJECT_ROOT / "data"
+    envs_dir: Optional[Path] = None
+    """Where built environments live; default ``<data_dir>/envs``."""
+    extra_spec_dirs: Tuple[Path, ...] = ()
+    """More folders of architecture specs beside ``envs/`` (tests add a fault-injecting one)."""
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: Optional[str] = None
+    open_browser: bool = True
+    default_architecture: str = "piper"
+    default_output_format: str = "wav"
+    keep_alive_s: float = 300.0
+    job_timeout_s: float = 600.0
+    max_text_chars: int = 5000
+    history_size: int = 10
+    layer: Optional[str] = None
+    """Requirement layer for envs (cpu/cuda); default: cuda when an NVIDIA GPU is present."""
+
+    @property
+    def built_envs_dir(self) -> Path:
+        return self.envs_dir or self.data_dir / "envs"
+
+    @property
+    def spec_dirs(self) -> Tuple[Path, ...]:
+        return (self.project_root / "envs",) + self.extra_spec_dirs
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def characters_dir(self) -> Path:
+        return self.data_dir / "characters"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    text = str(kind)
+    if isinstance(raw, str):
+        if "bool" in text:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if "int" in text and "Tuple" not in text:
+            return int(raw)
+        if "float" in text:
+            return float(raw)
+        if "Tuple" in text:
+            return tuple(Path(part) for part in raw.split(os.pathsep) if part)
+        if "Path" in text:
+            return Path(raw).expanduser().resolve()
+        return raw
+    if "Path" in text and "Tuple" not in text and raw is not None:
+        return Path(raw).expanduser().resolve()
+    return raw
+
+
+def build_settings(environ: Mapping[str, str], flags: Dict[str, Any]) -> Settings:
+    """defaults < ``<data_dir>/config.toml`` < ``VOICEGEN_*`` environment variables < flags."""
+    names = {f.name for f in fields(Settings)}
+    layered: Dict[str, Any] = {}
+    env_values = {
+        key[len(ENV_PREFIX):].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)
+    }
+    flag_values = {key: value for key, value in flags.items() if value is not None}
+    data_dir = flag_values.get("data_dir") or env_values.get("data_dir") or Settings.data_dir
+    config_path = Path(data_dir).expanduser() / "config.toml"
+    if config_path.exists():
+        for key, value in tomllib.loads(config_path.read_text(encoding="utf-8")).items():
+            if key in names:
+                layered[key] = _coerce(key, value)
+    for source in (env_values, flag_values):
+        for key, value in source.items():
+            if key in names:
+                layered[key] = _coerce(key, value)
+    return replace(Settings(), **layered)

@@ -1,0 +1,230 @@
+"""The Gradio Blocks UI and the named API endpoints. Thin wiring over ``app.actions``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+import gradio as gr
+
+from app.actions import Generation, Workstation
+from app.errors import UserFacingError
+from pipeline.audio_io import OUTPUT_FORMATS
+from runtimes.manifest import Option
+
+logger = logging.getLogger(__name__)
+
+HISTORY_HEADERS = ["time", "architecture", "character", "text", "duration (s)", "file"]
+
+
+def _slider_or_input(option: Option) -> gr.components.Component:
+    if option.kind in ("float", "int") and option.minimum is not None and option.maximum is not None:
+        return gr.Slider(
+            minimum=option.minimum,
+            maximum=option.maximum,
+            value=option.default,
+            step=option.step or (1 if option.kind == "int" else 0.01),
+            label=option.label,
+            info=option.help or None,
+        )
+    if option.kind == "bool":
+        return gr.Checkbox(value=bool(option.default), label=option.label, info=option.help or None)
+    if option.kind == "choice":
+        return gr.Dropdown(choices=list(option.choices), value=option.default, label=option.label)
+    return gr.Textbox(value=str(option.default), label=option.label)
+
+
+def _user_error(exc: UserFacingError) -> gr.Error:
+    return gr.Error(str(exc), print_exception=False)
+
+
+def _parse_options(options: Any) -> Dict[str, Any]:
+    if options is None or options == "":
+        return {}
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except ValueError as exc:
+            raise UserFacingError("options must be a JSON object: %s" % exc) from exc
+    if not isinstance(options, dict):
+        raise UserFacingError("options must be a JSON object mapping option names to values")
+    return options
+
+
+def build_ui(station: Workstation) -> gr.Blocks:
+    settings = station.settings
+    architectures = list(station.manifests)
+    default_arch = settings.default_architecture if settings.default_architecture in architectures else architectures[0]
+
+    def character_choices(architecture: str) -> List[Tuple[str, str]]:
+        return [(c.label, c.id) for c in station.characters(architecture)]
+
+    def run_generation(
+        architecture: str,
+        character: str,
+        text: str,
+        audio_path: Optional[str],
+        options: Dict[str, Any],
+        output_format: str,
+        progress: gr.Progress,
+    ) -> Generation:
+        cancel = threading.Event()
+        try:
+            return station.generate(
+                architecture,
+                character,
+                text=text,
+                audio_path=audio_path,
+                options=options,
+                output_format=output_format,
+                progress=lambda fraction, message: progress(fraction, desc=message),
+                cancel=cancel,
+            )
+        except UserFacingError as exc:
+            raise _user_error(exc) from None
+        finally:
+            cancel.set()
+
+    with gr.Blocks(title="Voice workstation") as demo:
+        gr.Markdown("# Voice workstation\nPick an architecture and a character, type text or give a recording, press Generate.")
+        with gr.Tab("Generate"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    architecture = gr.Dropdown(
+                        choices=[(station.manifests[a].display_name, a) for a in architectures],
+                        value=default_arch,
+                        label="Architecture",
+                    )
+                    character = gr.Dropdown(
+                        choices=character_choices(default_arch),
+                        value=(character_choices(default_arch) or [("", None)])[0][1],
+                        label="Character",
+                    )
+                    text = gr.Textbox(label="Text", lines=4, placeholder="Type what the voice should say")
+                    audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input audio (upload or record)")
+                    option_components: List[Tuple[str, str, gr.components.Component]] = []
+                    option_groups: Dict[str, gr.Group] = {}
+                    with gr.Accordion("Options", open=True):
+                        for arch in architectures:
+                            with gr.Group(visible=arch == default_arch) as group:
+                                for option in station.manifests[arch].options:
+                                    option_components.append((arch, option.name, _slider_or_input(option)))
+                            option_groups[arch] = group
+                    output_format = gr.Dropdown(choices=list(OUTPUT_FORMATS), value=settings.default_output_format, label="Output format")
+                    with gr.Row():
+                        generate_button = gr.Button("Generate", variant="primary")
+                        cancel_button = gr.Button("Cancel", variant="stop")
+                with gr.Column(scale=2):
+                    audio_out = gr.Audio(type="filepath", label="Result", interactive=False, buttons=["download"])
+                    info_out = gr.JSON(label="Details")
+                    history_table = gr.Dataframe(headers=HISTORY_HEADERS, label="This session's outputs", interactive=False)
+                    history_files = gr.Files(label="Downloads", interactive=False)
+            history_state = gr.State([])
+
+        with gr.Tab("Runtimes"):
+            status_table = gr.JSON(label="Workers")
+            refresh_button = gr.Button("Refresh")
+
+        # API-only components: stable parameters for gradio_client, independent of the UI layout
+        with gr.Group(visible=False):
+            api_architecture = gr.Textbox(label="architecture")
+            api_character = gr.Textbox(label="character")
+            api_text = gr.Textbox(label="text")
+            api_audio = gr.Audio(type="filepath", label="audio")
+            api_options = gr.JSON(label="options")
+            api_format = gr.Textbox(label="output_format", value="wav")
+            api_audio_out = gr.Audio(type="filepath", label="result")
+            api_info_out = gr.JSON(label="info")
+            api_button = gr.Button()
+            api_list_button = gr.Button()
+            api_arch_list = gr.JSON(label="architectures")
+            api_char_button = gr.Button()
+            api_char_list = gr.JSON(label="characters")
+            api_status_button = gr.Button()
+
+        # wiring
+        def on_architecture(arch: str) -> List[Any]:
+            choices = character_choices(arch)
+            updates: List[Any] = [gr.update(choices=choices, value=choices[0][1] if choices else None)]
+            updates += [gr.update(visible=name == arch) for name in architectures]
+            return updates
+
+        architecture.change(
+            on_architecture,
+            inputs=architecture,
+            outputs=[character] + [option_groups[a] for a in architectures],
+            api_visibility="private",
+        )
+
+        def on_generate(
+            arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, history: List[List[Any]], *values: Any,
+            progress: gr.Progress = gr.Progress(),
+        ) -> Tuple[Any, ...]:
+            options = {name: value for (owner, name, _), value in zip(option_components, values) if owner == arch}
+            generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress)
+            row = [
+                generation.path.stem.split("-")[0],
+                arch,
+                char,
+                (text_value or "")[:60],
+                round(generation.duration_s, 2),
+                generation.path.name,
+            ]
+            history = ([row] + history)[: settings.history_size]
+            files = [str(generation.path.parent / r[5]) for r in history]
+            return str(generation.path), generation.info(), history, history, files
+
+        generate_event = generate_button.click(
+            on_generate,
+            inputs=[architecture, character, text, audio_in, output_format, history_state] + [c for _, _, c in option_components],
+            outputs=[audio_out, info_out, history_table, history_state, history_files],
+            api_visibility="private",
+        )
+        cancel_button.click(None, cancels=[generate_event], api_visibility="private")
+
+        def api_generate(
+            arch: str, char: str, text_value: str, audio_path: Optional[str], options: Any, fmt: str,
+            progress: gr.Progress = gr.Progress(),
+        ) -> Tuple[str, Dict[str, Any]]:
+            """Generate speech (TTS) or convert audio with the chosen architecture and character."""
+            try:
+                parsed = _parse_options(options)
+            except UserFacingError as exc:
+                raise _user_error(exc) from None
+            generation = run_generation(arch, char, text_value, audio_path, parsed, fmt or "wav", progress)
+            return str(generation.path), generation.info()
+
+        api_button.click(
+            api_generate,
+            inputs=[api_architecture, api_character, api_text, api_audio, api_options, api_format],
+            outputs=[api_audio_out, api_info_out],
+            api_name="generate",
+        )
+
+        def api_list_architectures() -> List[Dict[str, Any]]:
+            """Architectures with their capabilities and option schema."""
+            return station.architectures()
+
+        api_list_button.click(api_list_architectures, outputs=api_arch_list, api_name="list_architectures")
+
+        def api_list_characters(arch: str) -> List[Dict[str, Any]]:
+            """Characters available for an architecture."""
+            try:
+                return [
+                    {"id": c.id, "label": c.label, "builtin": c.path is None} for c in station.characters(arch)
+                ]
+            except UserFacingError as exc:
+                raise _user_error(exc) from None
+
+        api_char_button.click(api_list_characters, inputs=api_architecture, outputs=api_char_list, api_name="list_characters")
+
+        def runtime_status() -> List[Dict[str, Any]]:
+            """Live workers: state, pid, idle time, keep-alive left, last error, log tail."""
+            return station.runtime_status()
+
+        api_status_button.click(runtime_status, outputs=status_table, api_name="runtime_status")
+        refresh_button.click(runtime_status, outputs=status_table, api_visibility="private")
+        demo.load(runtime_status, outputs=status_table, api_visibility="private")
+    return demo

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""One-click entry for the voice workstation.
+
+    python3 launcher.py [--host H] [--port P] [--share] [--auth user:pass] [--data-dir D] [--no-browser]
+    python3 launcher.py test [pytest args]
+
+Sets up the app's own environment (``.venv`` in the project, with uv when it can be installed from
+PyPI, else venv + pip), installs the pinned dependencies, builds the default architecture's
+environment with visible progress, then starts the app (or runs the tests). Re-running is fast:
+nothing is reinstalled unless the pinned requirements changed. Standard library only, Python 3.10+.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+MARKER = VENV / ".voicegen-deps"
+UV_VERSION = "0.13.9"
+COMMANDS = ("serve", "setup", "test")
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def say(message: str) -> None:
+    print("[launcher] %s" % message, flush=True)
+
+
+def lock_files(with_dev: bool) -> List[Path]:
+    files = [ROOT / "requirements" / "app.lock"]
+    if with_dev:
+        files.append(ROOT / "requirements" / "dev.lock")
+    return files
+
+
+def wanted_marker(with_dev: bool) -> str:
+    digest = hashlib.sha256()
+    digest.update(("%d.%d|" % sys.version_info[:2]).encode())
+    for path in lock_files(with_dev):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def installed_marker() -> str:
+    try:
+        return MARKER.read_text().strip()
+    except OSError:
+        return ""
+
+
+def run(command: List[str]) -> None:
+    say("$ " + " ".join(str(part) for part in command))
+    subprocess.run(command, check=True)
+
+
+def install(with_dev: bool) -> None:
+    if not venv_python().exists():
+        say("creating the app environment in %s" % VENV)
+        run([sys.executable, "-m", "venv", str(VENV)])
+    python = str(venv_python())
+    requirements: List[str] = []
+    for path in lock_files(with_dev):
+        requirements += ["-r", str(path)]
+    uv = VENV / ("Scripts/uv.exe" if os.name == "nt" else "bin/uv")
+    if not uv.exists():
+        try:
+            run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "uv==%s" % UV_VERSION])
+        except subprocess.CalledProcessError:
+            say("uv could not be installed; using pip (slower)")
+    if uv.exists():
+        run([str(uv), "pip", "install", "--python", python, *requirements])
+    else:
+        run([python, "-m", "pip", "install", "--disable-pip-version-check", *requirements])
+
+
+def ensure_app_env(with_dev: bool) -> None:
+    wanted = wanted_marker(with_dev)
+    have = installed_marker()
+    # A test set-up satisfies a plain run too (it installs a superset).
+    if have == wanted or (not with_dev and have == wanted_marker(True)):
+        return
+    started = time.monotonic()
+    say("installing the app's pinned dependencies%s" % (" and test tools" if with_dev else ""))
+    try:
+        install(with_dev)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        say("set-up failed: %s" % exc)
+        shutil.rmtree(VENV, ignore_errors=True)  # never leave a half environment behind
+        raise SystemExit(1) from None
+    MARKER.write_text(wanted + "\n")
+    say("app environment ready in %.0f s" % (time.monotonic() - started))
+
+
+def main(argv: List[str]) -> int:
+    if sys.version_info < (3, 10):
+        print("Python 3.10 or newer is needed (this is %s)" % sys.version.split()[0], file=sys.stderr)
+        return 2
+    command = argv[0] if argv and argv[0] in COMMANDS else "serve"
+    rest = argv[1:] if argv and argv[0] in COMMANDS else argv
+    if any(arg in ("-h", "--help") for arg in rest) and command == "serve":
+        print(__doc__)
+        return 0
+    ensure_app_env(with_dev=command == "test")
+    os.chdir(ROOT)
+    args = [str(venv_python()), "-m", "app", command, *rest]
+    if os.name == "nt":  # no exec on Windows: wait and pass the exit code on
+        return subprocess.call(args)
+    os.execv(args[0], args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

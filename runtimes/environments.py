@@ -1,0 +1,224 @@
+"""Building each architecture's own environment from its folder in ``envs/``.
+
+A folder holds ``spec.toml`` (name, kind, python, adapter) and layered requirements:
+``requirements.txt`` plus ``requirements-cpu.txt`` or ``requirements-cuda.txt``, the layer picked by
+whether an NVIDIA GPU is present. An environment is rebuilt only when the hash of what it was built
+from changes. A build streams its output to a log file and to a progress callback; a failed or
+interrupted build leaves no half environment behind (the completion marker is written last).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from runtimes.errors import EnvironmentBuildError
+
+logger = logging.getLogger(__name__)
+
+BUILDER_VERSION = "1"
+MARKER_NAME = ".voicegen-env.json"
+KINDS = ("venv",)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    name: str
+    kind: str
+    python: str
+    adapter: str
+    folder: Path
+
+    def requirement_files(self, layer: str) -> List[Path]:
+        files = [self.folder / "requirements.txt", self.folder / ("requirements-%s.txt" % layer)]
+        return [path for path in files if path.exists()]
+
+
+def load_spec(folder: Path) -> EnvSpec:
+    path = folder / "spec.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise EnvironmentBuildError("cannot read %s: %s" % (path, exc)) from exc
+    missing = [key for key in ("name", "kind", "python", "adapter") if key not in data]
+    if missing:
+        raise EnvironmentBuildError("%s lacks %s" % (path, ", ".join(missing)))
+    if data["kind"] not in KINDS:
+        raise EnvironmentBuildError("%s: kind %r is not supported yet (supported: %s)" % (path, data["kind"], ", ".join(KINDS)))
+    return EnvSpec(str(data["name"]), str(data["kind"]), str(data["python"]), str(data["adapter"]), folder)
+
+
+def load_specs(envs_root: Path) -> Dict[str, EnvSpec]:
+    specs: Dict[str, EnvSpec] = {}
+    for spec_file in sorted(envs_root.glob("*/spec.toml")):
+        spec = load_spec(spec_file.parent)
+        specs[spec.name] = spec
+    return specs
+
+
+def env_python(env_dir: Path) -> Path:
+    if os.name == "nt":
+        return env_dir / "Scripts" / "python.exe"
+    return env_dir / "bin" / "python"
+
+
+def find_interpreter(version: str) -> Optional[str]:
+    """A local interpreter of ``version`` (e.g. "3.11"): this one, one on PATH, or a pyenv one."""
+    if "%d.%d" % sys.version_info[:2] == version:
+        return getattr(sys, "_base_executable", None) or sys.executable
+    on_path = shutil.which("python%s" % version)
+    if on_path:
+        return on_path
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    for candidate in sorted(pyenv_root.glob("versions/%s.*/bin/python%s" % (version, version)), reverse=True):
+        return str(candidate)
+    return None
+
+
+def find_uv() -> Optional[str]:
+    beside = Path(sys.executable).parent / ("uv.exe" if os.name == "nt" else "uv")
+    return str(beside) if beside.exists() else shutil.which("uv")
+
+
+def pip_find_links() -> List[str]:
+    """pip's configured find-links (local wheel folders, e.g. a CPU torch); uv does not read pip's config."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    links: List[str] = []
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key.endswith(".find-links"):
+            links.extend(part for part in value.strip().strip("'\"").split() if part not in links)
+    return links
+
+
+_FAILED_PACKAGE_PATTERNS = (
+    re.compile(r"No matching distribution found for ([A-Za-z0-9_.\-\[\]]+)"),
+    re.compile(r"Because ([A-Za-z0-9_.\-]+)(?:==\S+)? was not found in the (?:package registry|provided package locations)"),
+    re.compile(r"Because there is no version of ([A-Za-z0-9_.\-]+)"),
+    re.compile(r"Failed to (?:build|download|prepare distributions?|fetch)[^`]*`([A-Za-z0-9_.\-]+)"),
+    re.compile(r"Could not find a version that satisfies the requirement ([A-Za-z0-9_.\-]+)"),
+    re.compile(r"ERROR: Failed building wheel for ([A-Za-z0-9_.\-]+)"),
+    re.compile(r"No solution found when resolving dependencies:\s*\n\s*╰─▶ Because ([A-Za-z0-9_.\-]+)"),
+)
+
+
+def failing_package(log_text: str) -> Optional[str]:
+    """Name of the package an installer's output blames, if it blames one."""
+    for pattern in _FAILED_PACKAGE_PATTERNS:
+        match = pattern.search(log_text)
+        if match:
+            return match.group(1)
+    return None
+
+
+class EnvironmentBuilder:
+    """Builds (or reuses) the environment of each architecture under ``envs_dir``."""
+
+    def __init__(self, envs_dir: Path, logs_dir: Path, layer: str) -> None:
+        self.envs_dir = envs_dir
+        self.logs_dir = logs_dir
+        self.layer = layer
+
+    def spec_hash(self, spec: EnvSpec) -> str:
+        digest = hashlib.sha256()
+        digest.update(("%s|%s|%s|%s|%s" % (BUILDER_VERSION, spec.kind, spec.python, spec.adapter, self.layer)).encode())
+        for path in [spec.folder / "spec.toml", *spec.requirement_files(self.layer)]:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()
+
+    def env_dir(self, spec: EnvSpec) -> Path:
+        return self.envs_dir / spec.name
+
+    def is_ready(self, spec: EnvSpec) -> bool:
+        marker = self.env_dir(spec) / MARKER_NAME
+        try:
+            return bool(json.loads(marker.read_text())["spec_hash"] == self.spec_hash(spec))
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def ensure(self, spec: EnvSpec, progress: Progress = lambda line: None) -> Path:
+        """The env's interpreter, building the env first when it is missing or out of date."""
+        if self.is_ready(spec):
+            return env_python(self.env_dir(spec))
+        env_dir = self.env_dir(spec)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / ("env-%s.log" % spec.name)
+        shutil.rmtree(env_dir, ignore_errors=True)
+        progress("building the %s environment (log: %s)" % (spec.name, log_path))
+        try:
+            with log_path.open("w", encoding="utf-8") as log:
+                for step, command in enumerate(self._commands(spec, env_dir), start=1):
+                    progress("[%s %d/2] %s" % (spec.name, step, " ".join(command[:3])))
+                    self._run(command, log, progress, spec.name)
+        except BaseException as exc:  # interrupted or failed: never leave a half env
+            shutil.rmtree(env_dir, ignore_errors=True)
+            if isinstance(exc, EnvironmentBuildError):
+                text = log_path.read_text(encoding="utf-8", errors="replace")
+                package = failing_package(text)
+                blamed = "package %s" % package if package else "see the log"
+                tail = "\n".join(text.strip().splitlines()[-8:])
+                raise EnvironmentBuildError(
+                    "building the %s environment failed (%s; log %s):\n%s" % (spec.name, blamed, log_path, tail),
+                    package=package,
+                    log_path=str(log_path),
+                ) from exc
+            raise
+        marker = {"spec_hash": self.spec_hash(spec), "layer": self.layer, "python": spec.python}
+        (env_dir / MARKER_NAME).write_text(json.dumps(marker))
+        progress("the %s environment is ready" % spec.name)
+        return env_python(env_dir)
+
+    def _commands(self, spec: EnvSpec, env_dir: Path) -> List[List[str]]:
+        interpreter = find_interpreter(spec.python)
+        uv = find_uv()
+        requirements: List[str] = []
+        for path in spec.requirement_files(self.layer):
+            requirements += ["-r", str(path)]
+        if uv:
+            find_links: List[str] = []
+            for link in pip_find_links():
+                find_links += ["--find-links", link]
+            create = [uv, "venv", "--quiet", "--python", interpreter or spec.python, str(env_dir)]
+            install = [uv, "pip", "install", "--python", str(env_python(env_dir)), *find_links, *requirements]
+            return [create, install]
+        if interpreter is None:
+            raise EnvironmentBuildError("no Python %s found for the %s environment, and uv is not installed" % (spec.python, spec.name))
+        create = [interpreter, "-m", "venv", str(env_dir)]
+        install = [str(env_python(env_dir)), "-m", "pip", "install", "--disable-pip-version-check", *requirements]
+        return [create, install]
+
+    def _run(self, command: List[str], log: "object", progress: Progress, name: str) -> None:
+        log_file = log  # a text file opened by the caller
+        log_file.write("$ %s\n" % " ".join(command))  # type: ignore[attr-defined]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert process.stdout is not None
+        for line in process.stdout:
+            log_file.write(line)  # type: ignore[attr-defined]
+            stripped = line.strip()
+            if stripped:
+                progress("[%s] %s" % (name, stripped))
+        code = process.wait()
+        log_file.flush()  # type: ignore[attr-defined]
+        if code != 0:
+            raise EnvironmentBuildError("%s exited with %d" % (command[0], code))

@@ -1,0 +1,31 @@
+"""The architectures the app knows: one ``spec.toml`` per folder under each envs root.
+
+Registering an architecture is the ``adapter = "module:Class"`` line of its spec. The manifest is read
+by importing the adapter module, which by contract imports only the standard library, numpy and the
+worker scaffold at module level (model libraries are imported inside ``load``, in the worker).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Dict, Sequence
+
+from runtimes.environments import EnvSpec, load_specs
+from runtimes.manifest import Manifest
+
+
+def discover(envs_roots: Sequence[Path]) -> Dict[str, EnvSpec]:
+    specs: Dict[str, EnvSpec] = {}
+    for root in envs_roots:
+        specs.update(load_specs(root))
+    return specs
+
+
+def read_manifest(spec: EnvSpec) -> Manifest:
+    module_name, _, class_name = spec.adapter.partition(":")
+    adapter_class = getattr(importlib.import_module(module_name), class_name)
+    manifest = adapter_class.manifest
+    if not isinstance(manifest, Manifest):
+        raise TypeError("%s has no Manifest" % spec.adapter)
+    return manifest

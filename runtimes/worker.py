@@ -1,0 +1,191 @@
+"""The worker scaffold: runs one adapter inside its architecture's environment.
+
+Started by the supervisor as ``<env python> -m runtimes.worker --adapter MOD:CLASS --address ADDR``
+with the per-launch secret on stdin. It owns the socket, framing, heartbeats, parent-death watch and
+turning exceptions into structured errors; adapters only load and generate.
+Standard library + numpy only; Python 3.9 syntax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Client
+from typing import Any, Dict, Optional
+
+from runtimes.adapter import Adapter, GenerateRequest, ModelRef
+from runtimes.errors import BadRequestError, JobCancelledError
+from runtimes.protocol import (
+    EXIT_CODE_BOOT_FAILED,
+    HEARTBEAT_INTERVAL_S,
+    PROTOCOL_VERSION,
+    Channel,
+    address_from_text,
+    socket_family,
+)
+
+logger = logging.getLogger("worker")
+
+
+def load_adapter_class(entry_point: str) -> type:
+    module_name, _, class_name = entry_point.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)  # type: ignore[no-any-return]
+
+
+def die_with_group() -> None:
+    """The app is gone: take our whole process group (our children too) down with us."""
+    try:
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+    finally:
+        os._exit(0)
+
+
+class Worker:
+    def __init__(self, adapter: Adapter, data: Channel, control: Channel) -> None:
+        self.adapter = adapter
+        self.data = data
+        self.control = control
+        self.control_lock = threading.Lock()
+        self.parent_pid = os.getppid()
+        self.job_id: Optional[str] = None
+        self.progress_count = 0
+        self.cancelled_job: Optional[str] = None
+
+    # control channel: runs beside inference, never blocked by it
+    def send_control(self, header: Dict[str, Any]) -> None:
+        with self.control_lock:
+            self.control.send(header)
+
+    def control_reader(self) -> None:
+        while True:
+            try:
+                header, _ = self.control.recv()
+            except Exception:  # EOF or a broken frame: the app is gone or misbehaving
+                die_with_group()
+                return
+            kind = header["type"]
+            if kind == "ping":
+                self.send_control({"type": "pong", "nonce": header.get("nonce")})
+            elif kind == "cancel":
+                self.cancelled_job = header.get("job")
+            elif kind == "shutdown":
+                logger.info("shutdown requested")
+                die_with_group()
+
+    def heartbeat_sender(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_INTERVAL_S)
+            if os.getppid() != self.parent_pid:
+                die_with_group()
+            try:
+                self.send_control(
+                    {"type": "heartbeat", "job": self.job_id, "progress": self.progress_count, "time": time.time()}
+                )
+            except Exception:
+                die_with_group()
+
+    # data channel: one request at a time
+    def serve(self) -> None:
+        threading.Thread(target=self.control_reader, name="control", daemon=True).start()
+        threading.Thread(target=self.heartbeat_sender, name="heartbeat", daemon=True).start()
+        self.data.send(
+            {
+                "type": "hello",
+                "protocol": PROTOCOL_VERSION,
+                "pid": os.getpid(),
+                "python": sys.version.split()[0],
+                "manifest": self.adapter.manifest.to_dict(),
+            }
+        )
+        while True:
+            try:
+                header, audio = self.data.recv()
+            except EOFError:
+                die_with_group()
+                return
+            job = header.get("job")
+            try:
+                self.handle(header, audio)
+            except Exception as exc:  # process boundary: every failure crosses the wire
+                if not isinstance(exc, (BadRequestError, JobCancelledError)):
+                    logger.exception("job %s failed", job)
+                message = str(exc) or type(exc).__name__
+                self.data.send(
+                    {
+                        "type": "error",
+                        "job": job,
+                        "error": {"type": type(exc).__name__, "message": message, "traceback": traceback.format_exc()},
+                    }
+                )
+            finally:
+                self.job_id = None
+
+    def handle(self, header: Dict[str, Any], audio: Any) -> None:
+        kind = header["type"]
+        job = header.get("job")
+        self.job_id = job
+        if kind == "load":
+            model = ModelRef(**header["model"])
+            started = time.perf_counter()
+            self.adapter.load(model)
+            self.data.send({"type": "loaded", "job": job, "load_s": time.perf_counter() - started})
+        elif kind == "generate":
+            request = GenerateRequest(
+                text=header.get("text") or "",
+                audio=audio,
+                audio_sample_rate=header.get("audio_sample_rate"),
+                options=header.get("options") or {},
+                report_progress=lambda fraction, message: self.report_progress(job, fraction, message),
+                is_cancelled=lambda: self.cancelled_job == job,
+            )
+            started = time.perf_counter()
+            result = self.adapter.generate(request)
+            self.data.send(
+                {
+                    "type": "result",
+                    "job": job,
+                    "sample_rate": int(result.sample_rate),
+                    "generate_s": time.perf_counter() - started,
+                },
+                audio=result.audio,
+            )
+        else:
+            raise BadRequestError("unknown message type %r" % kind)
+
+    def report_progress(self, job: Optional[str], fraction: float, message: str) -> None:
+        self.progress_count += 1
+        self.send_control({"type": "progress", "job": job, "fraction": fraction, "message": message})
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--adapter", required=True, help="module:Class of the adapter")
+    parser.add_argument("--address", required=True, help="supervisor socket address")
+    parser.add_argument("--name", default="worker")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    sys.stdout = sys.stderr  # the protocol never uses stdout; adapter prints go to the log
+    authkey = bytes.fromhex(sys.stdin.readline().strip())
+    try:
+        adapter = load_adapter_class(args.adapter)()
+        address = address_from_text(args.address)
+        data = Channel(Client(address, family=socket_family(), authkey=authkey))
+        control = Channel(Client(address, family=socket_family(), authkey=authkey))
+    except Exception:
+        traceback.print_exc()
+        return EXIT_CODE_BOOT_FAILED
+    Worker(adapter, data, control).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
