@@ -54,7 +54,7 @@ def serve(settings: Settings) -> None:
     url = "http://%s:%d/" % (settings.host, settings.port)
     print("Voice workstation: %s" % url, flush=True)
     try:
-        _, local_url, share_url = demo.launch(
+        _, _, share_url = demo.launch(
             server_name=settings.host,
             server_port=settings.port,
             share=settings.share,

@@ -45,7 +45,7 @@ class Settings:
 
     @property
     def spec_dirs(self) -> Tuple[Path, ...]:
-        return (self.project_root / "envs",) + self.extra_spec_dirs
+        return (self.project_root / "envs", *self.extra_spec_dirs)
 
     @property
     def outputs_dir(self) -> Path:

@@ -97,9 +97,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
                         value=default_arch,
                         label="Architecture",
                     )
+                    first_characters = character_choices(default_arch)
                     character = gr.Dropdown(
-                        choices=character_choices(default_arch),
-                        value=(character_choices(default_arch) or [("", None)])[0][1],
+                        choices=first_characters,
+                        value=first_characters[0][1] if first_characters else None,
                         label="Character",
                     )
                     text = gr.Textbox(label="Text", lines=4, placeholder="Type what the voice should say")
@@ -162,7 +163,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
             arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, history: List[List[Any]], *values: Any,
             progress: gr.Progress = gr.Progress(),
         ) -> Tuple[Any, ...]:
-            options = {name: value for (owner, name, _), value in zip(option_components, values) if owner == arch}
+            options = {name: value for (owner, name, _), value in zip(option_components, values, strict=True) if owner == arch}
             generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress)
             row = [
                 generation.path.stem.split("-")[0],
@@ -172,7 +173,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 round(generation.duration_s, 2),
                 generation.path.name,
             ]
-            history = ([row] + history)[: settings.history_size]
+            history = [row, *history][: settings.history_size]
             files = [str(generation.path.parent / r[5]) for r in history]
             return str(generation.path), generation.info(), history, history, files
 
@@ -227,4 +228,5 @@ def build_ui(station: Workstation) -> gr.Blocks:
         api_status_button.click(runtime_status, outputs=status_table, api_name="runtime_status")
         refresh_button.click(runtime_status, outputs=status_table, api_visibility="private")
         demo.load(runtime_status, outputs=status_table, api_visibility="private")
-    return demo
+    blocks: gr.Blocks = demo
+    return blocks

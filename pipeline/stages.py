@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.errors import StageConfigError
 
 Audio = np.ndarray
-STAGES: Dict[str, Type["Stage"]] = {}
+STAGES: Dict[str, Type[Stage]] = {}
 
 
 def _number(stage: str, name: str, value: Any, minimum: float, maximum: float) -> float:
@@ -81,7 +81,7 @@ class Chain(Stage):
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Chain":
+    def from_json(cls, text: str) -> Chain:
         try:
             data = json.loads(text)
         except ValueError as exc:

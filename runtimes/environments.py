@@ -19,7 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, TextIO
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -208,17 +208,16 @@ class EnvironmentBuilder:
         install = [str(env_python(env_dir)), "-m", "pip", "install", "--disable-pip-version-check", *requirements]
         return [create, install]
 
-    def _run(self, command: List[str], log: "object", progress: Progress, name: str) -> None:
-        log_file = log  # a text file opened by the caller
-        log_file.write("$ %s\n" % " ".join(command))  # type: ignore[attr-defined]
+    def _run(self, command: List[str], log_file: TextIO, progress: Progress, name: str) -> None:
+        log_file.write("$ %s\n" % " ".join(command))
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         assert process.stdout is not None
         for line in process.stdout:
-            log_file.write(line)  # type: ignore[attr-defined]
+            log_file.write(line)
             stripped = line.strip()
             if stripped:
                 progress("[%s] %s" % (name, stripped))
         code = process.wait()
-        log_file.flush()  # type: ignore[attr-defined]
+        log_file.flush()
         if code != 0:
             raise EnvironmentBuildError("%s exited with %d" % (command[0], code))

@@ -69,7 +69,7 @@ class Channel:
             header = dict(header, payload={"dtype": "float32", "shape": list(samples.shape)})
             data = json.dumps(header).encode("utf-8")
             self.connection.send_bytes(data)
-            self.connection.send_bytes(memoryview(samples).cast("B"))
+            self.connection.send_bytes(samples.data)  # no copy: send_bytes casts to bytes itself
         else:
             self.connection.send_bytes(json.dumps(header).encode("utf-8"))
 

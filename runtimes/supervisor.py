@@ -237,7 +237,7 @@ class Supervisor:
             process.send(
                 {"type": "load", "job": "load", "model": {"character": request.character, "path": request.character_path, "device": "cpu"}}
             )
-            header, _ = self._await_reply(worker, "load", "loaded", self.settings.load_timeout_s, None)
+            self._await_reply(worker, "load", "loaded", self.settings.load_timeout_s, None)
         except BaseException as exc:
             worker.last_error = str(exc)
             self.stop_worker(worker, "load failed")
@@ -264,7 +264,10 @@ class Supervisor:
                 if header.get("job") != job_id:
                     continue  # a late reply to a job that was given up on
                 if header["type"] == "error":
-                    raise RemoteError.from_dict(header.get("error", {}))
+                    error = header.get("error", {})
+                    if error.get("type") == JobCancelledError.__name__:
+                        raise JobCancelledError("the %s job was cancelled" % worker.spec.name)
+                    raise RemoteError.from_dict(error)
                 if header["type"] == expected:
                     return header, audio
                 raise ProtocolError("unexpected %r reply to %s" % (header["type"], job_id))

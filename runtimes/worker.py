@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 from multiprocessing.connection import Client
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from runtimes.adapter import Adapter, GenerateRequest, ModelRef
 from runtimes.errors import BadRequestError, JobCancelledError
@@ -166,7 +166,7 @@ class Worker:
         self.send_control({"type": "progress", "job": job, "fraction": fraction, "message": message})
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--adapter", required=True, help="module:Class of the adapter")
     parser.add_argument("--address", required=True, help="supervisor socket address")

@@ -1,0 +1,164 @@
+"""Shared fixtures: real environments, real supervisors, a real app server."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+import pytest
+
+from runtimes.environments import EnvironmentBuilder, EnvSpec, load_spec
+from runtimes.supervisor import Supervisor, SupervisorSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEST_SPECS = PROJECT_ROOT / "tests" / "envs"
+
+
+def built_envs_dir() -> Path:
+    return Path(os.environ.get("VOICEGEN_ENVS_DIR", PROJECT_ROOT / "data" / "envs"))
+
+
+@pytest.fixture(scope="session")
+def builder(tmp_path_factory: pytest.TempPathFactory) -> EnvironmentBuilder:
+    return EnvironmentBuilder(built_envs_dir(), tmp_path_factory.mktemp("env-logs"), "cpu")
+
+
+@pytest.fixture(scope="session")
+def fake_spec() -> EnvSpec:
+    return load_spec(TEST_SPECS / "fake")
+
+
+@pytest.fixture(scope="session")
+def piper_spec() -> EnvSpec:
+    return load_spec(PROJECT_ROOT / "envs" / "piper")
+
+
+@pytest.fixture(scope="session")
+def fake_python(builder: EnvironmentBuilder, fake_spec: EnvSpec) -> Path:
+    return builder.ensure(fake_spec)
+
+
+@pytest.fixture(scope="session")
+def piper_python(builder: EnvironmentBuilder, piper_spec: EnvSpec) -> Path:
+    return builder.ensure(piper_spec)
+
+
+SupervisorFactory = Callable[..., Supervisor]
+
+
+@pytest.fixture
+def make_supervisor(
+    tmp_path: Path, builder: EnvironmentBuilder, fake_spec: EnvSpec, piper_spec: EnvSpec, fake_python: Path
+) -> Iterator[SupervisorFactory]:
+    made: List[Supervisor] = []
+
+    def make(specs: Optional[Dict[str, EnvSpec]] = None, **overrides: float) -> Supervisor:
+        settings = SupervisorSettings(project_root=PROJECT_ROOT, run_dir=tmp_path / "run", **overrides)  # type: ignore[arg-type]
+        supervisor = Supervisor(
+            settings,
+            specs if specs is not None else {"fake": fake_spec, "piper": piper_spec},
+            lambda spec, progress: builder.ensure(spec),
+        )
+        made.append(supervisor)
+        return supervisor
+
+    yield make
+    for supervisor in made:
+        supervisor.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class AppServer:
+    url: str
+    process: subprocess.Popen
+    data_dir: Path
+    lines: queue.Queue[str]
+    log: List[str]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_app(data_dir: Path, extra_args: Optional[List[str]] = None, timeout_s: float = 180.0) -> AppServer:
+    """Start the app the way the launcher does (``python -m app serve``) and wait for its ready line."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        VOICEGEN_ENVS_DIR=str(built_envs_dir()),
+        VOICEGEN_EXTRA_SPEC_DIRS=str(TEST_SPECS),
+        PYTHONUNBUFFERED="1",
+    )
+    command = [sys.executable, "-m", "app", "serve", "--no-browser", "--port", str(port), "--data-dir", str(data_dir)]
+    process = subprocess.Popen(
+        command + (extra_args or []),
+        cwd=str(PROJECT_ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    log: List[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.append(line.rstrip())
+            lines.put(line.rstrip())
+
+    threading.Thread(target=pump, daemon=True).start()
+    server = AppServer("http://127.0.0.1:%d/" % port, process, data_dir, lines, log)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if process.poll() is not None:
+                raise RuntimeError("the app exited early:\n" + "\n".join(log[-30:])) from None
+            continue
+        if line.strip() == "Ready.":
+            return server
+    server.stop()
+    raise RuntimeError("the app did not become ready in %.0f s:\n%s" % (timeout_s, "\n".join(log[-30:])))
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    server = start_app(tmp_path_factory.mktemp("app-data"))
+    yield server
+    server.stop()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return condition()
+
+
+def words(text: str) -> int:
+    return len(re.findall(r"[A-Za-z']+", text))

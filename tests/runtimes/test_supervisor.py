@@ -1,0 +1,211 @@
+"""The supervisor driven through real worker subprocesses in a real venv, with injected faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import psutil
+import pytest
+
+from runtimes.environments import EnvSpec
+from runtimes.errors import (
+    BadRequestError,
+    JobCancelledError,
+    JobTimeoutError,
+    RemoteError,
+    WorkerBootError,
+    WorkerCrashedError,
+)
+from runtimes.supervisor import JobRequest
+from tests.conftest import SupervisorFactory, wait_until
+
+TONE = (0.25 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+
+
+def fake_job(**options: object) -> JobRequest:
+    return JobRequest(architecture="fake", character="plain", audio=TONE, audio_sample_rate=16000, options=dict(options))
+
+
+def worker_pids(supervisor: object) -> List[int]:
+    return [row["pid"] for row in supervisor.status()]  # type: ignore[attr-defined]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_job_runs_and_worker_stays_warm(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    first = supervisor.generate(fake_job(gain=2.0))
+    np.testing.assert_allclose(first.audio, TONE * 2.0, rtol=1e-6)
+    assert first.sample_rate == 16000 and first.cold
+    pid = worker_pids(supervisor)[0]
+    second = supervisor.generate(fake_job(gain=0.5))
+    np.testing.assert_allclose(second.audio, TONE * 0.5, rtol=1e-6)
+    assert not second.cold and worker_pids(supervisor) == [pid]
+    assert supervisor.status()[0]["state"] == "ready"
+
+
+def test_crash_mid_job_fails_clearly_and_next_job_gets_a_fresh_worker(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    supervisor.generate(fake_job())
+    old_pid = worker_pids(supervisor)[0]
+    with pytest.raises(WorkerCrashedError, match="died while generating .*exited with code 17"):
+        supervisor.generate(fake_job(mode="crash"))
+    assert supervisor.status() == [] and gone(old_pid)
+    again = supervisor.generate(fake_job())
+    assert again.cold and worker_pids(supervisor)[0] != old_pid
+
+
+def test_sigkill_of_busy_worker_fails_the_job_and_next_succeeds(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    supervisor.generate(fake_job())
+    pid = worker_pids(supervisor)[0]
+    killer = threading.Timer(0.5, lambda: os.kill(pid, signal.SIGKILL))
+    killer.start()
+    with pytest.raises(WorkerCrashedError, match="SIGKILL"):
+        supervisor.generate(fake_job(sleep_s=20))
+    assert supervisor.generate(fake_job()).audio.size == TONE.size
+
+
+def test_sigkill_while_loading(make_supervisor: SupervisorFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_LOAD_S", "20")
+    supervisor = make_supervisor()
+    pids: List[int] = []
+
+    def kill_when_loading() -> None:
+        if wait_until(lambda: any(r["state"] == "loading" for r in supervisor.status()), 30):
+            pids.extend(worker_pids(supervisor))
+            os.kill(pids[0], signal.SIGKILL)
+
+    threading.Thread(target=kill_when_loading).start()
+    with pytest.raises(WorkerCrashedError, match="while loading"):
+        supervisor.generate(replace(fake_job(), character="slow-load"))
+    assert pids and wait_until(lambda: gone(pids[0]), 5)
+    assert supervisor.generate(fake_job()).sample_rate == 16000
+
+
+def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFactory, fake_spec: EnvSpec) -> None:
+    broken = replace(fake_spec, adapter="tests.fakes.missing_module:Adapter")
+    supervisor = make_supervisor({"fake": broken})
+    with pytest.raises(WorkerBootError, match="(?s)failed to boot.*ModuleNotFoundError.*missing_module"):
+        supervisor.generate(fake_job())
+    assert supervisor.status() == []
+
+
+def test_load_failure_is_a_clear_error_and_leaves_no_worker(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    with pytest.raises(RemoteError, match="weights file is corrupt"):
+        supervisor.generate(replace(fake_job(), character="broken-load"))
+    assert supervisor.status() == []
+
+
+def test_bad_request_keeps_the_worker(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    supervisor.generate(fake_job())
+    pid = worker_pids(supervisor)[0]
+    with pytest.raises(BadRequestError, match="refused on purpose"):
+        supervisor.generate(fake_job(mode="bad_request"))
+    assert worker_pids(supervisor) == [pid]
+    assert supervisor.generate(fake_job()).sample_rate == 16000
+
+
+def test_hung_job_is_killed_after_the_job_timeout(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(job_timeout_s=2.0)
+    supervisor.generate(fake_job())
+    pid = worker_pids(supervisor)[0]
+    started = time.monotonic()
+    with pytest.raises(JobTimeoutError, match="2 s limit"):
+        supervisor.generate(fake_job(mode="hang"))
+    assert time.monotonic() - started < 10
+    assert wait_until(lambda: gone(pid), 5)
+    assert supervisor.generate(fake_job()).sample_rate == 16000
+
+
+def test_job_without_progress_is_killed(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(progress_stall_s=1.5)
+    with pytest.raises(JobTimeoutError, match="no progress"):
+        supervisor.generate(fake_job(mode="hang"))
+    assert supervisor.status() == []
+
+
+def test_cancel_stops_a_cooperative_job_and_keeps_the_worker(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    supervisor.generate(fake_job())
+    pid = worker_pids(supervisor)[0]
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(JobCancelledError):
+        supervisor.generate(fake_job(sleep_s=30), cancel=cancel)
+    assert time.monotonic() - started < 5
+    assert worker_pids(supervisor) == [pid]
+
+
+def test_worker_child_dies_with_the_worker(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    messages: List[str] = []
+    supervisor.generate(fake_job(mode="spawn_child"), progress=lambda fraction, message: messages.append(message))
+    child_pid = int(next(m for m in messages if m.startswith("child")).split()[1])
+    assert psutil.pid_exists(child_pid)
+    supervisor.shutdown()
+    assert wait_until(lambda: gone(child_pid), 5)
+
+
+def test_keep_alive_zero_stops_worker_after_the_job(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(keep_alive_s=0.0)
+    supervisor.generate(fake_job())
+    assert supervisor.status() == []
+
+
+def test_idle_worker_is_evicted_after_keep_alive(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(keep_alive_s=1.0, monitor_interval_s=0.1)
+    supervisor.generate(fake_job())
+    pid = worker_pids(supervisor)[0]
+    assert wait_until(lambda: supervisor.status() == [], 10)
+    assert gone(pid)
+
+
+def test_restarted_app_reaps_workers_a_dead_app_left(make_supervisor: SupervisorFactory, tmp_path: Path) -> None:
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    dead_owner = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_owner.wait()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record = [{"pid": leftover.pid, "create_time": psutil.Process(leftover.pid).create_time(), "owner": dead_owner.pid}]
+    (run_dir / ("workers-%d.json" % dead_owner.pid)).write_text(json.dumps(record))
+    make_supervisor()
+    assert leftover.wait(5) == -signal.SIGKILL
+    assert not (run_dir / ("workers-%d.json" % dead_owner.pid)).exists()
+
+
+def test_parallel_jobs_on_two_characters(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    errors: List[Optional[BaseException]] = []
+
+    def run(character: str) -> None:
+        try:
+            supervisor.generate(replace(fake_job(), character=character))
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("plain", "slow-load", "plain", "slow-load")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(row["character"] for row in supervisor.status()) == ["plain", "slow-load"]
