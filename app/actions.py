@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[Optional[float], str], None]
 
 
+def output_formats() -> List[str]:
+    return list(OUTPUT_FORMATS)
+
+
 def _no_progress(fraction: Optional[float], message: str) -> None:
     pass
 

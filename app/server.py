@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import Optional, Tuple
 
@@ -37,9 +38,11 @@ def serve(settings: Settings) -> None:
     prepare_process_environment(settings)
     from app.bootstrap import make_workstation
     from app.ui import build_ui
+    from pipeline.warmup import warm_up
 
     auth = parse_auth(settings.auth)
     station = make_workstation(settings)
+    threading.Thread(target=warm_up, name="pipeline-warmup", daemon=True).start()
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         station.close()

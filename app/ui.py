@@ -9,31 +9,25 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import gradio as gr
 
-from app.actions import Generation, Workstation
+from app.actions import Generation, Workstation, output_formats
 from app.errors import UserFacingError
-from pipeline.audio_io import OUTPUT_FORMATS
-from runtimes.manifest import Option
 
 logger = logging.getLogger(__name__)
 
 HISTORY_HEADERS = ["time", "architecture", "character", "text", "duration (s)", "file"]
 
 
-def _slider_or_input(option: Option) -> gr.components.Component:
-    if option.kind in ("float", "int") and option.minimum is not None and option.maximum is not None:
-        return gr.Slider(
-            minimum=option.minimum,
-            maximum=option.maximum,
-            value=option.default,
-            step=option.step or (1 if option.kind == "int" else 0.01),
-            label=option.label,
-            info=option.help or None,
-        )
-    if option.kind == "bool":
-        return gr.Checkbox(value=bool(option.default), label=option.label, info=option.help or None)
-    if option.kind == "choice":
-        return gr.Dropdown(choices=list(option.choices), value=option.default, label=option.label)
-    return gr.Textbox(value=str(option.default), label=option.label)
+def _slider_or_input(option: Dict[str, Any]) -> gr.components.Component:
+    """The input that fits an option of a manifest (see ``Workstation.architectures``)."""
+    kind, label, default, info = option["kind"], option["label"], option["default"], option["help"] or None
+    if kind in ("float", "int") and option["minimum"] is not None and option["maximum"] is not None:
+        step = option["step"] or (1 if kind == "int" else 0.01)
+        return gr.Slider(minimum=option["minimum"], maximum=option["maximum"], value=default, step=step, label=label, info=info)
+    if kind == "bool":
+        return gr.Checkbox(value=bool(default), label=label, info=info)
+    if kind == "choice":
+        return gr.Dropdown(choices=list(option["choices"]), value=default, label=label, info=info)
+    return gr.Textbox(value=str(default), label=label, info=info)
 
 
 def _user_error(exc: UserFacingError) -> gr.Error:
@@ -55,7 +49,8 @@ def _parse_options(options: Any) -> Dict[str, Any]:
 
 def build_ui(station: Workstation) -> gr.Blocks:
     settings = station.settings
-    architectures = list(station.manifests)
+    catalogue = {entry["id"]: entry for entry in station.architectures()}
+    architectures = list(catalogue)
     default_arch = settings.default_architecture if settings.default_architecture in architectures else architectures[0]
 
     def character_choices(architecture: str) -> List[Tuple[str, str]]:
@@ -93,7 +88,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=3):
                     architecture = gr.Dropdown(
-                        choices=[(station.manifests[a].display_name, a) for a in architectures],
+                        choices=[(catalogue[a]["name"], a) for a in architectures],
                         value=default_arch,
                         label="Architecture",
                     )
@@ -110,10 +105,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     with gr.Accordion("Options", open=True):
                         for arch in architectures:
                             with gr.Group(visible=arch == default_arch) as group:
-                                for option in station.manifests[arch].options:
-                                    option_components.append((arch, option.name, _slider_or_input(option)))
+                                for option in catalogue[arch]["options"]:
+                                    option_components.append((arch, option["name"], _slider_or_input(option)))
                             option_groups[arch] = group
-                    output_format = gr.Dropdown(choices=list(OUTPUT_FORMATS), value=settings.default_output_format, label="Output format")
+                    output_format = gr.Dropdown(choices=output_formats(), value=settings.default_output_format, label="Output format")
                     with gr.Row():
                         generate_button = gr.Button("Generate", variant="primary")
                         cancel_button = gr.Button("Cancel", variant="stop")
@@ -186,7 +181,12 @@ def build_ui(station: Workstation) -> gr.Blocks:
         cancel_button.click(None, cancels=[generate_event], api_visibility="private")
 
         def api_generate(
-            arch: str, char: str, text_value: str, audio_path: Optional[str], options: Any, fmt: str,
+            architecture: str,
+            character: str,
+            text: str,
+            audio: Optional[str],
+            options: Any,
+            output_format: str,
             progress: gr.Progress = gr.Progress(),
         ) -> Tuple[str, Dict[str, Any]]:
             """Generate speech (TTS) or convert audio with the chosen architecture and character."""
@@ -194,7 +194,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 parsed = _parse_options(options)
             except UserFacingError as exc:
                 raise _user_error(exc) from None
-            generation = run_generation(arch, char, text_value, audio_path, parsed, fmt or "wav", progress)
+            generation = run_generation(architecture, character, text, audio, parsed, output_format or "wav", progress)
             return str(generation.path), generation.info()
 
         api_button.click(
@@ -210,12 +210,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         api_list_button.click(api_list_architectures, outputs=api_arch_list, api_name="list_architectures")
 
-        def api_list_characters(arch: str) -> List[Dict[str, Any]]:
+        def api_list_characters(architecture: str) -> List[Dict[str, Any]]:
             """Characters available for an architecture."""
             try:
-                return [
-                    {"id": c.id, "label": c.label, "builtin": c.path is None} for c in station.characters(arch)
-                ]
+                return [{"id": c.id, "label": c.label, "builtin": c.path is None} for c in station.characters(architecture)]
             except UserFacingError as exc:
                 raise _user_error(exc) from None
 

@@ -124,9 +124,10 @@ def start_app(data_dir: Path, extra_args: Optional[List[str]] = None, timeout_s:
 
     def pump() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            log.append(line.rstrip())
-            lines.put(line.rstrip())
+        with process.stdout:  # closed at EOF, when the app is gone
+            for line in process.stdout:
+                log.append(line.rstrip())
+                lines.put(line.rstrip())
 
     threading.Thread(target=pump, daemon=True).start()
     server = AppServer("http://127.0.0.1:%d/" % port, process, data_dir, lines, log)

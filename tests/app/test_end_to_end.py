@@ -1,0 +1,165 @@
+"""The app started as the launcher starts it, used through gradio_client as a script user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import psutil
+import pytest
+import soundfile
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from tests.conftest import AppServer, start_app, wait_until, words
+
+TEXT = "The quick brown fox jumps over the lazy dog. Then it takes a long nap in the warm afternoon sun."
+
+
+@pytest.fixture(scope="module")
+def client(app_server: AppServer) -> Client:
+    return Client(app_server.url, verbose=False)
+
+
+def generate(client: Client, architecture: str = "piper", character: str = "joe", text: str = TEXT,
+             audio: Any = None, options: Dict[str, Any] | None = None, output_format: str = "wav") -> Tuple[str, Dict[str, Any]]:
+    path, info = client.predict(architecture, character, text, audio, options or {}, output_format, api_name="/generate")
+    return path, info
+
+
+def read(path: str) -> Tuple[np.ndarray, int]:
+    audio, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    return audio.mean(axis=1), int(sample_rate)
+
+
+def test_named_endpoints_are_listed(client: Client) -> None:
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/generate", "/list_architectures", "/list_characters", "/runtime_status"} <= set(endpoints)
+    names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
+    assert names == ["architecture", "character", "text", "audio", "options", "output_format"]
+
+
+def test_catalogue(client: Client) -> None:
+    architectures = {a["id"]: a for a in client.predict(api_name="/list_architectures")}
+    piper = architectures["piper"]
+    assert piper["needs_text"] and "tts" in piper["capabilities"]
+    assert {o["name"] for o in piper["options"]} == {"length_scale", "noise_scale", "noise_w", "sentence_silence_s"}
+    characters = client.predict("piper", api_name="/list_characters")
+    assert {"id": "joe", "label": "Joe (US English, offline)", "builtin": True} in characters
+
+
+def test_piper_speaks_the_text(client: Client) -> None:
+    path, info = generate(client)
+    audio, sample_rate = read(path)
+    assert sample_rate == info["sample_rate"] == 22050
+    duration_s = audio.size / sample_rate
+    assert 0.15 * words(TEXT) < duration_s < 0.8 * words(TEXT), duration_s
+    assert np.isfinite(audio).all()
+    assert float(np.sqrt(np.mean(audio**2))) > 0.02
+    assert abs(duration_s - info["duration_s"]) < 0.01
+
+
+def test_warm_request_reuses_the_worker_and_options_take_effect(client: Client) -> None:
+    generate(client, text="Warm up.")
+    pids = {row["pid"] for row in client.predict(api_name="/runtime_status") if row["architecture"] == "piper"}
+    normal, info = generate(client, text="Counting slowly: one, two, three, four, five.")
+    slow, _ = generate(client, text="Counting slowly: one, two, three, four, five.", options={"length_scale": 2.0})
+    assert not info["cold_start"]
+    assert read(slow)[0].size > 1.6 * read(normal)[0].size
+    assert {row["pid"] for row in client.predict(api_name="/runtime_status") if row["architecture"] == "piper"} == pids
+
+
+@pytest.mark.parametrize("output_format", ["flac", "ogg", "mp3"])
+def test_output_formats_read_back(client: Client, output_format: str) -> None:
+    path, _ = generate(client, text="Format check.", output_format=output_format)
+    assert Path(path).suffix == "." + output_format
+    audio, sample_rate = read(path)
+    assert sample_rate == 22050 and audio.size > 0.3 * sample_rate
+
+
+def test_uploaded_recording_is_converted(client: Client, tmp_path: Path) -> None:
+    speech, _ = generate(client, text="A recording to convert.")
+    source, source_rate = read(speech)
+    stereo = tmp_path / "stereo.flac"
+    soundfile.write(str(stereo), np.stack([source, source], axis=1) * 0.5, source_rate)
+    path, info = generate(client, "fake", "plain", "", handle_file(str(stereo)), {"gain": 1.0})
+    converted, sample_rate = read(path)
+    assert sample_rate == 16000 == info["sample_rate"]  # resampled to what the architecture wants
+    assert abs(converted.size / sample_rate - source.size / source_rate) < 0.15
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("piper", "joe", "   "), "needs text"),
+        (("nonexistent", "joe", "hi"), "unknown architecture 'nonexistent'"),
+        (("piper", "nobody", "hi"), "unknown character 'nobody'"),
+        (("fake", "plain", "speak this"), "takes no text"),
+        (("fake", "plain", ""), "needs input audio"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(client: Client, args: Tuple[str, str, str], message: str) -> None:
+    with pytest.raises(AppError, match=message):
+        generate(client, *args)
+    assert client.predict(api_name="/list_architectures")
+
+
+def test_bad_options_and_formats(client: Client) -> None:
+    with pytest.raises(AppError, match="'length_scale' must be at most 4"):
+        generate(client, options={"length_scale": 9})
+    with pytest.raises(AppError, match="unknown option"):
+        generate(client, options={"pitch": 3})
+    with pytest.raises(AppError, match="unknown output format 'aiff'"):
+        generate(client, output_format="aiff")
+
+
+def test_garbage_upload(client: Client, tmp_path: Path) -> None:
+    garbage = tmp_path / "song.wav"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(AppError, match="song.wav: not a readable audio file"):
+        generate(client, "fake", "plain", "", handle_file(str(garbage)))
+    path, _ = generate(client, text="Still serving.")
+    assert read(path)[0].size > 0
+
+
+def test_worker_killed_during_a_job(client: Client, tmp_path: Path) -> None:
+    tone = tmp_path / "tone.wav"
+    soundfile.write(str(tone), 0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000), 16000)
+    generate(client, "fake", "plain", "", handle_file(str(tone)))
+    pid = next(row["pid"] for row in client.predict(api_name="/runtime_status") if row["architecture"] == "fake")
+    errors: List[str] = []
+
+    def slow_job() -> None:
+        try:
+            generate(client, "fake", "plain", "", handle_file(str(tone)), {"sleep_s": 30})
+        except AppError as exc:
+            errors.append(str(exc))
+
+    job = threading.Thread(target=slow_job)
+    job.start()
+    assert wait_until(lambda: any(r["state"] == "busy" for r in client.predict(api_name="/runtime_status")), 20)
+    os.kill(pid, signal.SIGKILL)
+    job.join(30)
+    assert errors and "died while generating" in errors[0] and "SIGKILL" in errors[0]
+    path, _ = generate(client, "fake", "plain", "", handle_file(str(tone)))
+    assert read(path)[0].size == 16000
+
+
+def test_sigkill_of_the_app_leaves_no_worker(tmp_path: Path) -> None:
+    server = start_app(tmp_path / "data")
+    try:
+        Client(server.url, verbose=False).predict("piper", "joe", "Hello.", None, {}, "wav", api_name="/generate")
+        workers = [p for p in psutil.Process(server.process.pid).children(recursive=True) if "runtimes.worker" in " ".join(p.cmdline())]
+        assert workers
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        started = time.monotonic()
+        assert wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers), 5)
+        assert time.monotonic() - started < 5
+    finally:
+        server.stop()
