@@ -133,8 +133,11 @@ class TrimSilence(Stage):
         _, (start, end) = librosa.effects.trim(
             mono, top_db=-self.threshold_db, ref=1.0, frame_length=512, hop_length=128
         )
-        if end <= start:  # all silence: keep it rather than return nothing
+        loud = np.flatnonzero(np.abs(mono[start:end]) >= 10.0 ** (self.threshold_db / 20.0))
+        if end <= start or loud.size == 0:  # all silence: keep it rather than return nothing
             return audio, sample_rate
+        # librosa finds the edges to a frame; refine them to the first and last sample over the threshold
+        start, end = start + int(loud[0]), start + int(loud[-1]) + 1
         keep = int(round(self.keep_ms * sample_rate / 1000.0))
         start, end = max(0, start - keep), min(mono.size, end + keep)
         return audio[..., start:end], sample_rate

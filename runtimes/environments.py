@@ -112,14 +112,18 @@ def pip_find_links() -> List[str]:
     return links
 
 
-_FAILED_PACKAGE_PATTERNS = (
-    re.compile(r"No matching distribution found for ([A-Za-z0-9_.\-\[\]]+)"),
-    re.compile(r"Because ([A-Za-z0-9_.\-]+)(?:==\S+)? was not found in the (?:package registry|provided package locations)"),
-    re.compile(r"Because there is no version of ([A-Za-z0-9_.\-]+)"),
-    re.compile(r"Failed to (?:build|download|prepare distributions?|fetch)[^`]*`([A-Za-z0-9_.\-]+)"),
-    re.compile(r"Could not find a version that satisfies the requirement ([A-Za-z0-9_.\-]+)"),
-    re.compile(r"ERROR: Failed building wheel for ([A-Za-z0-9_.\-]+)"),
-    re.compile(r"No solution found when resolving dependencies:\s*\n\s*╰─▶ Because ([A-Za-z0-9_.\-]+)"),
+_PACKAGE = r"([A-Za-z0-9_.\-]+)"
+# Installers wrap long lines, so a space in these patterns may be any run of whitespace.
+_FAILED_PACKAGE_PATTERNS = tuple(
+    re.compile(pattern.replace(" ", r"\s+"))
+    for pattern in (
+        r"No matching distribution found for " + _PACKAGE,
+        r"Because " + _PACKAGE + r"(?:==\S+)? was not found in the (?:package registry|provided package locations)",
+        r"Because there is no version of " + _PACKAGE,
+        r"Failed to (?:build|download|prepare distributions?|fetch)[^`]*`" + _PACKAGE,
+        r"Could not find a version that satisfies the requirement " + _PACKAGE,
+        r"ERROR: Failed building wheel for " + _PACKAGE,
+    )
 )
 
 
@@ -210,14 +214,14 @@ class EnvironmentBuilder:
 
     def _run(self, command: List[str], log_file: TextIO, progress: Progress, name: str) -> None:
         log_file.write("$ %s\n" % " ".join(command))
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert process.stdout is not None
-        for line in process.stdout:
-            log_file.write(line)
-            stripped = line.strip()
-            if stripped:
-                progress("[%s] %s" % (name, stripped))
-        code = process.wait()
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log_file.write(line)
+                stripped = line.strip()
+                if stripped:
+                    progress("[%s] %s" % (name, stripped))
+            code = process.wait()
         log_file.flush()
         if code != 0:
             raise EnvironmentBuildError("%s exited with %d" % (command[0], code))

@@ -163,11 +163,12 @@ class WorkerProcess:
     # log
     def _pump_log(self) -> None:
         assert self.popen.stdout is not None
-        for raw in self.popen.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip()
-            if line:
-                self.log_tail.append(line)
-                self.worker_logger.info("%s", line)
+        with self.popen.stdout:  # closed at EOF, when the worker is gone
+            for raw in self.popen.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                if line:
+                    self.log_tail.append(line)
+                    self.worker_logger.info("%s", line)
 
     def wait_log_drained(self, timeout_s: float) -> None:
         if self.popen.poll() is not None:

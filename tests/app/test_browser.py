@@ -1,0 +1,57 @@
+"""A person in a real (headless) Chromium: type text, press Generate, get a player with speech."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import AppServer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def page(app_server: AppServer) -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(app_server.url)
+        yield page
+        browser.close()
+
+
+def test_generate_from_the_ui(page: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.get_by_label("Text").fill("Hello from a real browser.")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("audio[src]").first).to_be_attached(timeout=60_000)
+    download = page.locator("a[download][href*='piper-joe.wav']").first
+    expect(download).to_be_attached(timeout=10_000)
+    body = page.request.get(download.get_attribute("href") or "").body()
+    assert body[:4] == b"RIFF" and len(body) > 20_000  # a real WAV of about a second of speech
+    expect(page.get_by_text("piper-joe.wav").first).to_be_visible(timeout=10_000)  # the history lists it
+    page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
+
+
+def test_empty_text_shows_a_clear_error(page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.get_by_label("Text").fill("")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_text("needs text").first).to_be_visible(timeout=20_000)

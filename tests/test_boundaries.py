@@ -1,0 +1,76 @@
+"""The module boundaries of the house: what each layer may import (see shared house style)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+from typing import Iterator, Set, Tuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCAFFOLD = {"runtimes.protocol", "runtimes.errors", "runtimes.worker", "runtimes.adapter", "runtimes.manifest", "runtimes.states"}
+
+
+def imports(path: Path, top_level_only: bool = False) -> Iterator[Tuple[str, int]]:
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module, node.lineno
+
+
+def is_stdlib(module: str) -> bool:
+    return module.split(".")[0] in sys.stdlib_module_names or module == "__future__"
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def violations(paths: Set[Path], allowed: object, top_level_only: bool = False) -> list[str]:
+    found = []
+    for path in sorted(paths):
+        for module, line in imports(path, top_level_only):
+            if not allowed(module):  # type: ignore[operator]
+                found.append("%s:%d imports %s" % (path.relative_to(ROOT), line, module))
+    return found
+
+
+def files(pattern: str) -> Set[Path]:
+    return set(ROOT.glob(pattern))
+
+
+def test_worker_scaffold_imports_only_stdlib_numpy_and_itself() -> None:
+    paths = {ROOT / (name.replace(".", "/") + ".py") for name in SCAFFOLD}
+    assert violations(paths, lambda m: is_stdlib(m) or m == "numpy" or m in SCAFFOLD) == []
+
+
+def test_adapters_import_model_libraries_only_inside_functions() -> None:
+    paths = files("runtimes/adapters/*.py") | files("tests/fakes/*.py")
+    assert violations(paths, lambda m: is_stdlib(m) or m == "numpy" or m in SCAFFOLD, top_level_only=True) == []
+
+
+@pytest.mark.parametrize(
+    ("pattern", "forbidden"),
+    [
+        ("pipeline/*.py", ("app", "runtimes", "gradio")),
+        ("runtimes/**/*.py", ("app", "pipeline", "gradio")),
+        ("app/actions.py", ("gradio",)),
+        ("app/bootstrap.py", ("gradio",)),
+        ("app/characters.py", ("gradio",)),
+        ("app/settings.py", ("gradio",)),
+        ("app/ui.py", ("runtimes", "pipeline")),
+    ],
+)
+def test_layers_do_not_reach_across(pattern: str, forbidden: Tuple[str, ...]) -> None:
+    assert violations(files(pattern), lambda m: m.split(".")[0] not in forbidden) == []
+
+
+def test_package_init_files_stay_empty() -> None:
+    for init in files("runtimes/**/__init__.py") | files("app/__init__.py") | files("pipeline/__init__.py"):
+        assert init.read_text().strip() == "", init
