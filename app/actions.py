@@ -198,6 +198,20 @@ class Workstation:
         stamp = datetime.now().strftime("%H%M%S-%f")
         return folder / ("%s-%s-%s.wav" % (stamp, architecture, slug))
 
+    def prewarm_default(self) -> None:
+        """Start the default architecture's worker with its first character (failures are only logged)."""
+        architecture = self.settings.default_architecture
+        if architecture not in self.manifests:
+            return
+        characters = self.characters(architecture)
+        if not characters:
+            return
+        first = characters[0]
+        try:
+            self.supervisor.prewarm(architecture, first.id, str(first.path) if first.path else None)
+        except RuntimeLayerError as exc:
+            logger.warning("could not prewarm %s: %s", architecture, exc)
+
     def runtime_status(self) -> List[Dict[str, Any]]:
         return self.supervisor.status()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import io
 import logging
 import os
 import signal
@@ -42,7 +44,12 @@ def serve(settings: Settings) -> None:
 
     auth = parse_auth(settings.auth)
     station = make_workstation(settings)
-    threading.Thread(target=warm_up, name="pipeline-warmup", daemon=True).start()
+    # Pay one-off costs (audio library imports, the default worker's spawn and load) before "Ready."
+    warmers = [threading.Thread(target=warm_up, name="pipeline-warmup", daemon=True)]
+    if settings.prewarm:
+        warmers.append(threading.Thread(target=station.prewarm_default, name="prewarm", daemon=True))
+    for thread in warmers:
+        thread.start()
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         station.close()
@@ -56,26 +63,33 @@ def serve(settings: Settings) -> None:
         print("WARNING: sharing without --auth user:pass: anyone with the link can use this machine.", flush=True)
     url = "http://%s:%d/" % (settings.host, settings.port)
     print("Voice workstation: %s" % url, flush=True)
+    launch_output = io.StringIO()
     try:
-        _, _, share_url = demo.launch(
-            server_name=settings.host,
-            server_port=settings.port,
-            share=settings.share,
-            auth=auth,
-            inbrowser=settings.open_browser,
-            allowed_paths=[str(settings.outputs_dir)],
-            prevent_thread_lock=True,
-            quiet=True,
-            footer_links=["api", "settings"],
-        )
+        # Gradio explains a failed share tunnel over many lines; we say it in one (below) and log its text.
+        with contextlib.redirect_stdout(launch_output):
+            _, _, share_url = demo.launch(
+                server_name=settings.host,
+                server_port=settings.port,
+                share=settings.share,
+                auth=auth,
+                inbrowser=settings.open_browser,
+                allowed_paths=[str(settings.outputs_dir)],
+                prevent_thread_lock=True,
+                quiet=True,
+                footer_links=["api", "settings"],
+            )
     except OSError as exc:
         station.close()
         raise SystemExit("cannot serve on %s: %s" % (url, exc)) from exc
+    if launch_output.getvalue().strip():
+        logger.debug("gradio: %s", " ".join(launch_output.getvalue().split()))
     if settings.share:
         if share_url:
             print("Share link: %s" % share_url, flush=True)
         else:
             print("Share link could not be made (offline or tunnel blocked); serving locally at %s" % url, flush=True)
+    for thread in warmers:
+        thread.join()
     print("Ready.", flush=True)
     try:
         demo.block_thread()

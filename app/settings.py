@@ -33,6 +33,8 @@ class Settings:
     default_architecture: str = "piper"
     default_output_format: str = "wav"
     keep_alive_s: float = 300.0
+    prewarm: bool = True
+    """Start the default architecture's worker when the app starts."""
     job_timeout_s: float = 600.0
     max_text_chars: int = 5000
     history_size: int = 10

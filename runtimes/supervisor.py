@@ -192,6 +192,13 @@ class Supervisor:
                 self.set_state(worker, WorkerState.READY, "job done")
         return reply
 
+    def prewarm(self, architecture: str, character: str, character_path: Optional[str] = None) -> None:
+        """Start and load a worker now, so the first job finds it warm."""
+        spec = self.specs[architecture]
+        key = (architecture, character if character_path is None else character_path)
+        request = JobRequest(architecture=architecture, character=character, character_path=character_path)
+        self._ready_worker(key, spec, request, _no_progress)
+
     def _ready_worker(
         self, key: Tuple[str, str], spec: EnvSpec, request: JobRequest, progress: ProgressFn
     ) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
