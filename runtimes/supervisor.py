@@ -1,5 +1,5 @@
-"""The supervisor: starts each architecture's worker in its own environment, keeps it warm,
-runs jobs on it, and stops it (never leaving orphans).
+"""The supervisor: starts each architecture's worker in its own environment, admits it by memory,
+keeps it warm, runs jobs on it, restarts it with backoff, and stops it without leaving orphans.
 
 Public API: ``Supervisor``, ``SupervisorSettings``, ``JobRequest``, ``JobResult``.
 """
@@ -7,12 +7,9 @@ Public API: ``Supervisor``, ``SupervisorSettings``, ``JobRequest``, ``JobResult`
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import os
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,10 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import psutil
 
+from runtimes.backoff import CrashPolicy
 from runtimes.environments import EnvSpec
 from runtimes.errors import (
+    ArchitectureUnavailableError,
     JobCancelledError,
     JobTimeoutError,
     ProtocolError,
@@ -33,14 +31,27 @@ from runtimes.errors import (
     WorkerCrashedError,
 )
 from runtimes.manifest import Manifest
+from runtimes.memory import (
+    MIB,
+    MemorySource,
+    PeakLedger,
+    Resident,
+    estimate_from_files,
+    fmt_bytes,
+    make_source,
+    plan_admission,
+    wait_for_release,
+)
 from runtimes.process import WorkerProcess
 from runtimes.protocol import Header
+from runtimes.reaper import WorkerRecord, clean_stale_private_dirs, make_private_dir
 from runtimes.states import LIVE_STATES, WorkerState
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[Optional[float], str], None]
 PythonResolver = Callable[[EnvSpec, ProgressFn], Path]
+Key = Tuple[str, str]
 
 
 def _no_progress(fraction: Optional[float], message: str) -> None:
@@ -51,7 +62,8 @@ def _no_progress(fraction: Optional[float], message: str) -> None:
 class SupervisorSettings:
     project_root: Path
     run_dir: Path
-    """Holds the record of live workers, so a restarted app can reap what a crashed one left."""
+    """Holds the record of live workers (so a restarted app can reap what a crashed one left) and
+    the measured memory peaks."""
     boot_timeout_s: float = 60.0
     load_timeout_s: float = 600.0
     job_timeout_s: float = 600.0
@@ -61,6 +73,17 @@ class SupervisorSettings:
     """Idle time before a worker is stopped; negative keeps it forever, 0 stops it after each job."""
     graceful_stop_s: float = 3.0
     monitor_interval_s: float = 0.5
+    memory_reserve_bytes: int = 512 * MIB
+    ram_budget_bytes: Optional[int] = None
+    """Treat the machine as having this much memory (system RAM policy); for small shared servers and tests."""
+    default_need_bytes: int = 512 * MIB
+    """A model's memory need before it was ever measured and when it has no files to size."""
+    admission_timeout_s: float = 120.0
+    release_timeout_s: float = 5.0
+    allow_cpu_fallback: bool = False
+    crash_backoff_base_s: float = 1.0
+    crash_backoff_max_s: float = 60.0
+    crash_retry_limit: int = 5
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,10 @@ class JobRequest:
     audio_sample_rate: Optional[int] = None
     options: Dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> Key:
+        return (self.architecture, self.character if self.character_path is None else self.character_path)
+
 
 @dataclass(frozen=True)
 class JobResult:
@@ -84,9 +111,11 @@ class JobResult:
 
 @dataclass
 class ManagedWorker:
-    key: Tuple[str, str]
+    key: Key
     spec: EnvSpec
     process: WorkerProcess
+    device: str
+    need_bytes: int
     state: WorkerState = WorkerState.STARTING
     started_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
@@ -97,35 +126,62 @@ class ManagedWorker:
     progress: ProgressFn = _no_progress
     job_lock: threading.Lock = field(default_factory=threading.Lock)
     load_s: float = 0.0
+    peak_bytes: int = 0
+    pinned: bool = False
+    keep_alive_s: Optional[float] = None
 
     @property
     def name(self) -> str:
         return self.process.name
 
+    @property
+    def model_id(self) -> str:
+        return "%s/%s" % self.key
+
+    @property
+    def accounted_bytes(self) -> int:
+        return max(self.peak_bytes, self.need_bytes)
+
 
 class Supervisor:
     """Runs jobs on warm workers, one job at a time per worker."""
 
-    def __init__(self, settings: SupervisorSettings, specs: Dict[str, EnvSpec], resolve_python: PythonResolver) -> None:
+    def __init__(
+        self,
+        settings: SupervisorSettings,
+        specs: Dict[str, EnvSpec],
+        resolve_python: PythonResolver,
+        memory: Optional[MemorySource] = None,
+    ) -> None:
         self.settings = settings
         self.specs = specs
         self.resolve_python = resolve_python
         self.authkey = secrets.token_bytes(32)
-        self.private_dir = Path(tempfile.mkdtemp(prefix="voicegen-"))  # mode 0700
-        self.workers: Dict[Tuple[str, str], ManagedWorker] = {}
+        clean_stale_private_dirs()
+        self.private_dir = make_private_dir()  # mode 0700
+        self.workers: Dict[Key, ManagedWorker] = {}
+        self.memory = memory or make_source(settings.ram_budget_bytes)
+        self.ledger = PeakLedger(settings.run_dir / "memory-peaks.json")
+        self.crashes = CrashPolicy(settings.crash_backoff_base_s, settings.crash_backoff_max_s, settings.crash_retry_limit)
+        self.pinned: set[Key] = set()
+        self.keep_alive_overrides: Dict[Key, float] = {}
+        self.last_errors: Dict[Key, str] = {}
         self._lock = threading.RLock()
-        self._spawn_locks: Dict[Tuple[str, str], threading.Lock] = {}
-        self._job_ids = itertools.count(1)
+        self._spawn_locks: Dict[Key, threading.Lock] = {}
+        self._device_locks: Dict[str, threading.Lock] = {device: threading.Lock() for device in self.memory.devices()}
+        self._memory_changed = threading.Condition()
+        self._ids = itertools.count(1)
         self._closed = threading.Event()
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
-        self.reap_leftovers()
+        self.record = WorkerRecord(settings.run_dir)
+        self.record.reap_leftovers()
+        logger.info("memory: %s", self.memory.note)
         self._monitor = threading.Thread(target=self._monitor_loop, name="supervisor-monitor", daemon=True)
         self._monitor.start()
 
     # state: the one place that changes it
     def set_state(self, worker: ManagedWorker, state: WorkerState, reason: str = "") -> None:
         if worker.state != state:
-            logger.info("worker %s: %s -> %s%s", worker.name, worker.state.value, state.value, (" (%s)" % reason) if reason else "")
+            logger.info("worker %s: %s -> %s%s", worker.name, worker.state.value, state.value, " (%s)" % reason if reason else "")
             worker.state = state
 
     # jobs
@@ -138,23 +194,24 @@ class Supervisor:
         spec = self.specs.get(request.architecture)
         if spec is None:
             raise RuntimeLayerError("unknown architecture %r" % request.architecture)
-        key = (request.architecture, request.character if request.character_path is None else request.character_path)
         started = time.perf_counter()
         timings: Dict[str, float] = {}
         cold = False
         while True:
-            worker, spawned, spawn_timings = self._ready_worker(key, spec, request, progress)
+            worker, spawned, spawn_timings = self._ready_worker(spec, request, progress)
             cold = cold or spawned
             timings.update(spawn_timings)
             worker.job_lock.acquire()
             if worker.state in LIVE_STATES:
                 break
-            worker.job_lock.release()  # stopped (idle eviction) while we waited: get a fresh one
+            worker.job_lock.release()  # stopped (evicted) while we waited: get a fresh one
         try:
             header, audio = self._run_job(worker, request, progress, cancel)
         finally:
             worker.job_lock.release()
-        if self.settings.keep_alive_s == 0:
+        self.crashes.succeeded(request.key)
+        self._sample_memory(worker)
+        if self._keep_alive(worker) == 0:
             self.stop_worker(worker, "keep-alive is 0")
         assert audio is not None
         timings["generate_s"] = float(header.get("generate_s", 0.0))
@@ -164,7 +221,7 @@ class Supervisor:
     def _run_job(
         self, worker: ManagedWorker, request: JobRequest, progress: ProgressFn, cancel: Optional[threading.Event]
     ) -> Tuple[Header, Optional[np.ndarray]]:
-        job_id = "job-%d" % next(self._job_ids)
+        job_id = "job-%d" % next(self._ids)
         self.set_state(worker, WorkerState.BUSY, job_id)
         worker.job_id = job_id
         worker.progress = progress
@@ -193,15 +250,14 @@ class Supervisor:
         return reply
 
     def prewarm(self, architecture: str, character: str, character_path: Optional[str] = None) -> None:
-        """Start and load a worker now, so the first job finds it warm."""
-        spec = self.specs[architecture]
-        key = (architecture, character if character_path is None else character_path)
+        """Start and load a worker now, so the first job finds it warm (also clears a failed state)."""
         request = JobRequest(architecture=architecture, character=character, character_path=character_path)
-        self._ready_worker(key, spec, request, _no_progress)
+        self.crashes.reset(request.key)
+        self.crashes.reset((architecture, "*boot*"))
+        self._ready_worker(self.specs[architecture], request, _no_progress)
 
-    def _ready_worker(
-        self, key: Tuple[str, str], spec: EnvSpec, request: JobRequest, progress: ProgressFn
-    ) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
+    def _ready_worker(self, spec: EnvSpec, request: JobRequest, progress: ProgressFn) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
+        key = request.key
         with self._lock:
             spawn_lock = self._spawn_locks.setdefault(key, threading.Lock())
         with spawn_lock:
@@ -211,27 +267,65 @@ class Supervisor:
                 return existing, False, {}
             if existing is not None:
                 self._forget(existing)
+            label = "the %s worker for %s" % (spec.name, request.character)
+            self.crashes.check((spec.name, "*boot*"), "the %s architecture" % spec.name)
+            self.crashes.check(key, label)
             return self._spawn(key, spec, request, progress)
 
-    def _spawn(
-        self, key: Tuple[str, str], spec: EnvSpec, request: JobRequest, progress: ProgressFn
-    ) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
+    # start-up: admission by memory, spawn, handshake, load (one load at a time per device)
+    def _spawn(self, key: Key, spec: EnvSpec, request: JobRequest, progress: ProgressFn) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
         timings: Dict[str, float] = {}
         progress(None, "preparing the %s environment" % spec.name)
         python = self.resolve_python(spec, progress)
+        device = self._pick_device()
+        model_id = "%s/%s" % key
+        need = self.ledger.get(model_id, device) or estimate_from_files(request.character_path, self.settings.default_need_bytes)
+        with self._device_lock(device):
+            for attempt in (1, 2):
+                started = time.perf_counter()
+                device = self._admit(need, device, model_id, progress)
+                timings["admit_s"] = time.perf_counter() - started
+                try:
+                    return self._start_and_load(key, spec, request, python, device, need, progress, timings)
+                except RemoteError as exc:
+                    if attempt == 1 and _is_out_of_memory(exc):
+                        logger.warning("%s ran out of memory while loading on %s: evicting idle workers and retrying", model_id, device)
+                        self._evict(device, [r.name for r in self._residents(device) if r.idle and not r.pinned], "out of memory")
+                        continue
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_and_load(
+        self,
+        key: Key,
+        spec: EnvSpec,
+        request: JobRequest,
+        python: Path,
+        device: str,
+        need: int,
+        progress: ProgressFn,
+        timings: Dict[str, float],
+    ) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
         progress(None, "starting the %s worker" % spec.name)
         started = time.perf_counter()
-        name = "%s-%d" % (spec.name, next(self._job_ids))
-        process = WorkerProcess(name, python, spec.adapter, self.settings.project_root, self.private_dir, self.authkey)
-        worker = ManagedWorker(key=key, spec=spec, process=process)
+        name = "%s-%d" % (spec.name, next(self._ids))
+        extra_env = {} if device == "cpu" else {"CUDA_VISIBLE_DEVICES": device}
+        if device == "cpu" and self.memory.kind == "nvml":
+            extra_env["CUDA_VISIBLE_DEVICES"] = ""
+        process = WorkerProcess(name, python, spec.adapter, self.settings.project_root, self.private_dir, self.authkey, extra_env)
+        worker = ManagedWorker(key=key, spec=spec, process=process, device=device, need_bytes=need)
+        worker.pinned = key in self.pinned
+        worker.keep_alive_s = self.keep_alive_overrides.get(key)
         with self._lock:
             self.workers[key] = worker
-        self._record_live_workers()
+        self._write_record()
         try:
             process.handshake(self.settings.boot_timeout_s)
         except WorkerBootError as exc:
             worker.last_error = str(exc)
+            self.last_errors[key] = str(exc)
             self.set_state(worker, WorkerState.FAILED, "boot failed")
+            self.crashes.boot_failed((spec.name, "*boot*"), str(exc))
             process.kill()
             self._forget(worker)
             raise
@@ -240,21 +334,102 @@ class Supervisor:
         self.set_state(worker, WorkerState.LOADING, request.character)
         progress(None, "loading %s" % request.character)
         started = time.perf_counter()
+        model = {"character": request.character, "path": request.character_path, "device": "cpu" if device == "cpu" else "cuda"}
         try:
-            process.send(
-                {"type": "load", "job": "load", "model": {"character": request.character, "path": request.character_path, "device": "cpu"}}
-            )
+            process.send({"type": "load", "job": "load", "model": model})
             self._await_reply(worker, "load", "loaded", self.settings.load_timeout_s, None)
         except BaseException as exc:
             worker.last_error = str(exc)
+            self.last_errors[key] = str(exc)
+            if not isinstance(exc, WorkerCrashedError):  # a crash was counted already
+                self.crashes.crashed(key, str(exc))
             self.stop_worker(worker, "load failed")
             raise
         timings["load_s"] = time.perf_counter() - started
         worker.load_s = timings["load_s"]
         worker.last_used = time.monotonic()
+        self._sample_memory(worker)
         self.set_state(worker, WorkerState.READY, "loaded in %.2f s" % timings["load_s"])
         return worker, True, timings
 
+    def _pick_device(self) -> str:
+        """The device with the most memory available to us."""
+        devices = self.memory.devices()
+        if len(devices) == 1:
+            return devices[0]
+        return max(devices, key=lambda d: self.memory.read(d).free_bytes - sum(r.accounted_bytes for r in self._residents(d)))
+
+    def _device_lock(self, device: str) -> threading.Lock:
+        with self._lock:
+            return self._device_locks.setdefault(device, threading.Lock())
+
+    def _residents(self, device: str) -> List[Resident]:
+        now = time.monotonic()
+        with self._lock:
+            workers = [w for w in self.workers.values() if w.device == device and w.state in LIVE_STATES]
+        residents = []
+        for worker in workers:
+            keep_alive = self._keep_alive(worker)
+            idle = worker.state == WorkerState.READY and not worker.job_lock.locked()
+            residents.append(
+                Resident(
+                    name=worker.name,
+                    accounted_bytes=worker.accounted_bytes,
+                    pinned=worker.pinned,
+                    idle=idle,
+                    expired=keep_alive >= 0 and now - worker.last_used > keep_alive,
+                    reload_s=worker.load_s,
+                    last_used=worker.last_used,
+                )
+            )
+        return residents
+
+    def _admit(self, need: int, device: str, model_id: str, progress: ProgressFn) -> str:
+        """Evict what must go for ``need`` to fit on ``device``, or wait (bounded) until it fits."""
+        deadline = time.monotonic() + self.settings.admission_timeout_s
+        while True:
+            reading = self.memory.read(device)
+            plan = plan_admission(need, reading, self._residents(device), self.settings.memory_reserve_bytes)
+            if plan.fits:
+                if plan.evict:
+                    logger.info("admitting %s (%s) on %s: %s", model_id, fmt_bytes(need), device, plan.reason)
+                    progress(None, "freeing memory: stopping %d idle worker(s)" % len(plan.evict))
+                    self._evict(device, list(plan.evict), "memory for %s" % model_id)
+                return device
+            if self.settings.allow_cpu_fallback and device != "cpu":
+                logger.warning("%s does not fit on %s (%s): running it on the CPU", model_id, device, plan.reason)
+                return "cpu"
+            if time.monotonic() > deadline:
+                raise ArchitectureUnavailableError("not enough memory to load %s: %s" % (model_id, plan.reason), retry_after_s=30.0)
+            progress(None, "waiting for memory: %s" % plan.reason)
+            with self._memory_changed:
+                self._memory_changed.wait(0.5)
+
+    def _evict(self, device: str, names: List[str], reason: str) -> None:
+        with self._lock:
+            chosen = [w for w in self.workers.values() if w.name in names]
+        if not chosen:
+            return
+        free_before = self.memory.read(device).free_bytes
+        freed = 0
+        for worker in chosen:
+            if worker.job_lock.acquire(blocking=False):  # never evict a worker that took a job meanwhile
+                try:
+                    freed += worker.accounted_bytes
+                    self.stop_worker(worker, "evicted: %s" % reason)
+                finally:
+                    worker.job_lock.release()
+        if freed and self.memory.kind == "nvml":
+            back, waited_s = wait_for_release(self.memory, device, free_before, freed, self.settings.release_timeout_s)
+            logger.info("memory back on %s after %.2f s%s", device, waited_s, "" if back else " (timed out)")
+
+    def _sample_memory(self, worker: ManagedWorker) -> None:
+        used = self.memory.process_bytes(worker.device, [worker.process.pid])
+        if used:
+            worker.peak_bytes = max(worker.peak_bytes, used)
+            self.ledger.record(worker.model_id, worker.device, worker.peak_bytes)
+
+    # waiting for a reply while watching the worker
     def _await_reply(
         self, worker: ManagedWorker, job_id: str, expected: str, timeout_s: float, cancel: Optional[threading.Event]
     ) -> Tuple[Header, Optional[np.ndarray]]:
@@ -262,12 +437,13 @@ class Supervisor:
         cancel_sent_at: Optional[float] = None
         data = worker.process.data
         assert data is not None
+        when = "while loading" if job_id == "load" else "while generating"
         while True:
             if data.poll(0.05):
                 try:
                     header, audio = data.recv()
                 except (EOFError, OSError, ProtocolError) as exc:
-                    raise self._crashed(worker, "while %s" % ("loading" if job_id == "load" else "generating")) from exc
+                    raise self._crashed(worker, when) from exc
                 if header.get("job") != job_id:
                     continue  # a late reply to a job that was given up on
                 if header["type"] == "error":
@@ -280,22 +456,21 @@ class Supervisor:
                 raise ProtocolError("unexpected %r reply to %s" % (header["type"], job_id))
             now = time.monotonic()
             if not worker.process.alive():
-                raise self._crashed(worker, "while %s" % ("loading" if job_id == "load" else "generating"))
+                raise self._crashed(worker, when)
             if cancel is not None and cancel.is_set():
                 if cancel_sent_at is None:
                     cancel_sent_at = now
                     worker.process.send_control({"type": "cancel", "job": job_id})
                 elif now - cancel_sent_at > self.settings.graceful_stop_s:
                     self.stop_worker(worker, "cancelled job did not stop")
-                    raise JobCancelledError("cancelled")
+                    raise JobCancelledError("the %s job was cancelled (its worker was stopped)" % worker.spec.name)
             if now > deadline:
                 self.stop_worker(worker, "job timeout")
                 raise JobTimeoutError("the %s job ran past its %.0f s limit and was stopped" % (worker.spec.name, timeout_s))
-            if now - worker.last_heartbeat > self.settings.heartbeat_timeout_s:
+            silent_s = now - worker.last_heartbeat
+            if silent_s > self.settings.heartbeat_timeout_s:
                 self.stop_worker(worker, "no heartbeat")
-                raise JobTimeoutError(
-                    "the %s worker stopped answering for %.0f s and was stopped" % (worker.spec.name, now - worker.last_heartbeat)
-                )
+                raise JobTimeoutError("the %s worker stopped answering for %.0f s and was stopped" % (worker.spec.name, silent_s))
             if now - worker.last_progress > self.settings.progress_stall_s:
                 self.stop_worker(worker, "no progress")
                 raise JobTimeoutError(
@@ -309,6 +484,8 @@ class Supervisor:
         tail = "\n".join(list(worker.process.log_tail)[-8:])
         message = "the %s worker died %s (%s)%s" % (worker.spec.name, when, how, (":\n" + tail) if tail else "")
         worker.last_error = message
+        self.last_errors[worker.key] = message
+        self.crashes.crashed(worker.key, "%s (%s)" % (when, how))
         self.stop_worker(worker, "crashed")
         return WorkerCrashedError(message)
 
@@ -316,10 +493,7 @@ class Supervisor:
         def handle(header: Header) -> None:
             now = time.monotonic()
             worker.last_heartbeat = now
-            kind = header.get("type")
-            if kind == "heartbeat" and header.get("job") and header.get("progress") is not None:
-                pass
-            elif kind == "progress" and header.get("job") == worker.job_id:
+            if header.get("type") == "progress" and header.get("job") == worker.job_id:
                 worker.last_progress = now
                 fraction = header.get("fraction")
                 worker.progress(float(fraction) if fraction is not None else None, str(header.get("message", "")))
@@ -335,12 +509,56 @@ class Supervisor:
         worker.process.stop(self.settings.graceful_stop_s)
         self.set_state(worker, WorkerState.FAILED if failed else WorkerState.STOPPED, reason)
         self._forget(worker)
+        with self._memory_changed:
+            self._memory_changed.notify_all()
+
+    def stop(self, name: str) -> bool:
+        """Stop a worker by name (the Runtimes panel's Stop); False when no such worker."""
+        with self._lock:
+            worker = next((w for w in self.workers.values() if w.name == name), None)
+        if worker is None:
+            return False
+        self.stop_worker(worker, "stopped on request")
+        return True
+
+    def pin(self, architecture: str, character_key: str, pinned: bool = True) -> None:
+        """A pinned model is never evicted (not by keep-alive, not for memory)."""
+        key = (architecture, character_key)
+        with self._lock:
+            if pinned:
+                self.pinned.add(key)
+            else:
+                self.pinned.discard(key)
+            worker = self.workers.get(key)
+            if worker is not None:
+                worker.pinned = pinned
+
+    def set_keep_alive(self, architecture: str, character_key: str, keep_alive_s: Optional[float]) -> None:
+        key = (architecture, character_key)
+        with self._lock:
+            if keep_alive_s is None:
+                self.keep_alive_overrides.pop(key, None)
+            else:
+                self.keep_alive_overrides[key] = keep_alive_s
+            worker = self.workers.get(key)
+            if worker is not None:
+                worker.keep_alive_s = keep_alive_s
+
+    def _keep_alive(self, worker: ManagedWorker) -> float:
+        if worker.pinned:
+            return -1.0
+        return self.settings.keep_alive_s if worker.keep_alive_s is None else worker.keep_alive_s
 
     def _forget(self, worker: ManagedWorker) -> None:
         with self._lock:
             if self.workers.get(worker.key) is worker:
                 del self.workers[worker.key]
-        self._record_live_workers()
+        self._write_record()
+
+    def _write_record(self) -> None:
+        with self._lock:
+            pids = [worker.process.pid for worker in self.workers.values()]
+        self.record.write(pids)
 
     def _monitor_loop(self) -> None:
         while not self._closed.wait(self.settings.monitor_interval_s):
@@ -354,13 +572,18 @@ class Supervisor:
         with self._lock:
             workers = list(self.workers.values())
         for worker in workers:
+            if worker.state in (WorkerState.READY, WorkerState.BUSY, WorkerState.LOADING):
+                self._sample_memory(worker)
+            keep_alive = self._keep_alive(worker)
             if worker.state == WorkerState.READY and not worker.process.alive():
                 worker.last_error = "the %s worker died while idle (%s)" % (worker.spec.name, worker.process.describe_exit())
+                self.last_errors[worker.key] = worker.last_error
+                self.crashes.crashed(worker.key, worker.last_error)
                 self.stop_worker(worker, "died while idle")
             elif (
                 worker.state == WorkerState.READY
-                and self.settings.keep_alive_s >= 0
-                and now - worker.last_used > self.settings.keep_alive_s
+                and keep_alive >= 0
+                and now - worker.last_used > keep_alive
                 and worker.job_lock.acquire(blocking=False)
             ):
                 try:
@@ -369,28 +592,55 @@ class Supervisor:
                     worker.job_lock.release()
 
     def status(self) -> List[Dict[str, Any]]:
+        """One row per live worker, plus one per model that is failed or cooling down."""
         now = time.monotonic()
         with self._lock:
             workers = list(self.workers.values())
         rows = []
         for worker in workers:
             idle_s = now - worker.last_used if worker.state == WorkerState.READY else 0.0
-            keep_alive = self.settings.keep_alive_s
+            keep_alive = self._keep_alive(worker)
             rows.append(
                 {
                     "name": worker.name,
                     "architecture": worker.key[0],
                     "character": worker.key[1],
                     "state": worker.state.value,
-                    "device": "cpu",
+                    "device": worker.device,
                     "pid": worker.process.pid,
+                    "memory_mb": round(worker.accounted_bytes / MIB, 1),
+                    "measured_peak_mb": round(worker.peak_bytes / MIB, 1) if worker.peak_bytes else None,
                     "idle_s": round(idle_s, 1),
                     "keep_alive_left_s": None if keep_alive < 0 else round(max(0.0, keep_alive - idle_s), 1),
-                    "last_error": worker.last_error,
+                    "pinned": worker.pinned,
+                    "load_s": round(worker.load_s, 3),
+                    "last_error": worker.last_error or self.last_errors.get(worker.key, ""),
                     "log_tail": list(worker.process.log_tail)[-10:],
                 }
             )
+        live = {worker.key for worker in workers}
+        for key, record in list(self.crashes.records.items()):
+            if key in live or (not record.failed and record.retry_at <= now):
+                continue
+            state = WorkerState.FAILED if record.failed else WorkerState.BACKOFF
+            retry_in = max(0.0, record.retry_at - now)
+            rows.append(
+                {
+                    "name": "",
+                    "architecture": key[0],
+                    "character": "" if key[1] == "*boot*" else key[1],
+                    "state": state.value,
+                    "device": "",
+                    "pid": None,
+                    "retry_after_s": None if record.failed else round(retry_in, 1),
+                    "crashes_in_a_row": record.consecutive,
+                    "last_error": record.failed or record.last_error,
+                }
+            )
         return rows
+
+    def memory_note(self) -> str:
+        return self.memory.note
 
     def manifest_of(self, architecture: str) -> Optional[Manifest]:
         with self._lock:
@@ -405,53 +655,10 @@ class Supervisor:
             workers = list(self.workers.values())
         for worker in workers:
             self.stop_worker(worker, "app shutting down")
+        self.record.remove()
         shutil.rmtree(self.private_dir, ignore_errors=True)
 
-    # no orphans: a record of live workers that a restarted app reaps
-    @property
-    def record_path(self) -> Path:
-        return self.settings.run_dir / "workers.json"
 
-    def _record_live_workers(self) -> None:
-        with self._lock:
-            rows = [
-                {"pid": worker.process.pid, "create_time": _create_time(worker.process.pid), "owner": os.getpid()}
-                for worker in self.workers.values()
-            ]
-        path = self.settings.run_dir / ("workers-%d.json" % os.getpid())
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows))
-        os.replace(tmp, path)
-
-    def reap_leftovers(self) -> List[int]:
-        """Kill workers recorded by app processes that no longer exist."""
-        reaped: List[int] = []
-        for path in self.settings.run_dir.glob("workers-*.json"):
-            try:
-                owner = int(path.stem.split("-", 1)[1])
-                rows = json.loads(path.read_text())
-            except (ValueError, OSError):
-                path.unlink(missing_ok=True)
-                continue
-            if owner != os.getpid() and psutil.pid_exists(owner):
-                continue
-            for row in rows:
-                pid = int(row["pid"])
-                if _create_time(pid) == row.get("create_time"):
-                    try:
-                        os.killpg(pid, 9)
-                        reaped.append(pid)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-            if owner != os.getpid():
-                path.unlink(missing_ok=True)
-        if reaped:
-            logger.warning("reaped %d worker(s) left by an earlier app: %s", len(reaped), reaped)
-        return reaped
-
-
-def _create_time(pid: int) -> Optional[float]:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
+def _is_out_of_memory(error: RemoteError) -> bool:
+    text = ("%s %s" % (error.error_type, error.message)).lower()
+    return "out of memory" in text or error.error_type in ("OutOfMemoryError", "MemoryError")

@@ -32,7 +32,7 @@ MANIFEST = Manifest(
         Option("sleep_s", "Sleep per job (s)", "float", 0.0, 0.0, 600.0, 0.1),
         Option("hog_mb", "Memory to hold (MB)", "int", 0, 0, 4096, 1),
     ),
-    builtin_characters={"plain": "Plain", "slow-load": "Slow to load", "broken-load": "Fails to load"},
+    builtin_characters={"plain": "Plain", "slow-load": "Slow to load", "broken-load": "Fails to load", "oom-once": "Out of memory once"},
 )
 
 
@@ -49,6 +49,10 @@ class FakeAdapter(Adapter):
             time.sleep(float(os.environ.get("FAKE_LOAD_S", "2")))
         if model.character == "broken-load":
             raise RuntimeError("weights file is corrupt")
+        marker = os.environ.get("FAKE_OOM_ONCE_MARKER")
+        if model.character == "oom-once" and marker and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
         self.jobs += 1

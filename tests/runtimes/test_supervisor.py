@@ -19,6 +19,7 @@ import pytest
 
 from runtimes.environments import EnvSpec
 from runtimes.errors import (
+    ArchitectureUnavailableError,
     BadRequestError,
     JobCancelledError,
     JobTimeoutError,
@@ -29,6 +30,7 @@ from runtimes.errors import (
 from runtimes.supervisor import JobRequest
 from tests.conftest import SupervisorFactory, wait_until
 
+PIPER_OPTIONS = {"length_scale": 1.0, "noise_scale": 0.667, "noise_w": 0.8, "sentence_silence_s": 0.0}
 TONE = (0.25 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
 
 
@@ -103,7 +105,12 @@ def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFact
     supervisor = make_supervisor({"fake": broken})
     with pytest.raises(WorkerBootError, match="(?s)failed to boot.*ModuleNotFoundError.*missing_module"):
         supervisor.generate(fake_job())
-    assert supervisor.status() == []
+    [row] = supervisor.status()
+    assert row["state"] == "failed" and "ModuleNotFoundError" in row["last_error"] and row["pid"] is None
+    started = time.monotonic()
+    with pytest.raises(ArchitectureUnavailableError, match="(?s)stopped after failing.*ModuleNotFoundError"):
+        supervisor.generate(fake_job())  # no restart loop: refused at once, no new process
+    assert time.monotonic() - started < 0.5
 
 
 def test_load_failure_is_a_clear_error_and_leaves_no_worker(make_supervisor: SupervisorFactory) -> None:
@@ -209,3 +216,98 @@ def test_parallel_jobs_on_two_characters(make_supervisor: SupervisorFactory) -> 
         thread.join(60)
     assert errors == []
     assert sorted(row["character"] for row in supervisor.status()) == ["plain", "slow-load"]
+
+
+def test_crashes_in_a_row_back_off_then_stop_restarting(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(crash_backoff_base_s=1.0, crash_retry_limit=2)
+    spawned: List[int] = []
+    with pytest.raises(WorkerCrashedError):
+        supervisor.generate(fake_job(mode="crash"))
+    with pytest.raises(WorkerCrashedError):  # the first crash restarts at once
+        supervisor.generate(fake_job(mode="crash"), progress=lambda f, m: spawned.append(1) if m.startswith("starting") else None)
+    assert spawned == [1]
+    with pytest.raises(ArchitectureUnavailableError, match=r"crashed 2 time\(s\) in a row.*retry after") as caught:
+        supervisor.generate(fake_job())
+    assert caught.value.retry_after_s is not None and 0.5 < caught.value.retry_after_s <= 1.3
+    assert [row["state"] for row in supervisor.status()] == ["backoff"]
+    assert wait_until(lambda: supervisor.status() == [], 3)
+    with pytest.raises(WorkerCrashedError):
+        supervisor.generate(fake_job(mode="crash"))  # third in a row: over the limit
+    with pytest.raises(ArchitectureUnavailableError, match="crashed 3 times in a row"):
+        supervisor.generate(fake_job())
+    supervisor.prewarm("fake", "plain")  # Retry from the panel clears it
+    assert supervisor.generate(fake_job()).sample_rate == 16000
+
+
+def test_deterministic_load_failure_does_not_storm(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(crash_backoff_base_s=5.0)
+    attempts = 0
+    refused = 0
+    for _ in range(10):
+        try:
+            supervisor.generate(replace(fake_job(), character="broken-load"))
+        except RemoteError:
+            attempts += 1
+        except ArchitectureUnavailableError:
+            refused += 1
+    assert attempts == 2 and refused == 8  # two loads, then a cooldown refuses fast
+
+
+def test_crash_after_n_jobs(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    for _ in range(2):
+        supervisor.generate(fake_job(crash_after_jobs=2))
+    with pytest.raises(WorkerCrashedError, match="exited with code 17"):
+        supervisor.generate(fake_job(crash_after_jobs=2))
+    assert supervisor.generate(fake_job(crash_after_jobs=2)).cold
+
+
+def test_ram_budget_forces_eviction_between_architectures(make_supervisor: SupervisorFactory) -> None:
+    """A budget that fits one worker at a time: loading the second evicts the idle first."""
+    mib = 1 << 20
+    supervisor = make_supervisor(ram_budget_bytes=900 * mib, memory_reserve_bytes=0, default_need_bytes=600 * mib)
+    supervisor.generate(fake_job())
+    first = worker_pids(supervisor)[0]
+    piper = JobRequest(architecture="piper", character="joe", text="Hello there.", options=PIPER_OPTIONS)
+    result = supervisor.generate(piper)
+    assert result.sample_rate == 22050
+    assert [row["architecture"] for row in supervisor.status()] == ["piper"]
+    assert wait_until(lambda: gone(first), 5)
+    peak = supervisor.ledger.get("piper/joe", "cpu")
+    assert peak is not None and peak > 50 * mib  # measured, and kept for the next start
+
+
+def test_pinned_worker_is_never_evicted(make_supervisor: SupervisorFactory) -> None:
+    mib = 1 << 20
+    supervisor = make_supervisor(
+        ram_budget_bytes=900 * mib, memory_reserve_bytes=0, default_need_bytes=600 * mib, admission_timeout_s=1.0, keep_alive_s=0.5
+    )
+    supervisor.pin("fake", "plain")
+    supervisor.generate(fake_job())
+    pid = worker_pids(supervisor)[0]
+    piper = JobRequest(architecture="piper", character="joe", text="Hello.", options=PIPER_OPTIONS)
+    with pytest.raises(ArchitectureUnavailableError, match="not enough memory to load piper/joe.*pinned"):
+        supervisor.generate(piper)
+    time.sleep(1.0)  # longer than keep-alive: a pinned worker stays anyway
+    assert worker_pids(supervisor) == [pid]
+
+
+def test_fifty_parallel_spawns_do_not_collide(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(default_need_bytes=32 << 20)  # 50 small workers fit in RAM: none is evicted
+    errors: List[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            supervisor.prewarm("fake", "plain", character_path="/nonexistent/character-%d" % index)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert len(set(worker_pids(supervisor))) == 50
+    supervisor.shutdown()
+    assert list(supervisor.private_dir.parent.glob(supervisor.private_dir.name)) == []
