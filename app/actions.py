@@ -79,6 +79,8 @@ class Workstation:
     manifests: Dict[str, Manifest]
     supervisor: Supervisor
     post_chain: Chain = field(default_factory=default_post_chain)
+    _running: Dict[str, List[threading.Event]] = field(default_factory=dict)
+    _running_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # catalogue
     def architectures(self) -> List[Dict[str, Any]]:
@@ -125,7 +127,37 @@ class Workstation:
         options: Optional[Dict[str, Any]] = None,
         output_format: str = "wav",
         progress: ProgressFn = _no_progress,
-        cancel: Optional[threading.Event] = None,
+        session: str = "",
+    ) -> Generation:
+        cancel = threading.Event()
+        with self._running_lock:
+            self._running.setdefault(session, []).append(cancel)
+        try:
+            return self._generate(architecture, character_id, text, audio_path, options, output_format, progress, cancel)
+        finally:
+            with self._running_lock:
+                self._running[session].remove(cancel)
+                if not self._running[session]:
+                    del self._running[session]
+
+    def cancel(self, session: str) -> int:
+        """Cancel the running jobs of one session (a browser tab, or one gradio_client); returns how many."""
+        with self._running_lock:
+            events = list(self._running.get(session, []))
+        for event in events:
+            event.set()
+        return len(events)
+
+    def _generate(
+        self,
+        architecture: str,
+        character_id: str,
+        text: str,
+        audio_path: Optional[str],
+        options: Optional[Dict[str, Any]],
+        output_format: str,
+        progress: ProgressFn,
+        cancel: threading.Event,
     ) -> Generation:
         manifest = self.manifest(architecture)
         character = self.character(architecture, character_id)
@@ -214,6 +246,33 @@ class Workstation:
 
     def runtime_status(self) -> List[Dict[str, Any]]:
         return self.supervisor.status()
+
+    def memory_note(self) -> str:
+        return self.supervisor.memory_note()
+
+    def _worker_key(self, architecture: str, character_id: str) -> str:
+        character = self.character(architecture, character_id)
+        return str(character.path) if character.path else character.id
+
+    def prewarm(self, architecture: str, character_id: str) -> str:
+        """Start (or retry) a character's worker now."""
+        character = self.character(architecture, character_id)
+        try:
+            self.supervisor.prewarm(architecture, character.id, str(character.path) if character.path else None)
+        except RemoteError as exc:
+            raise UserFacingError("%s could not load %s: %s" % (architecture, character.id, exc.message)) from exc
+        except RuntimeLayerError as exc:
+            raise UserFacingError(str(exc)) from exc
+        return "%s / %s is warm" % (architecture, character.id)
+
+    def pin(self, architecture: str, character_id: str, pinned: bool) -> str:
+        self.supervisor.pin(architecture, self._worker_key(architecture, character_id), pinned)
+        return "%s / %s %s" % (architecture, character_id, "pinned: never evicted" if pinned else "unpinned")
+
+    def stop_worker(self, name: str) -> str:
+        if not self.supervisor.stop(name):
+            raise UserFacingError("no running worker named %r" % name)
+        return "stopped %s" % name
 
     def close(self) -> None:
         self.supervisor.shutdown()

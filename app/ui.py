@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 import gradio as gr
@@ -14,6 +13,8 @@ from app.errors import UserFacingError
 
 logger = logging.getLogger(__name__)
 
+RUNTIME_HEADERS = ["name", "architecture", "character", "state", "device", "memory_mb", "idle_s", "keep_alive_left_s", "pinned",
+                   "last_error"]
 HISTORY_HEADERS = ["time", "architecture", "character", "text", "duration (s)", "file"]
 
 
@@ -32,6 +33,11 @@ def _slider_or_input(option: Dict[str, Any]) -> gr.components.Component:
 
 def _user_error(exc: UserFacingError) -> gr.Error:
     return gr.Error(str(exc), print_exception=False)
+
+
+def _session(request: Optional[gr.Request]) -> str:
+    """Jobs are cancelled per session: a browser tab, or one gradio_client Client."""
+    return str(getattr(request, "session_hash", "") or "")
 
 
 def _parse_options(options: Any) -> Dict[str, Any]:
@@ -64,8 +70,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
         options: Dict[str, Any],
         output_format: str,
         progress: gr.Progress,
+        request: Optional[gr.Request],
     ) -> Generation:
-        cancel = threading.Event()
         try:
             return station.generate(
                 architecture,
@@ -75,12 +81,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 options=options,
                 output_format=output_format,
                 progress=lambda fraction, message: progress(fraction, desc=message),
-                cancel=cancel,
+                session=_session(request),
             )
         except UserFacingError as exc:
             raise _user_error(exc) from None
-        finally:
-            cancel.set()
 
     with gr.Blocks(title="Voice workstation") as demo:
         gr.Markdown("# Voice workstation\nPick an architecture and a character, type text or give a recording, press Generate.")
@@ -120,8 +124,27 @@ def build_ui(station: Workstation) -> gr.Blocks:
             history_state = gr.State([])
 
         with gr.Tab("Runtimes"):
-            status_table = gr.JSON(label="Workers")
+            gr.Markdown(station.memory_note())
+            workers_table = gr.Dataframe(headers=RUNTIME_HEADERS, label="Workers", interactive=False)
+            with gr.Row():
+                worker_name = gr.Dropdown(choices=[], label="Worker", allow_custom_value=True)
+                stop_button = gr.Button("Stop worker", variant="stop")
+            with gr.Row():
+                runtime_arch = gr.Dropdown(
+                    choices=[(catalogue[a]["name"], a) for a in architectures], value=default_arch, label="Architecture"
+                )
+                runtime_char = gr.Dropdown(
+                    choices=first_characters, value=first_characters[0][1] if first_characters else None, label="Character"
+                )
+                prewarm_button = gr.Button("Prewarm / Retry")
+                pin_button = gr.Button("Pin (never evict)")
+                unpin_button = gr.Button("Unpin")
+            runtime_message = gr.Markdown()
+            status_table = gr.JSON(label="Details and log tails")
             refresh_button = gr.Button("Refresh")
+            gr.Timer(2.0).tick(
+                lambda: refresh_runtimes(), outputs=[workers_table, worker_name, status_table], api_visibility="private"
+            )
 
         # API-only components: stable parameters for gradio_client, independent of the UI layout
         with gr.Group(visible=False):
@@ -139,6 +162,13 @@ def build_ui(station: Workstation) -> gr.Blocks:
             api_char_button = gr.Button()
             api_char_list = gr.JSON(label="characters")
             api_status_button = gr.Button()
+            api_status_out = gr.JSON(label="workers")
+            api_name_in = gr.Textbox(label="name")
+            api_flag_in = gr.Checkbox(label="pinned", value=True)
+            api_message_out = gr.Textbox(label="message")
+            api_stop_button = gr.Button()
+            api_prewarm_button = gr.Button()
+            api_pin_button = gr.Button()
 
         # wiring
         def on_architecture(arch: str) -> List[Any]:
@@ -157,9 +187,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
         def on_generate(
             arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, history: List[List[Any]], *values: Any,
             progress: gr.Progress = gr.Progress(),
+            request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
         ) -> Tuple[Any, ...]:
             options = {name: value for (owner, name, _), value in zip(option_components, values, strict=True) if owner == arch}
-            generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress)
+            generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress, request)
             row = [
                 generation.path.stem.split("-")[0],
                 arch,
@@ -178,7 +209,12 @@ def build_ui(station: Workstation) -> gr.Blocks:
             outputs=[audio_out, info_out, history_table, history_state, history_files],
             api_visibility="private",
         )
-        cancel_button.click(None, cancels=[generate_event], api_visibility="private")
+        def cancel_jobs(request: gr.Request) -> str:
+            """Cancel this session's running jobs."""
+            count = station.cancel(_session(request))
+            return "cancelled %d job(s)" % count
+
+        cancel_button.click(cancel_jobs, outputs=runtime_message, cancels=[generate_event], api_name="cancel")
 
         def api_generate(
             architecture: str,
@@ -188,13 +224,14 @@ def build_ui(station: Workstation) -> gr.Blocks:
             options: Any,
             output_format: str,
             progress: gr.Progress = gr.Progress(),
+            request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
         ) -> Tuple[str, Dict[str, Any]]:
             """Generate speech (TTS) or convert audio with the chosen architecture and character."""
             try:
                 parsed = _parse_options(options)
             except UserFacingError as exc:
                 raise _user_error(exc) from None
-            generation = run_generation(architecture, character, text, audio, parsed, output_format or "wav", progress)
+            generation = run_generation(architecture, character, text, audio, parsed, output_format or "wav", progress, request)
             return str(generation.path), generation.info()
 
         api_button.click(
@@ -223,8 +260,58 @@ def build_ui(station: Workstation) -> gr.Blocks:
             """Live workers: state, pid, idle time, keep-alive left, last error, log tail."""
             return station.runtime_status()
 
-        api_status_button.click(runtime_status, outputs=status_table, api_name="runtime_status")
-        refresh_button.click(runtime_status, outputs=status_table, api_visibility="private")
-        demo.load(runtime_status, outputs=status_table, api_visibility="private")
+        api_status_button.click(runtime_status, outputs=api_status_out, api_name="runtime_status")
+
+        def refresh_runtimes() -> Tuple[Any, Any, Any]:
+            rows = station.runtime_status()
+            table = [[row.get(h) for h in RUNTIME_HEADERS] for row in rows]
+            names = [row["name"] for row in rows if row.get("name")]
+            return table, gr.update(choices=names), rows
+
+        refresh_outputs = [workers_table, worker_name, status_table]
+        refresh_button.click(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
+        demo.load(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
+
+        def guarded(action: Any) -> Any:
+            def run(*args: Any) -> str:
+                try:
+                    return str(action(*args))
+                except UserFacingError as exc:
+                    raise _user_error(exc) from None
+
+            return run
+
+        def stop_worker(name: str) -> str:
+            """Stop a worker by name (see /runtime_status)."""
+            return str(guarded(station.stop_worker)(name))
+
+        def prewarm(architecture: str, character: str) -> str:
+            """Start (or retry after a failure) a character's worker now."""
+            return str(guarded(station.prewarm)(architecture, character))
+
+        def pin(architecture: str, character: str, pinned: bool) -> str:
+            """Pin (never evict) or unpin a character's worker."""
+            return str(guarded(station.pin)(architecture, character, pinned))
+
+        def on_runtime_architecture(arch: str) -> Any:
+            choices = character_choices(arch)
+            return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+        # the same actions as API endpoints (registered before the UI's private events, which would take the names)
+        api_stop_button.click(stop_worker, inputs=api_name_in, outputs=api_message_out, api_name="stop_worker")
+        api_prewarm_button.click(prewarm, inputs=[api_architecture, api_character], outputs=api_message_out, api_name="prewarm")
+        api_pin_button.click(pin, inputs=[api_architecture, api_character, api_flag_in], outputs=api_message_out, api_name="pin")
+        runtime_arch.change(on_runtime_architecture, inputs=runtime_arch, outputs=runtime_char, api_visibility="private")
+        stop_button.click(stop_worker, inputs=worker_name, outputs=runtime_message, api_visibility="private").then(
+            refresh_runtimes, outputs=refresh_outputs, api_visibility="private"
+        )
+        prewarm_button.click(prewarm, inputs=[runtime_arch, runtime_char], outputs=runtime_message, api_visibility="private").then(
+            refresh_runtimes, outputs=refresh_outputs, api_visibility="private"
+        )
+        pin_button.click(lambda a, c: pin(a, c, True), inputs=[runtime_arch, runtime_char], outputs=runtime_message,
+                         api_visibility="private").then(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
+        unpin_button.click(lambda a, c: pin(a, c, False), inputs=[runtime_arch, runtime_char], outputs=runtime_message,
+                           api_visibility="private").then(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
+
     blocks: gr.Blocks = demo
     return blocks

@@ -140,7 +140,8 @@ class ManagedWorker:
 
     @property
     def accounted_bytes(self) -> int:
-        return max(self.peak_bytes, self.need_bytes)
+        """The measured peak once there is one; the estimate before."""
+        return self.peak_bytes or self.need_bytes
 
 
 class Supervisor:

@@ -55,3 +55,14 @@ def test_empty_text_shows_a_clear_error(page: object) -> None:
     page.get_by_label("Text").fill("")
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_text("needs text").first).to_be_visible(timeout=20_000)
+
+
+def test_runtimes_panel_shows_real_workers(page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.get_by_role("tab", name="Runtimes").click()
+    expect(page.get_by_text("no NVIDIA driver").first).to_be_visible(timeout=10_000)
+    expect(page.get_by_text("ready", exact=True).filter(visible=True).first).to_be_visible(timeout=10_000)
+    page.get_by_role("button", name="Pin (never evict)").click()
+    expect(page.get_by_text("pinned: never evicted").first).to_be_visible(timeout=10_000)

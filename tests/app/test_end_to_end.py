@@ -163,3 +163,29 @@ def test_sigkill_of_the_app_leaves_no_worker(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
     finally:
         server.stop()
+
+
+def test_cancel_from_the_api_stops_the_running_job(client: Client, tmp_path: Path) -> None:
+    tone = tmp_path / "tone.wav"
+    soundfile.write(str(tone), 0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000), 16000)
+    job = client.submit("fake", "plain", "", handle_file(str(tone)), {"sleep_s": 60}, "wav", api_name="/generate")
+    assert wait_until(lambda: any(r["state"] == "busy" for r in client.predict(api_name="/runtime_status")), 20)
+    started = time.monotonic()
+    assert client.predict(api_name="/cancel") == "cancelled 1 job(s)"
+    with pytest.raises(AppError, match="cancelled"):
+        job.result(timeout=30)
+    assert time.monotonic() - started < 10
+    assert wait_until(lambda: all(r["state"] != "busy" for r in client.predict(api_name="/runtime_status")), 10)
+
+
+def test_runtime_controls_from_the_api(client: Client) -> None:
+    assert client.predict("fake", "slow-load", api_name="/prewarm") == "fake / slow-load is warm"
+    rows = {r["character"]: r for r in client.predict(api_name="/runtime_status")}
+    assert rows["slow-load"]["state"] == "ready" and rows["slow-load"]["memory_mb"] > 0
+    assert "pinned" in client.predict("fake", "slow-load", True, api_name="/pin")
+    assert next(r for r in client.predict(api_name="/runtime_status") if r["character"] == "slow-load")["pinned"]
+    name = rows["slow-load"]["name"]
+    assert client.predict(name, api_name="/stop_worker") == "stopped %s" % name
+    assert all(r["character"] != "slow-load" for r in client.predict(api_name="/runtime_status"))
+    with pytest.raises(AppError, match="no running worker named 'nope'"):
+        client.predict("nope", api_name="/stop_worker")

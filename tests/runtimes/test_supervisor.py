@@ -265,7 +265,8 @@ def test_crash_after_n_jobs(make_supervisor: SupervisorFactory) -> None:
 def test_ram_budget_forces_eviction_between_architectures(make_supervisor: SupervisorFactory) -> None:
     """A budget that fits one worker at a time: loading the second evicts the idle first."""
     mib = 1 << 20
-    supervisor = make_supervisor(ram_budget_bytes=900 * mib, memory_reserve_bytes=0, default_need_bytes=600 * mib)
+    # the fake worker measures ~35 MiB; piper is estimated at 600 MiB before its first run: 635 > 620
+    supervisor = make_supervisor(ram_budget_bytes=620 * mib, memory_reserve_bytes=0, default_need_bytes=600 * mib)
     supervisor.generate(fake_job())
     first = worker_pids(supervisor)[0]
     piper = JobRequest(architecture="piper", character="joe", text="Hello there.", options=PIPER_OPTIONS)
@@ -280,7 +281,7 @@ def test_ram_budget_forces_eviction_between_architectures(make_supervisor: Super
 def test_pinned_worker_is_never_evicted(make_supervisor: SupervisorFactory) -> None:
     mib = 1 << 20
     supervisor = make_supervisor(
-        ram_budget_bytes=900 * mib, memory_reserve_bytes=0, default_need_bytes=600 * mib, admission_timeout_s=1.0, keep_alive_s=0.5
+        ram_budget_bytes=620 * mib, memory_reserve_bytes=0, default_need_bytes=600 * mib, admission_timeout_s=1.0, keep_alive_s=0.5
     )
     supervisor.pin("fake", "plain")
     supervisor.generate(fake_job())
