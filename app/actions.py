@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
+import soundfile
 
 from app.characters import Character, list_characters
 from app.errors import UserFacingError
 from app.settings import Settings
-from pipeline.audio_io import OUTPUT_FORMATS, decode, encode
+from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode
+from pipeline.cache import AudioCache, audio_digest, key_of
 from pipeline.errors import PipelineError
-from pipeline.stages import Chain, default_post_chain, default_pre_chain
+from pipeline.processing import PostOptions, PreOptions, PresetStore
 from runtimes.environments import EnvSpec
 from runtimes.errors import (
     ArchitectureUnavailableError,
@@ -32,7 +34,7 @@ from runtimes.errors import (
     WorkerCrashedError,
 )
 from runtimes.manifest import Manifest
-from runtimes.supervisor import JobRequest, Supervisor
+from runtimes.supervisor import JobRequest, JobResult, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class Generation:
     duration_s: float
     cold: bool
     timings_s: Dict[str, float]
+    cached: bool = False
 
     def info(self) -> Dict[str, Any]:
         return {
@@ -65,9 +68,22 @@ class Generation:
             "sample_rate": self.sample_rate,
             "duration_s": round(self.duration_s, 3),
             "cold_start": self.cold,
+            "cached": self.cached,
             "timings_s": {key: round(value, 4) for key, value in self.timings_s.items()},
             "file": self.path.name,
         }
+
+
+@dataclass(frozen=True)
+class _Job:
+    manifest: Manifest
+    character: Character
+    text: str
+    decoded: Optional[DecodedAudio]
+    options: Dict[str, Any]
+    output_format: str
+    pre: PreOptions
+    post: PostOptions
 
 
 @dataclass
@@ -78,7 +94,8 @@ class Workstation:
     specs: Dict[str, EnvSpec]
     manifests: Dict[str, Manifest]
     supervisor: Supervisor
-    post_chain: Chain = field(default_factory=default_post_chain)
+    cache: AudioCache
+    preset_store: PresetStore
     _running: Dict[str, List[threading.Event]] = field(default_factory=dict)
     _running_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,12 +145,16 @@ class Workstation:
         output_format: str = "wav",
         progress: ProgressFn = _no_progress,
         session: str = "",
+        preprocess: Optional[Dict[str, Any]] = None,
+        postprocess: Optional[Dict[str, Any]] = None,
+        use_cache: bool = True,
     ) -> Generation:
         cancel = threading.Event()
         with self._running_lock:
             self._running.setdefault(session, []).append(cancel)
         try:
-            return self._generate(architecture, character_id, text, audio_path, options, output_format, progress, cancel)
+            job = self._prepare(architecture, character_id, text, audio_path, options, output_format, preprocess, postprocess)
+            return self._run(job, progress, cancel, use_cache)
         finally:
             with self._running_lock:
                 self._running[session].remove(cancel)
@@ -148,7 +169,7 @@ class Workstation:
             event.set()
         return len(events)
 
-    def _generate(
+    def _prepare(
         self,
         architecture: str,
         character_id: str,
@@ -156,9 +177,10 @@ class Workstation:
         audio_path: Optional[str],
         options: Optional[Dict[str, Any]],
         output_format: str,
-        progress: ProgressFn,
-        cancel: threading.Event,
-    ) -> Generation:
+        preprocess: Optional[Dict[str, Any]],
+        postprocess: Optional[Dict[str, Any]],
+    ) -> _Job:
+        """Validate everything a person gave, before any work is done."""
         manifest = self.manifest(architecture)
         character = self.character(architecture, character_id)
         text = (text or "").strip()
@@ -174,54 +196,149 @@ class Workstation:
             raise UserFacingError("%s needs input audio: upload or record a recording" % manifest.display_name)
         try:
             resolved = manifest.resolve_options(options)
-        except ValueError as exc:
+            pre = PreOptions.from_dict(preprocess)
+            post = PostOptions.from_dict(postprocess)
+        except ValueError as exc:  # StageConfigError is a ValueError too
             raise UserFacingError(str(exc)) from exc
-
-        audio: Optional[np.ndarray] = None
-        audio_rate: Optional[int] = None
+        decoded: Optional[DecodedAudio] = None
         if audio_path and manifest.needs_audio:
-            progress(None, "reading the input audio")
             try:
                 decoded = decode(Path(audio_path))
-                target = manifest.input_sample_rate or decoded.sample_rate
-                audio, audio_rate = default_pre_chain(target).apply(decoded.audio, decoded.sample_rate)
             except PipelineError as exc:
                 raise UserFacingError(str(exc)) from exc
+        return _Job(manifest, character, text, decoded, resolved, output_format, pre, post)
+
+    def _run(self, job: _Job, progress: ProgressFn, cancel: threading.Event, use_cache: bool) -> Generation:
+        manifest, character = job.manifest, job.character
+        output_key = key_of(
+            "output",
+            manifest.architecture,
+            character.id,
+            self.model_fingerprint(manifest.architecture, character),
+            job.text,
+            audio_digest(job.decoded.audio, job.decoded.sample_rate) if job.decoded else None,
+            job.options,
+            job.pre.to_dict() if job.decoded else None,
+            job.post.to_dict(),
+            job.output_format,
+        )
+        target = self._output_path(manifest.architecture, character.id)
+        if use_cache:
+            hit = self.cache.get_output(output_key)
+            if hit is not None:
+                data, info = hit
+                path = target.with_suffix(OUTPUT_FORMATS[job.output_format][2])
+                path.write_bytes(data)
+                return Generation(path, manifest.architecture, character.id, job.text, int(info["sample_rate"]),
+                                  float(info["duration_s"]), False, {"total_s": 0.0}, cached=True)
+
+        started = time.perf_counter()
+        audio: Optional[np.ndarray] = None
+        audio_rate: Optional[int] = None
+        if job.decoded is not None:
+            progress(None, "preprocessing the input audio")
+            target_hz = manifest.input_sample_rate or job.decoded.sample_rate
+            try:
+                audio, audio_rate = self.cache.apply(job.pre.chain(target_hz), job.decoded.audio, job.decoded.sample_rate)
+            except PipelineError as exc:
+                raise UserFacingError(str(exc)) from exc
+        pre_s = time.perf_counter() - started
 
         request = JobRequest(
-            architecture=architecture,
+            architecture=manifest.architecture,
             character=character.id,
             character_path=str(character.path) if character.path else None,
-            text=text,
+            text=job.text,
             audio=audio,
             audio_sample_rate=audio_rate,
-            options=resolved,
+            options=job.options,
         )
+        result = self._run_on_worker(manifest, request, progress, cancel)
+
+        progress(None, "post-processing")
+        started = time.perf_counter()
+        tags = {
+            "title": job.text[:120] or "conversion",
+            "artist": character.label,
+            "album": manifest.display_name,
+            "comment": "architecture: %s; character: %s" % (manifest.architecture, character.id),
+            "software": "voice workstation",
+        }
         try:
-            result = self.supervisor.generate(request, progress=progress, cancel=cancel)
+            out_audio, out_rate = self.cache.apply(job.post.chain(), result.audio, result.sample_rate)
+            path = encode(out_audio, out_rate, target, job.output_format, tags)
+        except PipelineError as exc:
+            raise UserFacingError(str(exc)) from exc
+        timings = dict(result.timings_s, pre_s=pre_s, post_s=time.perf_counter() - started)
+        duration_s = out_audio.shape[-1] / float(out_rate)
+        with soundfile.SoundFile(str(path)) as written:
+            written_rate = int(written.samplerate)  # opus may have been resampled on the way out
+        self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s})
+        return Generation(path, manifest.architecture, character.id, job.text, written_rate, duration_s, result.cold, timings)
+
+    def _run_on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> JobResult:
+        try:
+            return self.supervisor.generate(request, progress=progress, cancel=cancel)
         except BadRequestError as exc:
             raise UserFacingError(exc.message) from exc
         except RemoteError as exc:
             raise UserFacingError("%s failed: %s: %s" % (manifest.display_name, exc.error_type, exc.message)) from exc
-        except (WorkerCrashedError, WorkerBootError, JobTimeoutError, EnvironmentBuildError) as exc:
-            raise UserFacingError(str(exc)) from exc
-        except ArchitectureUnavailableError as exc:
-            raise UserFacingError(str(exc)) from exc
         except JobCancelledError as exc:
             raise UserFacingError("the job was cancelled") from exc
+        except (WorkerCrashedError, WorkerBootError, JobTimeoutError, EnvironmentBuildError, ArchitectureUnavailableError) as exc:
+            raise UserFacingError(str(exc)) from exc
         except RuntimeLayerError as exc:
             raise UserFacingError("%s: %s" % (manifest.display_name, exc)) from exc
 
-        progress(None, "post-processing")
-        started = time.perf_counter()
+    def model_fingerprint(self, architecture: str, character: Character) -> str:
+        """What identifies the model's files: the pinned env spec for builtin voices, else the folder's files."""
+        parts: List[Any] = []
+        if character.path is None:
+            folder = self.specs[architecture].folder
+            parts = [(p.name, p.read_bytes().decode("utf-8", "replace")) for p in sorted(folder.glob("*")) if p.is_file()]
+        else:
+            for path in sorted(character.path.rglob("*")):
+                if path.is_file():
+                    stat = path.stat()
+                    parts.append((str(path.relative_to(character.path)), stat.st_size, stat.st_mtime_ns))
+        return key_of(parts)
+
+    # preprocessing preview and presets
+    def preview_preprocess(self, architecture: str, audio_path: Optional[str], preprocess: Optional[Dict[str, Any]]) -> Path:
+        """What the model would get from this recording, as a WAV a person can listen to."""
+        manifest = self.manifest(architecture)
+        if not audio_path:
+            raise UserFacingError("upload or record audio to preview its preprocessing")
         try:
-            out_audio, out_rate = self.post_chain.apply(result.audio, result.sample_rate)
-            path = encode(out_audio, out_rate, self._output_path(architecture, character.id), output_format)
-        except PipelineError as exc:
+            pre = PreOptions.from_dict(preprocess)
+            decoded = decode(Path(audio_path))
+            target_hz = manifest.input_sample_rate or decoded.sample_rate
+            audio, rate = self.cache.apply(pre.chain(target_hz), decoded.audio, decoded.sample_rate)
+            folder = self.settings.outputs_dir / "previews"
+            folder.mkdir(parents=True, exist_ok=True)
+            return encode(audio, rate, folder / ("preview-%s.wav" % datetime.now().strftime("%H%M%S-%f")), "wav")
+        except (PipelineError, ValueError) as exc:
             raise UserFacingError(str(exc)) from exc
-        timings = dict(result.timings_s, post_s=time.perf_counter() - started)
-        duration_s = out_audio.shape[-1] / float(out_rate)
-        return Generation(path, architecture, character.id, text, out_rate, duration_s, result.cold, timings)
+
+    def default_processing(self) -> Dict[str, Dict[str, Any]]:
+        return {"preprocess": PreOptions().to_dict(), "postprocess": PostOptions().to_dict()}
+
+    def presets(self) -> List[str]:
+        return self.preset_store.names()
+
+    def save_preset(self, name: str, preprocess: Optional[Dict[str, Any]], postprocess: Optional[Dict[str, Any]]) -> str:
+        try:
+            self.preset_store.save(name, PreOptions.from_dict(preprocess), PostOptions.from_dict(postprocess))
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        return "saved preset %r" % name
+
+    def load_preset(self, name: str) -> Dict[str, Dict[str, Any]]:
+        try:
+            pre, post = self.preset_store.load(name)
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        return {"preprocess": pre.to_dict(), "postprocess": post.to_dict()}
 
     def _output_path(self, architecture: str, character_id: str) -> Path:
         folder = self.settings.outputs_dir / datetime.now().strftime("%Y-%m-%d")
@@ -276,3 +393,4 @@ class Workstation:
 
     def close(self) -> None:
         self.supervisor.shutdown()
+        self.cache.close()

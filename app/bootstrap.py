@@ -9,6 +9,8 @@ from typing import Callable, Dict, Optional
 
 from app.actions import Workstation
 from app.settings import Settings
+from pipeline.cache import AudioCache
+from pipeline.processing import PresetStore
 from runtimes import gpu
 from runtimes.environments import EnvironmentBuilder, EnvSpec
 from runtimes.manifest import Manifest
@@ -56,4 +58,11 @@ def make_workstation(settings: Settings) -> Workstation:
         specs,
         resolve_python,
     )
-    return Workstation(settings=settings, specs=specs, manifests=manifests, supervisor=supervisor)
+    return Workstation(
+        settings=settings,
+        specs=specs,
+        manifests=manifests,
+        supervisor=supervisor,
+        cache=AudioCache(settings.cache_dir, settings.cache_size_bytes),
+        preset_store=PresetStore(settings.presets_dir),
+    )

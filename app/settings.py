@@ -38,6 +38,8 @@ class Settings:
     job_timeout_s: float = 600.0
     max_text_chars: int = 5000
     history_size: int = 10
+    cache_size_bytes: int = 2 << 30
+    """Disk cache of processed audio and outputs; least recently used entries go first."""
     layer: Optional[str] = None
     """Requirement layer for envs (cpu/cuda); default: cuda when an NVIDIA GPU is present."""
 
@@ -56,6 +58,14 @@ class Settings:
     @property
     def characters_dir(self) -> Path:
         return self.data_dir / "characters"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def presets_dir(self) -> Path:
+        return self.data_dir / "presets"
 
     @property
     def logs_dir(self) -> Path:

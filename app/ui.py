@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import gradio as gr
 
 from app.actions import Generation, Workstation, output_formats
 from app.errors import UserFacingError
+from app.ui_processing import build_processing_controls, parse_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
         output_format: str,
         progress: gr.Progress,
         request: Optional[gr.Request],
+        processing: Mapping[str, Optional[Dict[str, Any]]],
+        use_cache: bool,
     ) -> Generation:
         try:
             return station.generate(
@@ -82,6 +85,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 output_format=output_format,
                 progress=lambda fraction, message: progress(fraction, desc=message),
                 session=_session(request),
+                preprocess=processing.get("preprocess"),
+                postprocess=processing.get("postprocess"),
+                use_cache=use_cache,
             )
         except UserFacingError as exc:
             raise _user_error(exc) from None
@@ -112,7 +118,19 @@ def build_ui(station: Workstation) -> gr.Blocks:
                                 for option in catalogue[arch]["options"]:
                                     option_components.append((arch, option["name"], _slider_or_input(option)))
                             option_groups[arch] = group
+                    processing = build_processing_controls(station.default_processing()["preprocess"],
+                                                           station.default_processing()["postprocess"])
+                    with gr.Row():
+                        preview_button = gr.Button("Preview preprocessing")
+                        preview_audio = gr.Audio(type="filepath", label="What the model will get", interactive=False)
+                    with gr.Row():
+                        preset_choice = gr.Dropdown(choices=station.presets(), label="Preset", allow_custom_value=False)
+                        preset_load = gr.Button("Load preset")
+                        preset_name = gr.Textbox(label="Save current settings as", placeholder="preset name")
+                        preset_save = gr.Button("Save preset")
+                    preset_message = gr.Markdown()
                     output_format = gr.Dropdown(choices=output_formats(), value=settings.default_output_format, label="Output format")
+                    use_cache = gr.Checkbox(value=True, label="Reuse the result of an identical earlier request")
                     with gr.Row():
                         generate_button = gr.Button("Generate", variant="primary")
                         cancel_button = gr.Button("Cancel", variant="stop")
@@ -154,6 +172,16 @@ def build_ui(station: Workstation) -> gr.Blocks:
             api_audio = gr.Audio(type="filepath", label="audio")
             api_options = gr.JSON(label="options")
             api_format = gr.Textbox(label="output_format", value="wav")
+            api_pre = gr.JSON(label="preprocess")
+            api_post = gr.JSON(label="postprocess")
+            api_use_cache = gr.Checkbox(label="use_cache", value=True)
+            api_preview_out = gr.Audio(type="filepath", label="preview")
+            api_presets_out = gr.JSON(label="presets")
+            api_preset_name = gr.Textbox(label="name")
+            api_preview_button = gr.Button()
+            api_presets_button = gr.Button()
+            api_save_preset_button = gr.Button()
+            api_load_preset_button = gr.Button()
             api_audio_out = gr.Audio(type="filepath", label="result")
             api_info_out = gr.JSON(label="info")
             api_button = gr.Button()
@@ -185,12 +213,15 @@ def build_ui(station: Workstation) -> gr.Blocks:
         )
 
         def on_generate(
-            arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, history: List[List[Any]], *values: Any,
+            arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, cache_ok: bool, history: List[List[Any]],
+            *values: Any,
             progress: gr.Progress = gr.Progress(),
             request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
         ) -> Tuple[Any, ...]:
-            options = {name: value for (owner, name, _), value in zip(option_components, values, strict=True) if owner == arch}
-            generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress, request)
+            option_values = values[: len(option_components)]
+            options = {name: value for (owner, name, _), value in zip(option_components, option_values, strict=True) if owner == arch}
+            chosen = processing.to_dicts(list(values[len(option_components):]))
+            generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress, request, chosen, cache_ok)
             row = [
                 generation.path.stem.split("-")[0],
                 arch,
@@ -205,7 +236,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         generate_event = generate_button.click(
             on_generate,
-            inputs=[architecture, character, text, audio_in, output_format, history_state] + [c for _, _, c in option_components],
+            inputs=[architecture, character, text, audio_in, output_format, use_cache, history_state]
+            + [c for _, _, c in option_components]
+            + processing.components,
             outputs=[audio_out, info_out, history_table, history_state, history_files],
             api_visibility="private",
         )
@@ -223,20 +256,29 @@ def build_ui(station: Workstation) -> gr.Blocks:
             audio: Optional[str],
             options: Any,
             output_format: str,
+            preprocess: Any = None,
+            postprocess: Any = None,
+            use_cache: bool = True,
             progress: gr.Progress = gr.Progress(),
             request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
         ) -> Tuple[str, Dict[str, Any]]:
             """Generate speech (TTS) or convert audio with the chosen architecture and character."""
             try:
                 parsed = _parse_options(options)
-            except UserFacingError as exc:
-                raise _user_error(exc) from None
-            generation = run_generation(architecture, character, text, audio, parsed, output_format or "wav", progress, request)
+                chosen = {
+                    "preprocess": parse_json_object(preprocess, "preprocess"),
+                    "postprocess": parse_json_object(postprocess, "postprocess"),
+                }
+            except (UserFacingError, ValueError) as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+            generation = run_generation(
+                architecture, character, text, audio, parsed, output_format or "wav", progress, request, chosen, bool(use_cache)
+            )
             return str(generation.path), generation.info()
 
         api_button.click(
             api_generate,
-            inputs=[api_architecture, api_character, api_text, api_audio, api_options, api_format],
+            inputs=[api_architecture, api_character, api_text, api_audio, api_options, api_format, api_pre, api_post, api_use_cache],
             outputs=[api_audio_out, api_info_out],
             api_name="generate",
         )
@@ -292,6 +334,63 @@ def build_ui(station: Workstation) -> gr.Blocks:
         def pin(architecture: str, character: str, pinned: bool) -> str:
             """Pin (never evict) or unpin a character's worker."""
             return str(guarded(station.pin)(architecture, character, pinned))
+
+        # preprocessing preview and presets (UI and API)
+        def preview(architecture: str, audio: Optional[str], preprocess: Any = None) -> str:
+            """The input recording after preprocessing: what the model will get."""
+            try:
+                return str(station.preview_preprocess(architecture, audio, parse_json_object(preprocess, "preprocess")))
+            except (UserFacingError, ValueError) as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+
+        def list_presets() -> List[str]:
+            """Names of saved processing presets."""
+            return station.presets()
+
+        def save_preset(name: str, preprocess: Any = None, postprocess: Any = None) -> str:
+            """Save pre/post-processing settings under a name."""
+            try:
+                pre = parse_json_object(preprocess, "preprocess")
+                post = parse_json_object(postprocess, "postprocess")
+                return station.save_preset(name, pre, post)
+            except (UserFacingError, ValueError) as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+
+        def load_preset(name: str) -> Dict[str, Any]:
+            """A saved preset's settings: {"preprocess": {...}, "postprocess": {...}}."""
+            try:
+                return station.load_preset(name)
+            except UserFacingError as exc:
+                raise _user_error(exc) from None
+
+        api_preview_button.click(preview, inputs=[api_architecture, api_audio, api_pre], outputs=api_preview_out,
+                                 api_name="preview_preprocess")
+        api_presets_button.click(list_presets, outputs=api_presets_out, api_name="list_presets")
+        api_save_preset_button.click(save_preset, inputs=[api_preset_name, api_pre, api_post], outputs=api_message_out,
+                                     api_name="save_preset")
+        api_load_preset_button.click(load_preset, inputs=api_preset_name, outputs=api_presets_out, api_name="load_preset")
+
+        def ui_preview(architecture_value: str, audio: Optional[str], *values: Any) -> str:
+            return preview(architecture_value, audio, processing.to_dicts(list(values))["preprocess"])
+
+        preview_button.click(ui_preview, inputs=[architecture, audio_in, *processing.components], outputs=preview_audio,
+                             api_visibility="private")
+
+        def ui_save_preset(name: str, *values: Any) -> Tuple[str, Any]:
+            chosen = processing.to_dicts(list(values))
+            message = save_preset(name, chosen["preprocess"], chosen["postprocess"])
+            return message, gr.update(choices=station.presets(), value=name)
+
+        preset_save.click(ui_save_preset, inputs=[preset_name, *processing.components], outputs=[preset_message, preset_choice],
+                          api_visibility="private")
+
+        def ui_load_preset(name: str) -> List[Any]:
+            if not name:
+                raise gr.Error("pick a preset to load", print_exception=False)
+            loaded = load_preset(name)
+            return processing.from_dicts(loaded["preprocess"], loaded["postprocess"])
+
+        preset_load.click(ui_load_preset, inputs=preset_choice, outputs=processing.components, api_visibility="private")
 
         def on_runtime_architecture(arch: str) -> Any:
             choices = character_choices(arch)

@@ -13,13 +13,19 @@ import soundfile
 
 from pipeline.errors import AudioDecodeError, AudioEncodeError
 
-# format name -> (soundfile format, default subtype, file suffix)
+# format name -> (soundfile format, subtype, file suffix)
 OUTPUT_FORMATS: Dict[str, Tuple[str, str, str]] = {
     "wav": ("WAV", "PCM_16", ".wav"),
+    "wav24": ("WAV", "PCM_24", ".wav"),
+    "wav-float": ("WAV", "FLOAT", ".wav"),
     "flac": ("FLAC", "PCM_16", ".flac"),
+    "flac24": ("FLAC", "PCM_24", ".flac"),
     "ogg": ("OGG", "VORBIS", ".ogg"),
+    "opus": ("OGG", "OPUS", ".opus"),
     "mp3": ("MP3", "MPEG_LAYER_III", ".mp3"),
 }
+OPUS_RATES_HZ = (8000, 12000, 16000, 24000, 48000)
+TAG_NAMES = ("title", "artist", "album", "comment", "software")
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,11 @@ def decode(path: Path, display_name: Optional[str] = None) -> DecodedAudio:
     return DecodedAudio(np.ascontiguousarray(frames.T), int(sample_rate))
 
 
-def encode(audio: np.ndarray, sample_rate: int, path: Path, output_format: str) -> Path:
-    """Write ``audio`` to ``path`` (its suffix replaced by the format's) and return the path written."""
+def encode(
+    audio: np.ndarray, sample_rate: int, path: Path, output_format: str, tags: Optional[Dict[str, str]] = None
+) -> Path:
+    """Write ``audio`` to ``path`` (its suffix replaced by the format's), with metadata ``tags`` (title,
+    artist, album, comment, software), and return the path written. Opus takes 48 kHz (resampled)."""
     try:
         container, subtype, suffix = OUTPUT_FORMATS[output_format]
     except KeyError:
@@ -55,9 +64,22 @@ def encode(audio: np.ndarray, sample_rate: int, path: Path, output_format: str) 
             "unknown output format %r (choose one of %s)" % (output_format, ", ".join(OUTPUT_FORMATS))
         ) from None
     target = path.with_suffix(suffix)
+    if subtype == "OPUS" and sample_rate not in OPUS_RATES_HZ:
+        import librosa
+
+        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=48000, res_type="soxr_hq", axis=-1)
+        sample_rate = 48000
     frames = audio.T if audio.ndim == 2 else audio
+    channels = 1 if audio.ndim == 1 else audio.shape[0]
     try:
-        soundfile.write(str(target), frames, sample_rate, format=container, subtype=subtype)
+        with soundfile.SoundFile(
+            str(target), "w", samplerate=sample_rate, channels=channels, format=container, subtype=subtype
+        ) as out:
+            for name, value in (tags or {}).items():
+                if name not in TAG_NAMES:
+                    raise AudioEncodeError("unknown tag %r (known: %s)" % (name, ", ".join(TAG_NAMES)))
+                setattr(out, name, value)
+            out.write(frames)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioEncodeError("could not write %s as %s: %s" % (target.name, output_format, exc)) from exc
     return target

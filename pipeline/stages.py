@@ -6,7 +6,7 @@ sample_rate)``. A ``Chain`` is a stage too, and serialises to and from JSON (pre
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Dict, List, Sequence, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, List, Sequence, Tuple, Type
 
 import librosa
 import numpy as np
@@ -157,6 +157,143 @@ class PeakNormalize(Stage):
             return audio, sample_rate
         gain = (10.0 ** (self.peak_db / 20.0)) / peak
         return (audio * gain).astype(np.float32), sample_rate
+
+
+def _per_channel(audio: Audio, apply: Callable[[Audio], Audio]) -> Audio:
+    if audio.ndim == 1:
+        return np.asarray(apply(audio), dtype=np.float32)
+    return np.stack([np.asarray(apply(channel), dtype=np.float32) for channel in audio])
+
+
+class HighPass(Stage):
+    """Remove rumble below ``cutoff_hz`` (Butterworth, scipy)."""
+
+    def __init__(self, cutoff_hz: float = 80.0, order: int = 4) -> None:
+        cutoff = _number("HighPass", "cutoff_hz", cutoff_hz, 10.0, 4000.0)
+        order_value = int(_number("HighPass", "order", order, 1, 10))
+        super().__init__(cutoff_hz=cutoff, order=order_value)
+        self.cutoff_hz = cutoff
+        self.order = order_value
+
+    def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
+        from scipy.signal import butter, sosfilt
+
+        if self.cutoff_hz >= sample_rate / 2:
+            raise StageConfigError("HighPass: cutoff_hz %g must be below half the sample rate (%d)" % (self.cutoff_hz, sample_rate))
+        sos = butter(self.order, self.cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
+        return _per_channel(audio, lambda channel: sosfilt(sos, channel)), sample_rate
+
+
+class NoiseReduce(Stage):
+    """Spectral-gating noise reduction (noisereduce); ``strength`` 0..1 is how much of the noise goes."""
+
+    def __init__(self, strength: float = 0.8) -> None:
+        value = _number("NoiseReduce", "strength", strength, 0.0, 1.0)
+        super().__init__(strength=value)
+        self.strength = value
+
+    def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
+        if self.strength == 0.0:
+            return audio, sample_rate
+        import noisereduce
+
+        reduced = noisereduce.reduce_noise(
+            y=audio, sr=sample_rate, prop_decrease=self.strength, stationary=True, n_jobs=1
+        )
+        return np.asarray(reduced, dtype=np.float32), sample_rate
+
+
+class PitchShift(Stage):
+    """Shift pitch by ``semitones`` keeping duration (librosa phase vocoder + soxr)."""
+
+    def __init__(self, semitones: float = 0.0) -> None:
+        value = _number("PitchShift", "semitones", semitones, -24.0, 24.0)
+        super().__init__(semitones=value)
+        self.semitones = value
+
+    def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
+        if self.semitones == 0.0:
+            return audio, sample_rate
+        shifted = librosa.effects.pitch_shift(audio, sr=sample_rate, n_steps=self.semitones, res_type="soxr_hq")
+        return np.asarray(shifted, dtype=np.float32), sample_rate
+
+
+class ChangeSpeed(Stage):
+    """Play ``factor`` times faster without changing pitch (0.25..4; librosa time stretch)."""
+
+    def __init__(self, factor: float = 1.0) -> None:
+        value = _number("ChangeSpeed", "factor", factor, 0.25, 4.0)
+        super().__init__(factor=value)
+        self.factor = value
+
+    def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
+        if self.factor == 1.0:
+            return audio, sample_rate
+        stretched = librosa.effects.time_stretch(audio, rate=self.factor)
+        return np.asarray(stretched, dtype=np.float32), sample_rate
+
+
+class LoudnessNormalize(Stage):
+    """Integrated loudness to ``target_lufs`` (ITU-R BS.1770, pyloudnorm), then a true-peak ceiling
+    ``true_peak_db`` (dBTP, measured 4x oversampled) that may only lower the gain."""
+
+    MIN_SECONDS = 0.4  # one BS.1770 gating block
+
+    def __init__(self, target_lufs: float = -16.0, true_peak_db: float = -1.0) -> None:
+        target = _number("LoudnessNormalize", "target_lufs", target_lufs, -70.0, -5.0)
+        ceiling = _number("LoudnessNormalize", "true_peak_db", true_peak_db, -20.0, 0.0)
+        super().__init__(target_lufs=target, true_peak_db=ceiling)
+        self.target_lufs = target
+        self.true_peak_db = ceiling
+
+    def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
+        if audio.shape[-1] < self.MIN_SECONDS * sample_rate:
+            return audio, sample_rate  # too short to measure: left as it is
+        loudness = integrated_lufs(audio, sample_rate)
+        if not np.isfinite(loudness):
+            return audio, sample_rate  # digital silence
+        gain = 10.0 ** ((self.target_lufs - loudness) / 20.0)
+        out = audio * gain
+        peak = true_peak(out, sample_rate)
+        ceiling = 10.0 ** (self.true_peak_db / 20.0)
+        if peak > ceiling:
+            out = out * (ceiling / peak)
+        return out.astype(np.float32), sample_rate
+
+
+def integrated_lufs(audio: Audio, sample_rate: int) -> float:
+    import pyloudnorm
+
+    frames = audio if audio.ndim == 1 else audio.T
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(frames.astype(np.float64)))
+
+
+def true_peak(audio: Audio, sample_rate: int) -> float:
+    """Peak of the 4x oversampled signal (BS.1770 Annex 2's method, with soxr as the interpolator)."""
+    oversampled = librosa.resample(audio, orig_sr=sample_rate, target_sr=sample_rate * 4, res_type="soxr_hq", axis=-1)
+    return float(np.max(np.abs(oversampled))) if oversampled.size else 0.0
+
+
+class Fade(Stage):
+    """Fade in over ``fade_in_ms`` and out over ``fade_out_ms`` (equal-power curves)."""
+
+    def __init__(self, fade_in_ms: float = 0.0, fade_out_ms: float = 0.0) -> None:
+        fade_in = _number("Fade", "fade_in_ms", fade_in_ms, 0.0, 60000.0)
+        fade_out = _number("Fade", "fade_out_ms", fade_out_ms, 0.0, 60000.0)
+        super().__init__(fade_in_ms=fade_in, fade_out_ms=fade_out)
+        self.fade_in_ms = fade_in
+        self.fade_out_ms = fade_out
+
+    def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
+        out = np.array(audio, dtype=np.float32, copy=True)
+        length = out.shape[-1]
+        fade_in = min(length, int(self.fade_in_ms * sample_rate / 1000.0))
+        fade_out = min(length, int(self.fade_out_ms * sample_rate / 1000.0))
+        if fade_in:
+            out[..., :fade_in] *= np.sin(np.linspace(0.0, np.pi / 2, fade_in, dtype=np.float32))
+        if fade_out:
+            out[..., length - fade_out:] *= np.cos(np.linspace(0.0, np.pi / 2, fade_out, dtype=np.float32))
+        return out, sample_rate
 
 
 def default_pre_chain(target_hz: int) -> Chain:

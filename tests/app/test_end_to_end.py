@@ -27,8 +27,12 @@ def client(app_server: AppServer) -> Client:
 
 
 def generate(client: Client, architecture: str = "piper", character: str = "joe", text: str = TEXT,
-             audio: Any = None, options: Dict[str, Any] | None = None, output_format: str = "wav") -> Tuple[str, Dict[str, Any]]:
-    path, info = client.predict(architecture, character, text, audio, options or {}, output_format, api_name="/generate")
+             audio: Any = None, options: Dict[str, Any] | None = None, output_format: str = "wav",
+             preprocess: Dict[str, Any] | None = None, postprocess: Dict[str, Any] | None = None,
+             use_cache: bool = False) -> Tuple[str, Dict[str, Any]]:
+    """One /generate call; the output cache is off unless a test is about it, so every call does real work."""
+    path, info = client.predict(architecture, character, text, audio, options or {}, output_format,
+                                preprocess or {}, postprocess or {}, use_cache, api_name="/generate")
     return path, info
 
 
@@ -41,7 +45,7 @@ def test_named_endpoints_are_listed(client: Client) -> None:
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/generate", "/list_architectures", "/list_characters", "/runtime_status"} <= set(endpoints)
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
-    assert names == ["architecture", "character", "text", "audio", "options", "output_format"]
+    assert names == ["architecture", "character", "text", "audio", "options", "output_format", "preprocess", "postprocess", "use_cache"]
 
 
 def test_catalogue(client: Client) -> None:
@@ -168,7 +172,7 @@ def test_sigkill_of_the_app_leaves_no_worker(tmp_path: Path) -> None:
 def test_cancel_from_the_api_stops_the_running_job(client: Client, tmp_path: Path) -> None:
     tone = tmp_path / "tone.wav"
     soundfile.write(str(tone), 0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000), 16000)
-    job = client.submit("fake", "plain", "", handle_file(str(tone)), {"sleep_s": 60}, "wav", api_name="/generate")
+    job = client.submit("fake", "plain", "", handle_file(str(tone)), {"sleep_s": 60}, "wav", {}, {}, False, api_name="/generate")
     assert wait_until(lambda: any(r["state"] == "busy" for r in client.predict(api_name="/runtime_status")), 20)
     started = time.monotonic()
     assert client.predict(api_name="/cancel") == "cancelled 1 job(s)"
@@ -189,3 +193,47 @@ def test_runtime_controls_from_the_api(client: Client) -> None:
     assert all(r["character"] != "slow-load" for r in client.predict(api_name="/runtime_status"))
     with pytest.raises(AppError, match="no running worker named 'nope'"):
         client.predict("nope", api_name="/stop_worker")
+
+
+def test_identical_request_is_served_from_the_cache(client: Client) -> None:
+    text = "Caching saves the second request."
+    first, info = generate(client, text=text, use_cache=True)
+    again, cached = generate(client, text=text, use_cache=True)
+    assert not info["cached"] and cached["cached"]
+    assert Path(first).read_bytes() == Path(again).read_bytes()
+    _, fresh = generate(client, text=text, use_cache=False)
+    assert not fresh["cached"] and fresh["timings_s"]["generate_s"] > 0
+
+
+def test_processing_options_reach_the_output(client: Client) -> None:
+    import pyloudnorm
+
+    text = "Processing options change the result."
+    base, _ = generate(client, text=text)
+    fast, info = generate(client, text=text, output_format="flac",
+                          postprocess={"speed": 2.0, "loudness_lufs": -23.0, "sample_rate_hz": 16000, "fade_in_ms": 50})
+    base_audio, base_rate = read(base)
+    fast_audio, fast_rate = read(fast)
+    assert fast_rate == 16000 == info["sample_rate"]
+    assert 0.4 < (fast_audio.size / fast_rate) / (base_audio.size / base_rate) < 0.6
+    assert abs(pyloudnorm.Meter(fast_rate).integrated_loudness(fast_audio.astype(np.float64)) + 23.0) < 1.0
+    with pytest.raises(AppError, match="factor must be between 0.25 and 4"):
+        generate(client, text=text, postprocess={"speed": 9})
+    with pytest.raises(AppError, match="unknown processing option"):
+        generate(client, text=text, postprocess={"reverb": 1})
+
+
+def test_preview_and_presets(client: Client, tmp_path: Path) -> None:
+    recording = tmp_path / "take.wav"
+    padded = np.concatenate([np.zeros(22050), 0.3 * np.sin(2 * np.pi * 200 * np.arange(22050) / 22050), np.zeros(22050)])
+    soundfile.write(str(recording), padded, 22050)
+    preview = client.predict("fake", handle_file(str(recording)), {"trim_silence": True}, api_name="/preview_preprocess")
+    audio, rate = read(preview)
+    assert rate == 16000 and abs(audio.size / rate - 1.0) < 0.1  # resampled for the model, silence cropped
+    saved = client.predict("radio voice", {"highpass_hz": 120}, {"loudness_lufs": -18, "speed": 1.1}, api_name="/save_preset")
+    assert saved == "saved preset 'radio voice'"
+    assert "radio voice" in client.predict(api_name="/list_presets")
+    loaded = client.predict("radio voice", api_name="/load_preset")
+    assert loaded["preprocess"]["highpass_hz"] == 120 and loaded["postprocess"]["speed"] == 1.1
+    with pytest.raises(AppError, match="no preset named 'nothing'"):
+        client.predict("nothing", api_name="/load_preset")
