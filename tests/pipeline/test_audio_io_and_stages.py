@@ -24,9 +24,10 @@ def test_every_output_format_reads_back(tmp_path: Path, output_format: str) -> N
     written = encode(tone(1.0), RATE, tmp_path / "out.wav", output_format)
     assert written.suffix == OUTPUT_FORMATS[output_format][2]
     decoded = decode(written)
-    assert decoded.sample_rate == RATE and decoded.audio.shape[0] == 1
-    assert abs(decoded.audio.shape[1] - RATE) < 0.1 * RATE  # lossy codecs pad a little
-    spectrum = np.abs(np.fft.rfft(decoded.audio[0, : RATE // 2]))
+    rate = 48000 if output_format == "opus" else RATE  # Opus only takes 48 kHz and a few lower rates
+    assert decoded.sample_rate == rate and decoded.audio.shape[0] == 1
+    assert abs(decoded.audio.shape[1] - rate) < 0.1 * rate  # lossy codecs pad a little
+    spectrum = np.abs(np.fft.rfft(decoded.audio[0, : rate // 2]))
     assert abs(np.argmax(spectrum) * 2 - 440) <= 4  # the tone's pitch survives
 
 
