@@ -309,11 +309,3 @@ class Fade(Stage):
         if fade_out:
             out[..., length - fade_out:] *= np.cos(np.linspace(0.0, np.pi / 2, fade_out, dtype=np.float32))
         return out, sample_rate
-
-
-def default_pre_chain(target_hz: int) -> Chain:
-    return Chain([MixToMono(), Resample(target_hz=target_hz)])
-
-
-def default_post_chain() -> Chain:
-    return Chain([TrimSilence(), PeakNormalize()])

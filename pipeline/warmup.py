@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from pipeline.stages import default_post_chain, default_pre_chain
+from pipeline.processing import PostOptions, PreOptions
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +18,8 @@ def warm_up() -> float:
     started = time.perf_counter()
     rate = 22050
     signal = (0.1 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
-    audio, rate = default_pre_chain(16000).apply(np.stack([signal, signal]), rate)
-    default_post_chain().apply(audio, rate)
+    audio, rate = PreOptions(trim_silence=True, loudness_lufs=-23.0).chain(16000).apply(np.stack([signal, signal]), rate)
+    PostOptions().chain().apply(audio, rate)
     took = time.perf_counter() - started
     logger.info("audio pipeline warmed up in %.1f s", took)
     return took

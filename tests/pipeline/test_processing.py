@@ -121,7 +121,7 @@ def test_every_stage_validates_its_options(stage: type, options: dict, message: 
 def test_processing_options_build_and_validate_chains() -> None:
     post = PostOptions.from_dict({"speed": 1.5, "loudness_lufs": None, "sample_rate_hz": 16000})
     kinds = [s.kind for s in post.chain().stages]
-    assert kinds == ["ChangeSpeed", "TrimSilence", "Resample", "PeakNormalize"]
+    assert kinds == ["ChangeSpeed", "TrimSilence", "PeakNormalize", "Resample"]
     pre = PreOptions.from_dict({"highpass_hz": 100, "trim_silence": True})
     assert [s.kind for s in pre.chain(16000).stages] == ["MixToMono", "Resample", "HighPass", "TrimSilence"]
     with pytest.raises(StageConfigError, match="unknown processing option"):
