@@ -312,3 +312,36 @@ def test_fifty_parallel_spawns_do_not_collide(make_supervisor: SupervisorFactory
     assert len(set(worker_pids(supervisor))) == 50
     supervisor.shutdown()
     assert list(supervisor.private_dir.parent.glob(supervisor.private_dir.name)) == []
+
+
+def test_memory_hog_is_measured_and_remembered(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    supervisor.generate(fake_job(mode="hog", hog_mb=300))
+    [row] = supervisor.status()
+    assert row["measured_peak_mb"] > 300
+    peak = supervisor.ledger.get("fake/plain", "cpu")
+    assert peak is not None and peak > 300 << 20
+
+
+def test_frozen_worker_is_detected_by_missing_heartbeats(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(heartbeat_timeout_s=1.5)
+    supervisor.generate(fake_job())
+    pid = worker_pids(supervisor)[0]
+    threading.Timer(0.5, lambda: os.kill(pid, signal.SIGSTOP)).start()
+    started = time.monotonic()
+    with pytest.raises(JobTimeoutError, match="stopped answering"):
+        supervisor.generate(fake_job(sleep_s=30))
+    assert time.monotonic() - started < 10
+    assert wait_until(lambda: gone(pid), 5)
+
+
+def test_stale_socket_directories_of_dead_apps_are_removed(make_supervisor: SupervisorFactory) -> None:
+    import tempfile
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = Path(tempfile.mkdtemp(prefix="voicegen-%d-" % dead.pid))
+    (stale / "piper-1.sock").write_text("")
+    supervisor = make_supervisor()
+    assert not stale.exists()
+    assert supervisor.private_dir.exists() and oct(supervisor.private_dir.stat().st_mode & 0o777) == "0o700"
