@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import soundfile
@@ -347,19 +347,33 @@ class Workstation:
         stamp = datetime.now().strftime("%H%M%S-%f")
         return folder / ("%s-%s-%s.wav" % (stamp, architecture, slug))
 
-    def prewarm_default(self) -> None:
-        """Start the default architecture's worker with its first character (failures are only logged)."""
-        architecture = self.settings.default_architecture
-        if architecture not in self.manifests:
-            return
-        characters = self.characters(architecture)
-        if not characters:
-            return
-        first = characters[0]
-        try:
-            self.supervisor.prewarm(architecture, first.id, str(first.path) if first.path else None)
-        except RuntimeLayerError as exc:
-            logger.warning("could not prewarm %s: %s", architecture, exc)
+    def _configured_pairs(self, text: str) -> List[Tuple[str, str]]:
+        pairs = []
+        for item in (part.strip() for part in text.split(",")):
+            architecture, sep, character = item.partition(":")
+            if not sep or not architecture or not character:
+                raise UserFacingError("%r is not architecture:character" % item)
+            pairs.append((architecture, character))
+        return pairs
+
+    def prewarm_configured(self) -> None:
+        """Start the workers named by the ``prewarm`` setting (failures are only logged: the app still starts)."""
+        setting = self.settings.prewarm.strip()
+        if setting == "default":
+            characters = self.characters(self.settings.default_architecture) if self.settings.default_architecture in self.manifests else []
+            pairs = [(self.settings.default_architecture, characters[0].id)] if characters else []
+        else:
+            pairs = self._configured_pairs(setting) if setting else []
+        for architecture, character in pairs:
+            try:
+                self.prewarm(architecture, character)
+            except UserFacingError as exc:
+                logger.warning("could not prewarm %s:%s: %s", architecture, character, exc)
+
+    def pin_configured(self) -> None:
+        if self.settings.pinned.strip():
+            for architecture, character in self._configured_pairs(self.settings.pinned):
+                self.pin(architecture, character, True)
 
     def runtime_status(self) -> List[Dict[str, Any]]:
         return self.supervisor.status()
@@ -385,6 +399,14 @@ class Workstation:
     def pin(self, architecture: str, character_id: str, pinned: bool) -> str:
         self.supervisor.pin(architecture, self._worker_key(architecture, character_id), pinned)
         return "%s / %s %s" % (architecture, character_id, "pinned: never evicted" if pinned else "unpinned")
+
+    def set_keep_alive(self, architecture: str, character_id: str, keep_alive_s: Optional[float]) -> str:
+        """Idle seconds before this model's worker stops: -1 forever, 0 right after each job, None the default."""
+        if keep_alive_s is not None and keep_alive_s < 0 and keep_alive_s != -1:
+            raise UserFacingError("keep-alive is seconds >= 0, or -1 for forever, got %g" % keep_alive_s)
+        self.supervisor.set_keep_alive(architecture, self._worker_key(architecture, character_id), keep_alive_s)
+        shown = "the default" if keep_alive_s is None else "forever" if keep_alive_s < 0 else "%g s" % keep_alive_s
+        return "%s / %s keep-alive: %s" % (architecture, character_id, shown)
 
     def stop_worker(self, name: str) -> str:
         if not self.supervisor.stop(name):

@@ -56,8 +56,9 @@ def serve(settings: Settings) -> None:
     station = make_workstation(settings)
     # Pay one-off costs (audio library imports, the default worker's spawn and load) before "Ready."
     warmers = [threading.Thread(target=warm_up, name="pipeline-warmup", daemon=True)]
+    station.pin_configured()
     if settings.prewarm:
-        warmers.append(threading.Thread(target=station.prewarm_default, name="prewarm", daemon=True))
+        warmers.append(threading.Thread(target=station.prewarm_configured, name="prewarm", daemon=True))
     for thread in warmers:
         thread.start()
 

@@ -33,8 +33,16 @@ class Settings:
     default_architecture: str = "piper"
     default_output_format: str = "wav"
     keep_alive_s: float = 300.0
-    prewarm: bool = True
-    """Start the default architecture's worker when the app starts."""
+    prewarm: str = "default"
+    """Workers to start with the app: "default" (the default architecture's first character), "" (none),
+    or a comma-separated list of architecture:character (e.g. "piper:joe,piper:amy")."""
+    pinned: str = ""
+    """architecture:character pairs (comma-separated) that are never evicted."""
+    allow_cpu_fallback: bool = False
+    """Run a model on the CPU when it cannot fit on the GPU, instead of waiting for memory."""
+    ram_budget_mb: Optional[int] = None
+    """Treat the machine as having this much memory for workers (system-RAM policy)."""
+    memory_reserve_mb: int = 512
     job_timeout_s: float = 600.0
     max_text_chars: int = 5000
     history_size: int = 10

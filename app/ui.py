@@ -157,6 +157,11 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 prewarm_button = gr.Button("Prewarm / Retry")
                 pin_button = gr.Button("Pin (never evict)")
                 unpin_button = gr.Button("Unpin")
+            with gr.Row():
+                keep_alive_value = gr.Number(
+                    value=settings.keep_alive_s, label="Keep-alive for this model (s; -1 = forever, 0 = stop after each job)"
+                )
+                keep_alive_button = gr.Button("Set keep-alive")
             runtime_message = gr.Markdown()
             status_table = gr.JSON(label="Details and log tails")
             refresh_button = gr.Button("Refresh")
@@ -195,6 +200,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
             api_flag_in = gr.Checkbox(label="pinned", value=True)
             api_message_out = gr.Textbox(label="message")
             api_stop_button = gr.Button()
+            api_number_in = gr.Number(label="keep_alive_s")
+            api_keep_alive_button = gr.Button()
             api_prewarm_button = gr.Button()
             api_pin_button = gr.Button()
 
@@ -323,6 +330,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
             return run
 
+        def set_keep_alive(architecture: str, character: str, keep_alive_s: float) -> str:
+            """Idle seconds before a model's worker stops (-1 = forever, 0 = after each job)."""
+            return str(guarded(station.set_keep_alive)(architecture, character, keep_alive_s))
+
         def stop_worker(name: str) -> str:
             """Stop a worker by name (see /runtime_status)."""
             return str(guarded(station.stop_worker)(name))
@@ -397,6 +408,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
             return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
         # the same actions as API endpoints (registered before the UI's private events, which would take the names)
+        api_keep_alive_button.click(set_keep_alive, inputs=[api_architecture, api_character, api_number_in], outputs=api_message_out,
+                                    api_name="set_keep_alive")
         api_stop_button.click(stop_worker, inputs=api_name_in, outputs=api_message_out, api_name="stop_worker")
         api_prewarm_button.click(prewarm, inputs=[api_architecture, api_character], outputs=api_message_out, api_name="prewarm")
         api_pin_button.click(pin, inputs=[api_architecture, api_character, api_flag_in], outputs=api_message_out, api_name="pin")
@@ -409,6 +422,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
         )
         pin_button.click(lambda a, c: pin(a, c, True), inputs=[runtime_arch, runtime_char], outputs=runtime_message,
                          api_visibility="private").then(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
+        keep_alive_button.click(set_keep_alive, inputs=[runtime_arch, runtime_char, keep_alive_value], outputs=runtime_message,
+                                api_visibility="private").then(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
         unpin_button.click(lambda a, c: pin(a, c, False), inputs=[runtime_arch, runtime_char], outputs=runtime_message,
                            api_visibility="private").then(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
 

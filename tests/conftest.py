@@ -101,7 +101,9 @@ class AppServer:
                 self.process.wait(5)
 
 
-def start_app(data_dir: Path, extra_args: Optional[List[str]] = None, timeout_s: float = 180.0) -> AppServer:
+def start_app(
+    data_dir: Path, extra_args: Optional[List[str]] = None, timeout_s: float = 180.0, extra_env: Optional[Dict[str, str]] = None
+) -> AppServer:
     """Start the app the way the launcher does (``python -m app serve``) and wait for its ready line."""
     port = free_port()
     env = dict(os.environ)
@@ -110,6 +112,7 @@ def start_app(data_dir: Path, extra_args: Optional[List[str]] = None, timeout_s:
         VOICEGEN_EXTRA_SPEC_DIRS=str(TEST_SPECS),
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env or {})
     command = [sys.executable, "-m", "app", "serve", "--no-browser", "--port", str(port), "--data-dir", str(data_dir)]
     process = subprocess.Popen(
         command + (extra_args or []),

@@ -237,3 +237,21 @@ def test_preview_and_presets(client: Client, tmp_path: Path) -> None:
     assert loaded["preprocess"]["highpass_hz"] == 120 and loaded["postprocess"]["speed"] == 1.1
     with pytest.raises(AppError, match="no preset named 'nothing'"):
         client.predict("nothing", api_name="/load_preset")
+
+
+def test_keep_alive_per_model_from_the_api(client: Client, tmp_path: Path) -> None:
+    tone = tmp_path / "tone.wav"
+    soundfile.write(str(tone), 0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000), 16000)
+
+    def plain_workers() -> List[Dict[str, Any]]:
+        return [r for r in client.predict(api_name="/runtime_status") if r["character"] == "plain" and r["pid"]]
+
+    assert client.predict("fake", "plain", 0, api_name="/set_keep_alive") == "fake / plain keep-alive: 0 s"
+    generate(client, "fake", "plain", "", handle_file(str(tone)))
+    assert plain_workers() == []  # stopped right after its job
+    with pytest.raises(AppError, match="keep-alive is seconds >= 0, or -1"):
+        client.predict("fake", "plain", -5, api_name="/set_keep_alive")
+    assert client.predict("fake", "plain", -1, api_name="/set_keep_alive") == "fake / plain keep-alive: forever"
+    generate(client, "fake", "plain", "", handle_file(str(tone)))
+    [row] = plain_workers()
+    assert row["keep_alive_left_s"] is None  # forever: no countdown

@@ -36,3 +36,13 @@ def test_auth_guards_the_app(tmp_path: Path) -> None:
         assert client.predict("piper", api_name="/list_characters")[0]["id"] == "joe"
     finally:
         server.stop()
+
+
+def test_configured_prewarm_and_pins(tmp_path: Path) -> None:
+    server = start_app(tmp_path / "data", extra_env={"VOICEGEN_PREWARM": "fake:slow-load", "VOICEGEN_PINNED": "fake:slow-load"})
+    try:
+        rows = Client(server.url, verbose=False).predict(api_name="/runtime_status")
+        assert [(r["architecture"], r["character"], r["state"], r["pinned"]) for r in rows] == [("fake", "slow-load", "ready", True)]
+        assert rows[0]["keep_alive_left_s"] is None  # pinned: never evicted
+    finally:
+        server.stop()
