@@ -79,15 +79,26 @@ def env_python(env_dir: Path) -> Path:
 
 
 def find_interpreter(version: str) -> Optional[str]:
-    """A local interpreter of ``version`` (e.g. "3.11"): this one, one on PATH, or a pyenv one."""
+    """A working local interpreter of ``version`` (e.g. "3.11"): this one, one on PATH, or a pyenv one.
+    Each candidate is asked for its version and real path: a pyenv shim on PATH may not work."""
     if "%d.%d" % sys.version_info[:2] == version:
         return getattr(sys, "_base_executable", None) or sys.executable
-    on_path = shutil.which("python%s" % version)
-    if on_path:
-        return on_path
+    candidates = [shutil.which("python%s" % version)]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    for candidate in sorted(pyenv_root.glob("versions/%s.*/bin/python%s" % (version, version)), reverse=True):
-        return str(candidate)
+    candidates += [str(p) for p in sorted(pyenv_root.glob("versions/%s.*/bin/python%s" % (version, version)), reverse=True)]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            out = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
+                capture_output=True, text=True, timeout=20, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        lines = out.stdout.split()
+        if out.returncode == 0 and len(lines) == 2 and lines[0] == version:
+            return lines[1]
     return None
 
 

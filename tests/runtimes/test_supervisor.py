@@ -345,3 +345,25 @@ def test_stale_socket_directories_of_dead_apps_are_removed(make_supervisor: Supe
     supervisor = make_supervisor()
     assert not stale.exists()
     assert supervisor.private_dir.exists() and oct(supervisor.private_dir.stat().st_mode & 0o777) == "0o700"
+
+
+def test_worker_runs_under_python_3_9(make_supervisor: SupervisorFactory, fake_spec: EnvSpec, builder: object, tmp_path: Path) -> None:
+    """The scaffold runs in any env from Python 3.9: a real 3.9 venv talks to this app's Python."""
+    from runtimes.environments import EnvironmentBuilder, find_interpreter, load_spec
+
+    if find_interpreter("3.9") is None:
+        pytest.skip("no Python 3.9 interpreter on this machine")
+    folder = tmp_path / "fake39"
+    folder.mkdir()
+    (folder / "spec.toml").write_text((fake_spec.folder / "spec.toml").read_text().replace('python = "3.11"', 'python = "3.9"')
+                                    .replace('name = "fake"', 'name = "fake39"'))
+    (folder / "requirements.txt").write_text((fake_spec.folder / "requirements.txt").read_text())
+    spec39 = load_spec(folder)
+    assert isinstance(builder, EnvironmentBuilder)
+    builder.ensure(spec39)
+    supervisor = make_supervisor({"fake": spec39})
+    result = supervisor.generate(fake_job(gain=3.0))
+    np.testing.assert_allclose(result.audio, TONE * 3.0, rtol=1e-6)
+    status = supervisor.status()[0]
+    assert status["state"] == "ready"
+    assert supervisor.workers[("fake", "plain")].process.hello["python"].startswith("3.9.")
