@@ -11,9 +11,9 @@ from app.actions import Workstation
 from app.settings import Settings
 from pipeline.cache import AudioCache
 from pipeline.processing import PresetStore
-from runtimes import gpu
 from runtimes.environments import EnvironmentBuilder, EnvSpec
 from runtimes.manifest import Manifest
+from runtimes.memory import make_source
 from runtimes.registry import discover, read_manifest
 from runtimes.supervisor import Supervisor, SupervisorSettings
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def pick_layer(settings: Settings) -> str:
     if settings.layer:
         return settings.layer
-    return "cuda" if gpu.probe().has_gpu else "cpu"
+    return "cuda" if make_source().kind == "nvml" else "cpu"
 
 
 def make_builder(settings: Settings) -> EnvironmentBuilder:

@@ -13,7 +13,7 @@ import threading
 import time
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -251,17 +251,3 @@ class WorkerProcess:
 
     def status_extra(self) -> Dict[str, Any]:
         return {"pid": self.pid, "python": self.hello.get("python")}
-
-
-def pids_in_group(pgid: int) -> List[int]:
-    """Live processes of a process group (for tests and reaping)."""
-    import psutil
-
-    found = []
-    for process in psutil.process_iter(["pid"]):
-        try:
-            if os.getpgid(process.info["pid"]) == pgid:
-                found.append(process.info["pid"])
-        except (ProcessLookupError, PermissionError):
-            continue
-    return found

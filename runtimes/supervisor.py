@@ -30,7 +30,6 @@ from runtimes.errors import (
     WorkerBootError,
     WorkerCrashedError,
 )
-from runtimes.manifest import Manifest
 from runtimes.memory import (
     MIB,
     MemorySource,
@@ -642,13 +641,6 @@ class Supervisor:
 
     def memory_note(self) -> str:
         return self.memory.note
-
-    def manifest_of(self, architecture: str) -> Optional[Manifest]:
-        with self._lock:
-            for worker in self.workers.values():
-                if worker.key[0] == architecture and worker.process.manifest is not None:
-                    return worker.process.manifest
-        return None
 
     def shutdown(self) -> None:
         self._closed.set()
