@@ -41,7 +41,7 @@ class CrashPolicy:
         if now < record.retry_at:
             wait_s = record.retry_at - now
             raise ArchitectureUnavailableError(
-                "%s crashed %d time(s) in a row and is cooling down; retry after %.0f s. Last error: %s"
+                "%s failed %d time(s) in a row and is cooling down; retry after %.0f s. Last error: %s"
                 % (label, record.consecutive, max(wait_s, 1.0), record.last_error),
                 retry_after_s=wait_s,
             )
@@ -53,7 +53,7 @@ class CrashPolicy:
         record.consecutive += 1
         record.last_error = error
         if record.consecutive > self.retry_limit:
-            record.failed = "crashed %d times in a row; last error: %s" % (record.consecutive, error)
+            record.failed = "failed %d times in a row; last error: %s" % (record.consecutive, error)
             return record
         if record.consecutive > 1:
             delay = min(self.base_s * 2 ** (record.consecutive - 2), self.max_s)

