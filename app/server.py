@@ -49,6 +49,7 @@ def warm_request_cycle(url: str, auth: Optional[Tuple[str, str]]) -> None:
 def serve(settings: Settings) -> None:
     prepare_process_environment(settings)
     from app.bootstrap import make_workstation
+    from app.http_api import add_http_routes
     from app.ui import build_ui
     from pipeline.warmup import warm_up
 
@@ -78,7 +79,7 @@ def serve(settings: Settings) -> None:
     try:
         # Gradio explains a failed share tunnel over many lines; we say it in one (below) and log its text.
         with contextlib.redirect_stdout(launch_output):
-            _, _, share_url = demo.launch(
+            fastapi_app, _, share_url = demo.launch(
                 server_name=settings.host,
                 server_port=settings.port,
                 share=settings.share,
@@ -92,6 +93,7 @@ def serve(settings: Settings) -> None:
     except OSError as exc:
         station.close()
         raise SystemExit("cannot serve on %s: %s" % (url, exc)) from exc
+    add_http_routes(fastapi_app, station, auth)
     if launch_output.getvalue().strip():
         logger.debug("gradio: %s", " ".join(launch_output.getvalue().split()))
     if settings.share:

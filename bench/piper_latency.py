@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, List
 
+import httpx
 from gradio_client import Client
 
 from app.settings import PROJECT_ROOT
@@ -105,14 +106,21 @@ def main() -> None:
             started = time.perf_counter()
             call()
             app_cold = time.perf_counter() - started
-            baseline_runs, supervisor_runs, app_runs = [], [], []
-            for _ in range(args.repeats):  # interleaved, so machine noise hits all three alike
+            def call_http() -> object:
+                body = {"input": TEXT, "voice": "joe", "cache": False}
+                return httpx.post(server.url + "v1/audio/speech", json=body, timeout=60).raise_for_status()
+
+            call_http()
+            baseline_runs, supervisor_runs, app_runs, http_runs = [], [], [], []
+            for _ in range(args.repeats):  # interleaved, so machine noise hits all alike
                 baseline_runs.append(baseline_once())
                 supervisor_runs.append(timed(lambda: supervisor.generate(request), 1)[0])
                 app_runs.append(timed(call, 1)[0])
+                http_runs.append(timed(call_http, 1)[0])
             baseline = statistics.median(baseline_runs)
             supervisor_warm = statistics.median(supervisor_runs)
             app_warm = statistics.median(app_runs)
+            http_warm = statistics.median(http_runs)
             started = time.perf_counter()
             client.predict("piper", "joe", TEXT, None, OPTIONS, "wav", {}, {}, True, api_name="/generate")
             client.predict("piper", "joe", TEXT, None, OPTIONS, "wav", {}, {}, True, api_name="/generate")
@@ -129,6 +137,7 @@ def main() -> None:
     print("  supervisor warm (in-process, no HTTP)     %s   overhead %s" % (ms(supervisor_warm), ms(supervisor_warm - baseline)))
     print("  supervisor cold (spawn + load + generate) %s" % ms(supervisor_cold))
     print("  app warm via gradio_client               %s   overhead %s" % (ms(app_warm), ms(app_warm - baseline)))
+    print("  app warm via POST /v1/audio/speech       %s   overhead %s" % (ms(http_warm), ms(http_warm - baseline)))
     print("  app cold (first request) via gradio_client %s   (the app prewarms Piper at start)" % ms(app_cold))
     print("  app, identical request from the cache     %s" % ms(app_cached))
     print("  ratio app warm / baseline                 %6.2fx" % (app_warm / baseline))

@@ -34,6 +34,10 @@ def test_auth_guards_the_app(tmp_path: Path) -> None:
             Client(server.url, verbose=False, auth=("ana", "wrong"))
         client = Client(server.url, verbose=False, auth=("ana", "s3cret"))
         assert client.predict("piper", api_name="/list_characters")[0]["id"] == "joe"
+        speech = server.url + "v1/audio/speech"
+        assert httpx.post(speech, json={"input": "Hi."}, timeout=30).status_code == 401
+        assert httpx.post(speech, json={"input": "Hi."}, auth=("ana", "wrong"), timeout=30).status_code == 401
+        assert httpx.post(speech, json={"input": "Hi."}, auth=("ana", "s3cret"), timeout=60).status_code == 200
     finally:
         server.stop()
 
