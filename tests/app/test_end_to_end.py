@@ -255,3 +255,23 @@ def test_keep_alive_per_model_from_the_api(client: Client, tmp_path: Path) -> No
     generate(client, "fake", "plain", "", handle_file(str(tone)))
     [row] = plain_workers()
     assert row["keep_alive_left_s"] is None  # forever: no countdown
+
+
+def test_voice_changer_converts_a_real_recording(client: Client, tmp_path: Path) -> None:
+    """Piper speech in, the Praat voice changer's 'higher' character out: same words, higher pitch."""
+    import librosa
+
+    speech, _ = generate(client, text="This recording will sound like someone else.")
+    path, info = generate(client, "praat", "higher", "", handle_file(speech), {})
+    source, source_rate = read(speech)
+    changed, rate = read(path)
+    assert rate == 44100 == info["sample_rate"]
+    assert abs(changed.size / rate - source.size / source_rate) < 0.3
+
+    def median_f0(audio: np.ndarray, sample_rate: int) -> float:
+        f0, flags, _ = librosa.pyin(audio.astype(np.float64), fmin=60, fmax=600, sr=sample_rate)
+        return float(np.nanmedian(f0[flags]))
+
+    assert median_f0(changed, rate) > 1.3 * median_f0(source, source_rate)
+    with pytest.raises(AppError, match="takes no text"):
+        generate(client, "praat", "higher", "some text", handle_file(speech))
