@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import psutil
 import pytest
 
 from runtimes.memory import (
@@ -167,7 +168,9 @@ def test_out_of_memory_on_load_evicts_idle_workers_and_retries_once(
     tone = np.zeros(1600, dtype=np.float32)
     plain = JobRequest(architecture="fake", character="plain", audio=tone, audio_sample_rate=16000)
     supervisor.generate(plain)
-    assert [row["device"] for row in supervisor.status()] == ["GPU-fake"]
+    [row] = supervisor.status()
+    assert row["device"] == "GPU-fake"
+    assert psutil.Process(row["pid"]).environ()["CUDA_VISIBLE_DEVICES"] == "GPU-fake"  # pinned to the device's UUID
     result = supervisor.generate(replace(plain, character="oom-once"))
     assert result.sample_rate == 16000 and (tmp_path / "oom-happened").exists()
     assert [row["character"] for row in supervisor.status()] == ["oom-once"]  # the idle one made room
