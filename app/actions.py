@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import soundfile
 
 from app.characters import Character, list_characters
 from app.errors import UserFacingError
 from app.settings import Settings
-from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode
+from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, output_sample_rate
 from pipeline.cache import AudioCache, audio_digest, key_of
 from pipeline.errors import PipelineError
 from pipeline.processing import PostOptions, PreOptions, PresetStore
@@ -271,8 +270,7 @@ class Workstation:
             raise UserFacingError(str(exc)) from exc
         timings = dict(result.timings_s, pre_s=pre_s, post_s=time.perf_counter() - started)
         duration_s = out_audio.shape[-1] / float(out_rate)
-        with soundfile.SoundFile(str(path)) as written:
-            written_rate = int(written.samplerate)  # opus may have been resampled on the way out
+        written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s})
         return Generation(path, manifest.architecture, character.id, job.text, written_rate, duration_s, result.cold, timings)
 

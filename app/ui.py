@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -39,19 +38,6 @@ def _user_error(exc: UserFacingError) -> gr.Error:
 def _session(request: Optional[gr.Request]) -> str:
     """Jobs are cancelled per session: a browser tab, or one gradio_client Client."""
     return str(getattr(request, "session_hash", "") or "")
-
-
-def _parse_options(options: Any) -> Dict[str, Any]:
-    if options is None or options == "":
-        return {}
-    if isinstance(options, str):
-        try:
-            options = json.loads(options)
-        except ValueError as exc:
-            raise UserFacingError("options must be a JSON object: %s" % exc) from exc
-    if not isinstance(options, dict):
-        raise UserFacingError("options must be a JSON object mapping option names to values")
-    return options
 
 
 def build_ui(station: Workstation) -> gr.Blocks:
@@ -271,7 +257,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
         ) -> Tuple[str, Dict[str, Any]]:
             """Generate speech (TTS) or convert audio with the chosen architecture and character."""
             try:
-                parsed = _parse_options(options)
+                parsed = parse_json_object(options, "options") or {}
                 chosen = {
                     "preprocess": parse_json_object(preprocess, "preprocess"),
                     "postprocess": parse_json_object(postprocess, "postprocess"),

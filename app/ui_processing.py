@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -69,8 +70,6 @@ def build_processing_controls(default_pre: Dict[str, Any], default_post: Dict[st
 
 def parse_json_object(value: Any, what: str) -> Optional[Dict[str, Any]]:
     """API input: a JSON object (or nothing)."""
-    import json
-
     if value is None or value == "":
         return None
     if isinstance(value, str):

@@ -52,6 +52,12 @@ def decode(path: Path, display_name: Optional[str] = None) -> DecodedAudio:
     return DecodedAudio(np.ascontiguousarray(frames.T), int(sample_rate))
 
 
+def output_sample_rate(output_format: str, sample_rate: int) -> int:
+    """The rate ``encode`` writes: the audio's own, except where the format cannot carry it (Opus)."""
+    subtype = OUTPUT_FORMATS[output_format][1] if output_format in OUTPUT_FORMATS else ""
+    return 48000 if subtype == "OPUS" and sample_rate not in OPUS_RATES_HZ else sample_rate
+
+
 def encode(
     audio: np.ndarray, sample_rate: int, path: Path, output_format: str, tags: Optional[Dict[str, str]] = None
 ) -> Path:
@@ -64,11 +70,12 @@ def encode(
             "unknown output format %r (choose one of %s)" % (output_format, ", ".join(OUTPUT_FORMATS))
         ) from None
     target = path.with_suffix(suffix)
-    if subtype == "OPUS" and sample_rate not in OPUS_RATES_HZ:
+    target_rate = output_sample_rate(output_format, sample_rate)
+    if target_rate != sample_rate:
         import librosa
 
-        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=48000, res_type="soxr_hq", axis=-1)
-        sample_rate = 48000
+        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=target_rate, res_type="soxr_hq", axis=-1)
+        sample_rate = target_rate
     frames = audio.T if audio.ndim == 2 else audio
     channels = 1 if audio.ndim == 1 else audio.shape[0]
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any, List, Optional
+from typing import Any, List
 
 import numpy as np
 
@@ -73,13 +73,12 @@ class PiperAdapter(Adapter):
         sample_rate = int(self.voice.config.sample_rate)
         gap = np.zeros(int(round(float(options["sentence_silence_s"]) * sample_rate)), dtype=np.float32)
         pieces: List[np.ndarray] = []
-        sentence_count: Optional[int] = None
-        for index, chunk in enumerate(self.voice.synthesize(text, syn_config=config)):
+        for index, chunk in enumerate(self.voice.synthesize(text, syn_config=config)):  # one chunk per sentence
             request.check_cancelled()
             if pieces and gap.size:
                 pieces.append(gap)
             pieces.append(np.asarray(chunk.audio_float_array, dtype=np.float32))
-            request.report_progress(0.0 if sentence_count is None else (index + 1) / sentence_count, "sentence %d" % (index + 1))
+            request.report_progress(0.0, "spoke sentence %d" % (index + 1))
         if not pieces:
             raise BadRequestError("Piper found nothing to speak in the text")
         return GenerateResult(audio=np.concatenate(pieces), sample_rate=sample_rate)
