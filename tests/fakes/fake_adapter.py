@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -27,7 +28,7 @@ MANIFEST = Manifest(
     input_sample_rate=SAMPLE_RATE,
     options=(
         Option("gain", "Gain", "float", 1.0, 0.0, 4.0, 0.1),
-        Option("mode", "Fault", "choice", "ok", choices=("ok", "crash", "hang", "spawn_child", "hog", "bad_request")),
+        Option("mode", "Fault", "choice", "ok", choices=("ok", "crash", "hang", "spawn_child", "hog", "bad_request", "die_mid_frame")),
         Option("crash_after_jobs", "Crash after N jobs (0 = never)", "int", 0, 0, 100, 1),
         Option("sleep_s", "Sleep per job (s)", "float", 0.0, 0.0, 600.0, 0.1),
         Option("hog_mb", "Memory to hold (MB)", "int", 0, 0, 4096, 1),
@@ -68,6 +69,10 @@ class FakeAdapter(Adapter):
             request.report_progress(0.5, "child %d" % self.child.pid)
         if mode == "hog":
             self.hog = np.ones(int(options.get("hog_mb", 0)) * (1 << 20) // 8, dtype=np.float64)
+        if mode == "die_mid_frame":
+            # A result far larger than a socket buffer, and death while the scaffold is sending it.
+            threading.Timer(0.3, lambda: os._exit(18)).start()
+            return GenerateResult(audio=np.ones(100_000_000, dtype=np.float32), sample_rate=SAMPLE_RATE)
         if mode == "hang":
             while True:
                 time.sleep(3600)

@@ -367,3 +367,12 @@ def test_worker_runs_under_python_3_9(make_supervisor: SupervisorFactory, fake_s
     status = supervisor.status()[0]
     assert status["state"] == "ready"
     assert supervisor.workers[("fake", "plain")].process.hello["python"].startswith("3.9.")
+
+
+def test_worker_dying_mid_frame_is_a_clean_error(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    started = time.monotonic()
+    with pytest.raises(WorkerCrashedError, match="died while generating"):
+        supervisor.generate(fake_job(mode="die_mid_frame"))
+    assert time.monotonic() - started < 15
+    assert supervisor.generate(fake_job()).sample_rate == 16000
