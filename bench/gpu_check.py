@@ -87,15 +87,17 @@ def main() -> None:
         started = time.perf_counter()
         supervisor.generate(JobRequest(architecture="gpuhog", character="c", text="x"))
         after = {row["character"] for row in supervisor.status()}
-        line("forced eviction: loading c evicted %s; job incl. eviction + wait for memory + load: %.2f s" % (
-            sorted(before - after), time.perf_counter() - started), lines)
+        line("forced eviction: loading c evicted %s; NVML showed the memory back %.2f s after the stop; "
+             "job incl. eviction + wait + load: %.2f s" % (
+                 sorted(before - after), supervisor.last_release_wait_s or -1, time.perf_counter() - started), lines)
         started = time.perf_counter()
         supervisor.generate(JobRequest(architecture="gpuhog", character="c", text="x"))
         line("warm job on c: %.3f s" % (time.perf_counter() - started), lines)
+        evicted = sorted(before - after)[0]
         started = time.perf_counter()
-        result = supervisor.generate(JobRequest(architecture="gpuhog", character="a", text="x"))
-        line("reload of a (evicting another): %.2f s (load %.2f s)" % (
-            time.perf_counter() - started, result.timings_s.get("load_s", 0)), lines)
+        result = supervisor.generate(JobRequest(architecture="gpuhog", character=evicted, text="x"))
+        line("reload of the evicted %s (evicting another): %.2f s (load %.2f s)" % (
+            evicted, time.perf_counter() - started, result.timings_s.get("load_s", 0)), lines)
         victim = supervisor.status()[0]
         free_before = free_gib(source, device)
         os.kill(victim["pid"], signal.SIGKILL)

@@ -166,6 +166,8 @@ class Supervisor:
         self.pinned: set[Key] = set()
         self.keep_alive_overrides: Dict[Key, float] = {}
         self.last_errors: Dict[Key, str] = {}
+        self.last_release_wait_s: Optional[float] = None
+        """How long the driver took to show an eviction's memory back (the last time we waited)."""
         self._lock = threading.RLock()
         self._spawn_locks: Dict[Key, threading.Lock] = {}
         self._device_locks: Dict[str, threading.Lock] = {device: threading.Lock() for device in self.memory.devices()}
@@ -421,6 +423,7 @@ class Supervisor:
                     worker.job_lock.release()
         if freed and self.memory.kind == "nvml":
             back, waited_s = wait_for_release(self.memory, device, free_before, freed, self.settings.release_timeout_s)
+            self.last_release_wait_s = waited_s
             logger.info("memory back on %s after %.2f s%s", device, waited_s, "" if back else " (timed out)")
 
     def _sample_memory(self, worker: ManagedWorker) -> None:
