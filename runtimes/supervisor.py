@@ -255,7 +255,7 @@ class Supervisor:
         """Start and load a worker now, so the first job finds it warm (also clears a failed state)."""
         request = JobRequest(architecture=architecture, character=character, character_path=character_path)
         self.crashes.reset(request.key)
-        self.crashes.reset((architecture, "*boot*"))
+        self.crashes.reset((self.specs[architecture].name, "*boot*"))
         self._ready_worker(self.specs[architecture], request, _no_progress)
 
     def _ready_worker(self, spec: EnvSpec, request: JobRequest, progress: ProgressFn) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
