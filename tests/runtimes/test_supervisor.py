@@ -111,6 +111,9 @@ def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFact
     with pytest.raises(ArchitectureUnavailableError, match="(?s)stopped after failing.*ModuleNotFoundError"):
         supervisor.generate(fake_job())  # no restart loop: refused at once, no new process
     assert time.monotonic() - started < 0.5
+    supervisor.specs["fake"] = fake_spec  # the person fixes the environment, then presses Retry
+    supervisor.prewarm("fake", "plain")
+    assert supervisor.generate(fake_job()).sample_rate == 16000
 
 
 def test_load_failure_is_a_clear_error_and_leaves_no_worker(make_supervisor: SupervisorFactory) -> None:
