@@ -246,7 +246,7 @@ class Workstation:
         request = JobRequest(
             architecture=manifest.architecture,
             character=character.id,
-            character_path=str(character.path) if character.path else None,
+            character_path=character.model_path,
             text=job.text,
             audio=audio,
             audio_sample_rate=audio_rate,
@@ -379,15 +379,11 @@ class Workstation:
     def memory_note(self) -> str:
         return self.supervisor.memory_note()
 
-    def _worker_key(self, architecture: str, character_id: str) -> str:
-        character = self.character(architecture, character_id)
-        return str(character.path) if character.path else character.id
-
     def prewarm(self, architecture: str, character_id: str) -> str:
         """Start (or retry) a character's worker now."""
         character = self.character(architecture, character_id)
         try:
-            self.supervisor.prewarm(architecture, character.id, str(character.path) if character.path else None)
+            self.supervisor.prewarm(architecture, character.id, character.model_path)
         except RemoteError as exc:
             raise UserFacingError("%s could not load %s: %s" % (architecture, character.id, exc.message)) from exc
         except RuntimeLayerError as exc:
@@ -395,14 +391,16 @@ class Workstation:
         return "%s / %s is warm" % (architecture, character.id)
 
     def pin(self, architecture: str, character_id: str, pinned: bool) -> str:
-        self.supervisor.pin(architecture, self._worker_key(architecture, character_id), pinned)
+        character = self.character(architecture, character_id)
+        self.supervisor.pin(architecture, character.id, character.model_path, pinned)
         return "%s / %s %s" % (architecture, character_id, "pinned: never evicted" if pinned else "unpinned")
 
     def set_keep_alive(self, architecture: str, character_id: str, keep_alive_s: Optional[float]) -> str:
         """Idle seconds before this model's worker stops: -1 forever, 0 right after each job, None the default."""
         if keep_alive_s is not None and keep_alive_s < 0 and keep_alive_s != -1:
             raise UserFacingError("keep-alive is seconds >= 0, or -1 for forever, got %g" % keep_alive_s)
-        self.supervisor.set_keep_alive(architecture, self._worker_key(architecture, character_id), keep_alive_s)
+        character = self.character(architecture, character_id)
+        self.supervisor.set_keep_alive(architecture, character.id, character.model_path, keep_alive_s)
         shown = "the default" if keep_alive_s is None else "forever" if keep_alive_s < 0 else "%g s" % keep_alive_s
         return "%s / %s keep-alive: %s" % (architecture, character_id, shown)
 

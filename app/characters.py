@@ -16,6 +16,11 @@ class Character:
     architecture: str
     path: Optional[Path]  # None for builtin voices
 
+    @property
+    def model_path(self) -> Optional[str]:
+        """What the supervisor and the adapter take: the folder, or None for a builtin voice."""
+        return str(self.path) if self.path else None
+
 
 def list_characters(manifest: Manifest, characters_dir: Path) -> List[Character]:
     found = [

@@ -97,7 +97,12 @@ class JobRequest:
 
     @property
     def key(self) -> Key:
-        return (self.architecture, self.character if self.character_path is None else self.character_path)
+        return worker_key(self.architecture, self.character, self.character_path)
+
+
+def worker_key(architecture: str, character: str, character_path: Optional[str] = None) -> Key:
+    """One worker per (architecture, model): a character folder's path, or a builtin character's id."""
+    return (architecture, character if character_path is None else character_path)
 
 
 @dataclass(frozen=True)
@@ -524,9 +529,9 @@ class Supervisor:
         self.stop_worker(worker, "stopped on request")
         return True
 
-    def pin(self, architecture: str, character_key: str, pinned: bool = True) -> None:
+    def pin(self, architecture: str, character: str, character_path: Optional[str] = None, pinned: bool = True) -> None:
         """A pinned model is never evicted (not by keep-alive, not for memory)."""
-        key = (architecture, character_key)
+        key = worker_key(architecture, character, character_path)
         with self._lock:
             if pinned:
                 self.pinned.add(key)
@@ -536,8 +541,10 @@ class Supervisor:
             if worker is not None:
                 worker.pinned = pinned
 
-    def set_keep_alive(self, architecture: str, character_key: str, keep_alive_s: Optional[float]) -> None:
-        key = (architecture, character_key)
+    def set_keep_alive(
+        self, architecture: str, character: str, character_path: Optional[str], keep_alive_s: Optional[float]
+    ) -> None:
+        key = worker_key(architecture, character, character_path)
         with self._lock:
             if keep_alive_s is None:
                 self.keep_alive_overrides.pop(key, None)

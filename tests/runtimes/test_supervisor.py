@@ -286,7 +286,7 @@ def test_pinned_worker_is_never_evicted(make_supervisor: SupervisorFactory) -> N
     supervisor = make_supervisor(
         ram_budget_bytes=620 * mib, memory_reserve_bytes=0, default_need_bytes=600 * mib, admission_timeout_s=1.0, keep_alive_s=0.5
     )
-    supervisor.pin("fake", "plain")
+    supervisor.pin("fake", "plain")  # a builtin character: no folder path
     supervisor.generate(fake_job())
     pid = worker_pids(supervisor)[0]
     piper = JobRequest(architecture="piper", character="joe", text="Hello.", options=PIPER_OPTIONS)
