@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 import gradio as gr
 
@@ -13,6 +13,7 @@ from app.ui_processing import build_processing_controls, parse_json_object
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 RUNTIME_HEADERS = ["name", "architecture", "character", "state", "device", "memory_mb", "idle_s", "keep_alive_left_s", "pinned",
                    "last_error"]
 HISTORY_HEADERS = ["time", "architecture", "character", "text", "duration (s)", "file"]
@@ -31,8 +32,13 @@ def _slider_or_input(option: Dict[str, Any]) -> gr.components.Component:
     return gr.Textbox(value=str(default), label=label, info=info)
 
 
-def _user_error(exc: UserFacingError) -> gr.Error:
-    return gr.Error(str(exc), print_exception=False)
+def shown_to_person(call: Callable[[], T]) -> T:
+    """Run an action; a problem the person can act on becomes a ``gr.Error`` (a toast in the UI, an
+    ``AppError`` carrying the message for gradio_client), never a traceback."""
+    try:
+        return call()
+    except UserFacingError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
 
 
 def _session(request: Optional[gr.Request]) -> str:
@@ -61,8 +67,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
         processing: Mapping[str, Optional[Dict[str, Any]]],
         use_cache: bool,
     ) -> Generation:
-        try:
-            return station.generate(
+        return shown_to_person(
+            lambda: station.generate(
                 architecture,
                 character,
                 text=text,
@@ -75,8 +81,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 postprocess=processing.get("postprocess"),
                 use_cache=use_cache,
             )
-        except UserFacingError as exc:
-            raise _user_error(exc) from None
+        )
 
     with gr.Blocks(title="Voice workstation") as demo:
         gr.Markdown("# Voice workstation\nPick an architecture and a character, type text or give a recording, press Generate.")
@@ -256,14 +261,11 @@ def build_ui(station: Workstation) -> gr.Blocks:
             request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
         ) -> Tuple[str, Dict[str, Any]]:
             """Generate speech (TTS) or convert audio with the chosen architecture and character."""
-            try:
-                parsed = parse_json_object(options, "options") or {}
-                chosen = {
-                    "preprocess": parse_json_object(preprocess, "preprocess"),
-                    "postprocess": parse_json_object(postprocess, "postprocess"),
-                }
-            except (UserFacingError, ValueError) as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
+            parsed = shown_to_person(lambda: parse_json_object(options, "options")) or {}
+            chosen = shown_to_person(lambda: {
+                "preprocess": parse_json_object(preprocess, "preprocess"),
+                "postprocess": parse_json_object(postprocess, "postprocess"),
+            })
             generation = run_generation(
                 architecture, character, text, audio, parsed, output_format or "wav", progress, request, chosen, bool(use_cache)
             )
@@ -284,10 +286,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         def api_list_characters(architecture: str) -> List[Dict[str, Any]]:
             """Characters available for an architecture."""
-            try:
-                return [{"id": c.id, "label": c.label, "builtin": c.path is None} for c in station.characters(architecture)]
-            except UserFacingError as exc:
-                raise _user_error(exc) from None
+            characters = shown_to_person(lambda: station.characters(architecture))
+            return [{"id": c.id, "label": c.label, "builtin": c.path is None} for c in characters]
 
         api_char_button.click(api_list_characters, inputs=api_architecture, outputs=api_char_list, api_name="list_characters")
 
@@ -307,38 +307,29 @@ def build_ui(station: Workstation) -> gr.Blocks:
         refresh_button.click(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
         demo.load(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
 
-        def guarded(action: Any) -> Any:
-            def run(*args: Any) -> str:
-                try:
-                    return str(action(*args))
-                except UserFacingError as exc:
-                    raise _user_error(exc) from None
-
-            return run
-
         def set_keep_alive(architecture: str, character: str, keep_alive_s: float) -> str:
             """Idle seconds before a model's worker stops (-1 = forever, 0 = after each job)."""
-            return str(guarded(station.set_keep_alive)(architecture, character, keep_alive_s))
+            return shown_to_person(lambda: station.set_keep_alive(architecture, character, keep_alive_s))
 
         def stop_worker(name: str) -> str:
             """Stop a worker by name (see /runtime_status)."""
-            return str(guarded(station.stop_worker)(name))
+            return shown_to_person(lambda: station.stop_worker(name))
 
         def prewarm(architecture: str, character: str) -> str:
             """Start (or retry after a failure) a character's worker now."""
-            return str(guarded(station.prewarm)(architecture, character))
+            return shown_to_person(lambda: station.prewarm(architecture, character))
 
         def pin(architecture: str, character: str, pinned: bool) -> str:
             """Pin (never evict) or unpin a character's worker."""
-            return str(guarded(station.pin)(architecture, character, pinned))
+            return shown_to_person(lambda: station.pin(architecture, character, pinned))
 
         # preprocessing preview and presets (UI and API)
         def preview(architecture: str, audio: Optional[str], preprocess: Any = None) -> str:
             """The input recording after preprocessing: what the model will get."""
-            try:
+            def run() -> str:
                 return str(station.preview_preprocess(architecture, audio, parse_json_object(preprocess, "preprocess")))
-            except (UserFacingError, ValueError) as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
+
+            return shown_to_person(run)
 
         def list_presets() -> List[str]:
             """Names of saved processing presets."""
@@ -346,19 +337,14 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         def save_preset(name: str, preprocess: Any = None, postprocess: Any = None) -> str:
             """Save pre/post-processing settings under a name."""
-            try:
-                pre = parse_json_object(preprocess, "preprocess")
-                post = parse_json_object(postprocess, "postprocess")
-                return station.save_preset(name, pre, post)
-            except (UserFacingError, ValueError) as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
+            def run() -> str:
+                return station.save_preset(name, parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"))
+
+            return shown_to_person(run)
 
         def load_preset(name: str) -> Dict[str, Any]:
             """A saved preset's settings: {"preprocess": {...}, "postprocess": {...}}."""
-            try:
-                return station.load_preset(name)
-            except UserFacingError as exc:
-                raise _user_error(exc) from None
+            return shown_to_person(lambda: station.load_preset(name))
 
         api_preview_button.click(preview, inputs=[api_architecture, api_audio, api_pre], outputs=api_preview_out,
                                  api_name="preview_preprocess")

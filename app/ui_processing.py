@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import gradio as gr
 
+from app.errors import UserFacingError
+
 MODEL_RATE = "model's own"
 SAMPLE_RATES = [MODEL_RATE, "16000", "22050", "24000", "32000", "44100", "48000"]
 
@@ -76,7 +78,7 @@ def parse_json_object(value: Any, what: str) -> Optional[Dict[str, Any]]:
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise ValueError("%s must be a JSON object: %s" % (what, exc)) from exc
+            raise UserFacingError("%s must be a JSON object: %s" % (what, exc)) from exc
     if not isinstance(value, dict):
-        raise ValueError("%s must be a JSON object" % what)
+        raise UserFacingError("%s must be a JSON object" % what)
     return value
