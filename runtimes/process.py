@@ -204,21 +204,22 @@ class WorkerProcess:
                 self.send_control({"type": "shutdown"})
             except (OSError, ValueError):
                 pass
-            self._wait(graceful_timeout_s)
+            self.wait_exit(graceful_timeout_s)
         for sig, wait_s in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
             self._signal_group(sig)
-            if self._wait(wait_s) and not self._group_alive():
+            if self.wait_exit(wait_s) and not self._group_alive():
                 break
         self.close_channels()
         self._close_listener()
 
     def kill(self) -> None:
         self._signal_group(signal.SIGKILL)
-        self._wait(5.0)
+        self.wait_exit(5.0)
         self.close_channels()
         self._close_listener()
 
-    def _wait(self, timeout_s: float) -> bool:
+    def wait_exit(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the worker process to exit; True when it has."""
         try:
             self.popen.wait(timeout_s)
             return True

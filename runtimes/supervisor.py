@@ -486,7 +486,7 @@ class Supervisor:
                 )
 
     def _crashed(self, worker: ManagedWorker, when: str) -> WorkerCrashedError:
-        worker.process._wait(2.0)
+        worker.process.wait_exit(2.0)
         worker.process.wait_log_drained(1.0)
         how = worker.process.describe_exit()
         tail = "\n".join(list(worker.process.log_tail)[-8:])
