@@ -396,7 +396,8 @@ class Workstation:
         return "%s / %s %s" % (architecture, character_id, "pinned: never evicted" if pinned else "unpinned")
 
     def set_keep_alive(self, architecture: str, character_id: str, keep_alive_s: Optional[float]) -> str:
-        """Idle seconds before this model's worker stops: -1 forever, 0 right after each job, None the default."""
+        """Idle seconds before this character is unloaded (its worker stops when it holds nothing else):
+        -1 forever, 0 right after each job, None the default."""
         if keep_alive_s is not None and keep_alive_s < 0 and keep_alive_s != -1:
             raise UserFacingError("keep-alive is seconds >= 0, or -1 for forever, got %g" % keep_alive_s)
         character = self.character(architecture, character_id)
@@ -408,6 +409,17 @@ class Workstation:
         if not self.supervisor.stop(name):
             raise UserFacingError("no running worker named %r" % name)
         return "stopped %s" % name
+
+    def unload(self, architecture: str, character_id: str) -> str:
+        """Free one character's memory; its worker keeps serving the others."""
+        character = self.character(architecture, character_id)
+        try:
+            unloaded = self.supervisor.unload(architecture, character.id, character.model_path)
+        except RuntimeLayerError as exc:
+            raise UserFacingError(str(exc)) from exc
+        if not unloaded:
+            raise UserFacingError("%s / %s is not loaded" % (architecture, character.id))
+        return "%s / %s unloaded" % (architecture, character.id)
 
     def close(self) -> None:
         self.supervisor.shutdown()

@@ -14,8 +14,8 @@ from app.ui_processing import build_processing_controls, parse_json_object
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RUNTIME_HEADERS = ["name", "architecture", "character", "state", "device", "memory_mb", "idle_s", "keep_alive_left_s", "pinned",
-                   "last_error"]
+RUNTIME_HEADERS = ["name", "architecture", "character", "state", "activity", "jobs_in_line", "device", "memory_mb", "idle_s",
+                   "keep_alive_left_s", "pinned", "last_error"]
 HISTORY_HEADERS = ["time", "architecture", "character", "text", "duration (s)", "file"]
 
 
@@ -146,11 +146,12 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     choices=first_characters, value=first_characters[0][1] if first_characters else None, label="Character"
                 )
                 prewarm_button = gr.Button("Prewarm / Retry")
-                pin_button = gr.Button("Pin (never evict)")
+                pin_button = gr.Button("Pin (never unload)")
                 unpin_button = gr.Button("Unpin")
+                unload_button = gr.Button("Unload character")
             with gr.Row():
                 keep_alive_value = gr.Number(
-                    value=settings.keep_alive_s, label="Keep-alive for this model (s; -1 = forever, 0 = stop after each job)"
+                    value=settings.keep_alive_s, label="Keep-alive for this character (s; -1 = forever, 0 = unload after each job)"
                 )
                 keep_alive_button = gr.Button("Set keep-alive")
             runtime_message = gr.Markdown()
@@ -195,6 +196,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
             api_keep_alive_button = gr.Button()
             api_prewarm_button = gr.Button()
             api_pin_button = gr.Button()
+            api_unload_button = gr.Button()
 
         # wiring
         def on_architecture(arch: str) -> List[Any]:
@@ -308,7 +310,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
         demo.load(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
 
         def set_keep_alive(architecture: str, character: str, keep_alive_s: float) -> str:
-            """Idle seconds before a model's worker stops (-1 = forever, 0 = after each job)."""
+            """Idle seconds before a character is unloaded (-1 = forever, 0 = after each job)."""
             return shown_to_person(lambda: station.set_keep_alive(architecture, character, keep_alive_s))
 
         def stop_worker(name: str) -> str:
@@ -316,11 +318,15 @@ def build_ui(station: Workstation) -> gr.Blocks:
             return shown_to_person(lambda: station.stop_worker(name))
 
         def prewarm(architecture: str, character: str) -> str:
-            """Start (or retry after a failure) a character's worker now."""
+            """Load a character now (starting its architecture's worker if needed); also Retry after a failure."""
             return shown_to_person(lambda: station.prewarm(architecture, character))
 
+        def unload(architecture: str, character: str) -> str:
+            """Unload one character from its worker (the worker keeps its other characters)."""
+            return shown_to_person(lambda: station.unload(architecture, character))
+
         def pin(architecture: str, character: str, pinned: bool) -> str:
-            """Pin (never evict) or unpin a character's worker."""
+            """Pin (never unload) or unpin a character."""
             return shown_to_person(lambda: station.pin(architecture, character, pinned))
 
         # preprocessing preview and presets (UI and API)
@@ -385,6 +391,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
         api_stop_button.click(stop_worker, inputs=api_name_in, outputs=api_message_out, api_name="stop_worker")
         api_prewarm_button.click(prewarm, inputs=[api_architecture, api_character], outputs=api_message_out, api_name="prewarm")
         api_pin_button.click(pin, inputs=[api_architecture, api_character, api_flag_in], outputs=api_message_out, api_name="pin")
+        api_unload_button.click(unload, inputs=[api_architecture, api_character], outputs=api_message_out, api_name="unload")
+        unload_button.click(unload, inputs=[runtime_arch, runtime_char], outputs=runtime_message, api_visibility="private").then(
+            refresh_runtimes, outputs=refresh_outputs, api_visibility="private"
+        )
         runtime_arch.change(on_runtime_architecture, inputs=runtime_arch, outputs=runtime_char, api_visibility="private")
         stop_button.click(stop_worker, inputs=worker_name, outputs=runtime_message, api_visibility="private").then(
             refresh_runtimes, outputs=refresh_outputs, api_visibility="private"

@@ -1,5 +1,6 @@
 """A worker that really takes GPU memory with torch (for ``bench/gpu_check.py`` on a machine with a GPU).
-Character ``<name>``: holds ``GPU_HOG_GIB`` GiB (default 30) on the GPU once loaded."""
+Shared assets: ``GPU_SHARED_GIB`` GiB (default 2) loaded once per worker. Character ``<name>``: holds
+``GPU_HOG_GIB`` GiB (default 30) on the GPU once loaded, freed again by ``unload``."""
 
 from __future__ import annotations
 
@@ -26,20 +27,34 @@ class GpuHogAdapter(Adapter):
     manifest = MANIFEST
 
     def __init__(self) -> None:
-        self.blocks: List[Any] = []
+        self.shared: List[Any] = []
 
-    def load(self, model: ModelRef) -> None:
+    def load_shared(self, device: str) -> None:
+        import torch
+
+        gib = float(os.environ.get("GPU_SHARED_GIB", "2"))
+        self.shared = [torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32, device=device)]
+        torch.cuda.synchronize()
+
+    def load(self, model: ModelRef) -> List[Any]:
         import torch
 
         gib = float(os.environ.get("GPU_HOG_GIB", "30"))
         device = "cuda" if model.device == "cuda" else "cpu"
-        self.blocks = [torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32, device=device)]
+        blocks = [torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32, device=device)]
         torch.cuda.synchronize()
+        return blocks
 
-    def generate(self, request: GenerateRequest) -> GenerateResult:
+    def unload(self, character: List[Any]) -> None:
         import torch
 
-        a = torch.randn(2048, 2048, device=self.blocks[0].device)
+        character.clear()
+        torch.cuda.empty_cache()  # give the memory back to the driver, where NVML sees it
+
+    def generate(self, character: List[Any], request: GenerateRequest) -> GenerateResult:
+        import torch
+
+        a = torch.randn(2048, 2048, device=character[0].device)
         value = float((a @ a).mean().item())
         audio = np.full(16000, min(abs(value), 0.5), dtype=np.float32)
         return GenerateResult(audio=audio, sample_rate=16000)

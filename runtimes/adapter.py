@@ -1,7 +1,12 @@
-"""What an architecture adapter implements: a manifest, ``load`` and ``generate``. Nothing else.
+"""What an architecture adapter implements: a manifest, ``load`` and ``generate`` (``load_shared`` and
+``unload`` when it has something to share or free). Nothing else.
+
+One worker serves many characters of its architecture: ``load_shared`` runs once per worker (content
+encoders, pitch extractors: what every character uses), ``load`` returns one loaded character, which the
+scaffold keeps under the character's key and hands back to ``generate`` and ``unload``.
 
 Adapters run inside their architecture's own environment. Import heavy model libraries inside
-``load``, never at module level, so the app can read the manifest without them.
+``load_shared``/``load``, never at module level, so the app can read the manifest without them.
 Standard library + numpy only at module level; Python 3.9 syntax.
 """
 
@@ -23,6 +28,11 @@ class ModelRef:
     character: str
     path: Optional[str] = None
     device: str = "cpu"
+
+    @property
+    def key(self) -> str:
+        """What identifies the loaded character inside a worker: its folder, or its builtin id."""
+        return self.character if self.path is None else self.path
 
 
 @dataclass
@@ -51,8 +61,18 @@ class Adapter:
 
     manifest: Manifest
 
-    def load(self, model: ModelRef) -> None:
+    def load_shared(self, device: str) -> None:
+        """Once per worker, before any character: load what all characters share."""
+
+    def load(self, model: ModelRef) -> Any:
+        """Load one character and return it (any object); it is passed back to ``generate``."""
         raise NotImplementedError
 
-    def generate(self, request: GenerateRequest) -> GenerateResult:
+    def unload(self, character: Any) -> None:
+        """Free a character ``load`` returned (dropping the last reference is the default)."""
+
+    def generate(self, character: Any, request: GenerateRequest) -> GenerateResult:
         raise NotImplementedError
+
+    def report_progress(self, fraction: Optional[float], message: str) -> None:
+        """Long loads may call this; the scaffold replaces it with one that reaches the app."""

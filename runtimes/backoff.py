@@ -5,6 +5,7 @@ to a failed state (no restart loop) until someone asks to retry."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
@@ -27,10 +28,13 @@ class CrashPolicy:
     retry_limit: int = 5
     jitter: float = 0.2
     records: Dict[Tuple[str, str], CrashRecord] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Request threads and the monitor account for crashes at once."""
 
     def check(self, key: Tuple[str, str], label: str, now: Optional[float] = None) -> None:
         """Raise ``ArchitectureUnavailableError`` while ``key`` is failed or cooling down."""
-        record = self.records.get(key)
+        with self._lock:
+            record = self.records.get(key)
         if record is None:
             return
         now = time.monotonic() if now is None else now
@@ -49,24 +53,31 @@ class CrashPolicy:
     def crashed(self, key: Tuple[str, str], error: str, now: Optional[float] = None) -> CrashRecord:
         """The first crash restarts at once; each further one in a row waits twice as long (with jitter)."""
         now = time.monotonic() if now is None else now
-        record = self.records.setdefault(key, CrashRecord())
-        record.consecutive += 1
-        record.last_error = error
-        if record.consecutive > self.retry_limit:
-            record.failed = "failed %d times in a row; last error: %s" % (record.consecutive, error)
+        with self._lock:
+            record = self.records.setdefault(key, CrashRecord())
+            record.consecutive += 1
+            record.last_error = error
+            if record.consecutive > self.retry_limit:
+                record.failed = "failed %d times in a row; last error: %s" % (record.consecutive, error)
+                return record
+            if record.consecutive > 1:
+                delay = min(self.base_s * 2 ** (record.consecutive - 2), self.max_s)
+                record.retry_at = now + delay * random.uniform(1 - self.jitter, 1 + self.jitter)
             return record
-        if record.consecutive > 1:
-            delay = min(self.base_s * 2 ** (record.consecutive - 2), self.max_s)
-            record.retry_at = now + delay * random.uniform(1 - self.jitter, 1 + self.jitter)
-        return record
 
     def boot_failed(self, key: Tuple[str, str], error: str) -> None:
-        record = self.records.setdefault(key, CrashRecord())
-        record.failed = error
-        record.last_error = error
+        with self._lock:
+            record = self.records.setdefault(key, CrashRecord())
+            record.failed = error
+            record.last_error = error
 
     def succeeded(self, key: Tuple[str, str]) -> None:
-        self.records.pop(key, None)
+        with self._lock:
+            self.records.pop(key, None)
 
     def reset(self, key: Tuple[str, str]) -> None:
-        self.records.pop(key, None)
+        self.succeeded(key)
+
+    def snapshot(self) -> Dict[Tuple[str, str], CrashRecord]:
+        with self._lock:
+            return dict(self.records)

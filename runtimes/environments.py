@@ -1,6 +1,8 @@
 """Building each architecture's own environment from its folder in ``envs/``.
 
-A folder holds ``spec.toml`` (name, kind, python, adapter) and layered requirements:
+A folder holds ``spec.toml`` (name, kind, python, adapter; optionally ``device``, the device policy:
+``cpu-only``, ``gpu-preferred`` (the default) or ``gpu-required``, with ``min_gpu_memory_mb``) and
+layered requirements:
 ``requirements.txt`` plus ``requirements-cpu.txt`` or ``requirements-cuda.txt``, the layer picked by
 whether an NVIDIA GPU is present. An environment is rebuilt only when the hash of what it was built
 from changes. A build streams its output to a log file and to a progress callback; a failed or
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 BUILDER_VERSION = "1"
 MARKER_NAME = ".voicegen-env.json"
 KINDS = ("venv",)
+DEVICE_POLICIES = ("cpu-only", "gpu-preferred", "gpu-required")
 
 Progress = Callable[[str], None]
 
@@ -44,6 +47,10 @@ class EnvSpec:
     python: str
     adapter: str
     folder: Path
+    device: str = "gpu-preferred"
+    """Where its workers may run: ``cpu-only``, ``gpu-preferred`` (CPU when no GPU fits) or ``gpu-required``."""
+    min_gpu_memory_mb: int = 0
+    """A GPU smaller than this is never chosen for it."""
 
     def requirement_files(self, layer: str) -> List[Path]:
         files = [self.folder / "requirements.txt", self.folder / ("requirements-%s.txt" % layer)]
@@ -61,7 +68,14 @@ def load_spec(folder: Path) -> EnvSpec:
         raise EnvironmentBuildError("%s lacks %s" % (path, ", ".join(missing)))
     if data["kind"] not in KINDS:
         raise EnvironmentBuildError("%s: kind %r is not supported yet (supported: %s)" % (path, data["kind"], ", ".join(KINDS)))
-    return EnvSpec(str(data["name"]), str(data["kind"]), str(data["python"]), str(data["adapter"]), folder)
+    device = str(data.get("device", "gpu-preferred"))
+    if device not in DEVICE_POLICIES:
+        raise EnvironmentBuildError("%s: device %r is not one of %s" % (path, device, ", ".join(DEVICE_POLICIES)))
+    try:
+        min_gpu_mb = int(data.get("min_gpu_memory_mb", 0))
+    except (TypeError, ValueError):
+        raise EnvironmentBuildError("%s: min_gpu_memory_mb must be a whole number of MiB" % path) from None
+    return EnvSpec(str(data["name"]), str(data["kind"]), str(data["python"]), str(data["adapter"]), folder, device, min_gpu_mb)
 
 
 def load_specs(envs_root: Path) -> Dict[str, EnvSpec]:

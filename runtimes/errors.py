@@ -6,8 +6,10 @@ Exception tree::
     ├── ProtocolError          malformed or oversized frame, wrong message order
     ├── RemoteError            the worker reported a structured error (type, message, traceback)
     │   └── BadRequestError    the worker refused the request's content (e.g. empty text)
-    ├── WorkerBootError        the worker could not start (import error, missing package, handshake)
+    ├── WorkerBootError        the worker could not start (import error, missing package, handshake);
+    │                          ``cannot_boot`` when its env cannot run it (no restart helps)
     ├── WorkerCrashedError     the worker died while starting a job or running it
+    ├── WorkerStoppedError     the worker was stopped on purpose (Stop, eviction, shutdown) under a job
     ├── JobTimeoutError        a job ran past its time limit or stopped reporting progress
     ├── JobCancelledError      a person cancelled the job
     ├── ArchitectureUnavailableError  in cooldown or failed; carries ``retry_after_s``
@@ -61,9 +63,17 @@ class BadRequestError(RemoteError):
 class WorkerBootError(RuntimeLayerError):
     """A worker process could not start or did not complete its handshake."""
 
+    def __init__(self, message: str, cannot_boot: bool = False) -> None:
+        super().__init__(message)
+        self.cannot_boot = cannot_boot
+
 
 class WorkerCrashedError(RuntimeLayerError):
     """A worker process died unexpectedly."""
+
+
+class WorkerStoppedError(RuntimeLayerError):
+    """The worker was stopped on purpose while a job waited for it or ran on it; not a crash."""
 
 
 class JobTimeoutError(RuntimeLayerError):

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 import psutil
 
@@ -36,7 +36,8 @@ class DeviceReading:
 
 @dataclass(frozen=True)
 class Resident:
-    """A live worker as the policy sees it."""
+    """What holds memory on a device, as the policy sees it: a loaded character (``kind`` "character",
+    ``worker`` names the worker holding it) or a worker's own base (its shared assets and runtime)."""
 
     name: str
     accounted_bytes: int
@@ -45,6 +46,8 @@ class Resident:
     expired: bool
     reload_s: float
     last_used: float
+    kind: str = "worker"
+    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,14 @@ def available_bytes(reading: DeviceReading, accounted_bytes: int, reserve_bytes:
 
 
 def eviction_order(residents: Iterable[Resident]) -> List[Resident]:
-    """Idle, unpinned workers: expired first, then least reload-seconds per GiB freed, then least recently used."""
-    candidates = [r for r in residents if r.idle and not r.pinned]
+    """Idle, unpinned residents: characters before whole workers; then expired first, then least
+    reload-seconds per GiB freed, then least recently used. A worker goes only with all its characters."""
+    residents = list(residents)
+    kept_by = {r.worker for r in residents if r.kind == "character" and (r.pinned or not r.idle)}
+    candidates = [r for r in residents if r.idle and not r.pinned and not (r.kind == "worker" and r.name in kept_by)]
     return sorted(
         candidates,
-        key=lambda r: (not r.expired, r.reload_s / max(r.accounted_bytes / GIB, 1e-3), r.last_used),
+        key=lambda r: (r.kind != "character", not r.expired, r.reload_s / max(r.accounted_bytes / GIB, 1e-3), r.last_used),
     )
 
 
@@ -90,9 +96,51 @@ def plan_admission(need_bytes: int, reading: DeviceReading, residents: Sequence[
         (),
         need_bytes,
         available,
-        "needs %s but only %s can be freed on %s (%d busy or pinned worker(s) hold the rest)"
+        "needs %s but only %s can be freed on %s (%d busy or pinned worker(s) or character(s) hold the rest)"
         % (fmt_bytes(need_bytes), fmt_bytes(max(available, 0)), reading.device, busy_or_pinned),
     )
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str
+    plan: AdmissionPlan
+
+
+def choose_device(
+    need_bytes: Dict[str, int],
+    readings: Sequence[DeviceReading],
+    residents: Mapping[str, Sequence[Resident]],
+    reserve_bytes: int,
+    min_total_bytes: int = 0,
+) -> Tuple[Optional[Placement], str]:
+    """Among ``readings`` (one per candidate device), the best place for what the model needs there
+    (``need_bytes`` by device: measured peaks differ between devices): a device where
+    it fits as things are (the most room left wins), else one where it fits after evicting (the fewest
+    bytes evicted wins). Devices smaller than ``min_total_bytes`` are skipped. Returns the placement or
+    None, and why not."""
+    fits_now: List[Placement] = []
+    fits_after: List[Tuple[int, Placement]] = []
+    reasons: List[str] = []
+    for reading in readings:
+        if reading.total_bytes < min_total_bytes:
+            total, minimum = fmt_bytes(reading.total_bytes), fmt_bytes(min_total_bytes)
+            reasons.append("%s has %s in all, under the %s this needs" % (reading.device, total, minimum))
+            continue
+        on_device = list(residents.get(reading.device, ()))
+        plan = plan_admission(need_bytes[reading.device], reading, on_device, reserve_bytes)
+        if not plan.fits:
+            reasons.append(plan.reason)
+        elif not plan.evict:
+            fits_now.append(Placement(reading.device, plan))
+        else:
+            evicted = sum(r.accounted_bytes for r in on_device if r.name in plan.evict)
+            fits_after.append((evicted, Placement(reading.device, plan)))
+    if fits_now:
+        return max(fits_now, key=lambda p: p.plan.available_bytes), "fits"
+    if fits_after:
+        return min(fits_after, key=lambda pair: pair[0])[1], "fits after evicting"
+    return None, "; ".join(reasons) or "no device"
 
 
 def fmt_bytes(count: int) -> str:
@@ -214,6 +262,46 @@ class NvmlSource:
         return sum(used for pid, used in reading.per_process_bytes.items() if pid in family)
 
 
+class DeviceSet:
+    """Every device a worker may run on: the GPUs of a GPU source (if any) and the CPU, whose memory
+    is system RAM. A CPU worker on a GPU machine is read and admitted against RAM, never NVML."""
+
+    def __init__(self, gpus: Optional[MemorySource], ram: SystemRamSource) -> None:
+        self.gpus = gpus
+        self.ram = ram
+        self.kind = gpus.kind if gpus is not None else ram.kind
+        self.note = gpus.note if gpus is not None else ram.note
+
+    def gpu_devices(self) -> List[str]:
+        return self.gpus.devices() if self.gpus is not None else []
+
+    def devices(self) -> List[str]:
+        return [*self.gpu_devices(), "cpu"]
+
+    def _source(self, device: str) -> MemorySource:
+        if device == "cpu" or self.gpus is None:
+            return self.ram
+        return self.gpus
+
+    def read(self, device: str) -> DeviceReading:
+        return self._source(device).read(device)
+
+    def process_bytes(self, device: str, pids: Sequence[int]) -> Optional[int]:
+        return self._source(device).process_bytes(device, pids)
+
+
+def make_devices(ram_budget_bytes: Optional[int] = None, gpus: Optional[MemorySource] = None) -> DeviceSet:
+    """The GPUs NVML sees (or ``gpus``, a scripted source in tests) beside the CPU's RAM."""
+    note = ""
+    if gpus is None:
+        found = make_source()
+        if found.kind == "nvml":
+            gpus = found
+        else:
+            note = found.note
+    return DeviceSet(gpus, SystemRamSource(ram_budget_bytes, note=note))
+
+
 def make_source(ram_budget_bytes: Optional[int] = None) -> MemorySource:
     """NVML where an NVIDIA driver answers; system RAM otherwise. Never raises."""
     if ram_budget_bytes is None:
@@ -252,7 +340,7 @@ class PeakLedger:
                 return
             self._peaks[key] = int(peak_bytes)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
+            tmp = self.path.with_suffix(".tmp")  # one writer at a time: under the lock
             tmp.write_text(json.dumps(self._peaks, indent=1, sort_keys=True))
             os.replace(tmp, self.path)
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import select
 import signal
 import socket
 import subprocess
 import threading
 import time
-from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Connection, Listener
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 import numpy as np
+import psutil
 
 from runtimes.errors import ProtocolError, WorkerBootError
 from runtimes.manifest import Manifest
 from runtimes.protocol import (
     EXIT_CODE_BOOT_FAILED,
+    EXIT_CODE_CONNECT_FAILED,
     PROTOCOL_VERSION,
     Channel,
     Header,
@@ -44,6 +46,8 @@ def describe_exit(returncode: Optional[int]) -> str:
             return "killed by signal %d" % -returncode
     if returncode == EXIT_CODE_BOOT_FAILED:
         return "failed to boot (exit code %d)" % returncode
+    if returncode == EXIT_CODE_CONNECT_FAILED:
+        return "could not connect to the app (exit code %d)" % returncode
     return "exited with code %d" % returncode
 
 
@@ -63,11 +67,17 @@ class WorkerProcess:
         self.name = name
         self.log_tail: Deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self.worker_logger = logging.getLogger("worker.%s" % name)
-        self._listener, address = self._listen(private_dir, name)
+        family = socket_family()
+        where: Any = str(private_dir / ("%s.sock" % name)) if family == "AF_UNIX" else ("127.0.0.1", 0)
+        # The standard library does accept + HMAC challenge; the socket lives in our 0700 directory.
+        self._listener = Listener(where, family=family, backlog=2, authkey=authkey)
+        self._address = self._listener.address
+        self._listener_closed = False
         env = dict(os.environ)
         env.update(extra_env or {})
         env["PYTHONPATH"] = os.pathsep.join([str(project_root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["PYTHONUNBUFFERED"] = "1"
+        address = address_to_text(self._address)
         command = [str(python), "-m", "runtimes.worker", "--adapter", adapter, "--address", address, "--name", name]
         # The env's own interpreter directly (no shell, no `conda run`) so signals reach it; its own
         # session makes it a process group we can kill whole, children included.
@@ -81,10 +91,18 @@ class WorkerProcess:
             start_new_session=True,
         )
         self.pid = self.popen.pid
+        self._reap_lock = threading.Lock()
+        """Held by whoever reaps the leader or signals its group: a group id is only safe while unreaped."""
+        try:
+            self._identity: Optional[psutil.Process] = psutil.Process(self.pid)
+        except psutil.Error:  # already gone: nothing to identify
+            self._identity = None
         assert self.popen.stdin is not None
-        self.popen.stdin.write(authkey.hex().encode() + b"\n")
-        self.popen.stdin.close()
-        self._authkey = authkey
+        try:
+            self.popen.stdin.write(authkey.hex().encode() + b"\n")
+            self.popen.stdin.close()
+        except OSError:  # died before reading its key: the handshake reports it
+            pass
         self._log_thread = threading.Thread(target=self._pump_log, name="log-%s" % name, daemon=True)
         self._log_thread.start()
         self.data: Optional[Channel] = None
@@ -94,71 +112,79 @@ class WorkerProcess:
         self.hello: Header = {}
 
     # start-up
-    def _listen(self, private_dir: Path, name: str) -> Tuple[socket.socket, str]:
-        if socket_family() == "AF_UNIX":
-            path = private_dir / ("%s-%d.sock" % (name, time.monotonic_ns()))
-            if path.exists():
-                path.unlink()
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(str(path))
-            os.chmod(path, 0o600)
-            self.socket_path: Optional[Path] = path
-            address = str(path)
-        else:  # pragma: no cover - platforms without Unix sockets
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            self.socket_path = None
-            address = address_to_text(sock.getsockname())
-        sock.listen(2)
-        return sock, address
-
     def handshake(self, timeout_s: float) -> Manifest:
-        """Accept both connections and read ``hello``; the worker's readiness comes from this, never a sleep."""
+        """Accept both connections and read ``hello``; readiness comes from this, never a sleep.
+        Every way it can go wrong is a ``WorkerBootError``; ``cannot_boot`` only for the reserved exit code."""
         deadline = time.monotonic() + timeout_s
         try:
             self.data = Channel(self._accept(deadline))
             self.control = Channel(self._accept(deadline))
             if not self.data.poll(max(0.0, deadline - time.monotonic())):
-                raise WorkerBootError(self.boot_failure_text("sent no hello within %.0f s" % timeout_s))
+                raise self.boot_error("sent no hello within %.0f s" % timeout_s)
             header, _ = self.data.recv()
+            if header.get("type") != "hello" or header.get("protocol") != PROTOCOL_VERSION:
+                raise self.boot_error("spoke an unexpected protocol (%r, version %r)" % (header.get("type"), header.get("protocol")))
+            self.manifest = Manifest.from_dict(header["manifest"])
+        except AuthenticationError as exc:
+            raise self.boot_error("failed authentication (%s)" % exc) from exc
         except (EOFError, OSError, ProtocolError) as exc:
-            raise WorkerBootError(self.boot_failure_text("broke off its handshake (%s)" % exc)) from exc
+            raise self.boot_error("broke off its handshake (%s)" % (exc or type(exc).__name__)) from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self.boot_error("sent a malformed manifest (%s: %s)" % (type(exc).__name__, exc)) from exc
         finally:
             self._close_listener()
-        if header.get("type") != "hello" or header.get("protocol") != PROTOCOL_VERSION:
-            raise WorkerBootError("worker %s spoke an unexpected protocol: %r" % (self.name, header.get("type")))
         self.hello = header
-        self.manifest = Manifest.from_dict(header["manifest"])
         return self.manifest
 
     def _accept(self, deadline: float) -> Connection:
-        while True:
-            if self.popen.poll() is not None:
-                raise WorkerBootError(self.boot_failure_text(describe_exit(self.popen.returncode)))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WorkerBootError(self.boot_failure_text("did not connect within the start-up timeout"))
-            readable, _, _ = select.select([self._listener], [], [], min(0.05, remaining))
-            if readable:
-                client, _ = self._listener.accept()
-                client.setblocking(True)
-                connection = Connection(client.detach())
-                deliver_challenge(connection, self._authkey)
-                answer_challenge(connection, self._authkey)
-                return connection
+        """``Listener.accept`` has no timeout: it runs on a helper thread that we wake when time is up."""
+        box: Dict[str, Any] = {}
+
+        def accept() -> None:
+            try:
+                box["connection"] = self._listener.accept()
+            except BaseException as exc:  # handed to the waiting thread below
+                box["error"] = exc
+
+        helper = threading.Thread(target=accept, name="accept-%s" % self.name, daemon=True)
+        helper.start()
+        while helper.is_alive():
+            helper.join(0.05)
+            if not helper.is_alive():
+                break
+            if not self.alive():
+                self._wake_listener()
+                raise self.boot_error(self.describe_exit())
+            if time.monotonic() > deadline:
+                self._wake_listener()
+                raise self.boot_error("did not connect within the start-up timeout")
+        if "error" in box:
+            raise box["error"]
+        return box["connection"]  # type: ignore[no-any-return]
+
+    def _wake_listener(self) -> None:
+        """Unblock a pending ``accept``: connect and hang up, which fails its challenge."""
+        if socket_family() != "AF_UNIX":  # pragma: no cover - loopback TCP
+            family = socket.AF_INET
+        else:
+            family = socket.AF_UNIX
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as waker:
+                waker.settimeout(1.0)
+                waker.connect(self._address)
+        except OSError:
+            pass
 
     def _close_listener(self) -> None:
-        self._listener.close()
-        if self.socket_path is not None:
-            try:
-                self.socket_path.unlink()
-            except FileNotFoundError:
-                pass
+        if not self._listener_closed:
+            self._listener_closed = True
+            self._listener.close()  # also removes the socket file
 
-    def boot_failure_text(self, what: str) -> str:
+    def boot_error(self, what: str) -> WorkerBootError:
         self.wait_log_drained(1.0)
         tail = "\n".join(list(self.log_tail)[-12:])
-        return "the %s worker %s%s" % (self.name, what, (":\n" + tail) if tail else "")
+        cannot_boot = self.returncode() == EXIT_CODE_BOOT_FAILED
+        return WorkerBootError("the %s worker %s%s" % (self.name, what, (":\n" + tail) if tail else ""), cannot_boot=cannot_boot)
 
     # log
     def _pump_log(self) -> None:
@@ -171,7 +197,7 @@ class WorkerProcess:
                     self.worker_logger.info("%s", line)
 
     def wait_log_drained(self, timeout_s: float) -> None:
-        if self.popen.poll() is not None:
+        if not self.alive():
             self._log_thread.join(timeout_s)
 
     # traffic
@@ -194,11 +220,26 @@ class WorkerProcess:
                 return
             handler(header)
 
+    # exit and reaping
+    def returncode(self) -> Optional[int]:
+        with self._reap_lock:
+            return self.popen.poll()
+
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return self.returncode() is None
+
+    def wait_exit(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the worker process to exit (and reap it); True when it has."""
+        deadline = time.monotonic() + timeout_s
+        while self.returncode() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     # stop: ask -> wait -> terminate group -> kill group -> reap
     def stop(self, graceful_timeout_s: float = 3.0) -> None:
+        members = self._members()  # taken while the leader lives: its children are still its children
         if self.alive() and self.control is not None:
             try:
                 self.send_control({"type": "shutdown"})
@@ -206,38 +247,51 @@ class WorkerProcess:
                 pass
             self.wait_exit(graceful_timeout_s)
         for sig, wait_s in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            members = [p for p in members + self._members() if _running(p)]
             self._signal_group(sig)
-            if self.wait_exit(wait_s) and not self._group_alive():
+            for process in members:
+                try:
+                    process.send_signal(sig)  # psutil checks the pid still names the same process
+                except psutil.Error:
+                    pass
+            _, still = psutil.wait_procs(members, timeout=wait_s)
+            if self.wait_exit(wait_s) and not still:
                 break
+        self.wait_exit(1.0)
         self.close_channels()
         self._close_listener()
 
     def kill(self) -> None:
+        members = self._members()
         self._signal_group(signal.SIGKILL)
+        for process in members:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
         self.wait_exit(5.0)
         self.close_channels()
         self._close_listener()
 
-    def wait_exit(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for the worker process to exit; True when it has."""
+    def _members(self) -> List[psutil.Process]:
+        """The leader's descendants (while the leader is this very process). The leader itself is
+        signalled through its group and reaped by ``Popen`` alone, so its exit code is kept."""
+        if self._identity is None or not _running(self._identity):
+            return []
         try:
-            self.popen.wait(timeout_s)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
+            return list(self._identity.children(recursive=True))
+        except psutil.Error:
+            return []
 
     def _signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.pid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
+        """Signal the whole group only while its leader is unreaped: after that the id may be a stranger's."""
+        with self._reap_lock:
+            if self.popen.poll() is not None:
+                return
+            try:
+                os.killpg(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def close_channels(self) -> None:
         for channel in (self.data, self.control):
@@ -248,7 +302,11 @@ class WorkerProcess:
                     pass
 
     def describe_exit(self) -> str:
-        return describe_exit(self.popen.poll())
+        return describe_exit(self.returncode())
 
-    def status_extra(self) -> Dict[str, Any]:
-        return {"pid": self.pid, "python": self.hello.get("python")}
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

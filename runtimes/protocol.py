@@ -9,10 +9,14 @@ ever pickled: the two ends may run different Pythons and must not trust each oth
 A worker opens two connections: ``data`` (load / generate / their replies) and ``control``
 (heartbeats, ping, cancel, shutdown), so that a long inference never blocks health traffic.
 
+A worker holds its architecture's shared assets once (``prepare``) and many characters, each loaded
+and unloaded by its key (a folder path or a builtin id); ``generate`` names the character it uses.
+
 Messages (``type``):
-  worker -> supervisor: ``hello`` (manifest, pid), ``loaded``, ``progress``, ``result``, ``error``,
-                        ``heartbeat``, ``pong``
-  supervisor -> worker: ``load``, ``generate``, ``ping``, ``cancel``, ``shutdown``
+  worker -> supervisor: ``hello`` (manifest, pid), ``prepared``, ``loaded``, ``unloaded``,
+                        ``progress``, ``result``, ``error``, ``heartbeat``, ``pong``
+  supervisor -> worker: ``prepare``, ``load``, ``unload``, ``generate``, ``ping``, ``cancel``,
+                        ``shutdown``
 
 Standard library + numpy only; Python 3.9 syntax.
 """
@@ -28,12 +32,14 @@ import numpy as np
 
 from runtimes.errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_HEADER_BYTES = 1 << 20
 MAX_PAYLOAD_BYTES = 1 << 30
 HEARTBEAT_INTERVAL_S = 0.5
 EXIT_CODE_BOOT_FAILED = 3
-"""A worker that exits with this code failed before it could serve (import error, bad env)."""
+"""A worker that exits with this code cannot boot in its env (import error, missing package): no restart."""
+EXIT_CODE_CONNECT_FAILED = 4
+"""A worker that exits with this code could not reach or authenticate to the app (a restart may work)."""
 
 Address = Union[str, Tuple[str, int]]
 Header = Dict[str, Any]

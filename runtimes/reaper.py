@@ -52,9 +52,11 @@ class WorkerRecord:
         self.path = run_dir / ("workers-%d.json" % os.getpid())
 
     def write(self, pids: Sequence[int]) -> None:
+        """Replace the record atomically; a unique temporary name, so writers never share one."""
         rows = [{"pid": pid, "create_time": create_time(pid), "owner": os.getpid()} for pid in pids]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows))
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.run_dir)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(rows))
         os.replace(tmp, self.path)
 
     def remove(self) -> None:

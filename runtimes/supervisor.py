@@ -1,5 +1,11 @@
-"""The supervisor: starts each architecture's worker in its own environment, admits it by memory,
-keeps it warm, runs jobs on it, restarts it with backoff, and stops it without leaving orphans.
+"""The supervisor: starts one worker per (architecture, device) in the architecture's own environment,
+places it by memory and device policy, loads many characters into it, runs jobs on it one at a time,
+keeps it warm, restarts it with backoff, and stops it without leaving orphans.
+
+Parts: ``workers`` (the table: the one owner of state, lines of waiting jobs, the live-worker record),
+``memory`` (devices, readings, placement and eviction planning), ``process`` (spawn, handshake, stop
+escalation), ``conversation`` (one request and its reply, watched), ``policy`` and ``backoff``
+(keep-alive, pins, crash accounting), ``monitor`` (the one loop). This module wires them together.
 
 Public API: ``Supervisor``, ``SupervisorSettings``, ``JobRequest``, ``JobResult``.
 """
@@ -19,38 +25,42 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtimes.backoff import CrashPolicy
+from runtimes.conversation import Limits, ask, safe_progress
 from runtimes.environments import EnvSpec
 from runtimes.errors import (
     ArchitectureUnavailableError,
     JobCancelledError,
-    JobTimeoutError,
-    ProtocolError,
     RemoteError,
     RuntimeLayerError,
     WorkerBootError,
     WorkerCrashedError,
+    WorkerStoppedError,
 )
 from runtimes.memory import (
     MIB,
     MemorySource,
     PeakLedger,
     Resident,
+    choose_device,
     estimate_from_files,
     fmt_bytes,
-    make_source,
+    make_devices,
     plan_admission,
     wait_for_release,
 )
+from runtimes.monitor import Monitor
+from runtimes.policy import CharacterKey, KeepAlivePolicy, character_key
 from runtimes.process import WorkerProcess
 from runtimes.protocol import Header
 from runtimes.reaper import WorkerRecord, clean_stale_private_dirs, make_private_dir
-from runtimes.states import LIVE_STATES, WorkerState
+from runtimes.states import WorkerState
+from runtimes.workers import CharacterSlot, ManagedWorker, ProgressFn, Ticket, WorkerTable
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[Optional[float], str], None]
 PythonResolver = Callable[[EnvSpec, ProgressFn], Path]
-Key = Tuple[str, str]
+BOOT = "*boot*"
+"""Crash records of a whole architecture (its workers' start-up) sit under this character key."""
 
 
 def _no_progress(fraction: Optional[float], message: str) -> None:
@@ -69,14 +79,16 @@ class SupervisorSettings:
     heartbeat_timeout_s: float = 10.0
     progress_stall_s: float = 300.0
     keep_alive_s: float = 300.0
-    """Idle time before a worker is stopped; negative keeps it forever, 0 stops it after each job."""
+    """Idle time before a character is unloaded (and a worker with none left stopped); negative keeps
+    forever, 0 unloads right after each job."""
+    max_characters_per_worker: int = 8
     graceful_stop_s: float = 3.0
     monitor_interval_s: float = 0.5
     memory_reserve_bytes: int = 512 * MIB
     ram_budget_bytes: Optional[int] = None
-    """Treat the machine as having this much memory (system RAM policy); for small shared servers and tests."""
+    """Treat the machine as having this much RAM (system RAM policy); for small shared servers and tests."""
     default_need_bytes: int = 512 * MIB
-    """A model's memory need before it was ever measured and when it has no files to size."""
+    """A worker's own memory need before it was ever measured."""
     admission_timeout_s: float = 120.0
     release_timeout_s: float = 5.0
     allow_cpu_fallback: bool = False
@@ -96,13 +108,13 @@ class JobRequest:
     options: Dict[str, Any] = field(default_factory=dict)
 
     @property
-    def key(self) -> Key:
-        return worker_key(self.architecture, self.character, self.character_path)
+    def key(self) -> CharacterKey:
+        return character_key(self.architecture, self.character, self.character_path)
 
-
-def worker_key(architecture: str, character: str, character_path: Optional[str] = None) -> Key:
-    """One worker per (architecture, model): a character folder's path, or a builtin character's id."""
-    return (architecture, character if character_path is None else character_path)
+    @property
+    def model_key(self) -> str:
+        """The character's key inside its worker: its folder, or its builtin id."""
+        return self.key[1]
 
 
 @dataclass(frozen=True)
@@ -113,43 +125,12 @@ class JobResult:
     timings_s: Dict[str, float]
 
 
-@dataclass
-class ManagedWorker:
-    key: Key
-    spec: EnvSpec
-    process: WorkerProcess
-    device: str
-    need_bytes: int
-    state: WorkerState = WorkerState.STARTING
-    started_at: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.monotonic)
-    last_heartbeat: float = field(default_factory=time.monotonic)
-    last_progress: float = field(default_factory=time.monotonic)
-    last_error: str = ""
-    job_id: Optional[str] = None
-    progress: ProgressFn = _no_progress
-    job_lock: threading.Lock = field(default_factory=threading.Lock)
-    load_s: float = 0.0
-    peak_bytes: int = 0
-    pinned: bool = False
-    keep_alive_s: Optional[float] = None
-
-    @property
-    def name(self) -> str:
-        return self.process.name
-
-    @property
-    def model_id(self) -> str:
-        return "%s/%s" % self.key
-
-    @property
-    def accounted_bytes(self) -> int:
-        """The measured peak once there is one; the estimate before."""
-        return self.peak_bytes or self.need_bytes
+Unit = Tuple[ManagedWorker, Optional[str]]
+"""What an eviction removes: a character of a worker, or (None) the worker itself."""
 
 
 class Supervisor:
-    """Runs jobs on warm workers, one job at a time per worker."""
+    """Runs jobs on warm workers, one job at a time per worker, many characters per worker."""
 
     def __init__(
         self,
@@ -164,32 +145,22 @@ class Supervisor:
         self.authkey = secrets.token_bytes(32)
         clean_stale_private_dirs()
         self.private_dir = make_private_dir()  # mode 0700
-        self.workers: Dict[Key, ManagedWorker] = {}
-        self.memory = memory or make_source(settings.ram_budget_bytes)
+        gpus = memory if memory is not None and memory.kind == "nvml" else None
+        self.devices = make_devices(settings.ram_budget_bytes, gpus=gpus)
         self.ledger = PeakLedger(settings.run_dir / "memory-peaks.json")
         self.crashes = CrashPolicy(settings.crash_backoff_base_s, settings.crash_backoff_max_s, settings.crash_retry_limit)
-        self.pinned: set[Key] = set()
-        self.keep_alive_overrides: Dict[Key, float] = {}
-        self.last_errors: Dict[Key, str] = {}
+        self.policy = KeepAlivePolicy(settings.keep_alive_s)
+        self.table = WorkerTable(WorkerRecord(settings.run_dir))
+        self.table.record.reap_leftovers()
         self.last_release_wait_s: Optional[float] = None
         """How long the driver took to show an eviction's memory back (the last time we waited)."""
-        self._lock = threading.RLock()
-        self._spawn_locks: Dict[Key, threading.Lock] = {}
-        self._device_locks: Dict[str, threading.Lock] = {device: threading.Lock() for device in self.memory.devices()}
-        self._memory_changed = threading.Condition()
+        self._locks_lock = threading.Lock()
+        self._placement_locks: Dict[str, threading.Lock] = {}
+        self._device_locks: Dict[str, threading.Lock] = {}
         self._ids = itertools.count(1)
-        self._closed = threading.Event()
-        self.record = WorkerRecord(settings.run_dir)
-        self.record.reap_leftovers()
-        logger.info("memory: %s", self.memory.note)
-        self._monitor = threading.Thread(target=self._monitor_loop, name="supervisor-monitor", daemon=True)
+        logger.info("memory: %s", self.devices.note)
+        self._monitor = Monitor(settings.monitor_interval_s, self._tick)
         self._monitor.start()
-
-    # state: the one place that changes it
-    def set_state(self, worker: ManagedWorker, state: WorkerState, reason: str = "") -> None:
-        if worker.state != state:
-            logger.info("worker %s: %s -> %s%s", worker.name, worker.state.value, state.value, " (%s)" % reason if reason else "")
-            worker.state = state
 
     # jobs
     def generate(
@@ -198,467 +169,660 @@ class Supervisor:
         progress: ProgressFn = _no_progress,
         cancel: Optional[threading.Event] = None,
     ) -> JobResult:
-        spec = self.specs.get(request.architecture)
-        if spec is None:
-            raise RuntimeLayerError("unknown architecture %r" % request.architecture)
+        spec = self._spec(request.architecture)
+        progress = safe_progress(progress)
+        cancel = cancel or threading.Event()
         started = time.perf_counter()
         timings: Dict[str, float] = {}
-        cold = False
-        while True:
-            worker, spawned, spawn_timings = self._ready_worker(spec, request, progress)
-            cold = cold or spawned
-            timings.update(spawn_timings)
-            worker.job_lock.acquire()
-            if worker.state in LIVE_STATES:
-                break
-            worker.job_lock.release()  # stopped (evicted) while we waited: get a fresh one
+        ticket = Ticket("%s/%s" % (request.architecture, request.character))
+        worker, cold = self._hold(spec, request, ticket, progress, cancel, timings)
+        stop_reason: Optional[str] = None
         try:
-            header, audio = self._run_job(worker, request, progress, cancel)
+            cold = self._ensure_loaded(worker, request, progress, cancel, timings) or cold
+            header, audio = self._generate_on(worker, request, progress, cancel)
+            self._account_job_memory(worker, request)
+            self.crashes.succeeded(request.key)
+            self.crashes.succeeded((spec.name, BOOT))
+            stop_reason = self._after_job(worker, request)
         finally:
-            worker.job_lock.release()
-        self.crashes.succeeded(request.key)
-        self._sample_memory(worker)
-        if self._keep_alive(worker) == 0:
-            self.stop_worker(worker, "keep-alive is 0")
+            if self.table.release(worker, ticket, stop_reason):
+                self._finish_stop(worker)
         assert audio is not None
         timings["generate_s"] = float(header.get("generate_s", 0.0))
         timings["total_s"] = time.perf_counter() - started
         return JobResult(audio=audio, sample_rate=int(header["sample_rate"]), cold=cold, timings_s=timings)
 
-    def _run_job(
-        self, worker: ManagedWorker, request: JobRequest, progress: ProgressFn, cancel: Optional[threading.Event]
-    ) -> Tuple[Header, Optional[np.ndarray]]:
-        job_id = "job-%d" % next(self._ids)
-        self.set_state(worker, WorkerState.BUSY, job_id)
-        worker.job_id = job_id
-        worker.progress = progress
-        worker.last_progress = time.monotonic()
-        progress(None, "generating")
-        try:
-            worker.process.send(
-                {
-                    "type": "generate",
-                    "job": job_id,
-                    "text": request.text,
-                    "audio_sample_rate": request.audio_sample_rate,
-                    "options": request.options,
-                },
-                audio=request.audio,
-            )
-            reply = self._await_reply(worker, job_id, "result", self.settings.job_timeout_s, cancel)
-        except (OSError, ValueError) as exc:  # the pipe broke while sending
-            raise self._crashed(worker, "while receiving a job") from exc
-        finally:
-            worker.job_id = None
-            worker.progress = _no_progress
-            worker.last_used = time.monotonic()
-            if worker.state == WorkerState.BUSY:
-                self.set_state(worker, WorkerState.READY, "job done")
-        return reply
-
     def prewarm(self, architecture: str, character: str, character_path: Optional[str] = None) -> None:
-        """Start and load a worker now, so the first job finds it warm (also clears a failed state)."""
+        """Load a character now, so the first job finds it warm (also clears a failed state: Retry)."""
+        spec = self._spec(architecture)
         request = JobRequest(architecture=architecture, character=character, character_path=character_path)
         self.crashes.reset(request.key)
-        self.crashes.reset((self.specs[architecture].name, "*boot*"))
-        self._ready_worker(self.specs[architecture], request, _no_progress)
+        self.crashes.reset((architecture, BOOT))
+        ticket = Ticket("prewarm %s/%s" % (architecture, character))
+        cancel = threading.Event()
+        worker, _ = self._hold(spec, request, ticket, _no_progress, cancel, {})
+        try:
+            self._ensure_loaded(worker, request, _no_progress, cancel, {})
+        finally:
+            self.table.release(worker, ticket)
 
-    def _ready_worker(self, spec: EnvSpec, request: JobRequest, progress: ProgressFn) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
-        key = request.key
-        with self._lock:
-            spawn_lock = self._spawn_locks.setdefault(key, threading.Lock())
-        with spawn_lock:
-            with self._lock:
-                existing = self.workers.get(key)
-            if existing is not None and existing.state in LIVE_STATES and existing.process.alive():
-                return existing, False, {}
-            if existing is not None:
-                self._forget(existing)
-            label = "the %s worker for %s" % (spec.name, request.character)
-            self.crashes.check((spec.name, "*boot*"), "the %s architecture" % spec.name)
-            self.crashes.check(key, label)
-            return self._spawn(key, spec, request, progress)
+    def _spec(self, architecture: str) -> EnvSpec:
+        spec = self.specs.get(architecture)
+        if spec is None:
+            raise RuntimeLayerError("unknown architecture %r" % architecture)
+        return spec
 
-    # start-up: admission by memory, spawn, handshake, load (one load at a time per device)
-    def _spawn(self, key: Key, spec: EnvSpec, request: JobRequest, progress: ProgressFn) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
-        timings: Dict[str, float] = {}
-        progress(None, "preparing the %s environment" % spec.name)
-        python = self.resolve_python(spec, progress)
-        device = self._pick_device()
-        model_id = "%s/%s" % key
-        need = self.ledger.get(model_id, device) or estimate_from_files(request.character_path, self.settings.default_need_bytes)
-        with self._device_lock(device):
-            for attempt in (1, 2):
-                started = time.perf_counter()
-                device = self._admit(need, device, model_id, progress)
-                timings["admit_s"] = time.perf_counter() - started
-                try:
-                    return self._start_and_load(key, spec, request, python, device, need, progress, timings)
-                except RemoteError as exc:
-                    if attempt == 1 and _is_out_of_memory(exc):
-                        logger.warning("%s ran out of memory while loading on %s: evicting idle workers and retrying", model_id, device)
-                        self._evict(device, [r.name for r in self._residents(device) if r.idle and not r.pinned], "out of memory")
-                        continue
-                    raise
-        raise AssertionError("unreachable")
+    def _check_open(self) -> None:
+        if self.table.closed:
+            raise WorkerStoppedError("the app is shutting down")
 
-    def _start_and_load(
-        self,
-        key: Key,
-        spec: EnvSpec,
-        request: JobRequest,
-        python: Path,
-        device: str,
-        need: int,
-        progress: ProgressFn,
+    def _hold(
+        self, spec: EnvSpec, request: JobRequest, ticket: Ticket, progress: ProgressFn, cancel: threading.Event,
         timings: Dict[str, float],
-    ) -> Tuple[ManagedWorker, bool, Dict[str, float]]:
-        progress(None, "starting the %s worker" % spec.name)
-        started = time.perf_counter()
-        name = "%s-%d" % (spec.name, next(self._ids))
-        extra_env = {} if device == "cpu" else {"CUDA_VISIBLE_DEVICES": device}
-        if device == "cpu" and self.memory.kind == "nvml":
-            extra_env["CUDA_VISIBLE_DEVICES"] = ""
-        process = WorkerProcess(name, python, spec.adapter, self.settings.project_root, self.private_dir, self.authkey, extra_env)
-        worker = ManagedWorker(key=key, spec=spec, process=process, device=device, need_bytes=need)
-        worker.pinned = key in self.pinned
-        worker.keep_alive_s = self.keep_alive_overrides.get(key)
-        with self._lock:
-            self.workers[key] = worker
-        self._write_record()
+    ) -> Tuple[ManagedWorker, bool]:
+        """A worker of the architecture, held for this ticket: a live one (waiting in its line), or a new one."""
+        while True:
+            self._check_open()
+            self.crashes.check((spec.name, BOOT), "the %s architecture" % spec.name)
+            self.crashes.check(request.key, "%s / %s" % (spec.name, request.character))
+            worker = self._find_worker(spec.name, request.model_key)
+            if worker is None:
+                worker = self._start_worker(spec, request, ticket, progress, cancel, timings)
+                if worker is not None:
+                    return worker, True
+                continue
+            started = time.perf_counter()
+            if self.table.acquire(worker, ticket, cancel, progress):
+                timings["queue_s"] = time.perf_counter() - started
+                return worker, False
+            # it ended while we waited (stopped, evicted, crashed): look again
+
+    def _find_worker(self, architecture: str, model_key: str) -> Optional[ManagedWorker]:
+        """A live worker of the architecture: one holding the character first, then the shortest line."""
+        with self.table.lock:
+            workers = [w for w in self.table.live(architecture) if w.stop_reason is None]
+            if not workers:
+                return None
+            return min(workers, key=lambda w: (model_key not in w.characters, len(w.waiting) + (w.holder is not None)))
+
+    def _after_job(self, worker: ManagedWorker, request: JobRequest) -> Optional[str]:
+        """Keep-alive 0: unload the character now, or stop the worker when it holds nothing else
+        worth keeping. Nothing is unloaded or stopped while another job waits for this worker."""
+        if self.policy.keep_alive_s(request.key) != 0:
+            return None
+        with self.table.lock:
+            if worker.waiting:
+                return None
+            others = [k for k in worker.characters if k != request.model_key and self.policy.keep_alive_s((worker.architecture, k)) != 0]
+        if not others:
+            return "keep-alive is 0"
+        self._unload(worker, request.model_key, "keep-alive is 0")
+        return None
+
+    # starting a worker: device, memory, spawn, handshake, shared assets
+    def _start_worker(
+        self, spec: EnvSpec, request: JobRequest, ticket: Ticket, progress: ProgressFn, cancel: threading.Event,
+        timings: Dict[str, float],
+    ) -> Optional[ManagedWorker]:
+        """Start a worker held by ``ticket``; None when another request started one meanwhile."""
+        placement_lock = self._lock_for(self._placement_locks, spec.name)
+        self._acquire(placement_lock, cancel, progress, "waiting for the %s worker to start" % spec.name)
+        placement_held = True
         try:
-            process.handshake(self.settings.boot_timeout_s)
-        except WorkerBootError as exc:
-            worker.last_error = str(exc)
-            self.last_errors[key] = str(exc)
-            self.set_state(worker, WorkerState.FAILED, "boot failed")
-            self.crashes.boot_failed((spec.name, "*boot*"), str(exc))
-            process.kill()
-            self._forget(worker)
-            raise
-        timings["spawn_s"] = time.perf_counter() - started
-        threading.Thread(target=self._read_control, args=(worker,), name="control-%s" % name, daemon=True).start()
-        self.set_state(worker, WorkerState.LOADING, request.character)
-        progress(None, "loading %s" % request.character)
-        started = time.perf_counter()
-        model = {"character": request.character, "path": request.character_path, "device": "cpu" if device == "cpu" else "cuda"}
-        try:
-            process.send({"type": "load", "job": "load", "model": model})
-            self._await_reply(worker, "load", "loaded", self.settings.load_timeout_s, None)
-        except BaseException as exc:
-            worker.last_error = str(exc)
-            self.last_errors[key] = str(exc)
-            if not isinstance(exc, WorkerCrashedError):  # a crash was counted already
-                self.crashes.crashed(key, str(exc))
-            self.stop_worker(worker, "load failed")
-            raise
-        timings["load_s"] = time.perf_counter() - started
-        worker.load_s = timings["load_s"]
-        worker.last_used = time.monotonic()
-        self._sample_memory(worker)
-        self.set_state(worker, WorkerState.READY, "loaded in %.2f s" % timings["load_s"])
-        return worker, True, timings
+            if self._find_worker(spec.name, request.model_key) is not None:
+                return None
+            progress(None, "preparing the %s environment" % spec.name)
+            python = self.resolve_python(spec, progress)
+            started = time.perf_counter()
+            device = self._choose_device(spec, request, progress, cancel)
+            device_lock = self._lock_for(self._device_locks, device)
+            self._acquire(device_lock, cancel, progress, "waiting for another model to finish loading on %s" % device)
+            try:
+                need = self._base_need(spec, device) + self._character_need(request, device)
+                self._make_room(device, need, None, None, "the %s worker" % spec.name, progress, cancel)
+                timings["admit_s"] = time.perf_counter() - started
+                worker = self._spawn(spec, python, device, ticket, progress)
+                placement_lock.release()  # it is registered: later requests wait in its line
+                placement_held = False
+                self._boot(worker, progress, cancel, timings)
+                return worker
+            finally:
+                device_lock.release()
+        finally:
+            if placement_held:
+                placement_lock.release()
 
-    def _pick_device(self) -> str:
-        """The device with the most memory available to us."""
-        devices = self.memory.devices()
-        if len(devices) == 1:
-            return devices[0]
-        return max(devices, key=lambda d: self.memory.read(d).free_bytes - sum(r.accounted_bytes for r in self._residents(d)))
+    def _candidate_devices(self, spec: EnvSpec) -> List[str]:
+        gpus = self.devices.gpu_devices()
+        if spec.device == "cpu-only":
+            return ["cpu"]
+        if spec.device == "gpu-required" and not gpus:
+            raise ArchitectureUnavailableError("%s needs an NVIDIA GPU, and the driver reports none on this machine" % spec.name)
+        return gpus or ["cpu"]
 
-    def _device_lock(self, device: str) -> threading.Lock:
-        with self._lock:
-            return self._device_locks.setdefault(device, threading.Lock())
-
-    def _residents(self, device: str) -> List[Resident]:
-        now = time.monotonic()
-        with self._lock:
-            workers = [w for w in self.workers.values() if w.device == device and w.state in LIVE_STATES]
-        residents = []
-        for worker in workers:
-            keep_alive = self._keep_alive(worker)
-            idle = worker.state == WorkerState.READY and not worker.job_lock.locked()
-            residents.append(
-                Resident(
-                    name=worker.name,
-                    accounted_bytes=worker.accounted_bytes,
-                    pinned=worker.pinned,
-                    idle=idle,
-                    expired=keep_alive >= 0 and now - worker.last_used > keep_alive,
-                    reload_s=worker.load_s,
-                    last_used=worker.last_used,
-                )
-            )
-        return residents
-
-    def _admit(self, need: int, device: str, model_id: str, progress: ProgressFn) -> str:
-        """Evict what must go for ``need`` to fit on ``device``, or wait (bounded) until it fits."""
+    def _choose_device(self, spec: EnvSpec, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> str:
+        """The device with room for the worker and the character (waiting, bounded, while none has);
+        the CPU instead when the policy allows it."""
+        candidates = self._candidate_devices(spec)
         deadline = time.monotonic() + self.settings.admission_timeout_s
         while True:
-            reading = self.memory.read(device)
-            plan = plan_admission(need, reading, self._residents(device), self.settings.memory_reserve_bytes)
-            if plan.fits:
-                if plan.evict:
-                    logger.info("admitting %s (%s) on %s: %s", model_id, fmt_bytes(need), device, plan.reason)
-                    progress(None, "freeing memory: stopping %d idle worker(s)" % len(plan.evict))
-                    self._evict(device, list(plan.evict), "memory for %s" % model_id)
-                return device
-            if self.settings.allow_cpu_fallback and device != "cpu":
-                logger.warning("%s does not fit on %s (%s): running it on the CPU", model_id, device, plan.reason)
+            needs = {device: self._base_need(spec, device) + self._character_need(request, device) for device in candidates}
+            readings = [self.devices.read(device) for device in candidates]
+            residents = {device: self._residents(device, None, None)[0] for device in candidates}
+            min_total = spec.min_gpu_memory_mb * MIB if candidates != ["cpu"] else 0
+            placement, why = choose_device(needs, readings, residents, self.settings.memory_reserve_bytes, min_total)
+            if placement is not None:
+                return placement.device
+            if spec.device == "gpu-preferred" and self.settings.allow_cpu_fallback and candidates != ["cpu"]:
+                logger.warning("%s does not fit on any GPU (%s): running it on the CPU", spec.name, why)
+                progress(None, "no GPU has room: running on the CPU")
                 return "cpu"
-            if time.monotonic() > deadline:
-                raise ArchitectureUnavailableError("not enough memory to load %s: %s" % (model_id, plan.reason), retry_after_s=30.0)
-            progress(None, "waiting for memory: %s" % plan.reason)
-            with self._memory_changed:
-                self._memory_changed.wait(0.5)
+            self._wait_for_memory(deadline, "%s/%s" % (spec.name, request.character), why, progress, cancel)
 
-    def _evict(self, device: str, names: List[str], reason: str) -> None:
-        with self._lock:
-            chosen = [w for w in self.workers.values() if w.name in names]
-        if not chosen:
-            return
-        free_before = self.memory.read(device).free_bytes
-        freed = 0
-        for worker in chosen:
-            if worker.job_lock.acquire(blocking=False):  # never evict a worker that took a job meanwhile
+    def _spawn(self, spec: EnvSpec, python: Path, device: str, ticket: Ticket, progress: ProgressFn) -> ManagedWorker:
+        progress(None, "starting the %s worker" % spec.name)
+        name = "%s-%d" % (spec.name, next(self._ids))
+        extra_env: Dict[str, str] = {}
+        if device != "cpu":
+            extra_env["CUDA_VISIBLE_DEVICES"] = device  # pinned to the device's UUID
+        elif self.devices.gpus is not None:
+            extra_env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker on a GPU machine sees no GPU
+        self._check_open()
+        try:
+            process = WorkerProcess(name, python, spec.adapter, self.settings.project_root, self.private_dir, self.authkey, extra_env)
+        except OSError as exc:
+            self._check_open()
+            raise WorkerBootError("could not start the %s worker: %s" % (spec.name, exc)) from exc
+        worker = ManagedWorker(name=name, spec=spec, device=device, process=process, base_bytes=self._base_need(spec, device))
+        self.table.hold_new(worker, ticket)
+        try:
+            self.table.register(worker)
+        except WorkerStoppedError:
+            process.kill()  # the app began shutting down while this one started
+            raise
+        return worker
+
+    def _boot(self, worker: ManagedWorker, progress: ProgressFn, cancel: threading.Event, timings: Dict[str, float]) -> None:
+        """Handshake, then the architecture's shared assets; the worker stays held."""
+        started = time.perf_counter()
+        try:
+            worker.process.handshake(self.settings.boot_timeout_s)
+        except WorkerBootError as exc:
+            raise self._boot_failed(worker, exc) from exc
+        worker.last_heartbeat = time.monotonic()
+        threading.Thread(target=self._read_control, args=(worker,), name="control-%s" % worker.name, daemon=True).start()
+        timings["spawn_s"] = time.perf_counter() - started
+        self.table.set_activity(worker, WorkerState.STARTING, "loading shared assets")
+        progress(None, "loading the %s worker's shared assets" % worker.architecture)
+        prepared = time.perf_counter()
+        header = {"type": "prepare", "job": self._job_id(), "device": "cpu" if worker.device == "cpu" else "cuda"}
+        try:
+            self._ask(worker, header, None, "prepared", self._load_limits(), cancel, progress, (worker.architecture, BOOT))
+        except RemoteError as exc:
+            record = self.crashes.crashed((worker.architecture, BOOT), "shared assets: %s" % exc)
+            worker.last_error = "the %s worker could not load its shared assets: %s" % (worker.architecture, exc)
+            if self.table.begin_stop(worker, "shared assets failed to load"):
+                self._finish_stop(worker, WorkerState.FAILED if record.failed else WorkerState.BACKOFF)
+            raise
+        timings["prepare_s"] = time.perf_counter() - prepared
+        used = self._measure(worker)
+        if used:
+            worker.base_bytes = used
+            self.ledger.record(worker.architecture, worker.device, used)
+        worker.start_s = time.perf_counter() - started
+
+    def _boot_failed(self, worker: ManagedWorker, exc: WorkerBootError) -> RuntimeLayerError:
+        """Only the reserved exit code means "cannot boot" (FAILED until Retry); any other start-up
+        failure is a crash with backoff. Either way nothing half-started stays registered."""
+        ours = self.table.begin_crash_stop(worker, "boot failed")
+        worker.process.kill()
+        if ours is not None:
+            return WorkerStoppedError("the %s worker was stopped while starting (%s)" % (worker.architecture, ours))
+        worker.last_error = str(exc)
+        key = (worker.architecture, BOOT)
+        if exc.cannot_boot:
+            self.crashes.boot_failed(key, str(exc))
+            end = WorkerState.FAILED
+        else:
+            end = WorkerState.FAILED if self.crashes.crashed(key, str(exc)).failed else WorkerState.BACKOFF
+        self.table.transition(worker, end, "boot failed")
+        return exc
+
+    # characters: load, unload, bounded count, memory per character
+    def _ensure_loaded(
+        self, worker: ManagedWorker, request: JobRequest, progress: ProgressFn, cancel: threading.Event, timings: Dict[str, float]
+    ) -> bool:
+        """Load the request's character into the held worker unless it is there; True when loaded now."""
+        key = request.model_key
+        with self.table.lock:
+            slot = worker.characters.get(key)
+            if slot is not None:
+                slot.last_used = time.monotonic()
+                worker.characters.move_to_end(key)
+                return False
+        while len(worker.characters) >= self.settings.max_characters_per_worker:
+            victims = [k for k in worker.characters if not self.policy.pinned((worker.architecture, k))]
+            if not victims:
+                break  # all pinned: hold one more rather than refuse
+            self._unload(worker, victims[0], "a worker holds %d characters at most" % self.settings.max_characters_per_worker)
+        device_lock = self._lock_for(self._device_locks, worker.device)
+        self._acquire(device_lock, cancel, progress, "waiting for another model to finish loading on %s" % worker.device)
+        try:
+            label = "%s/%s" % (worker.architecture, request.character)
+            started = time.perf_counter()
+            self._make_room(worker.device, self._character_need(request, worker.device), worker, key, label, progress, cancel)
+            timings["admit_s"] = timings.get("admit_s", 0.0) + time.perf_counter() - started
+            for attempt in (1, 2):
                 try:
-                    freed += worker.accounted_bytes
-                    self.stop_worker(worker, "evicted: %s" % reason)
-                finally:
-                    worker.job_lock.release()
-        if freed and self.memory.kind == "nvml":
-            back, waited_s = wait_for_release(self.memory, device, free_before, freed, self.settings.release_timeout_s)
-            self.last_release_wait_s = waited_s
-            logger.info("memory back on %s after %.2f s%s", device, waited_s, "" if back else " (timed out)")
+                    self._load(worker, request, progress, cancel, timings)
+                    return True
+                except RemoteError as exc:
+                    if attempt == 1 and _is_out_of_memory(exc):
+                        logger.warning("%s ran out of memory loading on %s: evicting idle residents, retrying", label, worker.device)
+                        residents, units = self._residents(worker.device, worker, key)
+                        self._evict(worker.device, [units[r.name] for r in residents if r.idle and not r.pinned], worker, "out of memory")
+                        continue
+                    worker.last_error = "%s could not load: %s" % (label, exc)
+                    self.crashes.crashed(request.key, str(exc))  # a load that always fails is refused for a while
+                    raise
+        finally:
+            device_lock.release()
+        raise AssertionError("unreachable")
 
-    def _sample_memory(self, worker: ManagedWorker) -> None:
-        used = self.memory.process_bytes(worker.device, [worker.process.pid])
+    def _load(
+        self, worker: ManagedWorker, request: JobRequest, progress: ProgressFn, cancel: threading.Event, timings: Dict[str, float]
+    ) -> None:
+        self.table.set_activity(worker, WorkerState.LOADING, "loading %s" % request.character)
+        progress(None, "loading %s" % request.character)
+        before = self._measure(worker)
+        model = {"character": request.character, "path": request.character_path, "device": "cpu" if worker.device == "cpu" else "cuda"}
+        started = time.perf_counter()
+        header = {"type": "load", "job": self._job_id(), "model": model}
+        self._ask(worker, header, None, "loaded", self._load_limits(), cancel, progress, request.key)
+        load_s = time.perf_counter() - started
+        after = self._measure(worker)
+        model_id = "%s/%s" % request.key
+        measured = before is not None and after is not None
+        if measured:
+            self.ledger.record(model_id, worker.device, max(0, (after or 0) - (before or 0)))
+        size = self.ledger.get(model_id, worker.device) if measured else None
+        if size is None:
+            size = self._character_need(request, worker.device)
+        slot = CharacterSlot(request.model_key, request.character, size, measured, load_s)
+        with self.table.lock:
+            worker.characters[request.model_key] = slot
+        self.table.set_activity(worker, WorkerState.BUSY, "%s/%s" % request.key)
+        timings["load_s"] = load_s
+
+    def _unload(self, worker: ManagedWorker, key: str, reason: str) -> int:
+        """Unload a character from a worker this thread holds; returns the bytes it was accounted for."""
+        slot = worker.characters.get(key)
+        if slot is None:
+            return 0
+        self.table.set_activity(worker, WorkerState.BUSY, "unloading %s" % slot.character)
+        header = {"type": "unload", "job": self._job_id(), "key": key}
+        self._ask(worker, header, None, "unloaded", self._load_limits(), None, _no_progress, (worker.architecture, key))
+        with self.table.lock:
+            worker.characters.pop(key, None)
+        logger.info("worker %s: unloaded %s (%s; %s)", worker.name, slot.character, reason, fmt_bytes(slot.bytes))
+        return slot.bytes
+
+    def _generate_on(
+        self, worker: ManagedWorker, request: JobRequest, progress: ProgressFn, cancel: threading.Event
+    ) -> Tuple[Header, Optional[np.ndarray]]:
+        progress(None, "generating")
+        header = {
+            "type": "generate",
+            "job": self._job_id(),
+            "key": request.model_key,
+            "text": request.text,
+            "audio_sample_rate": request.audio_sample_rate,
+            "options": request.options,
+        }
+        limits = Limits(self.settings.job_timeout_s, self.settings.heartbeat_timeout_s, self.settings.graceful_stop_s,
+                        self.settings.progress_stall_s)
+        try:
+            return self._ask(worker, header, request.audio, "result", limits, cancel, progress, request.key)
+        finally:
+            slot = worker.characters.get(request.model_key)
+            if slot is not None:
+                slot.last_used = time.monotonic()
+
+    def _ask(
+        self, worker: ManagedWorker, header: Header, audio: Optional[np.ndarray], expected: str, limits: Limits,
+        cancel: Optional[threading.Event], progress: ProgressFn, crash_key: CharacterKey,
+    ) -> Tuple[Header, Optional[np.ndarray]]:
+        return ask(worker, header, audio, expected, limits, cancel, progress,
+                   lambda w, when: self._died(w, when, crash_key), self._stop_worker)
+
+    def _load_limits(self) -> Limits:
+        """Loads cannot report steady progress: bounded by the load timeout alone."""
+        return Limits(self.settings.load_timeout_s, self.settings.heartbeat_timeout_s, self.settings.graceful_stop_s, None)
+
+    def _job_id(self) -> str:
+        return "job-%d" % next(self._ids)
+
+    # memory: needs, residents, room, eviction
+    def _base_need(self, spec: EnvSpec, device: str) -> int:
+        return self.ledger.get(spec.name, device) or self.settings.default_need_bytes
+
+    def _character_need(self, request: JobRequest, device: str) -> int:
+        measured = self.ledger.get("%s/%s" % request.key, device)
+        return measured if measured is not None else estimate_from_files(request.character_path, 0)
+
+    def _measure(self, worker: ManagedWorker) -> Optional[int]:
+        used = self.devices.process_bytes(worker.device, [worker.process.pid])
         if used:
             worker.peak_bytes = max(worker.peak_bytes, used)
-            self.ledger.record(worker.model_id, worker.device, worker.peak_bytes)
+        return used
 
-    # waiting for a reply while watching the worker
-    def _await_reply(
-        self, worker: ManagedWorker, job_id: str, expected: str, timeout_s: float, cancel: Optional[threading.Event]
-    ) -> Tuple[Header, Optional[np.ndarray]]:
-        deadline = time.monotonic() + timeout_s
-        cancel_sent_at: Optional[float] = None
-        data = worker.process.data
-        assert data is not None
-        when = "while loading" if job_id == "load" else "while generating"
+    def _account_job_memory(self, worker: ManagedWorker, request: JobRequest) -> None:
+        """Memory the worker kept after a job beyond what it was accounted for belongs to the job's
+        character (activations, caches): its slot grows and the ledger remembers it."""
+        used = self._measure(worker)
+        slot = worker.characters.get(request.model_key)
+        if not used or slot is None or used <= worker.accounted_bytes:
+            return
+        with self.table.lock:
+            slot.bytes += used - worker.accounted_bytes
+            slot.measured = True
+        self.ledger.record("%s/%s" % request.key, worker.device, slot.bytes)
+
+    def _residents(
+        self, device: str, holder: Optional[ManagedWorker], loading_key: Optional[str]
+    ) -> Tuple[List[Resident], Dict[str, Unit]]:
+        """What holds memory on ``device``: each loaded character and each worker's own base. The
+        held worker's other characters may be unloaded by its holder; its base may not."""
+        now = time.monotonic()
+        residents: List[Resident] = []
+        units: Dict[str, Unit] = {}
+        with self.table.lock:
+            for worker in self.table.live():
+                if worker.device != device:
+                    continue
+                mine = worker is holder
+                free = worker.state == WorkerState.READY and worker.holder is None and not worker.waiting
+                for key, slot in worker.characters.items():
+                    if mine and key == loading_key:
+                        continue
+                    name = "%s|%s" % (worker.name, key)
+                    character = (worker.architecture, key)
+                    residents.append(Resident(
+                        name, slot.bytes, self.policy.pinned(character), free or mine,
+                        self.policy.expired(character, now - slot.last_used), slot.load_s, slot.last_used, "character", worker.name,
+                    ))
+                    units[name] = (worker, key)
+                idle = {key: now - slot.last_used for key, slot in worker.characters.items()}
+                residents.append(Resident(
+                    worker.name, worker.base_bytes, False, free and not mine,
+                    self.policy.worker_expired(worker.architecture, idle, now - worker.last_used), worker.start_s, worker.last_used,
+                ))
+                units[worker.name] = (worker, None)
+        return residents, units
+
+    def _make_room(
+        self, device: str, need: int, holder: Optional[ManagedWorker], loading_key: Optional[str], label: str,
+        progress: ProgressFn, cancel: threading.Event,
+    ) -> None:
+        """Evict what must go for ``need`` to fit on ``device``, or wait (bounded, cancellable) until it fits."""
+        deadline = time.monotonic() + self.settings.admission_timeout_s
         while True:
-            if data.poll(0.05):
-                try:
-                    header, audio = data.recv()
-                except (EOFError, OSError, ProtocolError) as exc:
-                    raise self._crashed(worker, when) from exc
-                if header.get("job") != job_id:
-                    continue  # a late reply to a job that was given up on
-                if header["type"] == "error":
-                    error = header.get("error", {})
-                    if error.get("type") == JobCancelledError.__name__:
-                        raise JobCancelledError("the %s job was cancelled" % worker.spec.name)
-                    raise RemoteError.from_dict(error)
-                if header["type"] == expected:
-                    return header, audio
-                raise ProtocolError("unexpected %r reply to %s" % (header["type"], job_id))
-            now = time.monotonic()
-            if not worker.process.alive():
-                raise self._crashed(worker, when)
-            if cancel is not None and cancel.is_set():
-                if cancel_sent_at is None:
-                    cancel_sent_at = now
-                    worker.process.send_control({"type": "cancel", "job": job_id})
-                elif now - cancel_sent_at > self.settings.graceful_stop_s:
-                    self.stop_worker(worker, "cancelled job did not stop")
-                    raise JobCancelledError("the %s job was cancelled (its worker was stopped)" % worker.spec.name)
-            if now > deadline:
-                self.stop_worker(worker, "job timeout")
-                raise JobTimeoutError("the %s job ran past its %.0f s limit and was stopped" % (worker.spec.name, timeout_s))
-            silent_s = now - worker.last_heartbeat
-            if silent_s > self.settings.heartbeat_timeout_s:
-                self.stop_worker(worker, "no heartbeat")
-                raise JobTimeoutError("the %s worker stopped answering for %.0f s and was stopped" % (worker.spec.name, silent_s))
-            if now - worker.last_progress > self.settings.progress_stall_s:
-                self.stop_worker(worker, "no progress")
-                raise JobTimeoutError(
-                    "the %s worker made no progress for %.0f s and was stopped" % (worker.spec.name, self.settings.progress_stall_s)
-                )
+            self._check_open()
+            residents, units = self._residents(device, holder, loading_key)
+            plan = plan_admission(need, self.devices.read(device), residents, self.settings.memory_reserve_bytes)
+            if plan.fits:
+                if not plan.evict:
+                    return
+                logger.info("admitting %s (%s) on %s: %s", label, fmt_bytes(need), device, plan.reason)
+                progress(None, "freeing memory: unloading %d idle character(s) or worker(s)" % len(plan.evict))
+                if self._evict(device, [units[name] for name in plan.evict], holder, "memory for %s" % label):
+                    return
+                continue  # one of them took a job meanwhile: plan again
+            self._wait_for_memory(deadline, label, plan.reason, progress, cancel)
 
-    def _crashed(self, worker: ManagedWorker, when: str) -> WorkerCrashedError:
+    def _wait_for_memory(self, deadline: float, label: str, why: str, progress: ProgressFn, cancel: threading.Event) -> None:
+        if cancel.is_set():
+            raise JobCancelledError("the job was cancelled while waiting for memory")
+        if time.monotonic() > deadline:
+            raise ArchitectureUnavailableError("not enough memory to load %s: %s" % (label, why), retry_after_s=30.0)
+        progress(None, "waiting for memory: %s" % why)
+        with self.table.changed:
+            self.table.changed.wait(0.5)
+
+    def _evict(self, device: str, units: List[Unit], holder: Optional[ManagedWorker], reason: str) -> bool:
+        """Unload characters and stop workers that are still idle; False when one was not (any more)."""
+        free_before = self.devices.read(device).free_bytes
+        freed = 0
+        done = True
+        for worker, key in units:
+            try:
+                if key is None:
+                    if self.table.begin_stop_if_idle(worker, "evicted: %s" % reason):
+                        freed += worker.accounted_bytes
+                        self._finish_stop(worker)
+                    else:
+                        done = False
+                elif worker is holder:
+                    freed += self._unload(worker, key, "evicted: %s" % reason)
+                else:
+                    ticket = Ticket("evicting a character")
+                    if self.table.try_hold_idle(worker, ticket):
+                        try:
+                            freed += self._unload(worker, key, "evicted: %s" % reason)
+                        finally:
+                            self.table.release(worker, ticket)
+                    else:
+                        done = False
+            except RuntimeLayerError as exc:  # the worker died while unloading: already accounted for
+                logger.warning("eviction from %s failed: %s", worker.name, exc)
+                done = False
+        if freed and self.devices.gpus is not None and device != "cpu":
+            back, waited_s = wait_for_release(self.devices.gpus, device, free_before, freed, self.settings.release_timeout_s)
+            self.last_release_wait_s = waited_s
+            logger.info("memory back on %s after %.2f s%s", device, waited_s, "" if back else " (timed out)")
+        return done
+
+    # deaths and stops
+    def _died(self, worker: ManagedWorker, when: str, crash_key: CharacterKey) -> RuntimeLayerError:
+        """A worker died under a job: one crash, counted once; or no crash when we stopped it on purpose."""
         worker.process.wait_exit(2.0)
         worker.process.wait_log_drained(1.0)
+        ours = self.table.begin_crash_stop(worker, "crashed %s" % when)
+        if ours is not None:
+            return WorkerStoppedError("the %s worker was stopped %s (%s)" % (worker.architecture, when, ours))
         how = worker.process.describe_exit()
         tail = "\n".join(list(worker.process.log_tail)[-8:])
-        message = "the %s worker died %s (%s)%s" % (worker.spec.name, when, how, (":\n" + tail) if tail else "")
+        message = "the %s worker died %s (%s)%s" % (worker.architecture, when, how, (":\n" + tail) if tail else "")
         worker.last_error = message
-        self.last_errors[worker.key] = message
-        self.crashes.crashed(worker.key, "%s (%s)" % (when, how))
-        self.stop_worker(worker, "crashed")
+        record = self.crashes.crashed(crash_key, "%s (%s)" % (when, how))
+        self._finish_stop(worker, WorkerState.FAILED if record.failed else WorkerState.BACKOFF)
         return WorkerCrashedError(message)
 
+    def _stop_worker(self, worker: ManagedWorker, reason: str) -> None:
+        if self.table.begin_stop(worker, reason):
+            self._finish_stop(worker)
+
+    def _finish_stop(self, worker: ManagedWorker, end: WorkerState = WorkerState.STOPPED) -> None:
+        worker.process.stop(self.settings.graceful_stop_s)
+        self.table.transition(worker, end, worker.stop_reason or "")
+
     def _read_control(self, worker: ManagedWorker) -> None:
+        """Only records and enqueues: no callback of anyone else's runs on this thread."""
+
         def handle(header: Header) -> None:
-            now = time.monotonic()
-            worker.last_heartbeat = now
-            if header.get("type") == "progress" and header.get("job") == worker.job_id:
-                worker.last_progress = now
-                fraction = header.get("fraction")
-                worker.progress(float(fraction) if fraction is not None else None, str(header.get("message", "")))
+            worker.last_heartbeat = time.monotonic()
+            if header.get("type") == "progress":
+                worker.events.put(header)
 
         worker.process.read_control_forever(handle)
 
-    # lifecycle
-    def stop_worker(self, worker: ManagedWorker, reason: str) -> None:
-        if worker.state in (WorkerState.STOPPING, WorkerState.STOPPED):
-            return
-        failed = worker.state == WorkerState.FAILED
-        self.set_state(worker, WorkerState.STOPPING, reason)
-        worker.process.stop(self.settings.graceful_stop_s)
-        self.set_state(worker, WorkerState.FAILED if failed else WorkerState.STOPPED, reason)
-        self._forget(worker)
-        with self._memory_changed:
-            self._memory_changed.notify_all()
+    # the monitor: memory samples, deaths of idle workers, keep-alive
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for worker in self.table.live():
+            for check in (self._sample, self._watch):
+                try:
+                    check(worker, now)
+                except Exception:  # one bad reading or worker must not stop the other checks
+                    logger.exception("supervisor monitor: %s of %s failed", check.__name__, worker.name)
 
+    def _sample(self, worker: ManagedWorker, now: float) -> None:
+        if worker.state in (WorkerState.READY, WorkerState.BUSY, WorkerState.LOADING):
+            self._measure(worker)
+
+    def _watch(self, worker: ManagedWorker, now: float) -> None:
+        """Deaths of idle workers, and keep-alive: unload expired characters, stop expired workers."""
+        if worker.state != WorkerState.READY:
+            return
+        if not worker.process.alive():
+            if self.table.begin_stop_if_idle(worker, "died while idle"):
+                worker.last_error = "the %s worker died while idle (%s)" % (worker.architecture, worker.process.describe_exit())
+                record = self.crashes.crashed((worker.architecture, BOOT), worker.last_error)
+                self._finish_stop(worker, WorkerState.FAILED if record.failed else WorkerState.BACKOFF)
+            return
+        idle = {key: now - slot.last_used for key, slot in worker.characters.items()}
+        if self.policy.worker_expired(worker.architecture, idle, now - worker.last_used):
+            if self.table.begin_stop_if_idle(worker, "idle for %.0f s" % (now - worker.last_used)):
+                self._finish_stop(worker)
+            return
+        expired = [key for key, idle_s in idle.items() if self.policy.expired((worker.architecture, key), idle_s)]
+        if expired:
+            ticket = Ticket("unloading idle characters")
+            if self.table.try_hold_idle(worker, ticket):
+                try:
+                    for key in expired:
+                        self._unload(worker, key, "idle past its keep-alive")
+                finally:
+                    self.table.release(worker, ticket)
+
+    # locks a job may wait for, visibly and cancellably
+    def _lock_for(self, locks: Dict[str, threading.Lock], name: str) -> threading.Lock:
+        with self._locks_lock:
+            return locks.setdefault(name, threading.Lock())
+
+    def _acquire(self, lock: threading.Lock, cancel: threading.Event, progress: ProgressFn, message: str) -> None:
+        shown = False
+        while not lock.acquire(timeout=0.25):
+            self._check_open()
+            if cancel.is_set():
+                raise JobCancelledError("the job was cancelled while %s" % message)
+            if not shown:
+                progress(None, message)
+                shown = True
+
+    # controls
     def stop(self, name: str) -> bool:
-        """Stop a worker by name (the Runtimes panel's Stop); False when no such worker."""
-        with self._lock:
-            worker = next((w for w in self.workers.values() if w.name == name), None)
+        """Stop a worker by name (the Runtimes panel's Stop); False when no such worker. A job running
+        on it fails with "stopped", which is not counted as a crash."""
+        worker = self.table.by_name(name)
         if worker is None:
             return False
-        self.stop_worker(worker, "stopped on request")
+        self._stop_worker(worker, "stopped on request")
+        return True
+
+    def unload(self, architecture: str, character: str, character_path: Optional[str] = None) -> bool:
+        """Unload one character from the worker holding it (waiting for a running job to end); the
+        worker and its other characters stay. False when no worker holds it."""
+        key = character_key(architecture, character, character_path)[1]
+        holders = [w for w in self.table.live(architecture) if key in w.characters]
+        if not holders:
+            return False
+        ticket = Ticket("unloading %s/%s" % (architecture, character))
+        if not self.table.acquire(holders[0], ticket, threading.Event(), _no_progress):
+            return False
+        try:
+            self._unload(holders[0], key, "unloaded on request")
+        finally:
+            self.table.release(holders[0], ticket)
         return True
 
     def pin(self, architecture: str, character: str, character_path: Optional[str] = None, pinned: bool = True) -> None:
-        """A pinned model is never evicted (not by keep-alive, not for memory)."""
-        key = worker_key(architecture, character, character_path)
-        with self._lock:
-            if pinned:
-                self.pinned.add(key)
-            else:
-                self.pinned.discard(key)
-            worker = self.workers.get(key)
-            if worker is not None:
-                worker.pinned = pinned
+        """A pinned character is never unloaded (not by keep-alive, not for memory), nor its worker stopped."""
+        self.policy.pin(character_key(architecture, character, character_path), pinned)
 
-    def set_keep_alive(
-        self, architecture: str, character: str, character_path: Optional[str], keep_alive_s: Optional[float]
-    ) -> None:
-        key = worker_key(architecture, character, character_path)
-        with self._lock:
-            if keep_alive_s is None:
-                self.keep_alive_overrides.pop(key, None)
-            else:
-                self.keep_alive_overrides[key] = keep_alive_s
-            worker = self.workers.get(key)
-            if worker is not None:
-                worker.keep_alive_s = keep_alive_s
-
-    def _keep_alive(self, worker: ManagedWorker) -> float:
-        if worker.pinned:
-            return -1.0
-        return self.settings.keep_alive_s if worker.keep_alive_s is None else worker.keep_alive_s
-
-    def _forget(self, worker: ManagedWorker) -> None:
-        with self._lock:
-            if self.workers.get(worker.key) is worker:
-                del self.workers[worker.key]
-        self._write_record()
-
-    def _write_record(self) -> None:
-        with self._lock:
-            pids = [worker.process.pid for worker in self.workers.values()]
-        self.record.write(pids)
-
-    def _monitor_loop(self) -> None:
-        while not self._closed.wait(self.settings.monitor_interval_s):
-            try:
-                self._monitor_once()
-            except Exception:  # the monitor must outlive any one bad reading
-                logger.exception("supervisor monitor failed")
-
-    def _monitor_once(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            workers = list(self.workers.values())
-        for worker in workers:
-            if worker.state in (WorkerState.READY, WorkerState.BUSY, WorkerState.LOADING):
-                self._sample_memory(worker)
-            keep_alive = self._keep_alive(worker)
-            if worker.state == WorkerState.READY and not worker.process.alive():
-                worker.last_error = "the %s worker died while idle (%s)" % (worker.spec.name, worker.process.describe_exit())
-                self.last_errors[worker.key] = worker.last_error
-                self.crashes.crashed(worker.key, worker.last_error)
-                self.stop_worker(worker, "died while idle")
-            elif (
-                worker.state == WorkerState.READY
-                and keep_alive >= 0
-                and now - worker.last_used > keep_alive
-                and worker.job_lock.acquire(blocking=False)
-            ):
-                try:
-                    self.stop_worker(worker, "idle for %.0f s" % (now - worker.last_used))
-                finally:
-                    worker.job_lock.release()
+    def set_keep_alive(self, architecture: str, character: str, character_path: Optional[str], keep_alive_s: Optional[float]) -> None:
+        self.policy.set_keep_alive(character_key(architecture, character, character_path), keep_alive_s)
 
     def status(self) -> List[Dict[str, Any]]:
-        """One row per live worker, plus one per model that is failed or cooling down."""
+        """One row per live worker (with the characters it holds), plus one per architecture or
+        character that is failed or cooling down."""
         now = time.monotonic()
-        with self._lock:
-            workers = list(self.workers.values())
         rows = []
-        for worker in workers:
+        with self.table.lock:
+            workers = self.table.live()
+            snapshot = [(w, list(w.characters.values()), len(w.waiting) + (w.holder is not None)) for w in workers]
+        for worker, slots, line in snapshot:
             idle_s = now - worker.last_used if worker.state == WorkerState.READY else 0.0
-            keep_alive = self._keep_alive(worker)
-            rows.append(
-                {
-                    "name": worker.name,
-                    "architecture": worker.key[0],
-                    "character": worker.key[1],
-                    "state": worker.state.value,
-                    "device": worker.device,
-                    "pid": worker.process.pid,
-                    "memory_mb": round(worker.accounted_bytes / MIB, 1),
-                    "measured_peak_mb": round(worker.peak_bytes / MIB, 1) if worker.peak_bytes else None,
-                    "idle_s": round(idle_s, 1),
-                    "keep_alive_left_s": None if keep_alive < 0 else round(max(0.0, keep_alive - idle_s), 1),
-                    "pinned": worker.pinned,
-                    "load_s": round(worker.load_s, 3),
-                    "last_error": worker.last_error or self.last_errors.get(worker.key, ""),
-                    "log_tail": list(worker.process.log_tail)[-10:],
-                }
-            )
-        live = {worker.key for worker in workers}
-        for key, record in list(self.crashes.records.items()):
-            if key in live or (not record.failed and record.retry_at <= now):
+            loaded = []
+            for slot in slots:
+                key = (worker.architecture, slot.key)
+                keep_alive = self.policy.keep_alive_s(key)
+                slot_idle_s = now - slot.last_used
+                loaded.append({
+                    "id": slot.character,
+                    "memory_mb": round(slot.bytes / MIB, 1),
+                    "measured": slot.measured,
+                    "pinned": self.policy.pinned(key),
+                    "idle_s": round(slot_idle_s, 1),
+                    "keep_alive_left_s": None if keep_alive < 0 else round(max(0.0, keep_alive - slot_idle_s), 1),
+                    "load_s": round(slot.load_s, 3),
+                })
+            lefts: List[Optional[float]] = [c["keep_alive_left_s"] for c in loaded]  # type: ignore[misc]
+            default_left = None if self.policy.default_s < 0 else round(max(0.0, self.policy.default_s - idle_s), 1)
+            worker_left = default_left if not lefts else None if None in lefts else max(x for x in lefts if x is not None)
+            rows.append({
+                "name": worker.name,
+                "architecture": worker.architecture,
+                "characters": [slot.character for slot in slots],
+                "character": ", ".join(slot.character for slot in slots),
+                "loaded": loaded,
+                "state": worker.state.value,
+                "activity": worker.activity,
+                "jobs_in_line": line,
+                "device": worker.device,
+                "pid": worker.process.pid,
+                "memory_mb": round(worker.accounted_bytes / MIB, 1),
+                "base_memory_mb": round(worker.base_bytes / MIB, 1),
+                "measured_peak_mb": round(worker.peak_bytes / MIB, 1) if worker.peak_bytes else None,
+                "idle_s": round(idle_s, 1),
+                "keep_alive_left_s": worker_left,
+                "pinned": any(c["pinned"] for c in loaded),
+                "load_s": round(worker.start_s, 3),
+                "last_error": worker.last_error,
+                "log_tail": list(worker.process.log_tail)[-10:],
+            })
+        live = {row["architecture"] for row in rows}
+        for key, record in self.crashes.snapshot().items():
+            if (key[1] == BOOT and key[0] in live) or (not record.failed and record.retry_at <= now):
                 continue
             state = WorkerState.FAILED if record.failed else WorkerState.BACKOFF
-            retry_in = max(0.0, record.retry_at - now)
-            rows.append(
-                {
-                    "name": "",
-                    "architecture": key[0],
-                    "character": "" if key[1] == "*boot*" else key[1],
-                    "state": state.value,
-                    "device": "",
-                    "pid": None,
-                    "retry_after_s": None if record.failed else round(retry_in, 1),
-                    "crashes_in_a_row": record.consecutive,
-                    "last_error": record.failed or record.last_error,
-                }
-            )
+            rows.append({
+                "name": "",
+                "architecture": key[0],
+                "characters": [] if key[1] == BOOT else [key[1]],
+                "character": "" if key[1] == BOOT else key[1],
+                "state": state.value,
+                "device": "",
+                "pid": None,
+                "retry_after_s": None if record.failed else round(max(0.0, record.retry_at - now), 1),
+                "crashes_in_a_row": record.consecutive,
+                "last_error": record.failed or record.last_error,
+            })
         return rows
 
     def memory_note(self) -> str:
-        return self.memory.note
+        return self.devices.note
 
     def shutdown(self) -> None:
-        self._closed.set()
-        with self._lock:
-            workers = list(self.workers.values())
-        for worker in workers:
-            self.stop_worker(worker, "app shutting down")
-        self.record.remove()
+        """Close admission first, then stop every worker (in parallel), then remove the record."""
+        workers = self.table.close()
+        self._monitor.stop()
+        stoppers = [threading.Thread(target=self._stop_worker, args=(w, "app shutting down"), daemon=True) for w in workers]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join(30.0)
+        self.table.record.remove()
         shutil.rmtree(self.private_dir, ignore_errors=True)
 
 

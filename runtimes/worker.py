@@ -2,7 +2,8 @@
 
 Started by the supervisor as ``<env python> -m runtimes.worker --adapter MOD:CLASS --address ADDR``
 with the per-launch secret on stdin. It owns the socket, framing, heartbeats, parent-death watch and
-turning exceptions into structured errors; adapters only load and generate.
+turning exceptions into structured errors, and the characters it holds (by key); adapters only load,
+unload and generate.
 Standard library + numpy only; Python 3.9 syntax.
 """
 
@@ -24,6 +25,7 @@ from runtimes.adapter import Adapter, GenerateRequest, ModelRef
 from runtimes.errors import BadRequestError, JobCancelledError
 from runtimes.protocol import (
     EXIT_CODE_BOOT_FAILED,
+    EXIT_CODE_CONNECT_FAILED,
     HEARTBEAT_INTERVAL_S,
     PROTOCOL_VERSION,
     Channel,
@@ -52,12 +54,14 @@ def die_with_group() -> None:
 class Worker:
     def __init__(self, adapter: Adapter, data: Channel, control: Channel) -> None:
         self.adapter = adapter
+        self.characters: Dict[str, Any] = {}  # key -> what adapter.load returned
         self.data = data
         self.control = control
         self.control_lock = threading.Lock()
         self.parent_pid = os.getppid()
         self.job_id: Optional[str] = None
         self.progress_count = 0
+        self.job_progress = 0  # progress messages of the current job: its reply says how many to expect
         self.cancelled_job: Optional[str] = None
 
     # control channel: runs beside inference, never blocked by it
@@ -133,12 +137,27 @@ class Worker:
         kind = header["type"]
         job = header.get("job")
         self.job_id = job
-        if kind == "load":
+        self.job_progress = 0
+        started = time.perf_counter()
+        if kind == "prepare":
+            self.adapter.report_progress = lambda fraction, message: self.report_progress(job, fraction, message)  # type: ignore[method-assign]
+            self.adapter.load_shared(str(header.get("device", "cpu")))
+            self.data.send({"type": "prepared", "job": job, "shared_s": time.perf_counter() - started})
+        elif kind == "load":
             model = ModelRef(**header["model"])
-            started = time.perf_counter()
-            self.adapter.load(model)
+            if model.key not in self.characters:
+                self.adapter.report_progress = lambda fraction, message: self.report_progress(job, fraction, message)  # type: ignore[method-assign]
+                self.characters[model.key] = self.adapter.load(model)
             self.data.send({"type": "loaded", "job": job, "load_s": time.perf_counter() - started})
+        elif kind == "unload":
+            character = self.characters.pop(str(header.get("key")), None)
+            if character is not None:
+                self.adapter.unload(character)
+            self.data.send({"type": "unloaded", "job": job, "held": len(self.characters)})
         elif kind == "generate":
+            key = str(header.get("key"))
+            if key not in self.characters:
+                raise BadRequestError("character %r is not loaded in this worker" % key)
             request = GenerateRequest(
                 text=header.get("text") or "",
                 audio=audio,
@@ -147,22 +166,23 @@ class Worker:
                 report_progress=lambda fraction, message: self.report_progress(job, fraction, message),
                 is_cancelled=lambda: self.cancelled_job == job,
             )
-            started = time.perf_counter()
-            result = self.adapter.generate(request)
+            result = self.adapter.generate(self.characters[key], request)
             self.data.send(
                 {
                     "type": "result",
                     "job": job,
                     "sample_rate": int(result.sample_rate),
                     "generate_s": time.perf_counter() - started,
+                    "progress_sent": self.job_progress,
                 },
                 audio=result.audio,
             )
         else:
             raise BadRequestError("unknown message type %r" % kind)
 
-    def report_progress(self, job: Optional[str], fraction: float, message: str) -> None:
+    def report_progress(self, job: Optional[str], fraction: Optional[float], message: str) -> None:
         self.progress_count += 1
+        self.job_progress += 1
         self.send_control({"type": "progress", "job": job, "fraction": fraction, "message": message})
 
 
@@ -177,12 +197,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     try:
         adapter = load_adapter_class(args.adapter)()
+    except Exception:  # this env cannot run the adapter: restarting will not help
+        traceback.print_exc()
+        return EXIT_CODE_BOOT_FAILED
+    try:
         address = address_from_text(args.address)
         data = Channel(Client(address, family=socket_family(), authkey=authkey))
         control = Channel(Client(address, family=socket_family(), authkey=authkey))
-    except Exception:
+    except Exception:  # the app went away or the key did not match: a new start may work
         traceback.print_exc()
-        return EXIT_CODE_BOOT_FAILED
+        return EXIT_CODE_CONNECT_FAILED
     Worker(adapter, data, control).serve()
     return 0
 

@@ -13,11 +13,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 from runtimes.environments import EnvironmentBuilder, EnvSpec, load_spec
+from runtimes.memory import DeviceReading, MemorySource
 from runtimes.supervisor import Supervisor, SupervisorSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,12 +63,18 @@ def make_supervisor(
 ) -> Iterator[SupervisorFactory]:
     made: List[Supervisor] = []
 
-    def make(specs: Optional[Dict[str, EnvSpec]] = None, **overrides: float) -> Supervisor:
+    def make(
+        specs: Optional[Dict[str, EnvSpec]] = None,
+        memory: Optional[MemorySource] = None,
+        resolve_python: Optional[Callable[[EnvSpec, Any], Path]] = None,
+        **overrides: float,
+    ) -> Supervisor:
         settings = SupervisorSettings(project_root=PROJECT_ROOT, run_dir=tmp_path / "run", **overrides)  # type: ignore[arg-type]
         supervisor = Supervisor(
             settings,
             specs if specs is not None else {"fake": fake_spec, "piper": piper_spec},
-            lambda spec, progress: builder.ensure(spec),
+            resolve_python or (lambda spec, progress: builder.ensure(spec)),
+            memory=memory,
         )
         made.append(supervisor)
         return supervisor
@@ -75,6 +82,36 @@ def make_supervisor(
     yield make
     for supervisor in made:
         supervisor.shutdown()
+
+
+class ScriptedGpus:
+    """Stands in for NVML, which cannot exist on this machine: GPUs with scripted total and free
+    memory (``free_gib`` per device: a list replayed one reading at a time, the last repeating).
+    The supervisor's real GPU code paths run against it."""
+
+    kind = "nvml"
+    note = "scripted GPUs"
+
+    def __init__(self, devices: Dict[str, Tuple[float, Any]], per_process_bytes: Optional[Dict[int, int]] = None) -> None:
+        self.total_gib = {name: float(total) for name, (total, _) in devices.items()}
+        self.free_gib = {name: list(free) if isinstance(free, (list, tuple)) else [float(free)] for name, (_, free) in devices.items()}
+        self.reads: Dict[str, int] = dict.fromkeys(devices, 0)
+        self.per_process_bytes = per_process_bytes
+
+    def devices(self) -> List[str]:
+        return list(self.total_gib)
+
+    def read(self, device: str) -> DeviceReading:
+        sequence = self.free_gib[device]
+        free = sequence[min(self.reads[device], len(sequence) - 1)]
+        self.reads[device] += 1
+        return DeviceReading(device, int(self.total_gib[device] * (1 << 30)), int(free * (1 << 30)), self.per_process_bytes)
+
+    def process_bytes(self, device: str, pids: Any) -> Optional[int]:
+        reading = self.read(device)  # as NVML does: an unknown device is a KeyError
+        if reading.per_process_bytes is None:
+            return None
+        return sum(reading.per_process_bytes.get(pid, 0) for pid in pids)
 
 
 def free_port() -> int:

@@ -40,12 +40,11 @@ def find_voice_files(folder: str) -> "tuple[str, str]":
 
 
 class PiperAdapter(Adapter):
+    """Each character is one ``PiperVoice`` (an ONNX session); nothing is shared between voices."""
+
     manifest = MANIFEST
 
-    def __init__(self) -> None:
-        self.voice: Any = None
-
-    def load(self, model: ModelRef) -> None:
+    def load(self, model: ModelRef) -> Any:
         from piper import PiperVoice
 
         if model.path is None:
@@ -56,9 +55,9 @@ class PiperAdapter(Adapter):
             onnx_path, json_path = str(model_path()), str(config_path())
         else:
             onnx_path, json_path = find_voice_files(model.path)
-        self.voice = PiperVoice.load(onnx_path, config_path=json_path, use_cuda=model.device.startswith("cuda"))
+        return PiperVoice.load(onnx_path, config_path=json_path, use_cuda=model.device.startswith("cuda"))
 
-    def generate(self, request: GenerateRequest) -> GenerateResult:
+    def generate(self, character: Any, request: GenerateRequest) -> GenerateResult:
         from piper import SynthesisConfig
 
         text = request.text.strip()
@@ -70,10 +69,11 @@ class PiperAdapter(Adapter):
             noise_scale=float(options["noise_scale"]),
             noise_w_scale=float(options["noise_w"]),
         )
-        sample_rate = int(self.voice.config.sample_rate)
+        voice = character
+        sample_rate = int(voice.config.sample_rate)
         gap = np.zeros(int(round(float(options["sentence_silence_s"]) * sample_rate)), dtype=np.float32)
         pieces: List[np.ndarray] = []
-        for index, chunk in enumerate(self.voice.synthesize(text, syn_config=config)):  # one chunk per sentence
+        for index, chunk in enumerate(voice.synthesize(text, syn_config=config)):  # one chunk per sentence
             request.check_cancelled()
             if pieces and gap.size:
                 pieces.append(gap)

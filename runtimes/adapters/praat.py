@@ -40,29 +40,32 @@ MANIFEST = Manifest(
 
 
 class PraatAdapter(Adapter):
+    """Praat itself is the shared part (loaded once); a character is only its starting settings."""
+
     manifest = MANIFEST
 
     def __init__(self) -> None:
-        self.character: Dict[str, float] = {}
         self.call: Any = None
         self.sound_class: Any = None
 
-    def load(self, model: ModelRef) -> None:
+    def load_shared(self, device: str) -> None:
         import parselmouth
         from parselmouth.praat import call
 
-        if model.path is not None or model.character not in CHARACTERS:
-            raise BadRequestError("the Praat voice changer has the characters %s" % ", ".join(CHARACTERS))
-        self.character = CHARACTERS[model.character]
         self.call = call
         self.sound_class = parselmouth.Sound
 
-    def generate(self, request: GenerateRequest) -> GenerateResult:
+    def load(self, model: ModelRef) -> Dict[str, float]:
+        if model.path is not None or model.character not in CHARACTERS:
+            raise BadRequestError("the Praat voice changer has the characters %s" % ", ".join(CHARACTERS))
+        return CHARACTERS[model.character]
+
+    def generate(self, character: Dict[str, float], request: GenerateRequest) -> GenerateResult:
         if request.audio is None or request.audio_sample_rate is None or request.audio.size == 0:
             raise BadRequestError("the Praat voice changer needs a recording")
         options = request.options
-        formant = float(options["formant_shift_ratio"]) or self.character["formant_shift_ratio"]
-        pitch_ratio = float(options["pitch_shift_ratio"]) or self.character["pitch_shift_ratio"]
+        formant = float(options["formant_shift_ratio"]) or character["formant_shift_ratio"]
+        pitch_ratio = float(options["pitch_shift_ratio"]) or character["pitch_shift_ratio"]
         floor_hz, ceiling_hz = float(options["pitch_floor_hz"]), float(options["pitch_ceiling_hz"])
         sound = self.sound_class(np.asarray(request.audio, dtype=np.float64), sampling_frequency=request.audio_sample_rate)
         request.report_progress(0.2, "analysing pitch")

@@ -183,14 +183,22 @@ def test_cancel_from_the_api_stops_the_running_job(client: Client, tmp_path: Pat
 
 
 def test_runtime_controls_from_the_api(client: Client) -> None:
+    def holding(character: str) -> List[Dict[str, Any]]:
+        return [r for r in client.predict(api_name="/runtime_status") if character in r.get("characters", [])]
+
     assert client.predict("fake", "slow-load", api_name="/prewarm") == "fake / slow-load is warm"
-    rows = {r["character"]: r for r in client.predict(api_name="/runtime_status")}
-    assert rows["slow-load"]["state"] == "ready" and rows["slow-load"]["memory_mb"] > 0
+    assert client.predict("fake", "plain", api_name="/prewarm") == "fake / plain is warm"
+    [row] = holding("slow-load")
+    assert row["state"] == "ready" and row["memory_mb"] > 0 and {"plain", "slow-load"} <= set(row["characters"])
     assert "pinned" in client.predict("fake", "slow-load", True, api_name="/pin")
-    assert next(r for r in client.predict(api_name="/runtime_status") if r["character"] == "slow-load")["pinned"]
-    name = rows["slow-load"]["name"]
-    assert client.predict(name, api_name="/stop_worker") == "stopped %s" % name
-    assert all(r["character"] != "slow-load" for r in client.predict(api_name="/runtime_status"))
+    assert holding("slow-load")[0]["pinned"]
+    assert client.predict("fake", "plain", api_name="/unload") == "fake / plain unloaded"
+    assert holding("plain") == [] and holding("slow-load")[0]["pid"] == row["pid"]  # the worker keeps the others
+    with pytest.raises(AppError, match="fake / plain is not loaded"):
+        client.predict("fake", "plain", api_name="/unload")
+    assert client.predict(row["name"], api_name="/stop_worker") == "stopped %s" % row["name"]
+    assert holding("slow-load") == []
+    client.predict("fake", "slow-load", False, api_name="/pin")
     with pytest.raises(AppError, match="no running worker named 'nope'"):
         client.predict("nope", api_name="/stop_worker")
 
@@ -244,11 +252,11 @@ def test_keep_alive_per_model_from_the_api(client: Client, tmp_path: Path) -> No
     soundfile.write(str(tone), 0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000), 16000)
 
     def plain_workers() -> List[Dict[str, Any]]:
-        return [r for r in client.predict(api_name="/runtime_status") if r["character"] == "plain" and r["pid"]]
+        return [r for r in client.predict(api_name="/runtime_status") if "plain" in r.get("characters", []) and r["pid"]]
 
     assert client.predict("fake", "plain", 0, api_name="/set_keep_alive") == "fake / plain keep-alive: 0 s"
     generate(client, "fake", "plain", "", handle_file(str(tone)))
-    assert plain_workers() == []  # stopped right after its job
+    assert plain_workers() == []  # unloaded (its worker stopped, when it held nothing else) right after its job
     with pytest.raises(AppError, match="keep-alive is seconds >= 0, or -1"):
         client.predict("fake", "plain", -5, api_name="/set_keep_alive")
     assert client.predict("fake", "plain", -1, api_name="/set_keep_alive") == "fake / plain keep-alive: forever"

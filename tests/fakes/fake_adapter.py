@@ -1,5 +1,9 @@
 """A fault-injecting adapter for supervisor tests: converts audio (gain) or makes a sine, and can
-crash, hang, load slowly, spawn a child, or hog memory on request. Runs in a real venv with numpy."""
+crash, hang, load slowly, spawn a child, or hog memory on request. Runs in a real venv with numpy.
+
+Its shared asset is a counter of how often ``load_shared`` ran (reported in every result's first
+sample when ``mode`` is "report"); a character may hold memory (``FAKE_CHARACTER_MB``), which its
+unload frees. ``FAKE_IMPORT_SLEEP_S`` delays the module's import (a worker slow to connect)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -17,6 +21,8 @@ from runtimes.errors import BadRequestError
 from runtimes.manifest import Manifest, Option
 
 SAMPLE_RATE = 16000
+time.sleep(float(os.environ.get("FAKE_IMPORT_SLEEP_S", "0")))
+SHARED_LOADS = []  # one entry per load_shared call in this process
 
 MANIFEST = Manifest(
     architecture="fake",
@@ -28,7 +34,8 @@ MANIFEST = Manifest(
     input_sample_rate=SAMPLE_RATE,
     options=(
         Option("gain", "Gain", "float", 1.0, 0.0, 4.0, 0.1),
-        Option("mode", "Fault", "choice", "ok", choices=("ok", "crash", "hang", "spawn_child", "hog", "bad_request", "die_mid_frame")),
+        Option("mode", "Fault", "choice", "ok",
+               choices=("ok", "crash", "hang", "spawn_child", "hog", "bad_request", "die_mid_frame", "report")),
         Option("crash_after_jobs", "Crash after N jobs (0 = never)", "int", 0, 0, 100, 1),
         Option("sleep_s", "Sleep per job (s)", "float", 0.0, 0.0, 600.0, 0.1),
         Option("hog_mb", "Memory to hold (MB)", "int", 0, 0, 4096, 1),
@@ -42,10 +49,18 @@ class FakeAdapter(Adapter):
 
     def __init__(self) -> None:
         self.jobs = 0
+        self.loaded: Dict[str, int] = {}  # key -> times loaded, over this worker's life
         self.hog: Optional[np.ndarray] = None
         self.child: Optional[subprocess.Popen] = None
 
-    def load(self, model: ModelRef) -> None:
+    def load_shared(self, device: str) -> None:
+        SHARED_LOADS.append(device)
+
+    def unload(self, character: Dict[str, object]) -> None:
+        character.clear()
+
+    def load(self, model: ModelRef) -> Dict[str, object]:
+        self.loaded[model.key] = self.loaded.get(model.key, 0) + 1
         if model.character == "slow-load":
             time.sleep(float(os.environ.get("FAKE_LOAD_S", "2")))
         if model.character == "broken-load":
@@ -54,8 +69,10 @@ class FakeAdapter(Adapter):
         if model.character == "oom-once" and marker and not os.path.exists(marker):
             open(marker, "w").close()
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        held = np.ones(int(float(os.environ.get("FAKE_CHARACTER_MB", "0")) * (1 << 20)) // 8, dtype=np.float64)
+        return {"key": model.key, "held": held}
 
-    def generate(self, request: GenerateRequest) -> GenerateResult:
+    def generate(self, character: Dict[str, object], request: GenerateRequest) -> GenerateResult:
         self.jobs += 1
         options = request.options
         mode = options.get("mode", "ok")
@@ -73,6 +90,9 @@ class FakeAdapter(Adapter):
             # A result far larger than a socket buffer, and death while the scaffold is sending it.
             threading.Timer(0.3, lambda: os._exit(18)).start()
             return GenerateResult(audio=np.ones(100_000_000, dtype=np.float32), sample_rate=SAMPLE_RATE)
+        if mode == "report":  # what this worker shares and holds, for tests that count loads
+            report = [float(len(SHARED_LOADS)), float(self.loaded.get(str(character["key"]), 0)), float(len(self.loaded))]
+            return GenerateResult(audio=np.asarray(report, dtype=np.float32), sample_rate=SAMPLE_RATE)
         if mode == "hang":
             while True:
                 time.sleep(3600)

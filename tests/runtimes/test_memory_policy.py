@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +26,7 @@ from runtimes.memory import (
     wait_for_release,
 )
 from runtimes.supervisor import JobRequest
-from tests.conftest import SupervisorFactory
+from tests.conftest import ScriptedGpus, SupervisorFactory
 
 
 def resident(name: str, gib: float, *, idle: bool = True, pinned: bool = False, expired: bool = False,
@@ -158,13 +157,11 @@ def test_peaks_survive_a_restart_and_estimates_use_file_sizes(tmp_path: Path) ->
     assert estimate_from_files(None, 123) == 123
 
 
-def test_out_of_memory_on_load_evicts_idle_workers_and_retries_once(
+def test_out_of_memory_on_load_unloads_idle_characters_and_retries_once(
     make_supervisor: SupervisorFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("FAKE_OOM_ONCE_MARKER", str(tmp_path / "oom-happened"))
-    supervisor = make_supervisor()
-    supervisor.memory = RecordedSource([20])  # a (recorded) GPU with room to spare
-    supervisor._device_locks = {"GPU-fake": threading.Lock()}
+    supervisor = make_supervisor(memory=ScriptedGpus({"GPU-fake": (24, 20)}))  # a GPU with room to spare
     tone = np.zeros(1600, dtype=np.float32)
     plain = JobRequest(architecture="fake", character="plain", audio=tone, audio_sample_rate=16000)
     supervisor.generate(plain)
@@ -173,4 +170,5 @@ def test_out_of_memory_on_load_evicts_idle_workers_and_retries_once(
     assert psutil.Process(row["pid"]).environ()["CUDA_VISIBLE_DEVICES"] == "GPU-fake"  # pinned to the device's UUID
     result = supervisor.generate(replace(plain, character="oom-once"))
     assert result.sample_rate == 16000 and (tmp_path / "oom-happened").exists()
-    assert [row["character"] for row in supervisor.status()] == ["oom-once"]  # the idle one made room
+    [after] = supervisor.status()
+    assert after["pid"] == row["pid"] and after["characters"] == ["oom-once"]  # the idle character made room
