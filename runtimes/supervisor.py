@@ -3,9 +3,10 @@ places it by memory and device policy, loads many characters into it, runs jobs 
 keeps it warm, restarts it with backoff, and stops it without leaving orphans.
 
 Parts: ``workers`` (the table: the one owner of state, lines of waiting jobs, the live-worker record),
-``memory`` (devices, readings, placement and eviction planning), ``process`` (spawn, handshake, stop
-escalation), ``conversation`` (one request and its reply, watched), ``policy`` and ``backoff``
-(keep-alive, pins, crash accounting), ``monitor`` (the one loop). This module wires them together.
+``admission`` and ``memory`` (needs, devices, placement, making room), ``process`` (spawn, handshake,
+stop escalation), ``conversation`` (one request and its reply, watched), ``policy`` and ``backoff``
+(keep-alive, pins, crash accounting), ``monitor`` (the one loop), ``status`` (the rows people see).
+This module starts workers, runs jobs and stops workers with them.
 
 Public API: ``Supervisor``, ``SupervisorSettings``, ``JobRequest``, ``JobResult``.
 """
@@ -24,11 +25,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from runtimes.admission import Admission
 from runtimes.backoff import CrashPolicy
+from runtimes.config import SupervisorSettings
 from runtimes.conversation import Limits, ask, safe_progress
 from runtimes.environments import EnvSpec
 from runtimes.errors import (
-    ArchitectureUnavailableError,
     JobCancelledError,
     RemoteError,
     RuntimeLayerError,
@@ -36,65 +38,24 @@ from runtimes.errors import (
     WorkerCrashedError,
     WorkerStoppedError,
 )
-from runtimes.memory import (
-    MIB,
-    MemorySource,
-    PeakLedger,
-    Resident,
-    choose_device,
-    estimate_from_files,
-    fmt_bytes,
-    make_devices,
-    plan_admission,
-    wait_for_release,
-)
+from runtimes.memory import MemorySource, PeakLedger, fmt_bytes, make_devices
 from runtimes.monitor import Monitor
 from runtimes.policy import CharacterKey, KeepAlivePolicy, character_key
 from runtimes.process import WorkerProcess
 from runtimes.protocol import Header
 from runtimes.reaper import WorkerRecord, clean_stale_private_dirs, make_private_dir
 from runtimes.states import WorkerState
+from runtimes.status import BOOT, status_rows
 from runtimes.workers import CharacterSlot, ManagedWorker, ProgressFn, Ticket, WorkerTable
 
 logger = logging.getLogger(__name__)
 
 PythonResolver = Callable[[EnvSpec, ProgressFn], Path]
-BOOT = "*boot*"
-"""Crash records of a whole architecture (its workers' start-up) sit under this character key."""
+__all__ = ["JobRequest", "JobResult", "Supervisor", "SupervisorSettings"]
 
 
 def _no_progress(fraction: Optional[float], message: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class SupervisorSettings:
-    project_root: Path
-    run_dir: Path
-    """Holds the record of live workers (so a restarted app can reap what a crashed one left) and
-    the measured memory peaks."""
-    boot_timeout_s: float = 60.0
-    load_timeout_s: float = 600.0
-    job_timeout_s: float = 600.0
-    heartbeat_timeout_s: float = 10.0
-    progress_stall_s: float = 300.0
-    keep_alive_s: float = 300.0
-    """Idle time before a character is unloaded (and a worker with none left stopped); negative keeps
-    forever, 0 unloads right after each job."""
-    max_characters_per_worker: int = 8
-    graceful_stop_s: float = 3.0
-    monitor_interval_s: float = 0.5
-    memory_reserve_bytes: int = 512 * MIB
-    ram_budget_bytes: Optional[int] = None
-    """Treat the machine as having this much RAM (system RAM policy); for small shared servers and tests."""
-    default_need_bytes: int = 512 * MIB
-    """A worker's own memory need before it was ever measured."""
-    admission_timeout_s: float = 120.0
-    release_timeout_s: float = 5.0
-    allow_cpu_fallback: bool = False
-    crash_backoff_base_s: float = 1.0
-    crash_backoff_max_s: float = 60.0
-    crash_retry_limit: int = 5
 
 
 @dataclass(frozen=True)
@@ -125,10 +86,6 @@ class JobResult:
     timings_s: Dict[str, float]
 
 
-Unit = Tuple[ManagedWorker, Optional[str]]
-"""What an eviction removes: a character of a worker, or (None) the worker itself."""
-
-
 class Supervisor:
     """Runs jobs on warm workers, one job at a time per worker, many characters per worker."""
 
@@ -152,8 +109,7 @@ class Supervisor:
         self.policy = KeepAlivePolicy(settings.keep_alive_s)
         self.table = WorkerTable(WorkerRecord(settings.run_dir))
         self.table.record.reap_leftovers()
-        self.last_release_wait_s: Optional[float] = None
-        """How long the driver took to show an eviction's memory back (the last time we waited)."""
+        self.admission = Admission(settings, self.devices, self.ledger, self.policy, self.table, self._unload, self._finish_stop)
         self._locks_lock = threading.Lock()
         self._placement_locks: Dict[str, threading.Lock] = {}
         self._device_locks: Dict[str, threading.Lock] = {}
@@ -180,7 +136,7 @@ class Supervisor:
         try:
             cold = self._ensure_loaded(worker, request, progress, cancel, timings) or cold
             header, audio = self._generate_on(worker, request, progress, cancel)
-            self._account_job_memory(worker, request)
+            self.admission.account_job_memory(worker, "%s/%s" % request.key, request.model_key)
             self.crashes.succeeded(request.key)
             self.crashes.succeeded((spec.name, BOOT))
             stop_reason = self._after_job(worker, request)
@@ -274,12 +230,13 @@ class Supervisor:
             progress(None, "preparing the %s environment" % spec.name)
             python = self.resolve_python(spec, progress)
             started = time.perf_counter()
-            device = self._choose_device(spec, request, progress, cancel)
+            label = "%s/%s" % (spec.name, request.character)
+            device = self.admission.place(spec, lambda device: self._character_need(request, device), label, progress, cancel)
             device_lock = self._lock_for(self._device_locks, device)
             self._acquire(device_lock, cancel, progress, "waiting for another model to finish loading on %s" % device)
             try:
-                need = self._base_need(spec, device) + self._character_need(request, device)
-                self._make_room(device, need, None, None, "the %s worker" % spec.name, progress, cancel)
+                need = self.admission.base_need(spec, device) + self._character_need(request, device)
+                self.admission.make_room(device, need, None, None, "the %s worker" % spec.name, progress, cancel)
                 timings["admit_s"] = time.perf_counter() - started
                 worker = self._spawn(spec, python, device, ticket, progress)
                 placement_lock.release()  # it is registered: later requests wait in its line
@@ -291,33 +248,6 @@ class Supervisor:
         finally:
             if placement_held:
                 placement_lock.release()
-
-    def _candidate_devices(self, spec: EnvSpec) -> List[str]:
-        gpus = self.devices.gpu_devices()
-        if spec.device == "cpu-only":
-            return ["cpu"]
-        if spec.device == "gpu-required" and not gpus:
-            raise ArchitectureUnavailableError("%s needs an NVIDIA GPU, and the driver reports none on this machine" % spec.name)
-        return gpus or ["cpu"]
-
-    def _choose_device(self, spec: EnvSpec, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> str:
-        """The device with room for the worker and the character (waiting, bounded, while none has);
-        the CPU instead when the policy allows it."""
-        candidates = self._candidate_devices(spec)
-        deadline = time.monotonic() + self.settings.admission_timeout_s
-        while True:
-            needs = {device: self._base_need(spec, device) + self._character_need(request, device) for device in candidates}
-            readings = [self.devices.read(device) for device in candidates]
-            residents = {device: self._residents(device, None, None)[0] for device in candidates}
-            min_total = spec.min_gpu_memory_mb * MIB if candidates != ["cpu"] else 0
-            placement, why = choose_device(needs, readings, residents, self.settings.memory_reserve_bytes, min_total)
-            if placement is not None:
-                return placement.device
-            if spec.device == "gpu-preferred" and self.settings.allow_cpu_fallback and candidates != ["cpu"]:
-                logger.warning("%s does not fit on any GPU (%s): running it on the CPU", spec.name, why)
-                progress(None, "no GPU has room: running on the CPU")
-                return "cpu"
-            self._wait_for_memory(deadline, "%s/%s" % (spec.name, request.character), why, progress, cancel)
 
     def _spawn(self, spec: EnvSpec, python: Path, device: str, ticket: Ticket, progress: ProgressFn) -> ManagedWorker:
         progress(None, "starting the %s worker" % spec.name)
@@ -333,7 +263,7 @@ class Supervisor:
         except OSError as exc:
             self._check_open()
             raise WorkerBootError("could not start the %s worker: %s" % (spec.name, exc)) from exc
-        worker = ManagedWorker(name=name, spec=spec, device=device, process=process, base_bytes=self._base_need(spec, device))
+        worker = ManagedWorker(name=name, spec=spec, device=device, process=process, base_bytes=self.admission.base_need(spec, device))
         self.table.hold_new(worker, ticket)
         try:
             self.table.register(worker)
@@ -365,7 +295,7 @@ class Supervisor:
                 self._finish_stop(worker, WorkerState.FAILED if record.failed else WorkerState.BACKOFF)
             raise
         timings["prepare_s"] = time.perf_counter() - prepared
-        used = self._measure(worker)
+        used = self.admission.measure(worker)
         if used:
             worker.base_bytes = used
             self.ledger.record(worker.architecture, worker.device, used)
@@ -410,7 +340,8 @@ class Supervisor:
         try:
             label = "%s/%s" % (worker.architecture, request.character)
             started = time.perf_counter()
-            self._make_room(worker.device, self._character_need(request, worker.device), worker, key, label, progress, cancel)
+            need = self._character_need(request, worker.device)
+            self.admission.make_room(worker.device, need, worker, key, label, progress, cancel)
             timings["admit_s"] = timings.get("admit_s", 0.0) + time.perf_counter() - started
             for attempt in (1, 2):
                 try:
@@ -419,8 +350,7 @@ class Supervisor:
                 except RemoteError as exc:
                     if attempt == 1 and _is_out_of_memory(exc):
                         logger.warning("%s ran out of memory loading on %s: evicting idle residents, retrying", label, worker.device)
-                        residents, units = self._residents(worker.device, worker, key)
-                        self._evict(worker.device, [units[r.name] for r in residents if r.idle and not r.pinned], worker, "out of memory")
+                        self.admission.evict_idle(worker.device, worker, key, "out of memory")
                         continue
                     worker.last_error = "%s could not load: %s" % (label, exc)
                     self.crashes.crashed(request.key, str(exc))  # a load that always fails is refused for a while
@@ -434,13 +364,13 @@ class Supervisor:
     ) -> None:
         self.table.set_activity(worker, WorkerState.LOADING, "loading %s" % request.character)
         progress(None, "loading %s" % request.character)
-        before = self._measure(worker)
+        before = self.admission.measure(worker)
         model = {"character": request.character, "path": request.character_path, "device": "cpu" if worker.device == "cpu" else "cuda"}
         started = time.perf_counter()
         header = {"type": "load", "job": self._job_id(), "model": model}
         self._ask(worker, header, None, "loaded", self._load_limits(), cancel, progress, request.key)
         load_s = time.perf_counter() - started
-        after = self._measure(worker)
+        after = self.admission.measure(worker)
         model_id = "%s/%s" % request.key
         measured = before is not None and after is not None
         if measured:
@@ -502,125 +432,8 @@ class Supervisor:
     def _job_id(self) -> str:
         return "job-%d" % next(self._ids)
 
-    # memory: needs, residents, room, eviction
-    def _base_need(self, spec: EnvSpec, device: str) -> int:
-        return self.ledger.get(spec.name, device) or self.settings.default_need_bytes
-
     def _character_need(self, request: JobRequest, device: str) -> int:
-        measured = self.ledger.get("%s/%s" % request.key, device)
-        return measured if measured is not None else estimate_from_files(request.character_path, 0)
-
-    def _measure(self, worker: ManagedWorker) -> Optional[int]:
-        used = self.devices.process_bytes(worker.device, [worker.process.pid])
-        if used:
-            worker.peak_bytes = max(worker.peak_bytes, used)
-        return used
-
-    def _account_job_memory(self, worker: ManagedWorker, request: JobRequest) -> None:
-        """Memory the worker kept after a job beyond what it was accounted for belongs to the job's
-        character (activations, caches): its slot grows and the ledger remembers it."""
-        used = self._measure(worker)
-        slot = worker.characters.get(request.model_key)
-        if not used or slot is None or used <= worker.accounted_bytes:
-            return
-        with self.table.lock:
-            slot.bytes += used - worker.accounted_bytes
-            slot.measured = True
-        self.ledger.record("%s/%s" % request.key, worker.device, slot.bytes)
-
-    def _residents(
-        self, device: str, holder: Optional[ManagedWorker], loading_key: Optional[str]
-    ) -> Tuple[List[Resident], Dict[str, Unit]]:
-        """What holds memory on ``device``: each loaded character and each worker's own base. The
-        held worker's other characters may be unloaded by its holder; its base may not."""
-        now = time.monotonic()
-        residents: List[Resident] = []
-        units: Dict[str, Unit] = {}
-        with self.table.lock:
-            for worker in self.table.live():
-                if worker.device != device:
-                    continue
-                mine = worker is holder
-                free = worker.state == WorkerState.READY and worker.holder is None and not worker.waiting
-                for key, slot in worker.characters.items():
-                    if mine and key == loading_key:
-                        continue
-                    name = "%s|%s" % (worker.name, key)
-                    character = (worker.architecture, key)
-                    residents.append(Resident(
-                        name, slot.bytes, self.policy.pinned(character), free or mine,
-                        self.policy.expired(character, now - slot.last_used), slot.load_s, slot.last_used, "character", worker.name,
-                    ))
-                    units[name] = (worker, key)
-                idle = {key: now - slot.last_used for key, slot in worker.characters.items()}
-                residents.append(Resident(
-                    worker.name, worker.base_bytes, False, free and not mine,
-                    self.policy.worker_expired(worker.architecture, idle, now - worker.last_used), worker.start_s, worker.last_used,
-                ))
-                units[worker.name] = (worker, None)
-        return residents, units
-
-    def _make_room(
-        self, device: str, need: int, holder: Optional[ManagedWorker], loading_key: Optional[str], label: str,
-        progress: ProgressFn, cancel: threading.Event,
-    ) -> None:
-        """Evict what must go for ``need`` to fit on ``device``, or wait (bounded, cancellable) until it fits."""
-        deadline = time.monotonic() + self.settings.admission_timeout_s
-        while True:
-            self._check_open()
-            residents, units = self._residents(device, holder, loading_key)
-            plan = plan_admission(need, self.devices.read(device), residents, self.settings.memory_reserve_bytes)
-            if plan.fits:
-                if not plan.evict:
-                    return
-                logger.info("admitting %s (%s) on %s: %s", label, fmt_bytes(need), device, plan.reason)
-                progress(None, "freeing memory: unloading %d idle character(s) or worker(s)" % len(plan.evict))
-                if self._evict(device, [units[name] for name in plan.evict], holder, "memory for %s" % label):
-                    return
-                continue  # one of them took a job meanwhile: plan again
-            self._wait_for_memory(deadline, label, plan.reason, progress, cancel)
-
-    def _wait_for_memory(self, deadline: float, label: str, why: str, progress: ProgressFn, cancel: threading.Event) -> None:
-        if cancel.is_set():
-            raise JobCancelledError("the job was cancelled while waiting for memory")
-        if time.monotonic() > deadline:
-            raise ArchitectureUnavailableError("not enough memory to load %s: %s" % (label, why), retry_after_s=30.0)
-        progress(None, "waiting for memory: %s" % why)
-        with self.table.changed:
-            self.table.changed.wait(0.5)
-
-    def _evict(self, device: str, units: List[Unit], holder: Optional[ManagedWorker], reason: str) -> bool:
-        """Unload characters and stop workers that are still idle; False when one was not (any more)."""
-        free_before = self.devices.read(device).free_bytes
-        freed = 0
-        done = True
-        for worker, key in units:
-            try:
-                if key is None:
-                    if self.table.begin_stop_if_idle(worker, "evicted: %s" % reason):
-                        freed += worker.accounted_bytes
-                        self._finish_stop(worker)
-                    else:
-                        done = False
-                elif worker is holder:
-                    freed += self._unload(worker, key, "evicted: %s" % reason)
-                else:
-                    ticket = Ticket("evicting a character")
-                    if self.table.try_hold_idle(worker, ticket):
-                        try:
-                            freed += self._unload(worker, key, "evicted: %s" % reason)
-                        finally:
-                            self.table.release(worker, ticket)
-                    else:
-                        done = False
-            except RuntimeLayerError as exc:  # the worker died while unloading: already accounted for
-                logger.warning("eviction from %s failed: %s", worker.name, exc)
-                done = False
-        if freed and self.devices.gpus is not None and device != "cpu":
-            back, waited_s = wait_for_release(self.devices.gpus, device, free_before, freed, self.settings.release_timeout_s)
-            self.last_release_wait_s = waited_s
-            logger.info("memory back on %s after %.2f s%s", device, waited_s, "" if back else " (timed out)")
-        return done
+        return self.admission.character_need("%s/%s" % request.key, request.character_path, device)
 
     # deaths and stops
     def _died(self, worker: ManagedWorker, when: str, crash_key: CharacterKey) -> RuntimeLayerError:
@@ -668,7 +481,7 @@ class Supervisor:
 
     def _sample(self, worker: ManagedWorker, now: float) -> None:
         if worker.state in (WorkerState.READY, WorkerState.BUSY, WorkerState.LOADING):
-            self._measure(worker)
+            self.admission.measure(worker)
 
     def _watch(self, worker: ManagedWorker, now: float) -> None:
         """Deaths of idle workers, and keep-alive: unload expired characters, stop expired workers."""
@@ -746,69 +559,11 @@ class Supervisor:
     def status(self) -> List[Dict[str, Any]]:
         """One row per live worker (with the characters it holds), plus one per architecture or
         character that is failed or cooling down."""
-        now = time.monotonic()
-        rows = []
-        with self.table.lock:
-            workers = self.table.live()
-            snapshot = [(w, list(w.characters.values()), len(w.waiting) + (w.holder is not None)) for w in workers]
-        for worker, slots, line in snapshot:
-            idle_s = now - worker.last_used if worker.state == WorkerState.READY else 0.0
-            loaded = []
-            for slot in slots:
-                key = (worker.architecture, slot.key)
-                keep_alive = self.policy.keep_alive_s(key)
-                slot_idle_s = now - slot.last_used
-                loaded.append({
-                    "id": slot.character,
-                    "memory_mb": round(slot.bytes / MIB, 1),
-                    "measured": slot.measured,
-                    "pinned": self.policy.pinned(key),
-                    "idle_s": round(slot_idle_s, 1),
-                    "keep_alive_left_s": None if keep_alive < 0 else round(max(0.0, keep_alive - slot_idle_s), 1),
-                    "load_s": round(slot.load_s, 3),
-                })
-            lefts: List[Optional[float]] = [c["keep_alive_left_s"] for c in loaded]  # type: ignore[misc]
-            default_left = None if self.policy.default_s < 0 else round(max(0.0, self.policy.default_s - idle_s), 1)
-            worker_left = default_left if not lefts else None if None in lefts else max(x for x in lefts if x is not None)
-            rows.append({
-                "name": worker.name,
-                "architecture": worker.architecture,
-                "characters": [slot.character for slot in slots],
-                "character": ", ".join(slot.character for slot in slots),
-                "loaded": loaded,
-                "state": worker.state.value,
-                "activity": worker.activity,
-                "jobs_in_line": line,
-                "device": worker.device,
-                "pid": worker.process.pid,
-                "memory_mb": round(worker.accounted_bytes / MIB, 1),
-                "base_memory_mb": round(worker.base_bytes / MIB, 1),
-                "measured_peak_mb": round(worker.peak_bytes / MIB, 1) if worker.peak_bytes else None,
-                "idle_s": round(idle_s, 1),
-                "keep_alive_left_s": worker_left,
-                "pinned": any(c["pinned"] for c in loaded),
-                "load_s": round(worker.start_s, 3),
-                "last_error": worker.last_error,
-                "log_tail": list(worker.process.log_tail)[-10:],
-            })
-        live = {row["architecture"] for row in rows}
-        for key, record in self.crashes.snapshot().items():
-            if (key[1] == BOOT and key[0] in live) or (not record.failed and record.retry_at <= now):
-                continue
-            state = WorkerState.FAILED if record.failed else WorkerState.BACKOFF
-            rows.append({
-                "name": "",
-                "architecture": key[0],
-                "characters": [] if key[1] == BOOT else [key[1]],
-                "character": "" if key[1] == BOOT else key[1],
-                "state": state.value,
-                "device": "",
-                "pid": None,
-                "retry_after_s": None if record.failed else round(max(0.0, record.retry_at - now), 1),
-                "crashes_in_a_row": record.consecutive,
-                "last_error": record.failed or record.last_error,
-            })
-        return rows
+        return status_rows(self.table, self.policy, self.crashes)
+
+    @property
+    def last_release_wait_s(self) -> Optional[float]:
+        return self.admission.last_release_wait_s
 
     def memory_note(self) -> str:
         return self.devices.note
