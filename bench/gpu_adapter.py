@@ -1,6 +1,7 @@
 """A worker that really takes GPU memory with torch (for ``bench/gpu_check.py`` on a machine with a GPU).
 Shared assets: ``GPU_SHARED_GIB`` GiB (default 2) loaded once per worker. Character ``<name>``: holds
-``GPU_HOG_GIB`` GiB (default 30) on the GPU once loaded, freed again by ``unload``."""
+``GPU_HOG_GIB_<NAME>`` GiB, else ``GPU_HOG_GIB`` (default 30), on the GPU once loaded, freed again by
+``unload``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ MANIFEST = Manifest(
     capabilities=("tts",),
     needs_text=True,
     needs_audio=False,
-    builtin_characters={"a": "A", "b": "B", "c": "C"},
+    builtin_characters={"a": "A", "b": "B", "c": "C", "d": "D", "big": "Big"},
 )
 
 
@@ -33,13 +34,13 @@ class GpuHogAdapter(Adapter):
         import torch
 
         gib = float(os.environ.get("GPU_SHARED_GIB", "2"))
-        self.shared = [torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32, device=device)]
+        self.shared = [torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32, device="cuda" if device == "cuda" else "cpu")]
         torch.cuda.synchronize()
 
     def load(self, model: ModelRef) -> List[Any]:
         import torch
 
-        gib = float(os.environ.get("GPU_HOG_GIB", "30"))
+        gib = float(os.environ.get("GPU_HOG_GIB_" + model.character.upper(), os.environ.get("GPU_HOG_GIB", "30")))
         device = "cuda" if model.device == "cuda" else "cpu"
         blocks = [torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32, device=device)]
         torch.cuda.synchronize()

@@ -2,10 +2,13 @@
 
     PYTHONPATH=. python3 -m bench.gpu_check
 
-Runs the real supervisor with workers that take GPU memory with torch (``bench/gpu_adapter.py``) and
-prints: NVML's view, measured peak per worker, a forced eviction (which worker went, time for NVML to
-show the memory back), reload times, SIGKILL of a worker holding memory (time until it is free), and
+Runs the real supervisor with workers that take GPU memory with torch (``bench/gpu_adapter.py``:
+``GPU_SHARED_GIB`` of shared assets per worker, a size per character) and prints NVML's view of:
+two characters loaded into one worker (the second without a new process), the eviction of a
+character (unloaded inside its worker) when a fourth does not fit, the eviction of a whole worker
+when another architecture needs nearly the whole GPU, SIGKILL of a worker holding memory, and
 SIGKILL of an app process (its worker gone, memory back). Needs torch, psutil and nvidia-ml-py.
+Writes ``$OUT/gpu_check.txt`` when ``OUT`` is set.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from runtimes.supervisor import JobRequest, Supervisor, SupervisorSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = EnvSpec("gpuhog", "venv", "%d.%d" % sys.version_info[:2], "bench.gpu_adapter:GpuHogAdapter", ROOT / "bench")
+OTHER = EnvSpec("gpuhog2", "venv", SPEC.python, SPEC.adapter, ROOT / "bench")
+SHARED_GIB = 2.0
 
 CHILD_APP = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from bench.gpu_check import SPEC, make_supervisor
+from bench.gpu_check import make_supervisor
 from runtimes.supervisor import JobRequest
 sup = make_supervisor(Path(sys.argv[2]))
 sup.generate(JobRequest(architecture="gpuhog", character="a", text="x"))
@@ -40,11 +45,11 @@ time.sleep(600)
 
 
 def make_supervisor(run_dir: Path, **overrides: float) -> Supervisor:
-    gib = float(os.environ.get("GPU_HOG_GIB", "30"))
     settings = SupervisorSettings(
-        project_root=ROOT, run_dir=run_dir, default_need_bytes=int((gib + 1) * GIB), memory_reserve_bytes=GIB, **overrides  # type: ignore[arg-type]
+        project_root=ROOT, run_dir=run_dir, default_need_bytes=int((SHARED_GIB + 1.5) * GIB), memory_reserve_bytes=GIB,
+        **overrides,  # type: ignore[arg-type]
     )
-    return Supervisor(settings, {"gpuhog": SPEC}, lambda spec, progress: Path(sys.executable))
+    return Supervisor(settings, {"gpuhog": SPEC, "gpuhog2": OTHER}, lambda spec, progress: Path(sys.executable))
 
 
 def free_gib(source: NvmlSource, device: str) -> float:
@@ -63,50 +68,59 @@ def line(text: str, lines: List[str]) -> None:
     lines.append(text)
 
 
+def job(supervisor: Supervisor, architecture: str, character: str) -> str:
+    started = time.perf_counter()
+    result = supervisor.generate(JobRequest(architecture=architecture, character=character, text="x"))
+    t = result.timings_s
+    return "%.2f s (spawn %.2f, shared assets %.2f, load %.2f, admission %.2f)" % (
+        time.perf_counter() - started, t.get("spawn_s", 0), t.get("prepare_s", 0), t.get("load_s", 0), t.get("admit_s", 0))
+
+
+def workers(supervisor: Supervisor) -> str:
+    return "; ".join("%s on %s holds %s (%.0f MiB accounted, peak %s MiB)" % (
+        r["name"], r["device"][:12], r["characters"], r["memory_mb"], r["measured_peak_mb"]) for r in supervisor.status() if r["pid"])
+
+
 def main() -> None:
     lines: List[str] = []
     source = NvmlSource()
     device = source.devices()[0]
     reading = source.read(device)
-    line("device %s: total %.1f GiB, free %.1f GiB; per-process figures %s" % (
-        device, reading.total_bytes / GIB, reading.free_bytes / GIB,
-        "available" if reading.per_process_bytes is not None else "UNAVAILABLE"), lines)
+    free0 = reading.free_bytes / GIB
+    quarter = round((free0 - SHARED_GIB - 1.5) / 3.5, 1)  # three characters fit beside the shared assets, a fourth does not
+    big = round(free0 - 2 * SHARED_GIB - 4.0, 1)  # the other architecture needs nearly the whole device
+    os.environ.update(GPU_SHARED_GIB=str(SHARED_GIB), GPU_HOG_GIB=str(quarter), GPU_HOG_GIB_BIG=str(big))
+    line("device %s: total %.1f GiB, free %.1f GiB; per-process figures %s; character %.1f GiB, big %.1f GiB" % (
+        device, reading.total_bytes / GIB, free0, "available" if reading.per_process_bytes is not None else "UNAVAILABLE",
+        quarter, big), lines)
     run_dir = Path(tempfile.mkdtemp())
     supervisor = make_supervisor(run_dir)
     try:
-        for character in ("a", "b"):
-            started = time.perf_counter()
-            result = supervisor.generate(JobRequest(architecture="gpuhog", character=character, text="x"))
-            line("worker %s: cold job %.2f s (spawn %.2f s, load %.2f s), free now %.1f GiB" % (
-                character, time.perf_counter() - started, result.timings_s.get("spawn_s", 0), result.timings_s.get("load_s", 0),
-                free_gib(source, device)), lines)
-        for row in supervisor.status():
-            line("  %s: state %s, device %s, measured peak %s MiB" % (
-                row["name"], row["state"], row["device"], row["measured_peak_mb"]), lines)
-        before = {row["character"] for row in supervisor.status()}
-        started = time.perf_counter()
-        supervisor.generate(JobRequest(architecture="gpuhog", character="c", text="x"))
-        after = {row["character"] for row in supervisor.status()}
-        line("forced eviction: loading c evicted %s; NVML showed the memory back %.2f s after the stop; "
-             "job incl. eviction + wait + load: %.2f s" % (
-                 sorted(before - after), supervisor.last_release_wait_s or -1, time.perf_counter() - started), lines)
-        started = time.perf_counter()
-        supervisor.generate(JobRequest(architecture="gpuhog", character="c", text="x"))
-        line("warm job on c: %.3f s" % (time.perf_counter() - started), lines)
-        evicted = sorted(before - after)[0]
-        started = time.perf_counter()
-        result = supervisor.generate(JobRequest(architecture="gpuhog", character=evicted, text="x"))
-        line("reload of the evicted %s (evicting another): %.2f s (load %.2f s)" % (
-            evicted, time.perf_counter() - started, result.timings_s.get("load_s", 0)), lines)
-        victim = supervisor.status()[0]
+        line("a, cold (new worker): %s; free now %.1f GiB" % (job(supervisor, "gpuhog", "a"), free_gib(source, device)), lines)
+        line("b, same worker: %s; free now %.1f GiB" % (job(supervisor, "gpuhog", "b"), free_gib(source, device)), lines)
+        line("a again (warm): %s" % job(supervisor, "gpuhog", "a"), lines)
+        line("c, same worker: %s; %s" % (job(supervisor, "gpuhog", "c"), workers(supervisor)), lines)
+        # d and big were never loaded here: their sizes go into the ledger as an earlier run would have
+        # measured them, so the supervisor plans the eviction instead of meeting an out-of-memory error
+        supervisor.ledger.record("gpuhog/d", device, supervisor.ledger.get("gpuhog/a", device) or int(quarter * GIB))
+        supervisor.ledger.record("gpuhog2/big", device, int(big * GIB))
+        line("d, does not fit beside a, b, c: %s; NVML showed the memory back %.2f s after the unload" % (
+            job(supervisor, "gpuhog", "d"), supervisor.last_release_wait_s or -1), lines)
+        line("  after: %s" % workers(supervisor), lines)
+        line("big (other architecture, needs nearly the whole GPU): %s; memory back %.2f s after the stop" % (
+            job(supervisor, "gpuhog2", "big"), supervisor.last_release_wait_s or -1), lines)
+        line("  after: %s" % workers(supervisor), lines)
+        line("a again (the evicted worker restarts): %s" % job(supervisor, "gpuhog", "a"), lines)
+        line("  after: %s" % workers(supervisor), lines)
+        victim = next(r for r in supervisor.status() if r["pid"])
         free_before = free_gib(source, device)
         os.kill(victim["pid"], signal.SIGKILL)
-        waited = wait_free(source, device, free_before + 25)
+        waited = wait_free(source, device, free_before + quarter)
         line("SIGKILL of worker %s holding ~%.0f MiB: NVML shows it free after %.2f s" % (
             victim["name"], victim["measured_peak_mb"] or 0, waited), lines)
     finally:
         supervisor.shutdown()
-    wait_free(source, device, reading.free_bytes / GIB - 2)
+    wait_free(source, device, free0 - 2)
     free_before = free_gib(source, device)
     child = subprocess.Popen([sys.executable, "-c", CHILD_APP, str(ROOT), str(run_dir / "child")], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
