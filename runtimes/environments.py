@@ -97,7 +97,7 @@ def find_interpreter(version: str) -> Optional[str]:
     Each candidate is asked for its version and real path: a pyenv shim on PATH may not work."""
     if "%d.%d" % sys.version_info[:2] == version:
         return getattr(sys, "_base_executable", None) or sys.executable
-    candidates = [shutil.which("python%s" % version)]
+    candidates = [shutil.which("python%s" % version), _uv_python(version)]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     candidates += [str(p) for p in sorted(pyenv_root.glob("versions/%s.*/bin/python%s" % (version, version)), reverse=True)]
     for candidate in candidates:
@@ -114,6 +114,19 @@ def find_interpreter(version: str) -> Optional[str]:
         if out.returncode == 0 and len(lines) == 2 and lines[0] == version:
             return lines[1]
     return None
+
+
+def _uv_python(version: str) -> Optional[str]:
+    """An interpreter uv knows (its own downloads, system and pyenv ones), asked offline."""
+    uv = find_uv()
+    if uv is None:
+        return None
+    try:
+        out = subprocess.run([uv, "python", "find", "--no-python-downloads", version], capture_output=True, text=True, timeout=20,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def find_uv() -> Optional[str]:

@@ -38,7 +38,7 @@ from runtimes.errors import (
     WorkerCrashedError,
     WorkerStoppedError,
 )
-from runtimes.memory import MemorySource, PeakLedger, fmt_bytes, make_devices
+from runtimes.memory import DeviceSet, MemorySource, PeakLedger, SystemRamSource, fmt_bytes, make_devices
 from runtimes.monitor import Monitor
 from runtimes.policy import CharacterKey, KeepAlivePolicy, character_key
 from runtimes.process import WorkerProcess
@@ -96,14 +96,17 @@ class Supervisor:
         resolve_python: PythonResolver,
         memory: Optional[MemorySource] = None,
     ) -> None:
+        """``memory``: the GPUs to use (an NVML-like source), a RAM source for "no GPU", or None to ask NVML."""
         self.settings = settings
         self.specs = specs
         self.resolve_python = resolve_python
         self.authkey = secrets.token_bytes(32)
         clean_stale_private_dirs()
         self.private_dir = make_private_dir()  # mode 0700
-        gpus = memory if memory is not None and memory.kind == "nvml" else None
-        self.devices = make_devices(settings.ram_budget_bytes, gpus=gpus)
+        if memory is not None and memory.kind != "nvml":  # a machine without GPUs, by the caller's word
+            self.devices = DeviceSet(None, SystemRamSource(settings.ram_budget_bytes))
+        else:
+            self.devices = make_devices(settings.ram_budget_bytes, gpus=memory)
         self.ledger = PeakLedger(settings.run_dir / "memory-peaks.json")
         self.crashes = CrashPolicy(settings.crash_backoff_base_s, settings.crash_backoff_max_s, settings.crash_retry_limit)
         self.policy = KeepAlivePolicy(settings.keep_alive_s)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from runtimes.environments import EnvironmentBuilder, EnvSpec, load_spec
-from runtimes.memory import DeviceReading, MemorySource
+from runtimes.memory import DeviceReading, MemorySource, SystemRamSource
 from runtimes.supervisor import Supervisor, SupervisorSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def make_supervisor(
             settings,
             specs if specs is not None else {"fake": fake_spec, "piper": piper_spec},
             resolve_python or (lambda spec, progress: builder.ensure(spec)),
-            memory=memory,
+            memory=memory or SystemRamSource(),  # no GPU unless a test scripts one: holds on GPU machines too
         )
         made.append(supervisor)
         return supervisor

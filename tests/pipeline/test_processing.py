@@ -158,13 +158,15 @@ class CountingStage(Stage):
     """A stage that counts its calls, to see the cache doing no work."""
 
     calls = 0
+    lock = threading.Lock()
 
     def __init__(self, gain_db: float = 0.0) -> None:
         super().__init__(gain_db=gain_db)
         self.gain_db = gain_db
 
     def apply(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-        CountingStage.calls += 1
+        with CountingStage.lock:
+            CountingStage.calls += 1
         return audio * np.float32(10 ** (self.gain_db / 20)), sample_rate
 
 
@@ -205,6 +207,7 @@ def test_cache_is_bounded_and_evicts_least_recently_used(tmp_path: Path) -> None
 
 
 def test_cache_is_safe_under_concurrent_requests(tmp_path: Path) -> None:
+    CountingStage.calls = 0
     cache = AudioCache(tmp_path / "cache")
     audio = tone(1.0)
     results: list[np.ndarray] = []
@@ -219,4 +222,6 @@ def test_cache_is_safe_under_concurrent_requests(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(30)
     assert len(results) == 40 and all(np.array_equal(r, results[0]) for r in results)
+    # Only requests racing on the very first miss compute (at most one per thread); all others hit.
+    assert 1 <= CountingStage.calls <= 4 and cache.misses == CountingStage.calls and cache.hits == 40 - CountingStage.calls
     cache.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from runtimes.memory import (
     available_bytes,
     estimate_from_files,
     eviction_order,
+    make_devices,
     make_source,
     plan_admission,
     wait_for_release,
@@ -138,11 +140,29 @@ def test_per_process_memory_may_be_unavailable(used_by_pid: Optional[Dict[int, O
     assert source.process_bytes("GPU-0", [101]) == expected
 
 
-def test_no_nvidia_driver_falls_back_to_system_ram() -> None:
+def test_no_nvidia_driver_falls_back_to_system_ram(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holds on GPU machines too: the driver's absence is what NVML reports when it cannot load."""
+    import pynvml
+
+    def no_driver() -> None:
+        raise pynvml.NVMLError_LibraryNotFound()
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
     source = make_source()
     assert isinstance(source, SystemRamSource) and source.devices() == ["cpu"]
-    assert "no NVIDIA driver" in source.note
+    assert "no NVIDIA driver (NVMLError_LibraryNotFound)" in source.note
     assert source.read("cpu").total_bytes > GIB
+    devices = make_devices()
+    assert devices.devices() == ["cpu"] and devices.gpus is None and "no NVIDIA driver" in devices.note
+
+
+def test_cpu_readings_on_a_gpu_machine_come_from_ram() -> None:
+    devices = make_devices(gpus=ScriptedGpus({"GPU-a": (24, 20)}))
+    assert devices.devices() == ["GPU-a", "cpu"]
+    assert devices.read("GPU-a").total_bytes == 24 * GIB
+    assert devices.read("cpu").total_bytes == psutil.virtual_memory().total
+    used = devices.process_bytes("cpu", [os.getpid()])  # RSS through psutil, never NVML's (which knows no "cpu")
+    assert used is not None and used > 10 << 20 and devices.gpus is not None and devices.gpus.reads["GPU-a"] == 1  # type: ignore[attr-defined]
 
 
 def test_peaks_survive_a_restart_and_estimates_use_file_sizes(tmp_path: Path) -> None:
