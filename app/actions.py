@@ -393,7 +393,7 @@ class Workstation:
     def pin(self, architecture: str, character_id: str, pinned: bool) -> str:
         character = self.character(architecture, character_id)
         self.supervisor.pin(architecture, character.id, character.model_path, pinned)
-        return "%s / %s %s" % (architecture, character_id, "pinned: never evicted" if pinned else "unpinned")
+        return "%s / %s %s" % (architecture, character_id, "pinned: never unloaded" if pinned else "unpinned")
 
     def set_keep_alive(self, architecture: str, character_id: str, keep_alive_s: Optional[float]) -> str:
         """Idle seconds before this character is unloaded (its worker stops when it holds nothing else):

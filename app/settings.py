@@ -37,7 +37,7 @@ class Settings:
     """Workers to start with the app: "default" (the default architecture's first character), "" (none),
     or a comma-separated list of architecture:character (e.g. "piper:joe,piper:amy")."""
     pinned: str = ""
-    """architecture:character pairs (comma-separated) that are never evicted."""
+    """architecture:character pairs (comma-separated) that are never unloaded."""
     allow_cpu_fallback: bool = False
     """Run a model on the CPU when it cannot fit on the GPU, instead of waiting for memory."""
     ram_budget_mb: Optional[int] = None

@@ -64,8 +64,11 @@ def test_runtimes_panel_shows_real_workers(page: object) -> None:
     page.get_by_role("tab", name="Runtimes").click()
     expect(page.get_by_text("no NVIDIA driver").first).to_be_visible(timeout=10_000)
     expect(page.get_by_text("ready", exact=True).filter(visible=True).first).to_be_visible(timeout=10_000)
-    page.get_by_role("button", name="Pin (never evict)").click()
-    expect(page.get_by_text("pinned: never evicted").first).to_be_visible(timeout=10_000)
+    expect(page.get_by_text("joe", exact=True).filter(visible=True).first).to_be_visible(timeout=10_000)  # what it holds
+    page.get_by_role("button", name="Pin (never unload)").click()
+    expect(page.get_by_text("pinned: never unloaded").first).to_be_visible(timeout=10_000)
+    page.get_by_role("button", name="Unload character").click()
+    expect(page.get_by_text("piper / joe unloaded").first).to_be_visible(timeout=10_000)
 
 
 def test_preview_preprocessing_and_save_a_preset(page: object, tmp_path: Path) -> None:
