@@ -62,7 +62,10 @@ class FakeAdapter(Adapter):
     def load(self, model: ModelRef) -> Dict[str, object]:
         self.loaded[model.key] = self.loaded.get(model.key, 0) + 1
         if model.character == "slow-load":
-            time.sleep(float(os.environ.get("FAKE_LOAD_S", "2")))
+            deadline = time.monotonic() + float(os.environ.get("FAKE_LOAD_S", "2"))
+            while time.monotonic() < deadline:
+                self.report_progress(None, "reading weights")
+                time.sleep(0.2)
         if model.character == "broken-load":
             raise RuntimeError("weights file is corrupt")
         marker = os.environ.get("FAKE_OOM_ONCE_MARKER")

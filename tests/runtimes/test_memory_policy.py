@@ -64,6 +64,18 @@ def test_eviction_order_expired_then_cheap_reload_per_gib_then_lru() -> None:
     assert [r.name for r in eviction_order(residents)] == ["expired", "cheap-older", "cheap-reload", "slow-reload"]
 
 
+def test_characters_go_before_workers_and_a_worker_only_with_all_its_characters() -> None:
+    residents = [
+        Resident("w1", int(2 * GIB), False, True, False, 5.0, 0.0),
+        Resident("w1|a", int(1 * GIB), False, True, False, 1.0, 3.0, "character", "w1"),
+        Resident("w2", int(2 * GIB), False, True, True, 5.0, 0.0),
+        Resident("w2|b", int(1 * GIB), True, True, False, 1.0, 1.0, "character", "w2"),  # pinned: w2 stays too
+    ]
+    assert [r.name for r in eviction_order(residents)] == ["w1|a", "w1"]
+    plan = plan_admission(GIB, reading(8, 0.5), residents, reserve_bytes=0)
+    assert plan.fits and plan.evict == ("w1|a",)  # a character is enough: its worker stays
+
+
 def test_evicts_only_as_many_as_needed() -> None:
     residents = [resident("a", 4, last_used=1), resident("b", 4, last_used=2), resident("c", 4, last_used=3)]
     plan = plan_admission(6 * GIB, reading(16, 4), residents, reserve_bytes=0)

@@ -385,3 +385,67 @@ def test_worker_dying_mid_frame_is_a_clean_error(make_supervisor: SupervisorFact
         supervisor.generate(fake_job(mode="die_mid_frame"))
     assert time.monotonic() - started < 15
     assert supervisor.generate(fake_job()).sample_rate == 16000
+
+
+# the worker model: one worker per architecture, shared assets once, many characters
+def report(supervisor: object, character: str, path: Optional[str] = None) -> List[int]:
+    """(times the worker loaded its shared assets, times it loaded this character, characters it loaded)."""
+    request = replace(fake_job(mode="report"), character=character, character_path=path)
+    return [int(x) for x in supervisor.generate(request).audio]  # type: ignore[attr-defined]
+
+
+def test_characters_share_one_worker_and_its_shared_assets(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    assert report(supervisor, "plain") == [1, 1, 1]
+    assert report(supervisor, "slow-load") == [1, 1, 2]  # a second character: no second process, no second shared load
+    assert report(supervisor, "plain") == [1, 1, 2]  # still loaded: not loaded again
+    [row] = supervisor.status()
+    assert row["characters"] == ["slow-load", "plain"]  # least recently used first
+    assert [c["id"] for c in row["loaded"]] == row["characters"] and all(c["load_s"] >= 0 for c in row["loaded"])
+
+
+def test_a_worker_holds_a_bounded_number_of_characters_least_recently_used_out(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor(max_characters_per_worker=2)
+    for name in ("c1", "c2", "c1", "c3"):
+        report(supervisor, name, "/characters/%s" % name)
+    [row] = supervisor.status()
+    assert row["characters"] == ["c1", "c3"]  # c2 was the least recently used
+    supervisor.pin("fake", "c1", "/characters/c1")
+    report(supervisor, "c4", "/characters/c4")
+    assert supervisor.status()[0]["characters"] == ["c1", "c4"]  # pinned c1 stays
+    assert report(supervisor, "c2", "/characters/c2")[1] == 2  # reloaded after its unload
+
+
+def test_memory_evicts_an_idle_character_before_its_worker(make_supervisor: SupervisorFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_CHARACTER_MB", "150")
+    mib = 1 << 20
+    probe = make_supervisor()
+    report(probe, "c1", "/characters/c1")
+    base = probe.ledger.get("fake", "cpu")
+    character = probe.ledger.get("fake//characters/c1", "cpu")
+    assert base and character and character > 140 * mib  # measured: the load's growth of the worker
+    probe.shutdown()
+    # room for the worker and two such characters, not three; the ledger (shared run dir) knows c3's size
+    supervisor = make_supervisor(ram_budget_bytes=base + int(2.5 * character), memory_reserve_bytes=0)
+    supervisor.ledger.record("fake//characters/c3", "cpu", character)
+    report(supervisor, "c1", "/characters/c1")
+    report(supervisor, "c2", "/characters/c2")
+    pid = worker_pids(supervisor)[0]
+    report(supervisor, "c3", "/characters/c3")
+    [row] = supervisor.status()
+    assert row["pid"] == pid and row["characters"] == ["c2", "c3"]  # c1 unloaded, the worker kept
+
+
+def test_status_reports_activity_and_the_line(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    cancel = threading.Event()
+    first = threading.Thread(target=lambda: supervisor.generate(fake_job(sleep_s=1.0)))
+    first.start()
+    assert wait_until(lambda: any(r["state"] == "busy" for r in supervisor.status()), 20)
+    second = threading.Thread(target=lambda: supervisor.generate(fake_job(), cancel=cancel))
+    second.start()
+    assert wait_until(lambda: supervisor.status()[0]["jobs_in_line"] == 2, 5)
+    assert supervisor.status()[0]["activity"] == "fake/plain"
+    first.join(10)
+    second.join(10)
+    assert supervisor.status()[0]["jobs_in_line"] == 0 and supervisor.status()[0]["state"] == "ready"

@@ -223,7 +223,7 @@ def test_cancel_while_loading(make_supervisor: SupervisorFactory, monkeypatch: p
     thread, outcome = run_in_thread(
         lambda: supervisor.generate(fake_job("slow-load"), progress=lambda f, m: messages.append(m), cancel=cancel)
     )
-    assert wait_until(lambda: "loading slow-load" in messages, 20)
+    assert wait_until(lambda: "loading slow-load" in messages and "reading weights" in messages, 20)  # loads report progress
     started = time.monotonic()
     cancel.set()
     thread.join(10)
