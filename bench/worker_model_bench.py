@@ -55,6 +55,17 @@ def joe_copy(python: Path) -> Path:
     return folder
 
 
+def in_threads(target: Callable[[], None], count: int = 8) -> float:
+    """Run ``target`` on ``count`` threads at once; the wall time until all are done."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def timed(call: Callable[[], Any]) -> Tuple[float, Any]:
     started = time.perf_counter()
     result = call()
@@ -111,13 +122,7 @@ def overhead_under_load(python: Path, jobs_per_client: int) -> None:
             with lock:
                 results.append(timings)
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall_s = time.perf_counter() - started
+    wall_s = in_threads(client)
     supervisor.shutdown()
 
     def overheads(rows: List[Dict[str, float]]) -> List[float]:
@@ -150,17 +155,8 @@ def state_changes(cycles_per_thread: int) -> None:
             with bare:
                 pass
 
-    def rate(target: Callable[[], None]) -> float:
-        threads = [threading.Thread(target=target) for _ in range(8)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return 8 * cycles_per_thread * 2 / (time.perf_counter() - started)
-
-    lock_rate = rate(through_lock)
-    table_rate = rate(through_table)
+    lock_rate = 8 * cycles_per_thread * 2 / in_threads(through_lock)
+    table_rate = 8 * cycles_per_thread * 2 / in_threads(through_table)
     print("3. state changes (READY -> BUSY -> READY) by 8 threads: %.0f per second through the table; "
           "a bare lock does %.0f acquire/release per second (%.0fx)" % (table_rate, lock_rate, lock_rate / table_rate))
     assert table.transitions == 8 * cycles_per_thread * 2

@@ -244,7 +244,11 @@ class Supervisor:
                 worker = self._spawn(spec, python, device, ticket, progress)
                 placement_lock.release()  # it is registered: later requests wait in its line
                 placement_held = False
-                self._boot(worker, progress, cancel, timings)
+                try:
+                    self._boot(worker, progress, cancel, timings)
+                except BaseException:
+                    self._stop_worker(worker, "its start did not complete")  # whatever went wrong, nothing half-started stays
+                    raise
                 return worker
             finally:
                 device_lock.release()
