@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+import psutil
 import pytest
 
 from runtimes.environments import EnvironmentBuilder, EnvSpec, load_spec
@@ -23,6 +24,7 @@ from runtimes.supervisor import Supervisor, SupervisorSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_SPECS = PROJECT_ROOT / "tests" / "envs"
+GIB_BYTES = 1 << 30
 
 
 def built_envs_dir() -> Path:
@@ -86,26 +88,56 @@ def make_supervisor(
 
 class ScriptedGpus:
     """Stands in for NVML, which cannot exist on this machine: GPUs with scripted total and free
-    memory (``free_gib`` per device: a list replayed one reading at a time, the last repeating).
-    The supervisor's real GPU code paths run against it."""
+    memory (``free`` per device: a number, or a list replayed one reading at a time, the last
+    repeating). With ``worker_gib``, each live worker process started with ``CUDA_VISIBLE_DEVICES``
+    naming a device holds that much of it, and gives it back ``release_lag_s`` after it exits, as
+    drivers do. The supervisor's real GPU code paths run against it."""
 
     kind = "nvml"
     note = "scripted GPUs"
 
-    def __init__(self, devices: Dict[str, Tuple[float, Any]], per_process_bytes: Optional[Dict[int, int]] = None) -> None:
+    def __init__(self, devices: Dict[str, Tuple[float, Any]], per_process_bytes: Optional[Dict[int, int]] = None,
+                 worker_gib: float = 0.0, release_lag_s: float = 0.0) -> None:
         self.total_gib = {name: float(total) for name, (total, _) in devices.items()}
         self.free_gib = {name: list(free) if isinstance(free, (list, tuple)) else [float(free)] for name, (_, free) in devices.items()}
         self.reads: Dict[str, int] = dict.fromkeys(devices, 0)
         self.per_process_bytes = per_process_bytes
+        self.worker_gib = worker_gib
+        self.release_lag_s = release_lag_s
+        self._workers: Dict[int, List[Any]] = {}  # pid -> [device, when it was first seen gone]
 
     def devices(self) -> List[str]:
         return list(self.total_gib)
 
+    def _held_gib(self, device: str) -> float:
+        if not self.worker_gib:
+            return 0.0
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if child.pid not in self._workers and "runtimes.worker" in " ".join(child.cmdline()):
+                    self._workers[child.pid] = [child.environ().get("CUDA_VISIBLE_DEVICES"), None]
+            except psutil.Error:
+                continue
+        now = time.monotonic()
+        held = 0.0
+        for pid, entry in self._workers.items():
+            if entry[0] != device:
+                continue
+            try:
+                alive = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                alive = False
+            if not alive and entry[1] is None:
+                entry[1] = now
+            if alive or now - entry[1] < self.release_lag_s:
+                held += self.worker_gib
+        return held
+
     def read(self, device: str) -> DeviceReading:
         sequence = self.free_gib[device]
-        free = sequence[min(self.reads[device], len(sequence) - 1)]
+        free = sequence[min(self.reads[device], len(sequence) - 1)] - self._held_gib(device)
         self.reads[device] += 1
-        return DeviceReading(device, int(self.total_gib[device] * (1 << 30)), int(free * (1 << 30)), self.per_process_bytes)
+        return DeviceReading(device, int(self.total_gib[device] * GIB_BYTES), int(max(free, 0.0) * GIB_BYTES), self.per_process_bytes)
 
     def process_bytes(self, device: str, pids: Any) -> Optional[int]:
         reading = self.read(device)  # as NVML does: an unknown device is a KeyError

@@ -309,6 +309,22 @@ def test_second_architecture_goes_to_the_gpu_with_room(make_supervisor: Supervis
     assert row["device"] == "GPU-b"
 
 
+def test_eviction_on_a_gpu_waits_for_the_driver_to_show_the_memory_back(
+    make_supervisor: SupervisorFactory, fake_spec: EnvSpec, fake_python: Path
+) -> None:
+    gpus = ScriptedGpus({"GPU-a": (10, 10)}, worker_gib=6, release_lag_s=1.0)  # room for one 6 GiB worker
+    supervisor = make_supervisor({"fake": fake_spec, "fake2": replace(fake_spec, name="fake2")}, memory=gpus,
+                                 resolve_python=lambda spec, progress: fake_python, default_need_bytes=6 * GIB, memory_reserve_bytes=0)
+    supervisor.generate(fake_job())
+    assert gpus.read("GPU-a").free_bytes == 4 * GIB
+    started = time.monotonic()
+    supervisor.generate(replace(fake_job(), architecture="fake2"))
+    [row] = supervisor.status()
+    assert row["architecture"] == "fake2" and row["device"] == "GPU-a"
+    assert supervisor.last_release_wait_s is not None and 0.7 < supervisor.last_release_wait_s < 3  # the driver's lag was waited out
+    assert time.monotonic() - started > 0.7 and supervisor.crashes.snapshot() == {}
+
+
 # 10. the group of a reaped leader is never signalled (its id may belong to a stranger by then)
 def test_no_killpg_after_the_leader_was_reaped(make_supervisor: SupervisorFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     supervisor = make_supervisor()
