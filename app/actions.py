@@ -33,6 +33,7 @@ from runtimes.errors import (
     WorkerCrashedError,
 )
 from runtimes.manifest import Manifest
+from runtimes.registry import adapter_class
 from runtimes.supervisor import JobRequest, JobResult, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class Workstation:
             ) from None
 
     def characters(self, architecture: str) -> List[Character]:
-        return list_characters(self.manifest(architecture), self.settings.characters_dir)
+        manifest = self.manifest(architecture)
+        return list_characters(manifest, self.settings.characters_dir, adapter_class(self.specs[architecture]).describe)
 
     def character(self, architecture: str, character_id: str) -> Character:
         characters = self.characters(architecture)
@@ -182,6 +184,8 @@ class Workstation:
         """Validate everything a person gave, before any work is done."""
         manifest = self.manifest(architecture)
         character = self.character(architecture, character_id)
+        if not character.info.usable:
+            raise UserFacingError("the %s character %r cannot be used: %s" % (manifest.display_name, character.id, character.info.problem))
         text = (text or "").strip()
         if output_format not in OUTPUT_FORMATS:
             raise UserFacingError("unknown output format %r (choose one of %s)" % (output_format, ", ".join(OUTPUT_FORMATS)))

@@ -57,6 +57,7 @@ def make_workstation(settings: Settings) -> Workstation:
             allow_cpu_fallback=settings.allow_cpu_fallback,
             ram_budget_bytes=settings.ram_budget_mb << 20 if settings.ram_budget_mb else None,
             memory_reserve_bytes=settings.memory_reserve_mb << 20,
+            assets_dir=settings.assets_dir,
         ),
         specs,
         resolve_python,

@@ -1,12 +1,16 @@
-"""Characters: an architecture's builtin voices plus folders under ``<data>/characters/<architecture>/``."""
+"""Characters: an architecture's builtin voices plus folders under ``<data>/characters/<architecture>/``,
+each folder described by its adapter (layout, version, speakers) without loading it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+from runtimes.adapter import CharacterInfo
 from runtimes.manifest import Manifest
+
+Describe = Callable[[str], CharacterInfo]
 
 
 @dataclass(frozen=True)
@@ -15,14 +19,29 @@ class Character:
     label: str
     architecture: str
     path: Optional[Path]  # None for builtin voices
+    info: CharacterInfo = field(default_factory=CharacterInfo)
 
     @property
     def model_path(self) -> Optional[str]:
         """What the supervisor and the adapter take: the folder, or None for a builtin voice."""
         return str(self.path) if self.path else None
 
+    def to_dict(self) -> Dict[str, Any]:
+        return dict({"id": self.id, "label": self.label, "builtin": self.path is None}, **self.info.to_dict())
 
-def list_characters(manifest: Manifest, characters_dir: Path) -> List[Character]:
+
+def label_of(name: str, info: CharacterInfo) -> str:
+    """What a person sees in the character list: what it is, or why it cannot be used."""
+    if not info.usable:
+        return "%s (not usable: %s)" % (name, info.problem)
+    details = [part for part in (info.version and "v" + info.version,) if part]
+    if len(info.speakers) > 1:
+        details.append("%d speakers" % len(info.speakers))
+    details += list(info.extras)
+    return "%s (%s)" % (name, ", ".join(details)) if details else name
+
+
+def list_characters(manifest: Manifest, characters_dir: Path, describe: Describe = lambda folder: CharacterInfo()) -> List[Character]:
     found = [
         Character(character_id, label, manifest.architecture, None)
         for character_id, label in manifest.builtin_characters.items()
@@ -31,5 +50,6 @@ def list_characters(manifest: Manifest, characters_dir: Path) -> List[Character]
     if folder.is_dir():
         for entry in sorted(folder.iterdir()):
             if entry.is_dir() and not entry.name.startswith("."):
-                found.append(Character(entry.name, entry.name, manifest.architecture, entry))
+                info = describe(str(entry))
+                found.append(Character(entry.name, label_of(entry.name, info), manifest.architecture, entry, info))
     return found

@@ -64,6 +64,11 @@ class Settings:
         return self.data_dir / "outputs"
 
     @property
+    def assets_dir(self) -> Path:
+        """Shared pretrained assets every character of an architecture uses (content encoders, ...)."""
+        return self.data_dir / "assets"
+
+    @property
     def characters_dir(self) -> Path:
         return self.data_dir / "characters"
 

@@ -289,7 +289,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
         def api_list_characters(architecture: str) -> List[Dict[str, Any]]:
             """Characters available for an architecture."""
             characters = shown_to_person(lambda: station.characters(architecture))
-            return [{"id": c.id, "label": c.label, "builtin": c.path is None} for c in characters]
+            return [c.to_dict() for c in characters]
 
         api_char_button.click(api_list_characters, inputs=api_architecture, outputs=api_char_list, api_name="list_characters")
 

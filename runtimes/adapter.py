@@ -13,7 +13,7 @@ Standard library + numpy only at module level; Python 3.9 syntax.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -33,6 +33,23 @@ class ModelRef:
     def key(self) -> str:
         """What identifies the loaded character inside a worker: its folder, or its builtin id."""
         return self.character if self.path is None else self.path
+
+
+@dataclass(frozen=True)
+class CharacterInfo:
+    """What a character folder holds, read without loading it (standard library only, in the app)."""
+
+    usable: bool = True
+    problem: str = ""
+    """Why it cannot be used, and what to do about it (e.g. "two .pth files; keep one")."""
+    version: str = ""
+    speakers: Sequence[str] = ()
+    extras: Sequence[str] = ()
+    """Optional parts it has, e.g. "cluster model"."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"usable": self.usable, "problem": self.problem, "version": self.version, "speakers": list(self.speakers),
+                "extras": list(self.extras)}
 
 
 @dataclass
@@ -60,6 +77,12 @@ class Adapter:
     """Base class of every architecture adapter."""
 
     manifest: Manifest
+
+    @staticmethod
+    def describe(folder: str) -> CharacterInfo:
+        """Check a character folder's layout and read its version and speakers, without loading it.
+        Runs in the app's process: standard library only."""
+        return CharacterInfo()
 
     def load_shared(self, device: str) -> None:
         """Once per worker, before any character: load what all characters share."""

@@ -37,3 +37,5 @@ class SupervisorSettings:
     crash_backoff_base_s: float = 1.0
     crash_backoff_max_s: float = 60.0
     crash_retry_limit: int = 5
+    assets_dir: Optional[Path] = None
+    """Shared pretrained assets (content encoders, pitch extractors): workers find them here, offline."""

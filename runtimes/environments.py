@@ -21,7 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, TextIO
+from typing import Callable, Dict, List, Optional, TextIO, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +51,9 @@ class EnvSpec:
     """Where its workers may run: ``cpu-only``, ``gpu-preferred`` (CPU when no GPU fits) or ``gpu-required``."""
     min_gpu_memory_mb: int = 0
     """A GPU smaller than this is never chosen for it."""
+    prune: Tuple[str, ...] = ()
+    """Globs under site-packages removed after installing: files a package ships that cannot work in
+    this env and that it works without (PyPI's CUDA-built torchaudio native library beside a CPU torch)."""
 
     def requirement_files(self, layer: str) -> List[Path]:
         files = [self.folder / "requirements.txt", self.folder / ("requirements-%s.txt" % layer)]
@@ -75,7 +78,11 @@ def load_spec(folder: Path) -> EnvSpec:
         min_gpu_mb = int(data.get("min_gpu_memory_mb", 0))
     except (TypeError, ValueError):
         raise EnvironmentBuildError("%s: min_gpu_memory_mb must be a whole number of MiB" % path) from None
-    return EnvSpec(str(data["name"]), str(data["kind"]), str(data["python"]), str(data["adapter"]), folder, device, min_gpu_mb)
+    prune = data.get("prune", [])
+    if not isinstance(prune, list) or not all(isinstance(p, str) and ".." not in p and not p.startswith("/") for p in prune):
+        raise EnvironmentBuildError("%s: prune must be a list of globs inside site-packages" % path)
+    return EnvSpec(str(data["name"]), str(data["kind"]), str(data["python"]), str(data["adapter"]), folder, device, min_gpu_mb,
+                   tuple(prune))
 
 
 def load_specs(envs_root: Path) -> Dict[str, EnvSpec]:
@@ -226,10 +233,18 @@ class EnvironmentBuilder:
                     log_path=str(log_path),
                 ) from exc
             raise
+        self._prune(spec, env_dir, progress)
         marker = {"spec_hash": self.spec_hash(spec), "layer": self.layer, "python": spec.python}
         (env_dir / MARKER_NAME).write_text(json.dumps(marker))
         progress("the %s environment is ready" % spec.name)
         return env_python(env_dir)
+
+    def _prune(self, spec: EnvSpec, env_dir: Path, progress: Progress) -> None:
+        for site in env_dir.glob("lib/python*/site-packages"):
+            for pattern in spec.prune:
+                for path in site.glob(pattern):
+                    progress("[%s] removing %s (unusable here; the package works without it)" % (spec.name, path.relative_to(site)))
+                    path.unlink()
 
     def _commands(self, spec: EnvSpec, env_dir: Path) -> List[List[str]]:
         interpreter = find_interpreter(spec.python)

@@ -41,6 +41,9 @@ EXIT_CODE_BOOT_FAILED = 3
 EXIT_CODE_CONNECT_FAILED = 4
 """A worker that exits with this code could not reach or authenticate to the app (a restart may work)."""
 
+ASSETS_ENV = "VOICEGEN_ASSETS_DIR"
+"""The environment variable naming the shared pretrained assets folder, in every worker."""
+
 Address = Union[str, Tuple[str, int]]
 Header = Dict[str, Any]
 

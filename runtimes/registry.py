@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Type
 
+from runtimes.adapter import Adapter
 from runtimes.environments import EnvSpec, load_specs
 from runtimes.manifest import Manifest
 
@@ -22,10 +23,16 @@ def discover(envs_roots: Sequence[Path]) -> Dict[str, EnvSpec]:
     return specs
 
 
-def read_manifest(spec: EnvSpec) -> Manifest:
+def adapter_class(spec: EnvSpec) -> Type[Adapter]:
     module_name, _, class_name = spec.adapter.partition(":")
-    adapter_class = getattr(importlib.import_module(module_name), class_name)
-    manifest = adapter_class.manifest
+    found = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(found, type) and issubclass(found, Adapter)):
+        raise TypeError("%s is not an Adapter" % spec.adapter)
+    return found
+
+
+def read_manifest(spec: EnvSpec) -> Manifest:
+    manifest = adapter_class(spec).manifest
     if not isinstance(manifest, Manifest):
         raise TypeError("%s has no Manifest" % spec.adapter)
     return manifest

@@ -42,7 +42,7 @@ from runtimes.memory import DeviceSet, MemorySource, PeakLedger, SystemRamSource
 from runtimes.monitor import Monitor
 from runtimes.policy import CharacterKey, KeepAlivePolicy, character_key
 from runtimes.process import WorkerProcess
-from runtimes.protocol import Header
+from runtimes.protocol import ASSETS_ENV, Header
 from runtimes.reaper import WorkerRecord, clean_stale_private_dirs, make_private_dir
 from runtimes.states import WorkerState
 from runtimes.status import BOOT, status_rows
@@ -259,7 +259,10 @@ class Supervisor:
     def _spawn(self, spec: EnvSpec, python: Path, device: str, ticket: Ticket, progress: ProgressFn) -> ManagedWorker:
         progress(None, "starting the %s worker" % spec.name)
         name = "%s-%d" % (spec.name, next(self._ids))
-        extra_env: Dict[str, str] = {}
+        # Model code runs offline, finds shared assets in one place, and never unpickles arbitrary objects.
+        extra_env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
+        if self.settings.assets_dir is not None:
+            extra_env[ASSETS_ENV] = str(self.settings.assets_dir)
         if device != "cpu":
             extra_env["CUDA_VISIBLE_DEVICES"] = device  # pinned to the device's UUID
         elif self.devices.gpus is not None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +56,33 @@ def fake_python(builder: EnvironmentBuilder, fake_spec: EnvSpec) -> Path:
 @pytest.fixture(scope="session")
 def piper_python(builder: EnvironmentBuilder, piper_spec: EnvSpec) -> Path:
     return builder.ensure(piper_spec)
+
+
+@pytest.fixture(scope="session")
+def sovits_spec() -> EnvSpec:
+    return load_spec(PROJECT_ROOT / "envs" / "sovits")
+
+
+@pytest.fixture(scope="session")
+def sovits_python(builder: EnvironmentBuilder, sovits_spec: EnvSpec) -> Path:
+    return builder.ensure(sovits_spec)
+
+
+@pytest.fixture(scope="session")
+def sovits_models(builder: EnvironmentBuilder, sovits_spec: EnvSpec, sovits_python: Path) -> Path:
+    """Tiny random so-vits-svc characters and content encoder, built with the package's own classes in
+    its env; cached on disk by the env's hash and the builder's code, so CI builds them once."""
+    script = PROJECT_ROOT / "tests" / "builders" / "build_sovits_character.py"
+    digest = hashlib.sha256((builder.spec_hash(sovits_spec) + script.read_text()).encode()).hexdigest()[:16]
+    cache = built_envs_dir().parent / "test-models" / ("sovits-" + digest)
+    if not (cache / ".complete").exists():
+        partial = cache.with_name(cache.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run([str(sovits_python), str(script), str(partial)], check=True, capture_output=True, timeout=600)
+        (partial / ".complete").write_text("")
+        shutil.rmtree(cache, ignore_errors=True)
+        partial.rename(cache)
+    return cache
 
 
 SupervisorFactory = Callable[..., Supervisor]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 from typing import Any, List
 
 import numpy as np
 
-from runtimes.adapter import Adapter, GenerateRequest, GenerateResult, ModelRef
+from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Manifest, Option
 
@@ -32,17 +33,34 @@ MANIFEST = Manifest(
 def find_voice_files(folder: str) -> "tuple[str, str]":
     models = sorted(glob.glob(os.path.join(folder, "*.onnx")))
     if len(models) != 1:
-        raise BadRequestError("a Piper character folder needs exactly one .onnx voice, found %d in %s" % (len(models), folder))
+        raise BadRequestError("a Piper character folder needs exactly one .onnx voice, found %d" % len(models))
     config = models[0] + ".json"
     if not os.path.exists(config):
         raise BadRequestError("the Piper voice %s has no config %s" % (models[0], os.path.basename(config)))
     return models[0], config
 
 
+def _speakers(config_path: str) -> List[str]:
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            speakers = json.load(handle).get("speaker_id_map") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return sorted(speakers, key=lambda name: speakers[name]) if isinstance(speakers, dict) else []
+
+
 class PiperAdapter(Adapter):
     """Each character is one ``PiperVoice`` (an ONNX session); nothing is shared between voices."""
 
     manifest = MANIFEST
+
+    @staticmethod
+    def describe(folder: str) -> CharacterInfo:
+        try:
+            _, config = find_voice_files(folder)
+        except BadRequestError as exc:
+            return CharacterInfo(False, exc.message)
+        return CharacterInfo(True, "", speakers=_speakers(config))
 
     def load(self, model: ModelRef) -> Any:
         from piper import PiperVoice

@@ -32,8 +32,10 @@ def server_with_voices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App
 
 def test_character_folder_is_listed_and_speaks(server_with_voices: AppServer) -> None:
     client = Client(server_with_voices.url, verbose=False)
-    ids = [c["id"] for c in client.predict("piper", api_name="/list_characters")]
-    assert ids == ["joe", "half-done", "my-narrator"]
+    listed = {c["id"]: c for c in client.predict("piper", api_name="/list_characters")}
+    assert list(listed) == ["joe", "half-done", "my-narrator"]
+    assert listed["my-narrator"]["usable"] and not listed["half-done"]["usable"]
+    assert listed["half-done"]["label"] == "half-done (not usable: a Piper character folder needs exactly one .onnx voice, found 0)"
     path, info = client.predict("piper", "my-narrator", "A voice from my own folder.", None, {}, "wav", {}, {}, False,
                                 api_name="/generate")
     audio, rate = soundfile.read(path)
@@ -45,7 +47,7 @@ def test_character_folder_is_listed_and_speaks(server_with_voices: AppServer) ->
 
 def test_incomplete_character_folder_is_a_clear_error(server_with_voices: AppServer) -> None:
     client = Client(server_with_voices.url, verbose=False)
-    with pytest.raises(AppError, match=r"needs exactly one \.onnx voice, found 0"):
+    with pytest.raises(AppError, match=r"character 'half-done' cannot be used: .*needs exactly one \.onnx voice, found 0"):
         client.predict("piper", "half-done", "Hello.", None, {}, "wav", {}, {}, False, api_name="/generate")
     path, _ = client.predict("piper", "joe", "Still fine.", None, {}, "wav", {}, {}, False, api_name="/generate")
     assert Path(path).exists()

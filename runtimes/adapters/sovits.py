@@ -1,0 +1,232 @@
+"""so-vits-svc 4.0 / 4.1 voice conversion, through so-vits-svc-fork's own inference code.
+
+A character is a folder: exactly one ``G_*.pth`` generator checkpoint and its ``config.json`` (4.1
+when ``data.contentvec_final_proj`` is present), optionally one ``kmeans*.pt`` cluster model. The
+content encoder (ContentVec, a ``transformers`` HuBERT folder) is a shared asset under
+``<data>/assets/contentvec``, loaded once per worker. Everything loads offline; checkpoints with
+``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
+from runtimes.errors import BadRequestError
+from runtimes.manifest import Manifest, Option
+from runtimes.protocol import ASSETS_ENV
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 44100
+CONTENT_ENCODER = "contentvec"
+F0_METHODS = ("dio", "harvest", "crepe", "crepe-tiny", "parselmouth")
+
+MANIFEST = Manifest(
+    architecture="sovits",
+    display_name="so-vits-svc 4.0/4.1 (voice conversion)",
+    version="1",
+    capabilities=("convert",),
+    needs_text=False,
+    needs_audio=True,
+    input_sample_rate=SAMPLE_RATE,
+    options=(
+        Option("pitch_shift_semitones", "Pitch shift (semitones)", "int", 0, -36, 36, 1),
+        Option("auto_predict_f0", "Predict voice pitch (for speech, not singing)", "bool", False),
+        Option("f0_method", "Pitch (f0) method", "choice", "dio", choices=F0_METHODS),
+        Option("noise_scale", "Noise scale", "float", 0.4, 0.0, 5.0, 0.01, help="0 is allowed: the least variation"),
+        Option("slice_length_s", "Slice length (s; 0 = split at pauses only)", "float", 0.0, 0.0, 20.0, 0.5,
+               help="long speech without pauses is converted in slices of this length"),
+        Option("cross_fade_s", "Cross-fade between slices (s)", "float", 0.0, 0.0, 20.0, 0.05, help="only with slicing"),
+        Option("cluster_ratio", "Character likeness (cluster ratio)", "float", 0.0, 0.0, 1.0, 0.01,
+               help="needs the character's kmeans*.pt cluster model"),
+        Option("speaker", "Speaker (multi-speaker models; empty = the first)", "text", ""),
+        Option("silence_threshold_db", "Pause threshold (dB)", "float", -40.0, -100.0, 0.0, 1.0,
+               help="quieter than this counts as a pause between phrases"),
+    ),
+)
+
+
+def _one(folder: str, pattern: str) -> Tuple[List[str], str]:
+    found = sorted(glob.glob(os.path.join(folder, pattern)))
+    return found, ", ".join(os.path.basename(p) for p in found)
+
+
+def read_config(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise BadRequestError("config.json cannot be read: %s" % exc) from None
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict) or not isinstance(config.get("model"), dict):
+        raise BadRequestError("config.json is not a so-vits-svc config (no data/model sections)")
+    return config
+
+
+def version_of(config: Dict[str, Any]) -> str:
+    return "4.1" if "contentvec_final_proj" in config["data"] else "4.0"
+
+
+def speakers_of(config: Dict[str, Any]) -> List[str]:
+    speakers = config.get("spk") or {}
+    return [name for name, _ in sorted(speakers.items(), key=lambda item: item[1])] if isinstance(speakers, dict) else []
+
+
+class SovitsAdapter(Adapter):
+    manifest = MANIFEST
+
+    def __init__(self) -> None:
+        self.torch: Any = None
+        self.content_encoder: Any = None
+        self.device = "cpu"
+
+    @staticmethod
+    def describe(folder: str) -> CharacterInfo:
+        checkpoints, names = _one(folder, "G_*.pth")
+        others = [p for p in glob.glob(os.path.join(folder, "*.pth")) if p not in checkpoints]
+        if not checkpoints:
+            hint = " (%s looks like an RVC model)" % os.path.basename(others[0]) if others else ""
+            return CharacterInfo(False, "no G_*.pth generator checkpoint%s" % hint)
+        if len(checkpoints) > 1:
+            return CharacterInfo(False, "%d generator checkpoints (%s); keep one" % (len(checkpoints), names))
+        if not os.path.exists(os.path.join(folder, "config.json")):
+            return CharacterInfo(False, "no config.json beside %s" % os.path.basename(checkpoints[0]))
+        try:
+            config = read_config(os.path.join(folder, "config.json"))
+        except BadRequestError as exc:
+            return CharacterInfo(False, exc.message)
+        clusters, cluster_names = _one(folder, "kmeans*.pt")
+        if len(clusters) > 1:
+            return CharacterInfo(False, "%d cluster models (%s); keep one" % (len(clusters), cluster_names))
+        return CharacterInfo(True, "", version_of(config), speakers_of(config), ("cluster model",) if clusters else ())
+
+    def load_shared(self, device: str) -> None:
+        import torch
+        from so_vits_svc_fork import utils
+
+        self.torch = torch
+        self.device = device
+        assets = os.environ.get(ASSETS_ENV, "")
+        folder = os.path.join(assets, CONTENT_ENCODER)
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            raise BadRequestError(
+                "the so-vits-svc content encoder is missing: put ContentVec (the Hugging Face folder "
+                "lengyue233/content-vec-best: config.json and its weights) in the data folder's assets/%s" % CONTENT_ENCODER
+            )
+        self.report_progress(None, "loading the content encoder")
+        model = utils.HubertModelWithFinalProj.from_pretrained(folder, local_files_only=True)
+        for module in model.modules():
+            utils.remove_weight_norm_if_exists(module)
+        self.content_encoder = model.to(device).eval()
+        # Svc asks for the encoder by its hub name for every character: hand it the one loaded here.
+        utils.get_hubert_model = lambda *args, **kwargs: self.content_encoder
+
+    def load(self, model: ModelRef) -> Dict[str, Any]:
+        from so_vits_svc_fork.inference.core import Svc
+
+        if model.path is None:
+            raise BadRequestError("so-vits-svc characters are folders: put one under the data folder's characters/sovits/")
+        info = self.describe(model.path)
+        if not info.usable:
+            raise BadRequestError("%s: %s" % (os.path.basename(model.path), info.problem))
+        checkpoint = glob.glob(os.path.join(model.path, "G_*.pth"))[0]
+        clusters = glob.glob(os.path.join(model.path, "kmeans*.pt"))
+        try:
+            svc = Svc(net_g_path=checkpoint, config_path=os.path.join(model.path, "config.json"), device=self.device,
+                      cluster_model_path=clusters[0] if clusters else None)
+        except Exception as exc:  # foreign code: translate once, naming the file
+            raise BadRequestError(self._load_problem(checkpoint, exc)) from exc
+        return {"svc": svc, "info": info, "name": os.path.basename(model.path)}
+
+    def _load_problem(self, checkpoint: str, exc: Exception) -> str:
+        name = os.path.basename(checkpoint)
+        text = str(exc)
+        lowered = text.lower()
+        if "unsupported global" in lowered:  # torch's weights-only unpickler met a class or function to call
+            return "%s holds pickled Python objects, not only weights; it was refused (only plain weights are loaded)" % name
+        if any(sign in lowered for sign in ("unsupported operand", "invalid load key", "central directory", "pytorchstreamreader")):
+            return "%s could not be loaded: it is not a readable checkpoint (corrupt or incomplete download?)" % name
+        if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
+            return "%s does not match its config.json (%s)" % (name, text.splitlines()[0][:300])
+        return "%s could not be loaded: %s: %s" % (name, type(exc).__name__, text.splitlines()[0][:300] if text else "")
+
+    def generate(self, character: Dict[str, Any], request: GenerateRequest) -> GenerateResult:
+        import librosa
+        from so_vits_svc_fork.inference.core import split_silence
+
+        svc = character["svc"]
+        info: CharacterInfo = character["info"]
+        options = request.options
+        if request.audio is None or request.audio_sample_rate is None or request.audio.size == 0:
+            raise BadRequestError("so-vits-svc needs a recording to convert")
+        rate = int(svc.target_sample)
+        audio = np.asarray(request.audio, dtype=np.float32)
+        if audio.ndim > 1:
+            audio = audio.mean(axis=0)
+        if request.audio_sample_rate != rate:
+            audio = librosa.resample(audio, orig_sr=request.audio_sample_rate, target_sr=rate).astype(np.float32)
+        if audio.size < rate // 10:
+            raise BadRequestError("the recording is too short to convert (%.3f s; at least 0.1 s)" % (audio.size / rate))
+        speaker = self._speaker(info, str(options.get("speaker", "")))
+        ratio = float(options["cluster_ratio"])
+        if ratio > 0 and not hasattr(svc, "cluster_model"):
+            raise BadRequestError("character likeness needs a kmeans*.pt cluster model, which %s does not have" % character["name"])
+        infer = dict(speaker=speaker, transpose=int(options["pitch_shift_semitones"]), cluster_infer_ratio=ratio,
+                     auto_predict_f0=bool(options["auto_predict_f0"]), noise_scale=float(options["noise_scale"]),
+                     f0_method=str(options["f0_method"]))
+        slice_s = float(options["slice_length_s"])
+        chunks = list(split_silence(audio, top_db=-float(options["silence_threshold_db"]), frame_length=2048, hop_length=512,
+                                    ref=np.max, max_chunk_length=int((slice_s or 40.0) * rate)))
+        spoken = [c for c in chunks if c.is_speech]
+        if not spoken or float(np.abs(audio).max()) < 1e-4:
+            raise BadRequestError("no voice found in the recording: it is silent (or lower the pause threshold)")
+        logger.info("so-vits-svc %s: Svc.infer(%s) on %d slice(s)", character["name"],
+                    ", ".join("%s=%r" % item for item in sorted(infer.items())), len(spoken))
+        out = np.zeros(audio.size, dtype=np.float32)
+        fade = int(float(options["cross_fade_s"]) * rate) if slice_s > 0 else 0
+        for index, chunk in enumerate(c for c in chunks if c.is_speech):
+            request.check_cancelled()
+            converted = self._convert(svc, audio, chunk.start, chunk.end, fade, infer)
+            start = max(0, chunk.start - fade)
+            _overlap_add(out, converted, start, fade if chunk.start > 0 else 0)
+            request.report_progress((index + 1) / len(spoken), "converted slice %d of %d" % (index + 1, len(spoken)))
+        return GenerateResult(audio=np.clip(out, -1.0, 1.0), sample_rate=rate)
+
+    def _convert(self, svc: Any, audio: np.ndarray, start: int, end: int, fade: int, infer: Dict[str, Any]) -> np.ndarray:
+        """Convert audio[start - fade:end], padded with half a second of silence as upstream does."""
+        rate = int(svc.target_sample)
+        piece = audio[max(0, start - fade):end]
+        pad = np.zeros(rate // 2, dtype=np.float32)
+        tensor, _ = svc.infer(audio=np.concatenate([pad, piece, pad]), **infer)
+        result = tensor.cpu().numpy().astype(np.float32)
+        cut = (result.size - piece.size) // 2
+        return np.asarray(result[cut:cut + piece.size], dtype=np.float32)
+
+    @staticmethod
+    def _speaker(info: CharacterInfo, wanted: str) -> str:
+        if not info.speakers:
+            raise BadRequestError("the character's config.json lists no speaker (spk)")
+        if not wanted:
+            return str(info.speakers[0])
+        if wanted not in info.speakers:
+            raise BadRequestError("unknown speaker %r (this character has: %s)" % (wanted, ", ".join(info.speakers)))
+        return wanted
+
+
+def _overlap_add(out: np.ndarray, piece: np.ndarray, start: int, fade: int) -> None:
+    """Write ``piece`` at ``start``, cross-fading its first ``fade`` samples with what is there."""
+    end = min(out.size, start + piece.size)
+    piece = piece[: end - start]
+    fade = min(fade, piece.size)
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+        out[start:start + fade] = out[start:start + fade] * (1.0 - ramp) + piece[:fade] * ramp
+    out[start + fade:end] = piece[fade:]
+
+

@@ -1,0 +1,71 @@
+"""Builds tiny random so-vits-svc characters and a tiny content encoder with so-vits-svc-fork's own
+model classes. Run with the sovits env's Python:
+
+    python build_sovits_character.py OUT_DIR
+
+OUT_DIR/assets/contentvec/        a random ContentVec (HuBERT with final_proj), save_pretrained
+OUT_DIR/characters/tiny-41/       G_0.pth + config.json (4.1: 768-style last hidden state), speakers alice, bob
+OUT_DIR/characters/tiny-40/       G_0.pth + config.json (4.0: layer 9 + final_proj), one speaker
+OUT_DIR/unsafe.pth                a checkpoint whose unpickling would create OUT_DIR/pwned
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import so_vits_svc_fork
+import torch
+from so_vits_svc_fork.modules.synthesizers import SynthesizerTrn
+from so_vits_svc_fork.utils import HubertModelWithFinalProj
+from transformers import HubertConfig
+
+HIDDEN = 32  # the content encoder's width: what 4.1 models take (ssl_dim)
+PROJECTED = 16  # its final projection: what 4.0 models take
+TEMPLATES = Path(so_vits_svc_fork.__file__).parent / "preprocessing" / "config_templates"
+TINY_MODEL = {"inter_channels": 16, "hidden_channels": 16, "filter_channels": 32, "n_heads": 2, "n_layers": 1,
+              "upsample_initial_channel": 32, "gin_channels": 16}
+
+
+def content_encoder(folder: Path) -> None:
+    config = HubertConfig(hidden_size=HIDDEN, num_hidden_layers=9, num_attention_heads=2, intermediate_size=64,
+                          conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                          classifier_proj_size=PROJECTED)
+    torch.manual_seed(0)
+    HubertModelWithFinalProj(config).eval().save_pretrained(str(folder))
+
+
+def character(folder: Path, template: str, ssl_dim: int, speakers: dict) -> None:
+    config = json.loads((TEMPLATES / template).read_text())
+    config["model"].update(TINY_MODEL, ssl_dim=ssl_dim, n_speakers=max(len(speakers), 1))
+    config["model"].pop("pretrained", None)
+    config["spk"] = speakers
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    data, train = config["data"], config["train"]
+    torch.manual_seed(1)
+    net = SynthesizerTrn(data["filter_length"] // 2 + 1, train["segment_size"] // data["hop_length"], **config["model"])
+    torch.save({"model": net.state_dict(), "iteration": 0, "learning_rate": 1e-4, "optimizer": None}, folder / "G_0.pth")
+
+
+class _Pwn:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple:
+        return (os.system, ("touch %s" % self.target,))
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    content_encoder(out / "assets" / "contentvec")
+    character(out / "characters" / "tiny-41", "so-vits-svc-4.0v1.json", HIDDEN, {"alice": 0, "bob": 1})
+    character(out / "characters" / "tiny-40", "so-vits-svc-4.0v1-legacy.json", PROJECTED, {"carol": 0})
+    torch.save({"model": {}, "iteration": _Pwn(str(out / "pwned")), "learning_rate": 1e-4, "optimizer": None}, out / "unsafe.pth")
+    print("built", out)
+
+
+if __name__ == "__main__":
+    main()

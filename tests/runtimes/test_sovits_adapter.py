@@ -1,0 +1,144 @@
+"""so-vits-svc 4.0/4.1 through the supervisor, in its own real env (so-vits-svc-fork, CPU torch), with
+tiny random checkpoints built by the package's own model classes."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import numpy as np
+import pytest
+
+from runtimes.environments import EnvSpec
+from runtimes.errors import BadRequestError, RemoteError
+from runtimes.memory import SystemRamSource
+from runtimes.supervisor import JobRequest, Supervisor, SupervisorSettings
+from tests.conftest import PROJECT_ROOT, SupervisorFactory
+
+RATE = 44100
+
+
+def voiced(seconds: float = 2.0) -> np.ndarray:
+    """A vowel-like sound with a moving pitch: voiced, so every f0 method finds a pitch."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    f0 = 180 + 30 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    audio = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.2
+    return np.asarray(audio * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t) ** 2), dtype=np.float32)
+
+
+def job(models: Path, character: str = "tiny-41", audio: Any = None, **options: Any) -> JobRequest:
+    return JobRequest(architecture="sovits", character=character, character_path=str(models / "characters" / character),
+                      audio=voiced() if audio is None else audio, audio_sample_rate=RATE, options=full(options))
+
+
+def full(options: Dict[str, Any]) -> Dict[str, Any]:
+    from runtimes.adapters.sovits import MANIFEST
+
+    return MANIFEST.resolve_options(options)
+
+
+@pytest.fixture(scope="module")
+def sovits(
+    tmp_path_factory: pytest.TempPathFactory, sovits_spec: EnvSpec, sovits_python: Path, sovits_models: Path
+) -> Iterator[Supervisor]:
+    """One warm worker for the module (its import takes seconds); every test leaves it serving."""
+    settings = SupervisorSettings(project_root=PROJECT_ROOT, run_dir=tmp_path_factory.mktemp("run"), assets_dir=sovits_models / "assets")
+    supervisor = Supervisor(settings, {"sovits": sovits_spec}, lambda spec, progress: sovits_python, memory=SystemRamSource())
+    yield supervisor
+    supervisor.shutdown()
+
+
+def log_lines(supervisor: Supervisor) -> List[str]:
+    [worker] = supervisor.table.live()
+    return list(worker.process.log_tail)
+
+
+def test_converts_with_4_1_and_4_0_in_one_worker(sovits: Supervisor, sovits_models: Path) -> None:
+    sovits.unload("sovits", "tiny-40", str(sovits_models / "characters" / "tiny-40"))
+    first = sovits.generate(job(sovits_models, "tiny-41"))
+    assert first.sample_rate == RATE and abs(first.audio.size - voiced().size) <= 0.05 * voiced().size
+    assert np.isfinite(first.audio).all() and float(np.abs(first.audio).max()) > 0
+    pid = sovits.status()[0]["pid"]
+    second = sovits.generate(job(sovits_models, "tiny-40"))
+    assert second.sample_rate == RATE and second.timings_s.get("load_s", 0) > 0 and "spawn_s" not in second.timings_s
+    [row] = sovits.status()
+    assert row["pid"] == pid and sorted(row["characters"]) == ["tiny-40", "tiny-41"]  # one worker, one content encoder
+
+
+def test_each_option_reaches_the_upstream_call(sovits: Supervisor, sovits_models: Path) -> None:
+    sovits.generate(job(sovits_models, pitch_shift_semitones=7, auto_predict_f0=True, f0_method="harvest", noise_scale=0.0,
+                        speaker="bob"))
+    call = next(line for line in reversed(log_lines(sovits)) if "Svc.infer(" in line)
+    for expected in ("transpose=7", "auto_predict_f0=True", "f0_method='harvest'", "noise_scale=0.0", "speaker='bob'",
+                     "cluster_infer_ratio=0.0"):
+        assert expected in call, call
+
+
+def test_long_input_is_sliced_with_progress(sovits: Supervisor, sovits_models: Path) -> None:
+    messages: List[str] = []
+    result = sovits.generate(job(sovits_models, audio=voiced(6.0), slice_length_s=2.0, cross_fade_s=0.1),
+                             progress=lambda fraction, message: messages.append(message))
+    assert result.audio.size == voiced(6.0).size
+    slices = [m for m in messages if m.startswith("converted slice")]
+    assert len(slices) >= 3 and slices[-1].endswith("of %d" % len(slices))
+
+
+@pytest.mark.parametrize(
+    ("make_folder", "expected"),
+    [
+        (lambda src, dst: shutil.copy(src / "G_0.pth", dst / "G_0.pth"), "no config.json beside G_0.pth"),
+        (lambda src, dst: (shutil.copy(src / "G_0.pth", dst / "model.pth"), shutil.copy(src / "config.json", dst)),
+         "looks like an RVC model"),
+        (lambda src, dst: (shutil.copy(src / "G_0.pth", dst / "G_0.pth"), shutil.copy(src / "G_0.pth", dst / "G_9.pth"),
+                           shutil.copy(src / "config.json", dst)), "2 generator checkpoints .*keep one"),
+        (lambda src, dst: ((dst / "G_0.pth").write_bytes(b"not a checkpoint"), shutil.copy(src / "config.json", dst)),
+         "G_0.pth could not be loaded"),
+    ],
+    ids=["missing config", "another architecture's files", "two checkpoints", "corrupt checkpoint"],
+)
+def test_bad_character_folders_are_clear_errors(sovits: Supervisor, sovits_models: Path, tmp_path: Path, make_folder: Any,
+                                                expected: str) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    make_folder(sovits_models / "characters" / "tiny-41", folder)
+    with pytest.raises(BadRequestError, match=expected):
+        sovits.generate(replace(job(sovits_models), character="bad", character_path=str(folder)))
+    assert sovits.generate(job(sovits_models)).sample_rate == RATE  # the worker keeps serving
+
+
+def test_unsafe_pickle_is_refused_and_runs_nothing(sovits: Supervisor, sovits_models: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "unsafe"
+    folder.mkdir()
+    shutil.copy(sovits_models / "unsafe.pth", folder / "G_0.pth")
+    shutil.copy(sovits_models / "characters" / "tiny-41" / "config.json", folder)
+    with pytest.raises(BadRequestError, match="holds pickled Python objects.*refused"):
+        sovits.generate(replace(job(sovits_models), character="unsafe", character_path=str(folder)))
+    assert not (sovits_models / "pwned").exists()
+    assert sovits.generate(job(sovits_models)).sample_rate == RATE
+
+
+@pytest.mark.parametrize(
+    ("audio", "options", "expected"),
+    [
+        (np.zeros(RATE, dtype=np.float32), {}, "no voice found in the recording"),
+        (np.zeros(1, dtype=np.float32), {}, "too short to convert"),
+        (None, {"speaker": "nobody"}, "unknown speaker 'nobody' .*alice, bob"),
+        (None, {"cluster_ratio": 0.5}, "needs a kmeans.*cluster model"),
+    ],
+    ids=["silence", "one sample", "unknown speaker", "cluster without kmeans"],
+)
+def test_bad_inputs_are_clear_errors(sovits: Supervisor, sovits_models: Path, audio: Any, options: Dict[str, Any],
+                                     expected: str) -> None:
+    with pytest.raises(BadRequestError, match=expected):
+        sovits.generate(job(sovits_models, audio=audio, **options))
+
+
+def test_missing_content_encoder_names_the_asset(make_supervisor: SupervisorFactory, sovits_spec: EnvSpec, sovits_models: Path,
+                                                 tmp_path: Path) -> None:
+    supervisor = make_supervisor({"sovits": sovits_spec}, assets_dir=tmp_path / "empty-assets")
+    with pytest.raises(RemoteError, match="content encoder is missing.*assets/contentvec"):
+        supervisor.generate(job(sovits_models))
+    assert all(row["pid"] is None for row in supervisor.status())
