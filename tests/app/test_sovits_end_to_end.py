@@ -1,0 +1,50 @@
+"""A person puts a so-vits-svc character folder and the content encoder in place and converts a
+recording through the app (gradio_client), with the app's own pipeline around the conversion."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import soundfile
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from tests.conftest import AppServer, start_app
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, sovits_models: Path) -> Iterator[AppServer]:
+    data_dir = tmp_path_factory.mktemp("data")
+    shutil.copytree(sovits_models / "assets", data_dir / "assets")
+    shutil.copytree(sovits_models / "characters", data_dir / "characters" / "sovits")
+    (data_dir / "characters" / "sovits" / "half-copied").mkdir()
+    shutil.copy(sovits_models / "characters" / "tiny-41" / "G_0.pth", data_dir / "characters" / "sovits" / "half-copied")
+    app = start_app(data_dir, extra_env={"VOICEGEN_PREWARM": ""})
+    yield app
+    app.stop()
+
+
+def test_character_folders_are_listed_with_version_and_speakers(server: AppServer) -> None:
+    client = Client(server.url, verbose=False)
+    listed = {c["id"]: c for c in client.predict("sovits", api_name="/list_characters")}
+    assert listed["tiny-41"]["version"] == "4.1" and listed["tiny-41"]["speakers"] == ["alice", "bob"]
+    assert listed["tiny-40"]["version"] == "4.0" and listed["tiny-41"]["label"] == "tiny-41 (v4.1, 2 speakers)"
+    assert not listed["half-copied"]["usable"] and "no config.json" in listed["half-copied"]["label"]
+
+
+def test_a_spoken_recording_is_converted(server: AppServer) -> None:
+    client = Client(server.url, verbose=False)
+    speech, spoken = client.predict("piper", "joe", "This sentence becomes a character's voice.", None, {}, "wav", {}, {}, False,
+                                    api_name="/generate")
+    path, info = client.predict("sovits", "tiny-41", "", handle_file(speech), {"speaker": "bob", "f0_method": "harvest"}, "flac",
+                                {}, {}, False, api_name="/generate")
+    audio, rate = soundfile.read(path)
+    assert rate == info["sample_rate"] == 44100
+    assert abs(audio.size / rate - spoken["duration_s"]) <= 0.05 * spoken["duration_s"]
+    with pytest.raises(AppError, match="character 'half-copied' cannot be used: no config.json"):
+        client.predict("sovits", "half-copied", "", handle_file(speech), {}, "wav", {}, {}, False, api_name="/generate")
+    with pytest.raises(AppError, match="unknown speaker 'nobody'"):
+        client.predict("sovits", "tiny-41", "", handle_file(speech), {"speaker": "nobody"}, "wav", {}, {}, False, api_name="/generate")
