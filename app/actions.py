@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -49,6 +49,10 @@ def _no_progress(fraction: Optional[float], message: str) -> None:
     pass
 
 
+def _prefixed(progress: ProgressFn, prefix: str) -> ProgressFn:
+    return lambda fraction, message: progress(fraction, prefix + message)
+
+
 @dataclass(frozen=True)
 class Generation:
     path: Path
@@ -75,6 +79,15 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class _SpeakFirst:
+    """Text to any voice: a TTS architecture speaks the text, then the conversion takes that speech."""
+
+    manifest: Manifest
+    character: Character
+    options: Dict[str, Any]
+
+
+@dataclass(frozen=True)
 class _Job:
     manifest: Manifest
     character: Character
@@ -84,6 +97,7 @@ class _Job:
     output_format: str
     pre: PreOptions
     post: PostOptions
+    speak_first: Optional[_SpeakFirst] = None
 
 
 @dataclass
@@ -149,12 +163,16 @@ class Workstation:
         preprocess: Optional[Dict[str, Any]] = None,
         postprocess: Optional[Dict[str, Any]] = None,
         use_cache: bool = True,
+        speak_with: Optional[Dict[str, Any]] = None,
     ) -> Generation:
+        """``speak_with`` ({"architecture", "character", "options"}): for a conversion architecture given
+        text and no recording, the TTS that speaks the text first (default: the default architecture)."""
         cancel = threading.Event()
         with self._running_lock:
             self._running.setdefault(session, []).append(cancel)
         try:
-            job = self._prepare(architecture, character_id, text, audio_path, options, output_format, preprocess, postprocess)
+            job = self._prepare(architecture, character_id, text, audio_path, options, output_format, preprocess, postprocess,
+                                speak_with)
             return self._run(job, progress, cancel, use_cache)
         finally:
             with self._running_lock:
@@ -180,6 +198,7 @@ class Workstation:
         output_format: str,
         preprocess: Optional[Dict[str, Any]],
         postprocess: Optional[Dict[str, Any]],
+        speak_with: Optional[Dict[str, Any]] = None,
     ) -> _Job:
         """Validate everything a person gave, before any work is done."""
         manifest = self.manifest(architecture)
@@ -189,14 +208,18 @@ class Workstation:
         text = (text or "").strip()
         if output_format not in OUTPUT_FORMATS:
             raise UserFacingError("unknown output format %r (choose one of %s)" % (output_format, ", ".join(OUTPUT_FORMATS)))
+        speak_first = self._speak_first(speak_with) if manifest.needs_audio and not audio_path and text else None
         if manifest.needs_text and not text:
             raise UserFacingError("%s needs text: type what it should say" % manifest.display_name)
-        if text and not manifest.needs_text and "tts" not in manifest.capabilities:
-            raise UserFacingError("%s converts recordings and takes no text: upload or record audio instead" % manifest.display_name)
+        if text and speak_first is None and not manifest.needs_text and "tts" not in manifest.capabilities:
+            raise UserFacingError(
+                "%s converts recordings: give a recording, or only text (it is then spoken first), not both" % manifest.display_name
+            )
         if len(text) > self.settings.max_text_chars:
             raise UserFacingError("the text is %d characters long; the limit is %d" % (len(text), self.settings.max_text_chars))
-        if manifest.needs_audio and not audio_path:
-            raise UserFacingError("%s needs input audio: upload or record a recording" % manifest.display_name)
+        if manifest.needs_audio and not audio_path and speak_first is None:
+            raise UserFacingError("%s needs input audio: upload or record a recording, or type text to speak first"
+                                  % manifest.display_name)
         try:
             resolved = manifest.resolve_options(options)
             pre = PreOptions.from_dict(preprocess)
@@ -209,7 +232,24 @@ class Workstation:
                 decoded = decode(Path(audio_path))
             except PipelineError as exc:
                 raise UserFacingError(str(exc)) from exc
-        return _Job(manifest, character, text, decoded, resolved, output_format, pre, post)
+        return _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first)
+
+    def _speak_first(self, speak_with: Optional[Dict[str, Any]]) -> _SpeakFirst:
+        given = dict(speak_with or {})
+        unknown = sorted(set(given) - {"architecture", "character", "options"})
+        if unknown:
+            raise UserFacingError("speak_with takes architecture, character and options, not %s" % ", ".join(unknown))
+        architecture = str(given.get("architecture") or self.settings.default_architecture)
+        manifest = self.manifest(architecture)
+        if "tts" not in manifest.capabilities:
+            raise UserFacingError("%s cannot speak text first: choose a text-to-speech architecture" % manifest.display_name)
+        characters = self.characters(architecture)
+        character = self.character(architecture, str(given["character"])) if given.get("character") else characters[0]
+        try:
+            options = manifest.resolve_options(given.get("options") or {})
+        except ValueError as exc:
+            raise UserFacingError("speak_with: %s" % exc) from exc
+        return _SpeakFirst(manifest, character, options)
 
     def _run(self, job: _Job, progress: ProgressFn, cancel: threading.Event, use_cache: bool) -> Generation:
         manifest, character = job.manifest, job.character
@@ -221,9 +261,10 @@ class Workstation:
             job.text,
             audio_digest(job.decoded.audio, job.decoded.sample_rate) if job.decoded else None,
             job.options,
-            job.pre.to_dict() if job.decoded else None,
+            job.pre.to_dict() if job.decoded or job.speak_first else None,
             job.post.to_dict(),
             job.output_format,
+            self._speak_first_key(job.speak_first),
         )
         target = self._output_path(manifest.architecture, character.id)
         if use_cache:
@@ -235,14 +276,29 @@ class Workstation:
                 return Generation(path, manifest.architecture, character.id, job.text, int(info["sample_rate"]),
                                   float(info["duration_s"]), False, {"total_s": 0.0}, cached=True)
 
+        speak_s = 0.0
+        source = (job.decoded.audio, job.decoded.sample_rate) if job.decoded is not None else None
+        if job.speak_first is not None:
+            first = job.speak_first
+            started = time.perf_counter()
+            spoken = self._run_on_worker(
+                first.manifest,
+                JobRequest(architecture=first.manifest.architecture, character=first.character.id,
+                           character_path=first.character.model_path, text=job.text, options=first.options),
+                lambda fraction, message: progress(None, "1/2 speaking (%s): %s" % (first.character.id, message)),
+                cancel,
+            )
+            source = (spoken.audio, spoken.sample_rate)
+            speak_s = time.perf_counter() - started
+            progress = _prefixed(progress, "2/2 converting: ")
         started = time.perf_counter()
         audio: Optional[np.ndarray] = None
         audio_rate: Optional[int] = None
-        if job.decoded is not None:
+        if source is not None:
             progress(None, "preprocessing the input audio")
-            target_hz = manifest.input_sample_rate or job.decoded.sample_rate
+            target_hz = manifest.input_sample_rate or source[1]
             try:
-                audio, audio_rate = self.cache.apply(job.pre.chain(target_hz), job.decoded.audio, job.decoded.sample_rate)
+                audio, audio_rate = self.cache.apply(job.pre.chain(target_hz), source[0], source[1])
             except PipelineError as exc:
                 raise UserFacingError(str(exc)) from exc
         pre_s = time.perf_counter() - started
@@ -251,12 +307,14 @@ class Workstation:
             architecture=manifest.architecture,
             character=character.id,
             character_path=character.model_path,
-            text=job.text,
+            text="" if job.speak_first else job.text,
             audio=audio,
             audio_sample_rate=audio_rate,
             options=job.options,
         )
         result = self._run_on_worker(manifest, request, progress, cancel)
+        if job.speak_first is not None:
+            result = replace(result, timings_s=dict(result.timings_s, speak_s=speak_s))
 
         progress(None, "post-processing")
         started = time.perf_counter()
@@ -291,6 +349,12 @@ class Workstation:
             raise UserFacingError(str(exc)) from exc
         except RuntimeLayerError as exc:
             raise UserFacingError("%s: %s" % (manifest.display_name, exc)) from exc
+
+    def _speak_first_key(self, first: Optional[_SpeakFirst]) -> Optional[str]:
+        if first is None:
+            return None
+        fingerprint = self.model_fingerprint(first.manifest.architecture, first.character)
+        return key_of(first.manifest.architecture, first.character.id, fingerprint, first.options)
 
     def model_fingerprint(self, architecture: str, character: Character) -> str:
         """What identifies the model's files: the pinned env spec for builtin voices, else the folder's files."""

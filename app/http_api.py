@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import Literal, Optional, Tuple
+from typing import Any, Dict, Literal, Optional, Tuple
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -25,6 +25,9 @@ class SpeechRequest(BaseModel):
     response_format: Literal["wav", "flac", "mp3", "opus", "ogg"] = "wav"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     cache: bool = Field(True, description="answer an identical earlier request from the cache")
+    speak_with: Optional[Dict[str, Any]] = Field(
+        None, description="for a conversion model: the TTS that speaks the input first ({architecture, character, options}); "
+        "default: the default voice")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -62,7 +65,7 @@ def add_http_routes(app: FastAPI, station: Workstation, auth: Optional[Tuple[str
                 postprocess["speed"] = body.speed
             generation = station.generate(
                 body.model, voice_id, text=body.input, options=options, output_format=body.response_format,
-                postprocess=postprocess, use_cache=body.cache,
+                postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with,
             )
         except UserFacingError as exc:
             return _error(400, str(exc))

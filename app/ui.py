@@ -66,6 +66,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
         request: Optional[gr.Request],
         processing: Mapping[str, Optional[Dict[str, Any]]],
         use_cache: bool,
+        speak_with: Optional[Dict[str, Any]] = None,
     ) -> Generation:
         return shown_to_person(
             lambda: station.generate(
@@ -80,6 +81,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 preprocess=processing.get("preprocess"),
                 postprocess=processing.get("postprocess"),
                 use_cache=use_cache,
+                speak_with=speak_with,
             )
         )
 
@@ -101,6 +103,16 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     )
                     text = gr.Textbox(label="Text", lines=4, placeholder="Type what the voice should say")
                     audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input audio (upload or record)")
+                    speakers = [a for a in architectures if "tts" in catalogue[a]["capabilities"]]
+                    converts = catalogue[default_arch]["needs_audio"]
+                    with gr.Row(visible=converts) as speak_row:
+                        speak_arch = gr.Dropdown(
+                            choices=[(catalogue[a]["name"], a) for a in speakers], value=speakers[0] if speakers else None,
+                            label="No recording? Speak the text first with",
+                        )
+                        first_speakers = character_choices(speakers[0]) if speakers else []
+                        speak_char = gr.Dropdown(choices=first_speakers, value=first_speakers[0][1] if first_speakers else None,
+                                                 label="Voice that speaks it")
                     option_components: List[Tuple[str, str, gr.components.Component]] = []
                     option_groups: Dict[str, gr.Group] = {}
                     with gr.Accordion("Options", open=True):
@@ -172,6 +184,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
             api_pre = gr.JSON(label="preprocess")
             api_post = gr.JSON(label="postprocess")
             api_use_cache = gr.Checkbox(label="use_cache", value=True)
+            api_speak_with = gr.JSON(label="speak_with")
             api_preview_out = gr.Audio(type="filepath", label="preview")
             api_presets_out = gr.JSON(label="presets")
             api_preset_name = gr.Textbox(label="name")
@@ -203,17 +216,25 @@ def build_ui(station: Workstation) -> gr.Blocks:
             choices = character_choices(arch)
             updates: List[Any] = [gr.update(choices=choices, value=choices[0][1] if choices else None)]
             updates += [gr.update(visible=name == arch) for name in architectures]
+            updates.append(gr.update(visible=bool(catalogue[arch]["needs_audio"])))
             return updates
 
         architecture.change(
             on_architecture,
             inputs=architecture,
-            outputs=[character] + [option_groups[a] for a in architectures],
+            outputs=[character] + [option_groups[a] for a in architectures] + [speak_row],
             api_visibility="private",
         )
 
+        def on_speak_architecture(arch: str) -> Any:
+            choices = character_choices(arch)
+            return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+        speak_arch.change(on_speak_architecture, inputs=speak_arch, outputs=speak_char, api_visibility="private")
+
         def on_generate(
             arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, cache_ok: bool, history: List[List[Any]],
+            first_arch: Optional[str], first_char: Optional[str],
             *values: Any,
             progress: gr.Progress = gr.Progress(),
             request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
@@ -221,7 +242,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
             option_values = values[: len(option_components)]
             options = {name: value for (owner, name, _), value in zip(option_components, option_values, strict=True) if owner == arch}
             chosen = processing.to_dicts(list(values[len(option_components):]))
-            generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress, request, chosen, cache_ok)
+            speak_with = {"architecture": first_arch, "character": first_char} if first_arch and first_char else None
+            generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress, request, chosen, cache_ok,
+                                        speak_with)
             row = [
                 generation.path.stem.split("-")[0],
                 arch,
@@ -236,7 +259,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         generate_event = generate_button.click(
             on_generate,
-            inputs=[architecture, character, text, audio_in, output_format, use_cache, history_state]
+            inputs=[architecture, character, text, audio_in, output_format, use_cache, history_state, speak_arch, speak_char]
             + [c for _, _, c in option_components]
             + processing.components,
             outputs=[audio_out, info_out, history_table, history_state, history_files],
@@ -259,23 +282,28 @@ def build_ui(station: Workstation) -> gr.Blocks:
             preprocess: Any = None,
             postprocess: Any = None,
             use_cache: bool = True,
+            speak_with: Any = None,
             progress: gr.Progress = gr.Progress(),
             request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
         ) -> Tuple[str, Dict[str, Any]]:
-            """Generate speech (TTS) or convert audio with the chosen architecture and character."""
+            """Generate speech (TTS) or convert audio with the chosen architecture and character. For a
+            conversion architecture, text without audio is spoken first by ``speak_with``
+            ({"architecture", "character", "options"}; default: the default TTS voice)."""
             parsed = shown_to_person(lambda: parse_json_object(options, "options")) or {}
             chosen = shown_to_person(lambda: {
                 "preprocess": parse_json_object(preprocess, "preprocess"),
                 "postprocess": parse_json_object(postprocess, "postprocess"),
             })
+            first = shown_to_person(lambda: parse_json_object(speak_with, "speak_with"))
             generation = run_generation(
-                architecture, character, text, audio, parsed, output_format or "wav", progress, request, chosen, bool(use_cache)
+                architecture, character, text, audio, parsed, output_format or "wav", progress, request, chosen, bool(use_cache), first
             )
             return str(generation.path), generation.info()
 
         api_button.click(
             api_generate,
-            inputs=[api_architecture, api_character, api_text, api_audio, api_options, api_format, api_pre, api_post, api_use_cache],
+            inputs=[api_architecture, api_character, api_text, api_audio, api_options, api_format, api_pre, api_post, api_use_cache,
+                    api_speak_with],
             outputs=[api_audio_out, api_info_out],
             api_name="generate",
         )

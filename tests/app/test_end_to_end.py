@@ -45,7 +45,8 @@ def test_named_endpoints_are_listed(client: Client) -> None:
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/generate", "/list_architectures", "/list_characters", "/runtime_status"} <= set(endpoints)
     names = [p["parameter_name"] for p in endpoints["/generate"]["parameters"]]
-    assert names == ["architecture", "character", "text", "audio", "options", "output_format", "preprocess", "postprocess", "use_cache"]
+    assert names == ["architecture", "character", "text", "audio", "options", "output_format", "preprocess", "postprocess", "use_cache",
+                     "speak_with"]
 
 
 def test_catalogue(client: Client) -> None:
@@ -103,7 +104,6 @@ def test_uploaded_recording_is_converted(client: Client, tmp_path: Path) -> None
         (("piper", "joe", "   "), "needs text"),
         (("nonexistent", "joe", "hi"), "unknown architecture 'nonexistent'"),
         (("piper", "nobody", "hi"), "unknown character 'nobody'"),
-        (("fake", "plain", "speak this"), "takes no text"),
         (("fake", "plain", ""), "needs input audio"),
     ],
 )
@@ -281,5 +281,12 @@ def test_voice_changer_converts_a_real_recording(client: Client, tmp_path: Path)
         return float(np.nanmedian(f0[flags]))
 
     assert median_f0(changed, rate) > 1.3 * median_f0(source, source_rate)
-    with pytest.raises(AppError, match="takes no text"):
+    with pytest.raises(AppError, match="give a recording, or only text .*not both"):
         generate(client, "praat", "higher", "some text", handle_file(speech))
+    # text and no recording: Piper speaks it first, the changer converts that, in one request
+    spoken_path, spoken = generate(client, "praat", "higher", "This recording will sound like someone else.", None)
+    assert spoken["sample_rate"] == 44100 and "speak_s" in spoken["timings_s"]
+    assert abs(spoken["duration_s"] - source.size / source_rate) < 0.3
+    assert median_f0(*read(spoken_path)) > 1.3 * median_f0(source, source_rate)
+    with pytest.raises(AppError, match="cannot speak text first"):
+        client.predict("praat", "higher", "Hi.", None, {}, "wav", {}, {}, False, {"architecture": "fake"}, api_name="/generate")
