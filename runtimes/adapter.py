@@ -91,6 +91,10 @@ class Adapter:
         """Load one character and return it (any object); it is passed back to ``generate``."""
         raise NotImplementedError
 
+    def details(self, character: Any) -> Dict[str, Any]:
+        """What a loaded character turned out to be (e.g. RVC's v1/v2, read from the checkpoint): JSON values."""
+        return {}
+
     def unload(self, character: Any) -> None:
         """Free a character ``load`` returned (dropping the last reference is the default)."""
 

@@ -244,7 +244,10 @@ class EnvironmentBuilder:
             for pattern in spec.prune:
                 for path in site.glob(pattern):
                     progress("[%s] removing %s (unusable here; the package works without it)" % (spec.name, path.relative_to(site)))
-                    path.unlink()
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
 
     def _commands(self, spec: EnvSpec, env_dir: Path) -> List[List[str]]:
         interpreter = find_interpreter(spec.python)

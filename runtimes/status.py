@@ -37,6 +37,7 @@ def status_rows(table: WorkerTable, policy: KeepAlivePolicy, crashes: CrashPolic
                 "idle_s": round(slot_idle_s, 1),
                 "keep_alive_left_s": None if keep_alive < 0 else round(max(0.0, keep_alive - slot_idle_s), 1),
                 "load_s": round(slot.load_s, 3),
+                "details": slot.details,
             })
         lefts: List[Optional[float]] = [c["keep_alive_left_s"] for c in loaded]  # type: ignore[misc]
         default_left = None if policy.default_s < 0 else round(max(0.0, policy.default_s - idle_s), 1)

@@ -378,7 +378,7 @@ class Supervisor:
         model = {"character": request.character, "path": request.character_path, "device": "cpu" if worker.device == "cpu" else "cuda"}
         started = time.perf_counter()
         header = {"type": "load", "job": self._job_id(), "model": model}
-        self._ask(worker, header, None, "loaded", self._load_limits(), cancel, progress, request.key)
+        reply, _ = self._ask(worker, header, None, "loaded", self._load_limits(), cancel, progress, request.key)
         load_s = time.perf_counter() - started
         after = self.admission.measure(worker)
         model_id = "%s/%s" % request.key
@@ -388,7 +388,8 @@ class Supervisor:
         size = self.ledger.get(model_id, worker.device) if measured else None
         if size is None:
             size = self._character_need(request, worker.device)
-        slot = CharacterSlot(request.model_key, request.character, size, measured, load_s)
+        details = reply.get("details")
+        slot = CharacterSlot(request.model_key, request.character, size, measured, load_s, details=dict(details or {}))
         with self.table.lock:
             worker.characters[request.model_key] = slot
         self.table.set_activity(worker, WorkerState.BUSY, "%s/%s" % request.key)

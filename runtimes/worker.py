@@ -148,7 +148,8 @@ class Worker:
             if model.key not in self.characters:
                 self.adapter.report_progress = lambda fraction, message: self.report_progress(job, fraction, message)  # type: ignore[method-assign]
                 self.characters[model.key] = self.adapter.load(model)
-            self.data.send({"type": "loaded", "job": job, "load_s": time.perf_counter() - started})
+            details = self.adapter.details(self.characters[model.key])
+            self.data.send({"type": "loaded", "job": job, "load_s": time.perf_counter() - started, "details": details})
         elif kind == "unload":
             character = self.characters.pop(str(header.get("key")), None)
             if character is not None:

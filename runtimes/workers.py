@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from runtimes.environments import EnvSpec
 from runtimes.errors import JobCancelledError, WorkerStoppedError
@@ -48,6 +48,8 @@ class CharacterSlot:
     measured: bool
     load_s: float
     last_used: float = field(default_factory=time.monotonic)
+    details: Dict[str, Any] = field(default_factory=dict)
+    """What the adapter found loading it (version, sample rate, ...)."""
 
 
 @dataclass(eq=False)

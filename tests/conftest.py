@@ -58,6 +58,23 @@ def piper_python(builder: EnvironmentBuilder, piper_spec: EnvSpec) -> Path:
     return builder.ensure(piper_spec)
 
 
+def tiny_models(builder: EnvironmentBuilder, spec: EnvSpec, python: Path) -> Path:
+    """Tiny random characters and shared assets of an architecture, built by
+    ``tests/builders/build_<arch>_character.py`` with the package's own classes in its env; cached on
+    disk by the env's hash and the builder's code, so CI builds them once."""
+    script = PROJECT_ROOT / "tests" / "builders" / ("build_%s_character.py" % spec.name)
+    digest = hashlib.sha256((builder.spec_hash(spec) + script.read_text()).encode()).hexdigest()[:16]
+    cache = built_envs_dir().parent / "test-models" / ("%s-%s" % (spec.name, digest))
+    if not (cache / ".complete").exists():
+        partial = cache.with_name(cache.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run([str(python), str(script), str(partial)], check=True, capture_output=True, timeout=600)
+        (partial / ".complete").write_text("")
+        shutil.rmtree(cache, ignore_errors=True)
+        partial.rename(cache)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def sovits_spec() -> EnvSpec:
     return load_spec(PROJECT_ROOT / "envs" / "sovits")
@@ -70,19 +87,22 @@ def sovits_python(builder: EnvironmentBuilder, sovits_spec: EnvSpec) -> Path:
 
 @pytest.fixture(scope="session")
 def sovits_models(builder: EnvironmentBuilder, sovits_spec: EnvSpec, sovits_python: Path) -> Path:
-    """Tiny random so-vits-svc characters and content encoder, built with the package's own classes in
-    its env; cached on disk by the env's hash and the builder's code, so CI builds them once."""
-    script = PROJECT_ROOT / "tests" / "builders" / "build_sovits_character.py"
-    digest = hashlib.sha256((builder.spec_hash(sovits_spec) + script.read_text()).encode()).hexdigest()[:16]
-    cache = built_envs_dir().parent / "test-models" / ("sovits-" + digest)
-    if not (cache / ".complete").exists():
-        partial = cache.with_name(cache.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        subprocess.run([str(sovits_python), str(script), str(partial)], check=True, capture_output=True, timeout=600)
-        (partial / ".complete").write_text("")
-        shutil.rmtree(cache, ignore_errors=True)
-        partial.rename(cache)
-    return cache
+    return tiny_models(builder, sovits_spec, sovits_python)
+
+
+@pytest.fixture(scope="session")
+def rvc_spec() -> EnvSpec:
+    return load_spec(PROJECT_ROOT / "envs" / "rvc")
+
+
+@pytest.fixture(scope="session")
+def rvc_python(builder: EnvironmentBuilder, rvc_spec: EnvSpec) -> Path:
+    return builder.ensure(rvc_spec)
+
+
+@pytest.fixture(scope="session")
+def rvc_models(builder: EnvironmentBuilder, rvc_spec: EnvSpec, rvc_python: Path) -> Path:
+    return tiny_models(builder, rvc_spec, rvc_python)
 
 
 SupervisorFactory = Callable[..., Supervisor]

@@ -18,9 +18,9 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
+from runtimes.adapters.common import asset_path, load_failure, missing_asset, overlap_add
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Manifest, Option
-from runtimes.protocol import ASSETS_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -112,13 +112,10 @@ class SovitsAdapter(Adapter):
 
         self.torch = torch
         self.device = device
-        assets = os.environ.get(ASSETS_ENV, "")
-        folder = os.path.join(assets, CONTENT_ENCODER)
+        folder = asset_path(CONTENT_ENCODER)
         if not os.path.isfile(os.path.join(folder, "config.json")):
-            raise BadRequestError(
-                "the so-vits-svc content encoder is missing: put ContentVec (the Hugging Face folder "
-                "lengyue233/content-vec-best: config.json and its weights) in the data folder's assets/%s" % CONTENT_ENCODER
-            )
+            raise missing_asset("so-vits-svc", "content encoder", CONTENT_ENCODER,
+                                "ContentVec (the Hugging Face folder lengyue233/content-vec-best: config.json and its weights)")
         self.report_progress(None, "loading the content encoder")
         model = utils.HubertModelWithFinalProj.from_pretrained(folder, local_files_only=True)
         for module in model.modules():
@@ -141,20 +138,13 @@ class SovitsAdapter(Adapter):
             svc = Svc(net_g_path=checkpoint, config_path=os.path.join(model.path, "config.json"), device=self.device,
                       cluster_model_path=clusters[0] if clusters else None)
         except Exception as exc:  # foreign code: translate once, naming the file
-            raise BadRequestError(self._load_problem(checkpoint, exc)) from exc
+            raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
         return {"svc": svc, "info": info, "name": os.path.basename(model.path)}
 
-    def _load_problem(self, checkpoint: str, exc: Exception) -> str:
-        name = os.path.basename(checkpoint)
-        text = str(exc)
-        lowered = text.lower()
-        if "unsupported global" in lowered:  # torch's weights-only unpickler met a class or function to call
-            return "%s holds pickled Python objects, not only weights; it was refused (only plain weights are loaded)" % name
-        if any(sign in lowered for sign in ("unsupported operand", "invalid load key", "central directory", "pytorchstreamreader")):
-            return "%s could not be loaded: it is not a readable checkpoint (corrupt or incomplete download?)" % name
-        if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
-            return "%s does not match its config.json (%s)" % (name, text.splitlines()[0][:300])
-        return "%s could not be loaded: %s: %s" % (name, type(exc).__name__, text.splitlines()[0][:300] if text else "")
+    def details(self, character: Dict[str, Any]) -> Dict[str, Any]:
+        info: CharacterInfo = character["info"]
+        return {"version": info.version, "speakers": list(info.speakers), "sample_rate": int(character["svc"].target_sample),
+                "cluster_model": hasattr(character["svc"], "cluster_model")}
 
     def generate(self, character: Dict[str, Any], request: GenerateRequest) -> GenerateResult:
         import librosa
@@ -194,7 +184,7 @@ class SovitsAdapter(Adapter):
             request.check_cancelled()
             converted = self._convert(svc, audio, chunk.start, chunk.end, fade, infer)
             start = max(0, chunk.start - fade)
-            _overlap_add(out, converted, start, fade if chunk.start > 0 else 0)
+            overlap_add(out, converted, start, fade if chunk.start > 0 else 0)
             request.report_progress((index + 1) / len(spoken), "converted slice %d of %d" % (index + 1, len(spoken)))
         return GenerateResult(audio=np.clip(out, -1.0, 1.0), sample_rate=rate)
 
@@ -217,16 +207,3 @@ class SovitsAdapter(Adapter):
         if wanted not in info.speakers:
             raise BadRequestError("unknown speaker %r (this character has: %s)" % (wanted, ", ".join(info.speakers)))
         return wanted
-
-
-def _overlap_add(out: np.ndarray, piece: np.ndarray, start: int, fade: int) -> None:
-    """Write ``piece`` at ``start``, cross-fading its first ``fade`` samples with what is there."""
-    end = min(out.size, start + piece.size)
-    piece = piece[: end - start]
-    fade = min(fade, piece.size)
-    if fade:
-        ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
-        out[start:start + fade] = out[start:start + fade] * (1.0 - ramp) + piece[:fade] * ramp
-    out[start + fade:end] = piece[fade:]
-
-

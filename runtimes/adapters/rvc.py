@@ -1,0 +1,165 @@
+"""RVC v1 / v2 voice conversion, through infer-rvc-python's own inference code.
+
+A character is a folder: exactly one ``*.pth`` model (v1 or v2, read from the checkpoint) and at
+most one ``*.index`` feature index. Shared assets under ``<data>/assets/``: ``hubert`` (a
+``transformers`` HuBERT folder, 768 wide, with its final projection for v1 models) and, for the
+rmvpe pitch extractor, ``rmvpe.pt``. Loaded once per worker, offline; checkpoints weights-only.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from typing import Any, Dict
+
+import numpy as np
+
+from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
+from runtimes.adapters.common import asset_path, load_failure, missing_asset, overlap_add, slices
+from runtimes.errors import BadRequestError
+from runtimes.manifest import Manifest, Option
+
+logger = logging.getLogger(__name__)
+
+HUBERT = "hubert"
+RMVPE = "rmvpe.pt"
+INPUT_RATE = 16000  # what the content encoder takes; the model's own rate comes out
+F0_METHODS = ("pm", "crepe", "rmvpe")
+
+MANIFEST = Manifest(
+    architecture="rvc",
+    display_name="RVC v1/v2 (voice conversion)",
+    version="1",
+    capabilities=("convert",),
+    needs_text=False,
+    needs_audio=True,
+    input_sample_rate=INPUT_RATE,
+    options=(
+        Option("pitch_shift_semitones", "Pitch shift (semitones; about +12 male to female)", "int", 0, -36, 36, 1),
+        Option("f0_method", "Pitch (f0) method", "choice", "pm", choices=F0_METHODS,
+               help="pm: fast; crepe: smooth; rmvpe: best for speech and song (needs assets/rmvpe.pt). "
+                    "harvest is not offered: infer-rvc-python cannot run it on audio in memory"),
+        Option("index_ratio", "Character similarity (index ratio)", "float", 0.88, 0.0, 1.0, 0.01,
+               help="how much of the character's feature index to use; needs its .index file"),
+        Option("volume_envelope_mix", "Volume envelope mix (1 = the model's, 0 = the input's)", "float", 1.0, 0.0, 1.0, 0.01),
+        Option("protect_voiceless", "Voiceless consonant protection (0.5 = off)", "float", 0.33, 0.0, 0.5, 0.01),
+        Option("slice_length_s", "Slice length (s; long inputs are converted in slices)", "float", 30.0, 5.0, 120.0, 1.0),
+        Option("cross_fade_s", "Cross-fade between slices (s)", "float", 0.1, 0.0, 2.0, 0.01),
+    ),
+)
+
+
+class RvcAdapter(Adapter):
+    manifest = MANIFEST
+
+    def __init__(self) -> None:
+        self.loader: Any = None
+        self.rmvpe: Any = None
+
+    @staticmethod
+    def describe(folder: str) -> CharacterInfo:
+        models = sorted(glob.glob(os.path.join(folder, "*.pth")))
+        names = ", ".join(os.path.basename(p) for p in models)
+        if not models:
+            return CharacterInfo(False, "no .pth model")
+        if len(models) > 1:
+            return CharacterInfo(False, "%d .pth files (%s); keep one" % (len(models), names))
+        if os.path.basename(models[0]).startswith("G_") and os.path.exists(os.path.join(folder, "config.json")):
+            return CharacterInfo(False, "%s with a config.json looks like a so-vits-svc model" % os.path.basename(models[0]))
+        indexes = glob.glob(os.path.join(folder, "*.index"))
+        if len(indexes) > 1:
+            return CharacterInfo(False, "%d .index files; keep one" % len(indexes))
+        # v1 or v2 is inside the checkpoint: shown once it is loaded (reading it needs torch)
+        return CharacterInfo(True, "", extras=("feature index",) if indexes else ())
+
+    def load_shared(self, device: str) -> None:
+        from infer_rvc_python.main import BaseLoader, load_hu_bert
+
+        folder = asset_path(HUBERT)
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            raise missing_asset("RVC", "content encoder (HuBERT)", HUBERT,
+                                "a 768-wide HuBERT as a Hugging Face folder (e.g. r3gm/hubert_base: config.json and its weights)")
+        self.loader = BaseLoader(only_cpu=device == "cpu", hubert_path=folder)
+        self.report_progress(None, "loading the content encoder")
+        self.loader.hu_bert_model = load_hu_bert(self.loader.config, folder)
+
+    def _rmvpe(self) -> Any:
+        if self.rmvpe is None:
+            from infer_rvc_python.lib.rmvpe import RMVPE as Rmvpe
+
+            path = asset_path(RMVPE)
+            if not os.path.isfile(path):
+                raise missing_asset("RVC", "rmvpe pitch extractor", RMVPE, "rmvpe.pt (from lj1995/VoiceConversionWebUI)")
+            self.rmvpe = Rmvpe(path, is_half=self.loader.config.is_half, device=self.loader.config.device)
+        return self.rmvpe
+
+    def load(self, model: ModelRef) -> Dict[str, Any]:
+        import faiss
+        from infer_rvc_python.main import load_trained_model
+
+        if model.path is None:
+            raise BadRequestError("RVC characters are folders: put one under the data folder's characters/rvc/")
+        info = self.describe(model.path)
+        if not info.usable:
+            raise BadRequestError("%s: %s" % (os.path.basename(model.path), info.problem))
+        checkpoint = glob.glob(os.path.join(model.path, "*.pth"))[0]
+        try:
+            n_speakers, rate, net_g, pipe, cpt, version = load_trained_model(checkpoint, self.loader.config)
+        except Exception as exc:  # foreign code: translate once, naming the file
+            raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
+        index = big = None
+        indexes = glob.glob(os.path.join(model.path, "*.index"))
+        if indexes:
+            try:
+                index = faiss.read_index(indexes[0])
+                big = index.reconstruct_n(0, index.ntotal) if index.ntotal else None
+            except Exception as exc:  # foreign code: translate once, naming the file
+                raise BadRequestError("%s could not be read: %s" % (os.path.basename(indexes[0]), exc)) from exc
+        logger.info("RVC %s: %s, %d Hz, pitch %s, index %s", os.path.basename(model.path), version, rate,
+                    "yes" if cpt.get("f0", 1) else "no", "yes" if big is not None else "no")
+        return {"name": os.path.basename(model.path), "speakers": n_speakers, "rate": int(rate), "net_g": net_g, "pipe": pipe,
+                "cpt": cpt, "version": version, "f0": int(cpt.get("f0", 1)), "index": index if big is not None else None, "big": big}
+
+    def details(self, character: Dict[str, Any]) -> Dict[str, Any]:
+        return {"version": character["version"], "sample_rate": character["rate"], "pitch": bool(character["f0"]),
+                "feature_index": character["index"] is not None}
+
+    def generate(self, character: Dict[str, Any], request: GenerateRequest) -> GenerateResult:
+        options = request.options
+        if request.audio is None or request.audio_sample_rate is None or request.audio.size == 0:
+            raise BadRequestError("RVC needs a recording to convert")
+        audio = np.asarray(request.audio, dtype=np.float32)
+        if audio.ndim > 1:
+            audio = audio.mean(axis=0)
+        if request.audio_sample_rate != INPUT_RATE:
+            raise BadRequestError("RVC takes %d Hz input (the app resamples to it)" % INPUT_RATE)
+        if audio.size < INPUT_RATE // 10:
+            raise BadRequestError("the recording is too short to convert (%.3f s; at least 0.1 s)" % (audio.size / INPUT_RATE))
+        if float(np.abs(audio).max()) < 1e-4:
+            raise BadRequestError("no voice found in the recording: it is silent")
+        method = str(options["f0_method"])
+        if method == "rmvpe":
+            character["pipe"].model_rmvpe = self._rmvpe()
+        ratio = float(options["index_ratio"]) if character["index"] is not None else 0.0
+        params = {"pitch_algo": method, "pitch_lvl": int(options["pitch_shift_semitones"]), "respiration_median_filtering": 3,
+                  "resample_sr": 0, "envelope_ratio": float(options["volume_envelope_mix"]),
+                  "consonant_breath_protection": float(options["protect_voiceless"])}
+        logger.info("RVC %s: infer(%s, index_influence=%r)", character["name"],
+                    ", ".join("%s=%r" % item for item in sorted(params.items())), ratio)
+        rate = character["rate"]
+        fade_in = int(float(options["cross_fade_s"]) * INPUT_RATE)
+        pieces = list(slices(audio.size, int(float(options["slice_length_s"]) * INPUT_RATE), fade_in))
+        out = np.zeros(int(round(audio.size * rate / INPUT_RATE)), dtype=np.float32)
+        for number, (start, end) in enumerate(pieces, start=1):
+            request.check_cancelled()
+            converted, _ = self.loader.infer(
+                "job", params, character["speakers"], rate, character["net_g"], character["pipe"], character["cpt"],
+                character["version"], character["f0"], ratio, character["index"], character["big"], None,
+                (audio[start:end], INPUT_RATE), False, "array",
+            )
+            piece = np.asarray(converted, dtype=np.float32) / 32768.0
+            at = int(round(start * rate / INPUT_RATE))
+            overlap_add(out, piece, at, int(round(fade_in * rate / INPUT_RATE)) if start > 0 else 0)
+            request.report_progress(number / len(pieces), "converted slice %d of %d" % (number, len(pieces)))
+        return GenerateResult(audio=np.clip(out, -1.0, 1.0), sample_rate=rate)
