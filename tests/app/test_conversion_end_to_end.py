@@ -1,5 +1,6 @@
-"""A person puts a so-vits-svc character folder and the content encoder in place and converts a
-recording through the app (gradio_client), with the app's own pipeline around the conversion."""
+"""A person puts so-vits-svc and RVC character folders and their shared assets in place and converts
+a recording, or a typed line, through the app (gradio_client and the plain HTTP route), with the
+app's own pipeline around the conversion."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from tests.conftest import AppServer, start_app
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, sovits_models: Path) -> Iterator[AppServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, sovits_models: Path, rvc_models: Path) -> Iterator[AppServer]:
     data_dir = tmp_path_factory.mktemp("data")
     shutil.copytree(sovits_models / "assets", data_dir / "assets")
+    shutil.copytree(rvc_models / "assets", data_dir / "assets", dirs_exist_ok=True)
     shutil.copytree(sovits_models / "characters", data_dir / "characters" / "sovits")
+    shutil.copytree(rvc_models / "characters", data_dir / "characters" / "rvc")
     (data_dir / "characters" / "sovits" / "half-copied").mkdir()
     shutil.copy(sovits_models / "characters" / "tiny-41" / "G_0.pth", data_dir / "characters" / "sovits" / "half-copied")
     app = start_app(data_dir, extra_env={"VOICEGEN_PREWARM": ""})
@@ -68,3 +71,15 @@ def test_text_is_spoken_by_piper_then_converted_in_one_request(server: AppServer
     assert response.status_code == 200 and response.content[:4] == b"RIFF"
     written, written_rate = soundfile.read(io.BytesIO(response.content))
     assert written_rate == 44100 and written.size > 0.3 * written_rate
+
+
+def test_text_is_spoken_by_piper_then_converted_by_rvc(server: AppServer) -> None:
+    client = Client(server.url, verbose=False)
+    listed = {c["id"]: c for c in client.predict("rvc", api_name="/list_characters")}
+    assert listed["tiny-v2"]["usable"] and listed["tiny-v2"]["label"] == "tiny-v2 (feature index)"
+    path, info = client.predict("rvc", "tiny-v2", "Typed, spoken, then converted.", None, {"pitch_shift_semitones": 3}, "wav",
+                                {}, {}, False, None, api_name="/generate")
+    audio, rate = soundfile.read(path)
+    assert rate == info["sample_rate"] == 40000 and audio.size > rate and "speak_s" in info["timings_s"]
+    rows = {r["architecture"]: r for r in client.predict(api_name="/runtime_status") if r["pid"]}
+    assert {"piper", "rvc"} <= set(rows) and rows["rvc"]["loaded"][0]["details"]["version"] == "v2"  # each stage in its own worker
