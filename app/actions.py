@@ -127,6 +127,20 @@ class Workstation:
             for name, manifest in self.manifests.items()
         ]
 
+    def assets(self) -> List[Dict[str, Any]]:
+        """Every architecture's shared assets: present or missing, and their size on disk."""
+        rows = []
+        for name, manifest in self.manifests.items():
+            for asset in manifest.assets:
+                path = self.settings.assets_dir / asset.name
+                files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.is_file() else []
+                rows.append({
+                    "architecture": name, "asset": asset.name, "what": asset.label, "present": bool(files),
+                    "size_mb": round(sum(p.stat().st_size for p in files) / (1 << 20), 1),
+                    "needed_for": asset.needed_for or "every job", "get_it_from": asset.source,
+                })
+        return rows
+
     def manifest(self, architecture: str) -> Manifest:
         try:
             return self.manifests[architecture]

@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RUNTIME_HEADERS = ["name", "architecture", "character", "state", "activity", "jobs_in_line", "device", "memory_mb", "idle_s",
                    "keep_alive_left_s", "pinned", "last_error"]
+ASSET_HEADERS = ["architecture", "asset", "what", "present", "size_mb", "needed_for", "get_it_from"]
 HISTORY_HEADERS = ["time", "architecture", "character", "text", "duration (s)", "file"]
 
 
@@ -168,6 +169,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 keep_alive_button = gr.Button("Set keep-alive")
             runtime_message = gr.Markdown()
             status_table = gr.JSON(label="Details and log tails")
+            with gr.Accordion("Shared pretrained assets (data folder's assets/)", open=False):
+                assets_table = gr.Dataframe(headers=ASSET_HEADERS, label="Assets", interactive=False)
             refresh_button = gr.Button("Refresh")
             gr.Timer(2.0).tick(
                 lambda: refresh_runtimes(), outputs=[workers_table, worker_name, status_table], api_visibility="private"
@@ -201,6 +204,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
             api_char_list = gr.JSON(label="characters")
             api_status_button = gr.Button()
             api_status_out = gr.JSON(label="workers")
+            api_assets_button = gr.Button()
+            api_assets_out = gr.JSON(label="assets")
             api_name_in = gr.Textbox(label="name")
             api_flag_in = gr.Checkbox(label="pinned", value=True)
             api_message_out = gr.Textbox(label="message")
@@ -321,6 +326,12 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         api_char_button.click(api_list_characters, inputs=api_architecture, outputs=api_char_list, api_name="list_characters")
 
+        def list_assets() -> List[Dict[str, Any]]:
+            """Shared pretrained assets of every architecture: present or missing, size, where to get them."""
+            return station.assets()
+
+        api_assets_button.click(list_assets, outputs=api_assets_out, api_name="list_assets")
+
         def runtime_status() -> List[Dict[str, Any]]:
             """Live workers: state, pid, idle time, keep-alive left, last error, log tail."""
             return station.runtime_status()
@@ -335,7 +346,13 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         refresh_outputs = [workers_table, worker_name, status_table]
         refresh_button.click(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
+
+        def refresh_assets() -> List[List[Any]]:
+            return [[row[h] for h in ASSET_HEADERS] for row in station.assets()]
+
+        refresh_button.click(refresh_assets, outputs=assets_table, api_visibility="private")
         demo.load(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
+        demo.load(refresh_assets, outputs=assets_table, api_visibility="private")
 
         def set_keep_alive(architecture: str, character: str, keep_alive_s: float) -> str:
             """Idle seconds before a character is unloaded (-1 = forever, 0 = after each job)."""

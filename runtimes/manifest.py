@@ -56,6 +56,19 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Asset:
+    """A pretrained file or folder every character of an architecture shares, under ``<data>/assets/``."""
+
+    name: str
+    """Its path under the assets folder (a folder for Hugging Face models, a file otherwise)."""
+    label: str
+    source: str
+    """Where to get it, for a person (the model manager downloads it)."""
+    needed_for: str = ""
+    """Empty: every job needs it; else the option value that needs it (e.g. "f0_method=rmvpe")."""
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything the app needs to know about an architecture without loading it."""
 
@@ -68,6 +81,7 @@ class Manifest:
     input_sample_rate: Optional[int] = None
     options: Sequence[Option] = ()
     builtin_characters: Dict[str, str] = field(default_factory=dict)
+    assets: Sequence[Asset] = ()
 
     def option(self, name: str) -> Option:
         for option in self.options:
@@ -94,6 +108,7 @@ class Manifest:
         data = asdict(self)
         data["capabilities"] = list(self.capabilities)
         data["options"] = [dict(asdict(option), choices=list(option.choices)) for option in self.options]
+        data["assets"] = [asdict(asset) for asset in self.assets]
         return data
 
     @classmethod
@@ -101,5 +116,6 @@ class Manifest:
         options: List[Option] = []
         for raw in data.get("options", []):
             options.append(Option(**dict(raw, choices=tuple(raw.get("choices", ())))))
-        fields = dict(data, options=tuple(options), capabilities=tuple(data.get("capabilities", ())))
+        assets = tuple(Asset(**raw) for raw in data.get("assets", []))
+        fields = dict(data, options=tuple(options), capabilities=tuple(data.get("capabilities", ())), assets=assets)
         return cls(**fields)

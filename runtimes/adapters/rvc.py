@@ -18,7 +18,7 @@ import numpy as np
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
 from runtimes.adapters.common import asset_path, load_failure, missing_asset, overlap_add, slices
 from runtimes.errors import BadRequestError
-from runtimes.manifest import Manifest, Option
+from runtimes.manifest import Asset, Manifest, Option
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ MANIFEST = Manifest(
         Option("protect_voiceless", "Voiceless consonant protection (0.5 = off)", "float", 0.33, 0.0, 0.5, 0.01),
         Option("slice_length_s", "Slice length (s; long inputs are converted in slices)", "float", 30.0, 5.0, 120.0, 1.0),
         Option("cross_fade_s", "Cross-fade between slices (s)", "float", 0.1, 0.0, 2.0, 0.01),
+    ),
+    assets=(
+        Asset(HUBERT, "content encoder (HuBERT, 768 wide)", "Hugging Face r3gm/hubert_base (config.json + weights) as a folder"),
+        Asset(RMVPE, "rmvpe pitch extractor", "rmvpe.pt from Hugging Face lj1995/VoiceConversionWebUI", "f0_method=rmvpe"),
     ),
 )
 

@@ -20,7 +20,7 @@ import numpy as np
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
 from runtimes.adapters.common import asset_path, load_failure, missing_asset, overlap_add
 from runtimes.errors import BadRequestError
-from runtimes.manifest import Manifest, Option
+from runtimes.manifest import Asset, Manifest, Option
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ MANIFEST = Manifest(
         Option("silence_threshold_db", "Pause threshold (dB)", "float", -40.0, -100.0, 0.0, 1.0,
                help="quieter than this counts as a pause between phrases"),
     ),
+    assets=(Asset(CONTENT_ENCODER, "content encoder (ContentVec)",
+                  "Hugging Face lengyue233/content-vec-best (config.json + weights) as a folder"),),
 )
 
 

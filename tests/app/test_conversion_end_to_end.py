@@ -34,6 +34,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, sovits_models: Path, rvc_mo
 
 def test_character_folders_are_listed_with_version_and_speakers(server: AppServer) -> None:
     client = Client(server.url, verbose=False)
+    assets = {(a["architecture"], a["asset"]): a for a in client.predict(api_name="/list_assets")}
+    assert assets[("sovits", "contentvec")]["present"] and assets[("sovits", "contentvec")]["size_mb"] > 0
+    assert assets[("rvc", "hubert")]["present"]
+    assert not assets[("rvc", "rmvpe.pt")]["present"] and assets[("rvc", "rmvpe.pt")]["needed_for"] == "f0_method=rmvpe"
     listed = {c["id"]: c for c in client.predict("sovits", api_name="/list_characters")}
     assert listed["tiny-41"]["version"] == "4.1" and listed["tiny-41"]["speakers"] == ["alice", "bob"]
     assert listed["tiny-40"]["version"] == "4.0" and listed["tiny-41"]["label"] == "tiny-41 (v4.1, 2 speakers)"

@@ -1,7 +1,9 @@
 """Builds tiny random so-vits-svc characters and a tiny content encoder with so-vits-svc-fork's own
 model classes. Run with the sovits env's Python:
 
-    python build_sovits_character.py OUT_DIR
+    python build_sovits_character.py OUT_DIR [--real-size]
+
+With ``--real-size`` the models have the real configs' layer sizes (for benchmarks), else tiny.
 
 OUT_DIR/assets/contentvec/        a random ContentVec (HuBERT with final_proj), save_pretrained
 OUT_DIR/characters/tiny-41/       G_0.pth + config.json (4.1: 768-style last hidden state), speakers alice, bob
@@ -29,17 +31,23 @@ TINY_MODEL = {"inter_channels": 16, "hidden_channels": 16, "filter_channels": 32
               "upsample_initial_channel": 32, "gin_channels": 16}
 
 
-def content_encoder(folder: Path) -> None:
-    config = HubertConfig(hidden_size=HIDDEN, num_hidden_layers=9, num_attention_heads=2, intermediate_size=64,
-                          conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                          classifier_proj_size=PROJECTED)
+def content_encoder(folder: Path, real_size: bool = False) -> None:
+    if real_size:  # HuBERT base / ContentVec: 12 layers, 768 wide, 256-wide final projection
+        config = HubertConfig(classifier_proj_size=256)
+    else:
+        config = HubertConfig(hidden_size=HIDDEN, num_hidden_layers=9, num_attention_heads=2, intermediate_size=64,
+                              conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                              classifier_proj_size=PROJECTED)
     torch.manual_seed(0)
     HubertModelWithFinalProj(config).eval().save_pretrained(str(folder))
 
 
-def character(folder: Path, template: str, ssl_dim: int, speakers: dict) -> None:
+def character(folder: Path, template: str, ssl_dim: int, speakers: dict, real_size: bool = False) -> None:
     config = json.loads((TEMPLATES / template).read_text())
-    config["model"].update(TINY_MODEL, ssl_dim=ssl_dim, n_speakers=max(len(speakers), 1))
+    if real_size:
+        config["model"].update(n_speakers=max(len(speakers), 1))
+    else:
+        config["model"].update(TINY_MODEL, ssl_dim=ssl_dim, n_speakers=max(len(speakers), 1))
     config["model"].pop("pretrained", None)
     config["spk"] = speakers
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,6 +68,12 @@ class _Pwn:
 
 def main() -> None:
     out = Path(sys.argv[1])
+    if "--real-size" in sys.argv:
+        content_encoder(out / "assets" / "contentvec", real_size=True)
+        for name in ("real-a", "real-b"):
+            character(out / "characters" / name, "so-vits-svc-4.0v1.json", 768, {"speaker": 0}, real_size=True)
+        print("built", out)
+        return
     content_encoder(out / "assets" / "contentvec")
     character(out / "characters" / "tiny-41", "so-vits-svc-4.0v1.json", HIDDEN, {"alice": 0, "bob": 1})
     character(out / "characters" / "tiny-40", "so-vits-svc-4.0v1-legacy.json", PROJECTED, {"carol": 0})
