@@ -63,7 +63,8 @@ def tiny_models(builder: EnvironmentBuilder, spec: EnvSpec, python: Path) -> Pat
     ``tests/builders/build_<arch>_character.py`` with the package's own classes in its env; cached on
     disk by the env's hash and the builder's code, so CI builds them once."""
     script = PROJECT_ROOT / "tests" / "builders" / ("build_%s_character.py" % spec.name)
-    digest = hashlib.sha256((builder.spec_hash(spec) + script.read_text()).encode()).hexdigest()[:16]
+    code = script.read_text() + (script.parent / "unsafe_pickle.py").read_text()
+    digest = hashlib.sha256((builder.spec_hash(spec) + code).encode()).hexdigest()[:16]
     cache = built_envs_dir().parent / "test-models" / ("%s-%s" % (spec.name, digest))
     if not (cache / ".complete").exists():
         partial = cache.with_name(cache.name + ".partial")

@@ -13,7 +13,6 @@ OUT_DIR/unsafe.pth                a checkpoint whose unpickling would create OUT
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from infer_rvc_python.lib.infer_pack.models import SynthesizerTrnMs256NSFsid, SynthesizerTrnMs768NSFsid
 from infer_rvc_python.main import HubertModelWithFinalProj
 from transformers import HubertConfig
+from unsafe_pickle import RunsOnLoad  # a sibling module: these scripts run from their folder
 
 
 def hubert(folder: Path, real_size: bool = False) -> None:
@@ -57,14 +57,6 @@ def character(folder: Path, version: str, rate: int, upsample: list, index: bool
         faiss.write_index(flat, str(folder / "added.index"))
 
 
-class _Pwn:
-    def __init__(self, target: str) -> None:
-        self.target = target
-
-    def __reduce__(self) -> tuple:
-        return (os.system, ("touch %s" % self.target,))
-
-
 def main() -> None:
     out = Path(sys.argv[1])
     if "--real-size" in sys.argv:
@@ -76,7 +68,7 @@ def main() -> None:
     hubert(out / "assets" / "hubert")
     character(out / "characters" / "tiny-v2", "v2", 40000, [10, 10, 2, 2], index=True)
     character(out / "characters" / "tiny-v1", "v1", 32000, [10, 8, 2, 2], index=False)
-    torch.save({"weight": {}, "config": _Pwn(str(out / "pwned")), "f0": 1, "version": "v2"}, out / "unsafe.pth")
+    torch.save({"weight": {}, "config": RunsOnLoad(str(out / "pwned")), "f0": 1, "version": "v2"}, out / "unsafe.pth")
     print("built", out)
 
 

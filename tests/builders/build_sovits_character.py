@@ -14,7 +14,6 @@ OUT_DIR/unsafe.pth                a checkpoint whose unpickling would create OUT
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from so_vits_svc_fork.modules.synthesizers import SynthesizerTrn
 from so_vits_svc_fork.utils import HubertModelWithFinalProj
 from transformers import HubertConfig
+from unsafe_pickle import RunsOnLoad  # a sibling module: these scripts run from their folder
 
 HIDDEN = 32  # the content encoder's width: what 4.1 models take (ssl_dim)
 PROJECTED = 16  # its final projection: what 4.0 models take
@@ -58,14 +58,6 @@ def character(folder: Path, template: str, ssl_dim: int, speakers: dict, real_si
     torch.save({"model": net.state_dict(), "iteration": 0, "learning_rate": 1e-4, "optimizer": None}, folder / "G_0.pth")
 
 
-class _Pwn:
-    def __init__(self, target: str) -> None:
-        self.target = target
-
-    def __reduce__(self) -> tuple:
-        return (os.system, ("touch %s" % self.target,))
-
-
 def main() -> None:
     out = Path(sys.argv[1])
     if "--real-size" in sys.argv:
@@ -77,7 +69,7 @@ def main() -> None:
     content_encoder(out / "assets" / "contentvec")
     character(out / "characters" / "tiny-41", "so-vits-svc-4.0v1.json", HIDDEN, {"alice": 0, "bob": 1})
     character(out / "characters" / "tiny-40", "so-vits-svc-4.0v1-legacy.json", PROJECTED, {"carol": 0})
-    torch.save({"model": {}, "iteration": _Pwn(str(out / "pwned")), "learning_rate": 1e-4, "optimizer": None}, out / "unsafe.pth")
+    torch.save({"model": {}, "iteration": RunsOnLoad(str(out / "pwned")), "learning_rate": 1e-4, "optimizer": None}, out / "unsafe.pth")
     print("built", out)
 
 
