@@ -1,7 +1,10 @@
 """so-vits-svc 4.0 / 4.1 voice conversion, through so-vits-svc-fork's own inference code.
 
 A character is a folder: exactly one ``G_*.pth`` generator checkpoint and its ``config.json`` (4.1
-when ``data.contentvec_final_proj`` is present), optionally one ``kmeans*.pt`` cluster model. The
+when ``data.contentvec_final_proj`` is present), optionally one ``kmeans*.pt`` cluster model, and
+optionally ``speaker.json`` naming its speaker of a multi-speaker model (the established app's layout:
+the model's files linked into many such folders). Folders whose files are the same model share one
+loaded copy in the worker. The
 content encoder (ContentVec, a ``transformers`` HuBERT folder) is a shared asset under
 ``<data>/assets/contentvec``, loaded once per worker. Everything loads offline; checkpoints with
 ``weights_only=True``.
@@ -75,6 +78,22 @@ def version_of(config: Dict[str, Any]) -> str:
     return "4.1" if "contentvec_final_proj" in config["data"] else "4.0"
 
 
+def chosen_speaker(folder: str) -> str:
+    """The speaker a ``speaker.json`` names (``{"speaker": "name"}`` or a JSON string), or ""."""
+    path = os.path.join(folder, "speaker.json")
+    if not os.path.exists(path):
+        return ""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise BadRequestError("speaker.json cannot be read: %s" % exc) from None
+    name = data.get("speaker") if isinstance(data, dict) else data
+    if not isinstance(name, str) or not name:
+        raise BadRequestError('speaker.json must name a speaker: {"speaker": "<name>"}')
+    return name
+
+
 def speakers_of(config: Dict[str, Any]) -> List[str]:
     speakers = config.get("spk") or {}
     return [name for name, _ in sorted(speakers.items(), key=lambda item: item[1])] if isinstance(speakers, dict) else []
@@ -87,6 +106,8 @@ class SovitsAdapter(Adapter):
         self.torch: Any = None
         self.content_encoder: Any = None
         self.device = "cpu"
+        self.models: Dict[Tuple[str, ...], Dict[str, Any]] = {}
+        """Loaded models by their files' real paths, with the characters using each: loaded once."""
 
     @staticmethod
     def describe(folder: str) -> CharacterInfo:
@@ -106,7 +127,17 @@ class SovitsAdapter(Adapter):
         clusters, cluster_names = _one(folder, "kmeans*.pt")
         if len(clusters) > 1:
             return CharacterInfo(False, "%d cluster models (%s); keep one" % (len(clusters), cluster_names))
-        return CharacterInfo(True, "", version_of(config), speakers_of(config), ("cluster model",) if clusters else ())
+        speakers = speakers_of(config)
+        try:
+            speaker = chosen_speaker(folder)
+        except BadRequestError as exc:
+            return CharacterInfo(False, exc.message)
+        if speaker and speaker not in speakers:
+            return CharacterInfo(False, "speaker.json names %r, which the model does not have (%s)" % (speaker, ", ".join(speakers)))
+        extras = ("cluster model",) if clusters else ()
+        if speaker:  # one speaker of a shared multi-speaker model
+            return CharacterInfo(True, "", version_of(config), [speaker], (*extras, "speaker of a shared model"))
+        return CharacterInfo(True, "", version_of(config), speakers, extras)
 
     def load_shared(self, device: str) -> None:
         import torch
@@ -136,17 +167,32 @@ class SovitsAdapter(Adapter):
             raise BadRequestError("%s: %s" % (os.path.basename(model.path), info.problem))
         checkpoint = glob.glob(os.path.join(model.path, "G_*.pth"))[0]
         clusters = glob.glob(os.path.join(model.path, "kmeans*.pt"))
-        try:
-            svc = Svc(net_g_path=checkpoint, config_path=os.path.join(model.path, "config.json"), device=self.device,
-                      cluster_model_path=clusters[0] if clusters else None)
-        except Exception as exc:  # foreign code: translate once, naming the file
-            raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
-        return {"svc": svc, "info": info, "name": os.path.basename(model.path)}
+        config_path = os.path.join(model.path, "config.json")
+        files = tuple(os.path.realpath(p) for p in [checkpoint, config_path, *clusters])
+        shared = files in self.models
+        if not shared:
+            try:
+                svc = Svc(net_g_path=checkpoint, config_path=config_path, device=self.device,
+                          cluster_model_path=clusters[0] if clusters else None, half=self.device != "cpu")
+            except Exception as exc:  # foreign code: translate once, naming the file
+                raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
+            self.models[files] = {"svc": svc, "users": set()}
+        entry = self.models[files]
+        entry["users"].add(model.key)
+        return {"svc": entry["svc"], "info": info, "name": os.path.basename(model.path), "files": files, "key": model.key,
+                "shared": shared}
+
+    def unload(self, character: Dict[str, Any]) -> None:
+        entry = self.models.get(character["files"])
+        if entry is not None:
+            entry["users"].discard(character["key"])
+            if not entry["users"]:  # the last character using this model
+                del self.models[character["files"]]
 
     def details(self, character: Dict[str, Any]) -> Dict[str, Any]:
         info: CharacterInfo = character["info"]
         return {"version": info.version, "speakers": list(info.speakers), "sample_rate": int(character["svc"].target_sample),
-                "cluster_model": hasattr(character["svc"], "cluster_model")}
+                "cluster_model": hasattr(character["svc"], "cluster_model"), "shares_a_loaded_model": character["shared"]}
 
     def generate(self, character: Dict[str, Any], request: GenerateRequest) -> GenerateResult:
         import librosa

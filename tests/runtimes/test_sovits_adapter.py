@@ -142,3 +142,33 @@ def test_missing_content_encoder_names_the_asset(make_supervisor: SupervisorFact
     with pytest.raises(RemoteError, match="content encoder is missing.*assets/contentvec"):
         supervisor.generate(job(sovits_models))
     assert all(row["pid"] is None for row in supervisor.status())
+
+
+def test_speakers_of_a_shared_model_load_it_once(sovits: Supervisor, sovits_models: Path, tmp_path: Path) -> None:
+    """The established app's layout: the model's files linked into one folder per speaker, plus speaker.json."""
+    from runtimes.adapters.sovits import SovitsAdapter
+
+    source = sovits_models / "characters" / "tiny-41"
+    folders = {}
+    for speaker in ("alice", "bob"):
+        folder = tmp_path / ("shared-" + speaker)
+        folder.mkdir()
+        for name in ("G_0.pth", "config.json"):
+            (folder / name).symlink_to(source / name)
+        (folder / "speaker.json").write_text('{"speaker": "%s"}' % speaker)
+        folders[speaker] = folder
+        info = SovitsAdapter.describe(str(folder))
+        assert info.usable and list(info.speakers) == [speaker] and "speaker of a shared model" in info.extras
+    sovits.unload("sovits", "tiny-41", str(source))  # its files are the same model: it would be shared with it
+    outputs = {}
+    for speaker, folder in folders.items():
+        request = replace(job(sovits_models, noise_scale=0.0), character="shared-" + speaker, character_path=str(folder))
+        outputs[speaker] = sovits.generate(request).audio
+    loaded = {c["id"]: c["details"] for c in sovits.status()[0]["loaded"]}
+    assert not loaded["shared-alice"]["shares_a_loaded_model"] and loaded["shared-bob"]["shares_a_loaded_model"]
+    assert not np.allclose(outputs["alice"], outputs["bob"])  # each folder speaks as its own speaker
+    (tmp_path / "wrong").mkdir()
+    (tmp_path / "wrong" / "G_0.pth").symlink_to(source / "G_0.pth")
+    (tmp_path / "wrong" / "config.json").symlink_to(source / "config.json")
+    (tmp_path / "wrong" / "speaker.json").write_text('{"speaker": "zed"}')
+    assert "names 'zed', which the model does not have (alice, bob)" in SovitsAdapter.describe(str(tmp_path / "wrong")).problem
