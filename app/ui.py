@@ -56,6 +56,12 @@ def build_ui(station: Workstation) -> gr.Blocks:
     def character_choices(architecture: str) -> List[Tuple[str, str]]:
         return [(c.label, c.id) for c in station.characters(architecture)]
 
+    def first_usable(architecture: str) -> Optional[str]:
+        """The character a list opens on: never one that cannot be used (it stays listed, with why)."""
+        characters = station.characters(architecture)
+        usable = [c for c in characters if c.info.usable]
+        return (usable or characters)[0].id if characters else None
+
     def run_generation(
         architecture: str,
         character: str,
@@ -99,7 +105,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     first_characters = character_choices(default_arch)
                     character = gr.Dropdown(
                         choices=first_characters,
-                        value=first_characters[0][1] if first_characters else None,
+                        value=first_usable(default_arch),
                         label="Character",
                     )
                     text = gr.Textbox(label="Text", lines=4, placeholder="Type what the voice should say")
@@ -112,7 +118,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                             label="No recording? Speak the text first with",
                         )
                         first_speakers = character_choices(speakers[0]) if speakers else []
-                        speak_char = gr.Dropdown(choices=first_speakers, value=first_speakers[0][1] if first_speakers else None,
+                        speak_char = gr.Dropdown(choices=first_speakers, value=first_usable(speakers[0]) if speakers else None,
                                                  label="Voice that speaks it")
                     option_components: List[Tuple[str, str, gr.components.Component]] = []
                     option_groups: Dict[str, gr.Group] = {}
@@ -156,7 +162,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     choices=[(catalogue[a]["name"], a) for a in architectures], value=default_arch, label="Architecture"
                 )
                 runtime_char = gr.Dropdown(
-                    choices=first_characters, value=first_characters[0][1] if first_characters else None, label="Character"
+                    choices=first_characters, value=first_usable(default_arch), label="Character"
                 )
                 prewarm_button = gr.Button("Prewarm / Retry")
                 pin_button = gr.Button("Pin (never unload)")
@@ -219,7 +225,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
         # wiring
         def on_architecture(arch: str) -> List[Any]:
             choices = character_choices(arch)
-            updates: List[Any] = [gr.update(choices=choices, value=choices[0][1] if choices else None)]
+            updates: List[Any] = [gr.update(choices=choices, value=first_usable(arch))]
             updates += [gr.update(visible=name == arch) for name in architectures]
             updates.append(gr.update(visible=bool(catalogue[arch]["needs_audio"])))
             return updates
@@ -233,7 +239,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         def on_speak_architecture(arch: str) -> Any:
             choices = character_choices(arch)
-            return gr.update(choices=choices, value=choices[0][1] if choices else None)
+            return gr.update(choices=choices, value=first_usable(arch))
 
         speak_arch.change(on_speak_architecture, inputs=speak_arch, outputs=speak_char, api_visibility="private")
 
@@ -428,7 +434,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         def on_runtime_architecture(arch: str) -> Any:
             choices = character_choices(arch)
-            return gr.update(choices=choices, value=choices[0][1] if choices else None)
+            return gr.update(choices=choices, value=first_usable(arch))
 
         # the same actions as API endpoints (registered before the UI's private events, which would take the names)
         api_keep_alive_button.click(set_keep_alive, inputs=[api_architecture, api_character, api_number_in], outputs=api_message_out,

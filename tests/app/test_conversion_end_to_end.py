@@ -87,3 +87,34 @@ def test_text_is_spoken_by_piper_then_converted_by_rvc(server: AppServer) -> Non
     assert rate == info["sample_rate"] == 40000 and audio.size > rate and "speak_s" in info["timings_s"]
     rows = {r["architecture"]: r for r in client.predict(api_name="/runtime_status") if r["pid"]}
     assert {"piper", "rvc"} <= set(rows) and rows["rvc"]["loaded"][0]["details"]["version"] == "v2"  # each stage in its own worker
+
+
+@pytest.mark.browser
+def test_in_the_browser_text_becomes_a_character_voice(server: AppServer) -> None:
+    """A person picks so-vits-svc, types a line, gives no recording: the speak-first row is offered,
+    and Generate gives a player."""
+    from tests.app.test_browser import CHROMIUM, FLAGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(server.url)
+            expect(page.get_by_label("No recording? Speak the text first with")).to_be_hidden()  # Piper takes text itself
+            page.get_by_label("Architecture").first.click()
+            page.get_by_role("option", name="so-vits-svc 4.0/4.1 (voice conversion)").click()
+            expect(page.get_by_label("No recording? Speak the text first with")).to_be_visible(timeout=10_000)
+            expect(page.get_by_label("Character").first).to_have_value("tiny-40 (v4.0)", timeout=10_000)
+            page.get_by_role("textbox", name="Text", exact=True).fill("Typed words in a character's voice.")
+            page.get_by_role("button", name="Generate").click()
+            expect(page.locator("audio[src]").first).to_be_attached(timeout=120_000)
+            download = page.locator("a[download][href*='sovits-tiny-40.wav']").first
+            expect(download).to_be_attached(timeout=10_000)
+            body = page.request.get(download.get_attribute("href") or "").body()
+            assert body[:4] == b"RIFF" and len(body) > 44_100  # a converted line at 44.1 kHz
+        finally:
+            browser.close()
