@@ -139,14 +139,14 @@ class Worker:
         self.job_id = job
         self.job_progress = 0
         started = time.perf_counter()
+        # long loads report progress through the adapter itself; it reaches this job
+        self.adapter.report_progress = lambda fraction, message: self.report_progress(job, fraction, message)  # type: ignore[method-assign]
         if kind == "prepare":
-            self.adapter.report_progress = lambda fraction, message: self.report_progress(job, fraction, message)  # type: ignore[method-assign]
             self.adapter.load_shared(str(header.get("device", "cpu")))
             self.data.send({"type": "prepared", "job": job, "shared_s": time.perf_counter() - started})
         elif kind == "load":
             model = ModelRef(**header["model"])
             if model.key not in self.characters:
-                self.adapter.report_progress = lambda fraction, message: self.report_progress(job, fraction, message)  # type: ignore[method-assign]
                 self.characters[model.key] = self.adapter.load(model)
             details = self.adapter.details(self.characters[model.key])
             self.data.send({"type": "loaded", "job": job, "load_s": time.perf_counter() - started, "details": details})
