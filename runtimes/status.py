@@ -3,6 +3,7 @@ holds, plus one per architecture or character that is failed or cooling down."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Dict, List, Optional
 
@@ -71,8 +72,8 @@ def status_rows(table: WorkerTable, policy: KeepAlivePolicy, crashes: CrashPolic
         rows.append({
             "name": "",
             "architecture": key[0],
-            "characters": [] if key[1] == BOOT else [key[1]],
-            "character": "" if key[1] == BOOT else key[1],
+            "characters": [] if key[1] == BOOT else [os.path.basename(key[1])],  # a folder's name, not its path
+            "character": "" if key[1] == BOOT else os.path.basename(key[1]),
             "state": state.value,
             "device": "",
             "pid": None,
