@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 HUBERT = "hubert"
 RMVPE = "rmvpe.pt"
 INPUT_RATE = 16000  # what the content encoder takes; the model's own rate comes out
-F0_METHODS = ("pm", "crepe", "rmvpe")
+F0_METHODS = ("pm", "harvest", "crepe", "rmvpe")
 
 MANIFEST = Manifest(
     architecture="rvc",
@@ -38,8 +38,8 @@ MANIFEST = Manifest(
     options=(
         Option("pitch_shift_semitones", "Pitch shift (semitones; about +12 male to female)", "int", 0, -36, 36, 1),
         Option("f0_method", "Pitch (f0) method", "choice", "pm", choices=F0_METHODS,
-               help="pm: fast; crepe: smooth; rmvpe: best for speech and song (needs assets/rmvpe.pt). "
-                    "harvest is not offered: infer-rvc-python cannot run it on audio in memory"),
+               help="pm: fast; harvest: steady, slower; crepe: smooth; rmvpe: best for speech and song (needs assets/rmvpe.pt)"),
+        Option("filter_radius", "Pitch smoothing (median filter radius; harvest only, 3 and up smooths)", "int", 3, 0, 20, 1),
         Option("index_ratio", "Character similarity (index ratio)", "float", 0.88, 0.0, 1.0, 0.01,
                help="how much of the character's feature index to use; needs its .index file"),
         Option("volume_envelope_mix", "Volume envelope mix (1 = the model's, 0 = the input's)", "float", 1.0, 0.0, 1.0, 0.01),
@@ -146,7 +146,8 @@ class RvcAdapter(Adapter):
         if method == "rmvpe":
             character["pipe"].model_rmvpe = self._rmvpe()
         ratio = float(options["index_ratio"]) if character["index"] is not None else 0.0
-        params = {"pitch_algo": method, "pitch_lvl": int(options["pitch_shift_semitones"]), "respiration_median_filtering": 3,
+        params: Dict[str, Any] = {"pitch_algo": method, "pitch_lvl": int(options["pitch_shift_semitones"]),
+                  "respiration_median_filtering": int(options["filter_radius"]),
                   "resample_sr": 0, "envelope_ratio": float(options["volume_envelope_mix"]),
                   "consonant_breath_protection": float(options["protect_voiceless"])}
         logger.info("RVC %s: infer(%s, index_influence=%r)", character["name"],
@@ -157,9 +158,16 @@ class RvcAdapter(Adapter):
         out = np.zeros(int(round(audio.size * rate / INPUT_RATE)), dtype=np.float32)
         for number, (start, end) in enumerate(pieces, start=1):
             request.check_cancelled()
+            piece_params, pitch_curve = params, None
+            if method == "harvest":  # the package refuses harvest on audio in memory: hand it harvest's curve instead
+                pitch_curve = harvest_curve(audio[start:end], int(params["pitch_lvl"]), int(params["respiration_median_filtering"]))
+                piece_params = dict(params, pitch_algo="pm")
+                voiced_hz = pitch_curve[pitch_curve[:, 1] > 0, 1]
+                logger.info("RVC %s: harvest pitch, %d frames, median %.1f Hz, handed to the pipeline", character["name"],
+                            len(pitch_curve), float(np.median(voiced_hz)) if voiced_hz.size else 0.0)
             converted, _ = self.loader.infer(
-                "job", params, character["speakers"], rate, character["net_g"], character["pipe"], character["cpt"],
-                character["version"], character["f0"], ratio, character["index"], character["big"], None,
+                "job", piece_params, character["speakers"], rate, character["net_g"], character["pipe"], character["cpt"],
+                character["version"], character["f0"], ratio, character["index"], character["big"], pitch_curve,
                 (audio[start:end], INPUT_RATE), False, "array",
             )
             piece = np.asarray(converted, dtype=np.float32) / 32768.0
@@ -167,3 +175,18 @@ class RvcAdapter(Adapter):
             overlap_add(out, piece, at, int(round(fade_in * rate / INPUT_RATE)) if start > 0 else 0)
             request.report_progress(number / len(pieces), "converted slice %d of %d" % (number, len(pieces)))
         return GenerateResult(audio=np.clip(out, -1.0, 1.0), sample_rate=rate)
+
+
+def harvest_curve(audio: np.ndarray, semitones: int, filter_radius: int) -> np.ndarray:
+    """WORLD's harvest pitch of ``audio`` (16 kHz) as rows of (seconds, Hz), transposed and smoothed the
+    way RVC's own harvest path does; the package then uses it in place of its own estimate."""
+    import pyworld
+    from scipy import signal
+
+    samples = np.asarray(audio, dtype=np.float64)
+    f0, times = pyworld.harvest(samples, fs=INPUT_RATE, f0_ceil=1100, f0_floor=50, frame_period=10)
+    f0 = pyworld.stonemask(samples, f0, times, INPUT_RATE)
+    if filter_radius > 2:
+        f0 = signal.medfilt(f0, 3)
+    f0 = f0 * 2 ** (semitones / 12)
+    return np.stack([times, f0], axis=1).astype(np.float32)

@@ -65,6 +65,18 @@ def test_each_option_reaches_the_upstream_call(rvc: Supervisor, rvc_models: Path
     assert "index_influence=0.0" in call
 
 
+def test_harvest_pitch_is_computed_and_handed_to_the_pipeline(rvc: Supervisor, rvc_models: Path) -> None:
+    result = rvc.generate(job(rvc_models, f0_method="harvest", filter_radius=5, pitch_shift_semitones=12))
+    assert result.sample_rate == 40000 and abs(result.audio.size / 40000 - 2.0) < 0.1
+    [worker] = rvc.table.live()
+    lines = list(worker.process.log_tail)
+    call = next(line for line in reversed(lines) if "infer(" in line)
+    assert "pitch_algo='harvest'" in call and "respiration_median_filtering=5" in call
+    harvest = next(line for line in reversed(lines) if "harvest pitch" in line)
+    median_hz = float(harvest.split("median ")[1].split(" Hz")[0])
+    assert 2 * 150 < median_hz < 2 * 175  # the voice's ~160 Hz, an octave up
+
+
 def test_long_input_in_slices_with_progress(rvc: Supervisor, rvc_models: Path) -> None:
     messages: List[str] = []
     result = rvc.generate(job(rvc_models, audio=voiced(12.0), slice_length_s=5.0), progress=lambda f, m: messages.append(m))
