@@ -77,6 +77,16 @@ class JobRequest:
         """The character's key inside its worker: its folder, or its builtin id."""
         return self.key[1]
 
+    @property
+    def model_id(self) -> str:
+        """The character's name in the memory ledger: architecture/key."""
+        return "%s/%s" % self.key
+
+    @property
+    def label(self) -> str:
+        """The character as logs and progress name it: architecture/character."""
+        return "%s/%s" % (self.architecture, self.character)
+
 
 @dataclass(frozen=True)
 class JobResult:
@@ -133,13 +143,13 @@ class Supervisor:
         cancel = cancel or threading.Event()
         started = time.perf_counter()
         timings: Dict[str, float] = {}
-        ticket = Ticket("%s/%s" % (request.architecture, request.character))
+        ticket = Ticket(request.label)
         worker, cold = self._hold(spec, request, ticket, progress, cancel, timings)
         stop_reason: Optional[str] = None
         try:
             cold = self._ensure_loaded(worker, request, progress, cancel, timings) or cold
             header, audio = self._generate_on(worker, request, progress, cancel)
-            self.admission.account_job_memory(worker, "%s/%s" % request.key, request.model_key)
+            self.admission.account_job_memory(worker, request.model_id, request.model_key)
             self.crashes.succeeded(request.key)
             self.crashes.succeeded((spec.name, BOOT))
             stop_reason = self._after_job(worker, request)
@@ -233,8 +243,7 @@ class Supervisor:
             progress(None, "preparing the %s environment" % spec.name)
             python = self.resolve_python(spec, progress)
             started = time.perf_counter()
-            label = "%s/%s" % (spec.name, request.character)
-            device = self.admission.place(spec, lambda device: self._character_need(request, device), label, progress, cancel)
+            device = self.admission.place(spec, lambda device: self._character_need(request, device), request.label, progress, cancel)
             device_lock = self._lock_for(self._device_locks, device)
             self._acquire(device_lock, cancel, progress, "waiting for another model to finish loading on %s" % device)
             try:
@@ -348,7 +357,7 @@ class Supervisor:
         device_lock = self._lock_for(self._device_locks, worker.device)
         self._acquire(device_lock, cancel, progress, "waiting for another model to finish loading on %s" % worker.device)
         try:
-            label = "%s/%s" % (worker.architecture, request.character)
+            label = request.label
             started = time.perf_counter()
             need = self._character_need(request, worker.device)
             self.admission.make_room(worker.device, need, worker, key, label, progress, cancel)
@@ -381,7 +390,7 @@ class Supervisor:
         reply, _ = self._ask(worker, header, None, "loaded", self._load_limits(), cancel, progress, request.key)
         load_s = time.perf_counter() - started
         after = self.admission.measure(worker)
-        model_id = "%s/%s" % request.key
+        model_id = request.model_id
         measured = before is not None and after is not None
         if measured:
             self.ledger.record(model_id, worker.device, max(0, (after or 0) - (before or 0)))
@@ -392,7 +401,7 @@ class Supervisor:
         slot = CharacterSlot(request.model_key, request.character, size, measured, load_s, details=dict(details or {}))
         with self.table.lock:
             worker.characters[request.model_key] = slot
-        self.table.set_activity(worker, WorkerState.BUSY, "%s/%s" % request.key)
+        self.table.set_activity(worker, WorkerState.BUSY, request.model_id)
         timings["load_s"] = load_s
 
     def _unload(self, worker: ManagedWorker, key: str, reason: str) -> int:
@@ -444,7 +453,7 @@ class Supervisor:
         return "job-%d" % next(self._ids)
 
     def _character_need(self, request: JobRequest, device: str) -> int:
-        return self.admission.character_need("%s/%s" % request.key, request.character_path, device)
+        return self.admission.character_need(request.model_id, request.character_path, device)
 
     # deaths and stops
     def _died(self, worker: ManagedWorker, when: str, crash_key: CharacterKey) -> RuntimeLayerError:

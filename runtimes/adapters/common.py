@@ -3,8 +3,9 @@ means in words, and slicing long audio with cross-fades. Standard library + nump
 
 from __future__ import annotations
 
+import glob
 import os
-from typing import Iterator, Tuple
+from typing import Iterator, List, Tuple
 
 import numpy as np
 
@@ -15,6 +16,12 @@ from runtimes.protocol import ASSETS_ENV
 def asset_path(name: str) -> str:
     """A shared pretrained asset under the data folder's ``assets/`` (the supervisor names the folder)."""
     return os.path.join(os.environ.get(ASSETS_ENV, ""), name)
+
+
+def matching(folder: str, pattern: str) -> Tuple[List[str], str]:
+    """The files in ``folder`` matching ``pattern`` (sorted), and their names for a message."""
+    found = sorted(glob.glob(os.path.join(folder, pattern)))
+    return found, ", ".join(os.path.basename(p) for p in found)
 
 
 def missing_asset(architecture: str, what: str, name: str, how: str) -> BadRequestError:

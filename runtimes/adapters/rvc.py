@@ -16,7 +16,7 @@ from typing import Any, Dict
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
-from runtimes.adapters.common import asset_path, load_failure, missing_asset, overlap_add, slices
+from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add, slices
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Manifest, Option
 
@@ -63,15 +63,14 @@ class RvcAdapter(Adapter):
 
     @staticmethod
     def describe(folder: str) -> CharacterInfo:
-        models = sorted(glob.glob(os.path.join(folder, "*.pth")))
-        names = ", ".join(os.path.basename(p) for p in models)
+        models, names = matching(folder, "*.pth")
         if not models:
             return CharacterInfo(False, "no .pth model")
         if len(models) > 1:
             return CharacterInfo(False, "%d .pth files (%s); keep one" % (len(models), names))
         if os.path.basename(models[0]).startswith("G_") and os.path.exists(os.path.join(folder, "config.json")):
             return CharacterInfo(False, "%s with a config.json looks like a so-vits-svc model" % os.path.basename(models[0]))
-        indexes = glob.glob(os.path.join(folder, "*.index"))
+        indexes, _ = matching(folder, "*.index")
         if len(indexes) > 1:
             return CharacterInfo(False, "%d .index files; keep one" % len(indexes))
         # v1 or v2 is inside the checkpoint: shown once it is loaded (reading it needs torch)

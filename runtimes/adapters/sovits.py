@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
-from runtimes.adapters.common import asset_path, load_failure, missing_asset, overlap_add
+from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Manifest, Option
 
@@ -56,11 +56,6 @@ MANIFEST = Manifest(
     assets=(Asset(CONTENT_ENCODER, "content encoder (ContentVec)",
                   "Hugging Face lengyue233/content-vec-best (config.json + weights) as a folder"),),
 )
-
-
-def _one(folder: str, pattern: str) -> Tuple[List[str], str]:
-    found = sorted(glob.glob(os.path.join(folder, pattern)))
-    return found, ", ".join(os.path.basename(p) for p in found)
 
 
 def read_config(path: str) -> Dict[str, Any]:
@@ -111,7 +106,7 @@ class SovitsAdapter(Adapter):
 
     @staticmethod
     def describe(folder: str) -> CharacterInfo:
-        checkpoints, names = _one(folder, "G_*.pth")
+        checkpoints, names = matching(folder, "G_*.pth")
         others = [p for p in glob.glob(os.path.join(folder, "*.pth")) if p not in checkpoints]
         if not checkpoints:
             hint = " (%s looks like an RVC model)" % os.path.basename(others[0]) if others else ""
@@ -124,7 +119,7 @@ class SovitsAdapter(Adapter):
             config = read_config(os.path.join(folder, "config.json"))
         except BadRequestError as exc:
             return CharacterInfo(False, exc.message)
-        clusters, cluster_names = _one(folder, "kmeans*.pt")
+        clusters, cluster_names = matching(folder, "kmeans*.pt")
         if len(clusters) > 1:
             return CharacterInfo(False, "%d cluster models (%s); keep one" % (len(clusters), cluster_names))
         speakers = speakers_of(config)

@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 import psutil
@@ -89,38 +89,14 @@ def test_does_not_fit_when_the_rest_is_busy_or_pinned() -> None:
     assert "busy or pinned" in plan.reason
 
 
-class RecordedSource:
-    """Replays a recorded sequence of free-memory readings (the last one repeats)."""
-
-    kind = "nvml"
-    note = "recorded"
-
-    def __init__(self, free_gib: Sequence[float], total_gib: float = 24, per_process: Optional[Dict[int, int]] = None) -> None:
-        self.free = list(free_gib)
-        self.total = total_gib
-        self.per_process = per_process
-        self.reads = 0
-
-    def devices(self) -> List[str]:
-        return ["GPU-fake"]
-
-    def read(self, device: str) -> DeviceReading:
-        free = self.free[min(self.reads, len(self.free) - 1)]
-        self.reads += 1
-        return DeviceReading(device, int(self.total * GIB), int(free * GIB), self.per_process)
-
-    def process_bytes(self, device: str, pids: Sequence[int]) -> Optional[int]:
-        return None
-
-
 def test_lagging_release_is_waited_for() -> None:
-    source = RecordedSource([2, 2, 2.5, 4, 7])  # a stopped worker's 6 GiB come back slowly
+    source = ScriptedGpus({"GPU-fake": (24, [2, 2, 2.5, 4, 7])})  # a stopped worker's 6 GiB come back slowly
     back, waited_s = wait_for_release(source, "GPU-fake", free_before=2 * GIB, freed_bytes=6 * GIB, timeout_s=5, poll_s=0.01)
-    assert back and source.reads == 5 and waited_s < 1
+    assert back and source.reads["GPU-fake"] == 5 and waited_s < 1
 
 
 def test_release_that_never_comes_times_out() -> None:
-    source = RecordedSource([2])
+    source = ScriptedGpus({"GPU-fake": (24, 2)})
     back, waited_s = wait_for_release(source, "GPU-fake", 2 * GIB, 6 * GIB, timeout_s=0.2, poll_s=0.05)
     assert not back and waited_s >= 0.2
 
