@@ -123,17 +123,34 @@ class Workstation:
                 "needs_text": manifest.needs_text,
                 "needs_audio": manifest.needs_audio,
                 "options": manifest.to_dict()["options"],
+                "unavailable": self.unavailable_options(name, None),
             }
             for name, manifest in self.manifests.items()
         ]
+
+    def _asset_files(self, name: str) -> List[Path]:
+        path = self.settings.assets_dir / name
+        return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.is_file() else []
+
+    def unavailable_options(self, architecture: str, character_id: Optional[str]) -> Dict[str, str]:
+        """Options (``"name"``) and choices (``"name=value"``) that cannot be used now, with why: shared
+        assets that are missing, and what the character's folder lacks (e.g. a cluster model)."""
+        manifest = self.manifest(architecture)
+        gaps = {asset.needed_for: "needs assets/%s, which is missing (%s)" % (asset.name, asset.source)
+                for asset in manifest.assets if asset.needed_for and not self._asset_files(asset.name)}
+        if character_id:
+            try:
+                gaps.update(self.character(architecture, character_id).info.unavailable)
+            except UserFacingError:
+                pass  # an unknown character has no gaps of its own; generating with it says what is wrong
+        return gaps
 
     def assets(self) -> List[Dict[str, Any]]:
         """Every architecture's shared assets: present or missing, and their size on disk."""
         rows = []
         for name, manifest in self.manifests.items():
             for asset in manifest.assets:
-                path = self.settings.assets_dir / asset.name
-                files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.is_file() else []
+                files = self._asset_files(asset.name)
                 rows.append({
                     "architecture": name, "asset": asset.name, "what": asset.label, "present": bool(files),
                     "size_mb": round(sum(p.stat().st_size for p in files) / (1 << 20), 1),

@@ -33,6 +33,22 @@ def _slider_or_input(option: Dict[str, Any]) -> gr.components.Component:
     return gr.Textbox(value=str(default), label=label, info=info)
 
 
+def available_option(option: Dict[str, Any], value: Any, gaps: Mapping[str, str]) -> Any:
+    """The update that shows an option as usable, disabled with why, or with its usable choices only."""
+    name, help_text = option["name"], option["help"] or ""
+    if name in gaps:
+        return gr.update(interactive=False, info="Unavailable: %s" % gaps[name])
+    if option["kind"] != "choice":
+        return gr.update(interactive=True, info=help_text or None)
+    missing = {choice: gaps["%s=%s" % (name, choice)] for choice in option["choices"] if "%s=%s" % (name, choice) in gaps}
+    choices = [choice for choice in option["choices"] if choice not in missing]
+    if not choices:
+        return gr.update(interactive=False, info="Unavailable: %s" % "; ".join("%s: %s" % item for item in missing.items()))
+    notes = [help_text] + ["%s unavailable: %s" % item for item in missing.items()]
+    chosen = value if value in choices else option["default"] if option["default"] in choices else choices[0]
+    return gr.update(interactive=True, choices=choices, value=chosen, info=" · ".join(n for n in notes if n) or None)
+
+
 def shown_to_person(call: Callable[[], T]) -> T:
     """Run an action; a problem the person can act on becomes a ``gr.Error`` (a toast in the UI, an
     ``AppError`` carrying the message for gradio_client), never a traceback."""
@@ -121,12 +137,14 @@ def build_ui(station: Workstation) -> gr.Blocks:
                         speak_char = gr.Dropdown(choices=first_speakers, value=first_usable(speakers[0]) if speakers else None,
                                                  label="Voice that speaks it")
                     option_components: List[Tuple[str, str, gr.components.Component]] = []
+                    option_specs: List[Dict[str, Any]] = []
                     option_groups: Dict[str, gr.Group] = {}
                     with gr.Accordion("Options", open=True):
                         for arch in architectures:
                             with gr.Group(visible=arch == default_arch) as group:
                                 for option in catalogue[arch]["options"]:
                                     option_components.append((arch, option["name"], _slider_or_input(option)))
+                                    option_specs.append(option)
                             option_groups[arch] = group
                     processing = build_processing_controls(station.default_processing()["preprocess"],
                                                            station.default_processing()["postprocess"])
@@ -240,6 +258,19 @@ def build_ui(station: Workstation) -> gr.Blocks:
         def on_speak_architecture(arch: str) -> Any:
             choices = character_choices(arch)
             return gr.update(choices=choices, value=first_usable(arch))
+
+        def on_character(arch: str, char: Optional[str], *values: Any) -> List[Any]:
+            """Options follow what the character and the shared assets allow: unusable ones are disabled
+            with the reason, unusable choices leave the list and are named in its help."""
+            gaps = shown_to_person(lambda: station.unavailable_options(arch, char)) if arch else {}
+            return [
+                available_option(option, value, gaps) if owner == arch else gr.update()
+                for (owner, _, _), option, value in zip(option_components, option_specs, values, strict=True)
+            ]
+
+        option_inputs = [architecture, character] + [c for _, _, c in option_components]
+        character.change(on_character, inputs=option_inputs, outputs=[c for _, _, c in option_components], api_visibility="private")
+        demo.load(on_character, inputs=option_inputs, outputs=[c for _, _, c in option_components], api_visibility="private")
 
         speak_arch.change(on_speak_architecture, inputs=speak_arch, outputs=speak_char, api_visibility="private")
 

@@ -13,7 +13,7 @@ Standard library + numpy only at module level; Python 3.9 syntax.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -46,10 +46,12 @@ class CharacterInfo:
     speakers: Sequence[str] = ()
     extras: Sequence[str] = ()
     """Optional parts it has, e.g. "cluster model"."""
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    """Options (``"name"``) or choices (``"name=value"``) this character cannot use, with why."""
 
     def to_dict(self) -> Dict[str, Any]:
         return {"usable": self.usable, "problem": self.problem, "version": self.version, "speakers": list(self.speakers),
-                "extras": list(self.extras)}
+                "extras": list(self.extras), "unavailable": dict(self.unavailable)}
 
 
 @dataclass

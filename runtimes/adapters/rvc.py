@@ -11,11 +11,12 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
+from runtimes.adapters.checkpoint_meta import TensorShape, UnreadableCheckpointError, UnsafeCheckpointError, read_plain_values
 from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add, slices
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Manifest, Option
@@ -25,7 +26,12 @@ logger = logging.getLogger(__name__)
 HUBERT = "hubert"
 RMVPE = "rmvpe.pt"
 INPUT_RATE = 16000  # what the content encoder takes; the model's own rate comes out
-F0_METHODS = ("pm", "harvest", "crepe", "rmvpe")
+F0_METHODS = ("pm", "harvest", "crepe", "rmvpe", "fcpe")
+NO_INDEX = {"index_ratio": "this character has no .index file"}
+PITCH_OPTIONS = ("pitch_shift_semitones", "f0_method", "filter_radius", "protect_voiceless")
+CURVE_METHODS = ("harvest", "fcpe")
+"""Pitch methods the adapter runs itself, handing the curve to the package (which lacks fcpe and
+refuses harvest on audio in memory)."""
 
 MANIFEST = Manifest(
     architecture="rvc",
@@ -38,7 +44,8 @@ MANIFEST = Manifest(
     options=(
         Option("pitch_shift_semitones", "Pitch shift (semitones; about +12 male to female)", "int", 0, -36, 36, 1),
         Option("f0_method", "Pitch (f0) method", "choice", "pm", choices=F0_METHODS,
-               help="pm: fast; harvest: steady, slower; crepe: smooth; rmvpe: best for speech and song (needs assets/rmvpe.pt)"),
+               help="pm: fast; harvest: steady, slower; crepe: smooth; rmvpe: best for speech and song (needs assets/rmvpe.pt); "
+                    "fcpe: fast and robust (weights ship with torchfcpe)"),
         Option("filter_radius", "Pitch smoothing (median filter radius; harvest only, 3 and up smooths)", "int", 3, 0, 20, 1),
         Option("index_ratio", "Character similarity (index ratio)", "float", 0.88, 0.0, 1.0, 0.01,
                help="how much of the character's feature index to use; needs its .index file"),
@@ -60,6 +67,7 @@ class RvcAdapter(Adapter):
     def __init__(self) -> None:
         self.loader: Any = None
         self.rmvpe: Any = None
+        self.fcpe: Any = None
 
     @staticmethod
     def describe(folder: str) -> CharacterInfo:
@@ -73,8 +81,17 @@ class RvcAdapter(Adapter):
         indexes, _ = matching(folder, "*.index")
         if len(indexes) > 1:
             return CharacterInfo(False, "%d .index files; keep one" % len(indexes))
-        # v1 or v2 is inside the checkpoint: shown once it is loaded (reading it needs torch)
-        return CharacterInfo(True, "", extras=("feature index",) if indexes else ())
+        extras = ("feature index",) if indexes else ()
+        name = os.path.basename(models[0])
+        try:
+            checkpoint = read_plain_values(models[0])
+        except UnsafeCheckpointError as exc:
+            return CharacterInfo(False, "%s holds pickled Python objects (%s), not only weights; it is refused" % (name, exc))
+        except UnreadableCheckpointError as exc:
+            if _looks_like_legacy_torch_file(models[0]):  # torch < 1.6 format: the worker reads it on load
+                return CharacterInfo(True, "", extras=extras, unavailable={} if extras else NO_INDEX)
+            return CharacterInfo(False, "%s is not a readable checkpoint: %s (corrupt or incomplete download?)" % (name, exc))
+        return describe_checkpoint(checkpoint, name, extras)
 
     def load_shared(self, device: str) -> None:
         from infer_rvc_python.main import BaseLoader, load_hu_bert
@@ -96,6 +113,19 @@ class RvcAdapter(Adapter):
                 raise missing_asset("RVC", "rmvpe pitch extractor", RMVPE, "rmvpe.pt (from lj1995/VoiceConversionWebUI)")
             self.rmvpe = Rmvpe(path, is_half=self.loader.config.is_half, device=self.loader.config.device)
         return self.rmvpe
+
+    def _fcpe(self) -> Any:
+        if self.fcpe is None:
+            from torchfcpe import spawn_bundled_infer_model
+
+            self.report_progress(None, "loading the fcpe pitch extractor")
+            self.fcpe = spawn_bundled_infer_model(device=self.loader.config.device)
+        return self.fcpe
+
+    def _pitch_curve(self, method: str, audio: np.ndarray, semitones: int, filter_radius: int) -> np.ndarray:
+        if method == "harvest":
+            return harvest_curve(audio, semitones, filter_radius)
+        return fcpe_curve(self._fcpe(), audio, semitones)
 
     def load(self, model: ModelRef) -> Dict[str, Any]:
         import faiss
@@ -158,11 +188,12 @@ class RvcAdapter(Adapter):
         for number, (start, end) in enumerate(pieces, start=1):
             request.check_cancelled()
             piece_params, pitch_curve = params, None
-            if method == "harvest":  # the package refuses harvest on audio in memory: hand it harvest's curve instead
-                pitch_curve = harvest_curve(audio[start:end], int(params["pitch_lvl"]), int(params["respiration_median_filtering"]))
+            if method in CURVE_METHODS:
+                pitch_curve = self._pitch_curve(method, audio[start:end], int(params["pitch_lvl"]),
+                                                int(params["respiration_median_filtering"]))
                 piece_params = dict(params, pitch_algo="pm")
                 voiced_hz = pitch_curve[pitch_curve[:, 1] > 0, 1]
-                logger.info("RVC %s: harvest pitch, %d frames, median %.1f Hz, handed to the pipeline", character["name"],
+                logger.info("RVC %s: %s pitch, %d frames, median %.1f Hz, handed to the pipeline", character["name"], method,
                             len(pitch_curve), float(np.median(voiced_hz)) if voiced_hz.size else 0.0)
             converted, _ = self.loader.infer(
                 "job", piece_params, character["speakers"], rate, character["net_g"], character["pipe"], character["cpt"],
@@ -174,6 +205,28 @@ class RvcAdapter(Adapter):
             overlap_add(out, piece, at, int(round(fade_in * rate / INPUT_RATE)) if start > 0 else 0)
             request.report_progress(number / len(pieces), "converted slice %d of %d" % (number, len(pieces)))
         return GenerateResult(audio=np.clip(out, -1.0, 1.0), sample_rate=rate)
+
+
+def describe_checkpoint(checkpoint: Any, name: str, extras: Tuple[str, ...]) -> CharacterInfo:
+    """Version, rate and pitch guidance of an RVC checkpoint read as plain values."""
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("weight"), dict) or not isinstance(checkpoint.get("config"), list):
+        return CharacterInfo(False, "%s is not an RVC model (no weight and config inside)" % name)
+    phone = checkpoint["weight"].get("enc_p.emb_phone.weight")
+    width = phone.shape[1] if isinstance(phone, TensorShape) and len(phone.shape) == 2 else None
+    # the content width decides which encoder output the model takes; the version field can be missing (v1)
+    version = {768: "2", 256: "1"}.get(width or 0) or str(checkpoint.get("version", "v1")).lstrip("v")
+    rate = checkpoint["config"][-1] if checkpoint["config"] and isinstance(checkpoint["config"][-1], int) else 0
+    pitch = bool(checkpoint.get("f0", 1))
+    details = list(extras) + (["%d Hz" % rate] if rate else []) + ([] if pitch else ["no pitch guidance"])
+    unavailable = {} if extras else dict(NO_INDEX)
+    if not pitch:
+        unavailable.update({name: "the model has no pitch guidance" for name in PITCH_OPTIONS})
+    return CharacterInfo(True, "", version=version, extras=tuple(details), unavailable=unavailable)
+
+
+def _looks_like_legacy_torch_file(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x80\x02"  # pickle protocol 2: how torch wrote checkpoints before its zip format
 
 
 def harvest_curve(audio: np.ndarray, semitones: int, filter_radius: int) -> np.ndarray:
@@ -189,3 +242,16 @@ def harvest_curve(audio: np.ndarray, semitones: int, filter_radius: int) -> np.n
         f0 = signal.medfilt(f0, 3)
     f0 = f0 * 2 ** (semitones / 12)
     return np.stack([times, f0], axis=1).astype(np.float32)
+
+
+def fcpe_curve(model: Any, audio: np.ndarray, semitones: int) -> np.ndarray:
+    """fcpe's pitch of ``audio`` (16 kHz) as rows of (seconds, Hz), one per fcpe frame, transposed."""
+    import torch
+
+    with torch.inference_mode():
+        samples = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, :, None]
+        f0 = model.infer(samples, sr=INPUT_RATE, decoder_mode="local_argmax",
+                         threshold=0.006, f0_min=50, f0_max=1100, interp_uv=False)
+    hz = f0.squeeze().float().cpu().numpy().reshape(-1) * 2 ** (semitones / 12)
+    times = np.arange(hz.size, dtype=np.float32) * (model.get_hop_size_ms() / 1000)
+    return np.stack([times, hz], axis=1).astype(np.float32)

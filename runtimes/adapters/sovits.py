@@ -43,6 +43,8 @@ MANIFEST = Manifest(
         Option("pitch_shift_semitones", "Pitch shift (semitones)", "int", 0, -36, 36, 1),
         Option("auto_predict_f0", "Predict voice pitch (for speech, not singing)", "bool", False),
         Option("f0_method", "Pitch (f0) method", "choice", "dio", choices=F0_METHODS),
+        Option("reduce_hoarseness", "Reduce hoarseness (f0 mean pooling)", "bool", False,
+               help="smooths the pitch curve over voiced frames, as so-vits-svc 4.0's f0 mean pooling"),
         Option("noise_scale", "Noise scale", "float", 0.4, 0.0, 5.0, 0.01, help="0 is allowed: the least variation"),
         Option("slice_length_s", "Slice length (s; 0 = split at pauses only)", "float", 0.0, 0.0, 20.0, 0.5,
                help="long speech without pauses is converted in slices of this length"),
@@ -101,6 +103,8 @@ class SovitsAdapter(Adapter):
         self.torch: Any = None
         self.content_encoder: Any = None
         self.device = "cpu"
+        self.pool_f0 = False
+        """Whether the job being converted asked for f0 mean pooling (one job at a time per worker)."""
         self.models: Dict[Tuple[str, ...], Dict[str, Any]] = {}
         """Loaded models by their files' real paths, with the characters using each: loaded once."""
 
@@ -130,9 +134,12 @@ class SovitsAdapter(Adapter):
         if speaker and speaker not in speakers:
             return CharacterInfo(False, "speaker.json names %r, which the model does not have (%s)" % (speaker, ", ".join(speakers)))
         extras = ("cluster model",) if clusters else ()
+        unavailable = {} if clusters else {"cluster_ratio": "this character has no kmeans*.pt cluster model"}
+        if speaker or len(speakers) < 2:
+            unavailable["speaker"] = "speaker.json picks the speaker" if speaker else "the model has one speaker"
         if speaker:  # one speaker of a shared multi-speaker model
-            return CharacterInfo(True, "", version_of(config), [speaker], (*extras, "speaker of a shared model"))
-        return CharacterInfo(True, "", version_of(config), speakers, extras)
+            return CharacterInfo(True, "", version_of(config), [speaker], (*extras, "speaker of a shared model"), unavailable)
+        return CharacterInfo(True, "", version_of(config), speakers, extras, unavailable)
 
     def load_shared(self, device: str) -> None:
         import torch
@@ -140,6 +147,7 @@ class SovitsAdapter(Adapter):
 
         self.torch = torch
         self.device = device
+        allow_numpy_arrays(torch)
         folder = asset_path(CONTENT_ENCODER)
         if not os.path.isfile(os.path.join(folder, "config.json")):
             raise missing_asset("so-vits-svc", "content encoder", CONTENT_ENCODER,
@@ -151,6 +159,25 @@ class SovitsAdapter(Adapter):
         self.content_encoder = model.to(device).eval()
         # Svc asks for the encoder by its hub name for every character: hand it the one loaded here.
         utils.get_hubert_model = lambda *args, **kwargs: self.content_encoder
+        self._pool_pitch_on_request()
+
+    def _pool_pitch_on_request(self) -> None:
+        """so-vits-svc-fork dropped 4.0's f0 mean pooling; its inference reads the pitch through
+        ``so_vits_svc_fork.f0.compute_f0``, so the pooling wraps that, on for the jobs that ask."""
+        from so_vits_svc_fork import f0 as f0_module
+
+        compute = f0_module.compute_f0
+
+        def compute_then_pool(*args: Any, **kwargs: Any) -> Any:
+            f0 = compute(*args, **kwargs)
+            if not self.pool_f0:
+                return f0
+            pooled = mean_pool_f0(np.asarray(f0))
+            logger.info("so-vits-svc: f0 mean pooling on %d frames, roughness %.2f -> %.2f Hz", pooled.size,
+                        roughness_hz(np.asarray(f0)), roughness_hz(pooled))
+            return pooled
+
+        f0_module.compute_f0 = compute_then_pool
 
     def load(self, model: ModelRef) -> Dict[str, Any]:
         from so_vits_svc_fork.inference.core import Svc
@@ -213,14 +240,15 @@ class SovitsAdapter(Adapter):
         infer = dict(speaker=speaker, transpose=int(options["pitch_shift_semitones"]), cluster_infer_ratio=ratio,
                      auto_predict_f0=bool(options["auto_predict_f0"]), noise_scale=float(options["noise_scale"]),
                      f0_method=str(options["f0_method"]))
+        self.pool_f0 = bool(options["reduce_hoarseness"])
         slice_s = float(options["slice_length_s"])
         chunks = list(split_silence(audio, top_db=-float(options["silence_threshold_db"]), frame_length=2048, hop_length=512,
                                     ref=np.max, max_chunk_length=int((slice_s or 40.0) * rate)))
         spoken = [c for c in chunks if c.is_speech]
         if not spoken or float(np.abs(audio).max()) < 1e-4:
             raise BadRequestError("no voice found in the recording: it is silent (or lower the pause threshold)")
-        logger.info("so-vits-svc %s: Svc.infer(%s) on %d slice(s)", character["name"],
-                    ", ".join("%s=%r" % item for item in sorted(infer.items())), len(spoken))
+        logger.info("so-vits-svc %s: Svc.infer(%s) on %d slice(s), f0 mean pooling %s", character["name"],
+                    ", ".join("%s=%r" % item for item in sorted(infer.items())), len(spoken), "on" if self.pool_f0 else "off")
         out = np.zeros(audio.size, dtype=np.float32)
         fade = int(float(options["cross_fade_s"]) * rate) if slice_s > 0 else 0
         for index, chunk in enumerate(c for c in chunks if c.is_speech):
@@ -250,3 +278,26 @@ class SovitsAdapter(Adapter):
         if wanted not in info.speakers:
             raise BadRequestError("unknown speaker %r (this character has: %s)" % (wanted, ", ".join(info.speakers)))
         return wanted
+
+
+def allow_numpy_arrays(torch: Any) -> None:
+    """Cluster models (``kmeans*.pt``) keep their centers as numpy arrays: let the weights-only loader
+    rebuild plain arrays (data, no code), as torch's documentation suggests for them."""
+    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    torch.serialization.add_safe_globals([np._core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes])
+
+
+def mean_pool_f0(f0: np.ndarray, kernel: int = 3) -> np.ndarray:
+    """Each voiced frame's pitch becomes the mean of the voiced frames around it (unvoiced frames stay 0
+    and do not pull the mean down): so-vits-svc 4.0's masked mean pooling."""
+    voiced = f0 > 0
+    window = np.ones(kernel)
+    sums = np.convolve(np.where(voiced, f0, 0.0), window, mode="same")
+    counts = np.convolve(voiced.astype(np.float64), window, mode="same")
+    return np.where(voiced, sums / np.maximum(counts, 1.0), 0.0).astype(f0.dtype)
+
+
+def roughness_hz(f0: np.ndarray) -> float:
+    """Mean frame-to-frame pitch change between voiced neighbours: what pooling lowers."""
+    both = (f0[1:] > 0) & (f0[:-1] > 0)
+    return float(np.abs(np.diff(f0))[both].mean()) if both.any() else 0.0

@@ -40,8 +40,15 @@ def test_character_folders_are_listed_with_version_and_speakers(server: AppServe
     assert not assets[("rvc", "rmvpe.pt")]["present"] and assets[("rvc", "rmvpe.pt")]["needed_for"] == "f0_method=rmvpe"
     listed = {c["id"]: c for c in client.predict("sovits", api_name="/list_characters")}
     assert listed["tiny-41"]["version"] == "4.1" and listed["tiny-41"]["speakers"] == ["alice", "bob"]
-    assert listed["tiny-40"]["version"] == "4.0" and listed["tiny-41"]["label"] == "tiny-41 (v4.1, 2 speakers)"
+    assert listed["tiny-40"]["version"] == "4.0" and listed["tiny-41"]["label"] == "tiny-41 (v4.1, 2 speakers, cluster model)"
     assert not listed["half-copied"]["usable"] and "no config.json" in listed["half-copied"]["label"]
+    assert "kmeans" in listed["tiny-40"]["unavailable"]["cluster_ratio"] and "cluster_ratio" not in listed["tiny-41"]["unavailable"]
+    rvc = {c["id"]: c for c in client.predict("rvc", api_name="/list_characters")}
+    assert (rvc["tiny-v1"]["version"], rvc["tiny-v2"]["version"]) == ("1", "2")  # read from the checkpoints, nothing loaded
+    assert "no .index" in rvc["tiny-v1"]["unavailable"]["index_ratio"]
+    architectures = {a["id"]: a for a in client.predict(api_name="/list_architectures")}
+    assert "assets/rmvpe.pt, which is missing" in architectures["rvc"]["unavailable"]["f0_method=rmvpe"]
+    assert all(not row["pid"] for row in client.predict(api_name="/runtime_status"))
 
 
 def test_a_spoken_recording_is_converted(server: AppServer) -> None:
@@ -80,7 +87,7 @@ def test_text_is_spoken_by_piper_then_converted_in_one_request(server: AppServer
 def test_text_is_spoken_by_piper_then_converted_by_rvc(server: AppServer) -> None:
     client = Client(server.url, verbose=False)
     listed = {c["id"]: c for c in client.predict("rvc", api_name="/list_characters")}
-    assert listed["tiny-v2"]["usable"] and listed["tiny-v2"]["label"] == "tiny-v2 (feature index)"
+    assert listed["tiny-v2"]["usable"] and listed["tiny-v2"]["label"] == "tiny-v2 (v2, feature index, 40000 Hz)"
     path, info = client.predict("rvc", "tiny-v2", "Typed, spoken, then converted.", None, {"pitch_shift_semitones": 3}, "wav",
                                 {}, {}, False, None, api_name="/generate")
     audio, rate = soundfile.read(path)
@@ -109,6 +116,10 @@ def test_in_the_browser_text_becomes_a_character_voice(server: AppServer) -> Non
             page.get_by_role("option", name="so-vits-svc 4.0/4.1 (voice conversion)").click()
             expect(page.get_by_label("No recording? Speak the text first with")).to_be_visible(timeout=10_000)
             expect(page.get_by_label("Character").first).to_have_value("tiny-40 (v4.0)", timeout=10_000)
+            # options follow the character: no cluster model, so character likeness is disabled, with why
+            likeness = page.get_by_label("range slider for Character likeness (cluster ratio)")
+            expect(likeness).to_be_disabled(timeout=10_000)
+            expect(page.get_by_text("Unavailable: this character has no kmeans*.pt cluster model")).to_be_visible()
             page.get_by_role("textbox", name="Text", exact=True).fill("Typed words in a character's voice.")
             page.get_by_role("button", name="Generate").click()
             expect(page.locator("audio[src]").first).to_be_attached(timeout=120_000)

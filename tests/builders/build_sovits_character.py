@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import so_vits_svc_fork
 import torch
 from so_vits_svc_fork.modules.synthesizers import SynthesizerTrn
@@ -58,6 +59,15 @@ def character(folder: Path, template: str, ssl_dim: int, speakers: dict, real_si
     torch.save({"model": net.state_dict(), "iteration": 0, "learning_rate": 1e-4, "optimizer": None}, folder / "G_0.pth")
 
 
+def cluster_model(folder: Path, ssl_dim: int, speakers: dict) -> None:
+    """A kmeans file as so-vits-svc's cluster training writes it: per speaker, sklearn KMeans fields with
+    numpy centers (float32, like the content features)."""
+    rng = np.random.default_rng(3)
+    torch.save({name: {"n_features_in_": ssl_dim, "_n_threads": 1,
+                       "cluster_centers_": rng.standard_normal((16, ssl_dim)).astype(np.float32)} for name in speakers},
+               folder / "kmeans_10000.pt")
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     if "--real-size" in sys.argv:
@@ -68,6 +78,7 @@ def main() -> None:
         return
     content_encoder(out / "assets" / "contentvec")
     character(out / "characters" / "tiny-41", "so-vits-svc-4.0v1.json", HIDDEN, {"alice": 0, "bob": 1})
+    cluster_model(out / "characters" / "tiny-41", HIDDEN, {"alice": 0, "bob": 1})
     character(out / "characters" / "tiny-40", "so-vits-svc-4.0v1-legacy.json", PROJECTED, {"carol": 0})
     torch.save({"model": {}, "iteration": RunsOnLoad(str(out / "pwned")), "learning_rate": 1e-4, "optimizer": None}, out / "unsafe.pth")
     print("built", out)

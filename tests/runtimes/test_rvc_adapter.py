@@ -65,16 +65,35 @@ def test_each_option_reaches_the_upstream_call(rvc: Supervisor, rvc_models: Path
     assert "index_influence=0.0" in call
 
 
-def test_harvest_pitch_is_computed_and_handed_to_the_pipeline(rvc: Supervisor, rvc_models: Path) -> None:
-    result = rvc.generate(job(rvc_models, f0_method="harvest", filter_radius=5, pitch_shift_semitones=12))
+@pytest.mark.parametrize("method", ["harvest", "fcpe"])
+def test_pitch_curve_methods_are_computed_and_handed_to_the_pipeline(rvc: Supervisor, rvc_models: Path, method: str) -> None:
+    result = rvc.generate(job(rvc_models, f0_method=method, filter_radius=5, pitch_shift_semitones=12))
     assert result.sample_rate == 40000 and abs(result.audio.size / 40000 - 2.0) < 0.1
     [worker] = rvc.table.live()
     lines = list(worker.process.log_tail)
     call = next(line for line in reversed(lines) if "infer(" in line)
-    assert "pitch_algo='harvest'" in call and "respiration_median_filtering=5" in call
-    harvest = next(line for line in reversed(lines) if "harvest pitch" in line)
-    median_hz = float(harvest.split("median ")[1].split(" Hz")[0])
+    assert "pitch_algo='%s'" % method in call and "respiration_median_filtering=5" in call
+    curve = next(line for line in reversed(lines) if "%s pitch" % method in line)
+    median_hz = float(curve.split("median ")[1].split(" Hz")[0])
     assert 2 * 150 < median_hz < 2 * 175  # the voice's ~160 Hz, an octave up
+
+
+def test_folders_are_described_from_the_checkpoint_without_torch(rvc_models: Path, tmp_path: Path) -> None:
+    from runtimes.adapters.rvc import RvcAdapter
+
+    with pytest.raises(ImportError):
+        import torch  # noqa: F401  # the app's own env: what the listing runs in
+    v2 = RvcAdapter.describe(str(rvc_models / "characters" / "tiny-v2"))
+    v1 = RvcAdapter.describe(str(rvc_models / "characters" / "tiny-v1"))
+    assert (v2.version, v1.version) == ("2", "1")
+    assert "40000 Hz" in v2.extras and "feature index" in v2.extras and "32000 Hz" in v1.extras
+    assert "index_ratio" not in v2.unavailable and "no .index" in v1.unavailable["index_ratio"]
+    unsafe = tmp_path / "unsafe"
+    unsafe.mkdir()
+    shutil.copy(rvc_models / "unsafe.pth", unsafe / "model.pth")
+    refused = RvcAdapter.describe(str(unsafe))
+    assert not refused.usable and "holds pickled Python objects (posix.system)" in refused.problem
+    assert not (rvc_models / "pwned").exists()
 
 
 def test_long_input_in_slices_with_progress(rvc: Supervisor, rvc_models: Path) -> None:

@@ -77,6 +77,26 @@ def test_each_option_reaches_the_upstream_call(sovits: Supervisor, sovits_models
         assert expected in call, call
 
 
+def test_reduce_hoarseness_pools_the_pitch_the_model_gets(sovits: Supervisor, sovits_models: Path) -> None:
+    sovits.generate(job(sovits_models, f0_method="dio"))
+    assert "f0 mean pooling off" in next(line for line in reversed(log_lines(sovits)) if "Svc.infer(" in line)
+    sovits.generate(job(sovits_models, f0_method="dio", reduce_hoarseness=True))
+    lines = log_lines(sovits)
+    assert "f0 mean pooling on" in next(line for line in reversed(lines) if "Svc.infer(" in line)
+    pooling = next(line for line in reversed(lines) if "f0 mean pooling on" in line and "roughness" in line)
+    before, after = (float(part) for part in pooling.split("roughness ")[1].split(" Hz")[0].split(" -> "))
+    assert after < before  # the pitch the model got is smoother than the extractor's
+
+
+def test_mean_pooling_keeps_unvoiced_frames_and_ignores_them() -> None:
+    from runtimes.adapters.sovits import mean_pool_f0
+
+    f0 = np.array([0, 100, 130, 100, 0, 0, 200], dtype=np.float32)
+    pooled = mean_pool_f0(f0)
+    assert list(pooled[[0, 4, 5]]) == [0, 0, 0]
+    assert pooled[1] == pytest.approx(115) and pooled[2] == pytest.approx(110) and pooled[6] == pytest.approx(200)
+
+
 def test_long_input_is_sliced_with_progress(sovits: Supervisor, sovits_models: Path) -> None:
     messages: List[str] = []
     result = sovits.generate(job(sovits_models, audio=voiced(6.0), slice_length_s=2.0, cross_fade_s=0.1),
@@ -121,19 +141,35 @@ def test_unsafe_pickle_is_refused_and_runs_nothing(sovits: Supervisor, sovits_mo
 
 
 @pytest.mark.parametrize(
-    ("audio", "options", "expected"),
+    ("character", "audio", "options", "expected"),
     [
-        (np.zeros(RATE, dtype=np.float32), {}, "no voice found in the recording"),
-        (np.zeros(1, dtype=np.float32), {}, "too short to convert"),
-        (None, {"speaker": "nobody"}, "unknown speaker 'nobody' .*alice, bob"),
-        (None, {"cluster_ratio": 0.5}, "needs a kmeans.*cluster model"),
+        ("tiny-41", np.zeros(RATE, dtype=np.float32), {}, "no voice found in the recording"),
+        ("tiny-41", np.zeros(1, dtype=np.float32), {}, "too short to convert"),
+        ("tiny-41", None, {"speaker": "nobody"}, "unknown speaker 'nobody' .*alice, bob"),
+        ("tiny-40", None, {"cluster_ratio": 0.5}, "needs a kmeans.*cluster model"),
     ],
     ids=["silence", "one sample", "unknown speaker", "cluster without kmeans"],
 )
-def test_bad_inputs_are_clear_errors(sovits: Supervisor, sovits_models: Path, audio: Any, options: Dict[str, Any],
+def test_bad_inputs_are_clear_errors(sovits: Supervisor, sovits_models: Path, character: str, audio: Any, options: Dict[str, Any],
                                      expected: str) -> None:
     with pytest.raises(BadRequestError, match=expected):
-        sovits.generate(job(sovits_models, audio=audio, **options))
+        sovits.generate(job(sovits_models, character, audio=audio, **options))
+
+
+def test_a_cluster_model_is_listed_loaded_and_used(sovits: Supervisor, sovits_models: Path) -> None:
+    """A real cluster file keeps numpy centers: it loads weights-only and moves the content toward them."""
+    from runtimes.adapters.sovits import SovitsAdapter
+
+    with_clusters = SovitsAdapter.describe(str(sovits_models / "characters" / "tiny-41"))
+    without = SovitsAdapter.describe(str(sovits_models / "characters" / "tiny-40"))
+    assert "cluster model" in with_clusters.extras and "cluster_ratio" not in with_clusters.unavailable
+    assert "kmeans" in without.unavailable["cluster_ratio"]
+    plain = sovits.generate(job(sovits_models, noise_scale=0.0, speaker="alice")).audio
+    clustered = sovits.generate(job(sovits_models, noise_scale=0.0, speaker="alice", cluster_ratio=1.0)).audio
+    assert "cluster_infer_ratio=1.0" in next(line for line in reversed(log_lines(sovits)) if "Svc.infer(" in line)
+    assert not np.allclose(plain, clustered)
+    loaded = {c["id"]: c["details"] for c in sovits.status()[0]["loaded"]}
+    assert loaded["tiny-41"]["cluster_model"]
 
 
 def test_missing_content_encoder_names_the_asset(make_supervisor: SupervisorFactory, sovits_spec: EnvSpec, sovits_models: Path,
