@@ -156,7 +156,7 @@ class RvcAdapter(Adapter):
 
     def details(self, character: Dict[str, Any]) -> Dict[str, Any]:
         return {"version": character["version"], "sample_rate": character["rate"], "pitch": bool(character["f0"]),
-                "feature_index": character["index"] is not None}
+                "feature_index": character["index"] is not None, "half": bool(self.loader.config.is_half)}
 
     def generate(self, character: Dict[str, Any], request: GenerateRequest) -> GenerateResult:
         options = request.options

@@ -214,7 +214,8 @@ class SovitsAdapter(Adapter):
     def details(self, character: Dict[str, Any]) -> Dict[str, Any]:
         info: CharacterInfo = character["info"]
         return {"version": info.version, "speakers": list(info.speakers), "sample_rate": int(character["svc"].target_sample),
-                "cluster_model": hasattr(character["svc"], "cluster_model"), "shares_a_loaded_model": character["shared"]}
+                "cluster_model": hasattr(character["svc"], "cluster_model"), "shares_a_loaded_model": character["shared"],
+                "half": self.device != "cpu"}
 
     def generate(self, character: Dict[str, Any], request: GenerateRequest) -> GenerateResult:
         import librosa
