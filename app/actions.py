@@ -16,6 +16,7 @@ import numpy as np
 from app.characters import Character, list_characters
 from app.errors import UserFacingError
 from app.settings import Settings
+from models.manager import ModelManager
 from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, output_sample_rate
 from pipeline.cache import AudioCache, audio_digest, key_of
 from pipeline.errors import PipelineError
@@ -110,6 +111,7 @@ class Workstation:
     supervisor: Supervisor
     cache: AudioCache
     preset_store: PresetStore
+    models: ModelManager
     _running: Dict[str, List[threading.Event]] = field(default_factory=dict)
     _running_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -521,5 +523,6 @@ class Workstation:
         return "%s / %s unloaded" % (architecture, character.id)
 
     def close(self) -> None:
+        self.models.close()
         self.supervisor.shutdown()
         self.cache.close()

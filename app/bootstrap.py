@@ -9,12 +9,13 @@ from typing import Callable, Dict, Optional
 
 from app.actions import Workstation
 from app.settings import Settings
+from models.manager import ModelManager
 from pipeline.cache import AudioCache
 from pipeline.processing import PresetStore
 from runtimes.environments import EnvironmentBuilder, EnvSpec
 from runtimes.manifest import Manifest
 from runtimes.memory import make_source
-from runtimes.registry import discover, read_manifest
+from runtimes.registry import adapter_class, discover, read_manifest
 from runtimes.supervisor import Supervisor, SupervisorSettings
 
 logger = logging.getLogger(__name__)
@@ -69,4 +70,11 @@ def make_workstation(settings: Settings) -> Workstation:
         supervisor=supervisor,
         cache=AudioCache(settings.cache_dir, settings.cache_size_bytes),
         preset_store=PresetStore(settings.presets_dir),
+        models=ModelManager(
+            settings.data_dir,
+            {name: adapter_class(spec).describe for name, spec in specs.items()},
+            hf_endpoint=settings.hf_endpoint,
+            max_parallel_downloads=settings.max_parallel_downloads,
+            timeout_s=settings.download_timeout_s,
+        ),
     )

@@ -19,11 +19,11 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_process_environment(settings: Settings) -> None:
-    """Before gradio is imported: keep its files in our data dir, and never phone home (offline)."""
+    """Before gradio is imported: keep its files in our data dir, and never phone home. The hub is
+    reached only by the model manager, when a person asks for a download (workers run offline)."""
     settings.temp_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.temp_dir))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 

@@ -48,6 +48,10 @@ class Settings:
     history_size: int = 10
     cache_size_bytes: int = 2 << 30
     """Disk cache of processed audio and outputs; least recently used entries go first."""
+    hf_endpoint: Optional[str] = None
+    """The Hugging Face hub the model manager downloads from (default: huggingface.co; a mirror or a test hub)."""
+    max_parallel_downloads: int = 3
+    download_timeout_s: float = 30.0
     layer: Optional[str] = None
     """Requirement layer for envs (cpu/cuda); default: cuda when an NVIDIA GPU is present."""
 
