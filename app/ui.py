@@ -9,6 +9,7 @@ import gradio as gr
 
 from app.actions import Generation, Workstation, output_formats
 from app.errors import UserFacingError
+from app.ui_models import build_models_tab
 from app.ui_processing import build_processing_controls, parse_json_object
 
 logger = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
             gr.Timer(2.0).tick(
                 lambda: refresh_runtimes(), outputs=[workers_table, worker_name, status_table], api_visibility="private"
             )
+
+        build_models_tab(station, demo)
 
         # API-only components: stable parameters for gradio_client, independent of the UI layout
         with gr.Group(visible=False):

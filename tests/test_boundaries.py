@@ -66,6 +66,7 @@ def test_adapters_import_model_libraries_only_inside_functions() -> None:
         ("app/actions.py", ("gradio",)),
         ("app/bootstrap.py", ("gradio",)),
         ("app/characters.py", ("gradio",)),
+        ("app/model_actions.py", ("gradio",)),
         ("app/settings.py", ("gradio",)),
         ("app/ui.py", ("runtimes", "pipeline")),
     ],

@@ -9,6 +9,7 @@ the list (what an unsafe pickle needs to run code) is refused by name, before an
 
 from __future__ import annotations
 
+import codecs
 import io
 import pickle
 import zipfile
@@ -67,6 +68,7 @@ _TENSOR_BUILDERS = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("collections", "OrderedDict"): _ordered_dict,
+    ("_codecs", "encode"): codecs.encode,  # how protocol-2 pickles carry bytes (numpy arrays' data); torch allows it too
 }
 _HARMLESS_TORCH_MODULES = ("torch", "torch.serialization", "torch._utils", "torch._tensor")
 
