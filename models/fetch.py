@@ -6,6 +6,7 @@ any chunk."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import threading
@@ -60,16 +61,17 @@ class Fetcher:
         self.timeout_s = timeout_s
         self.retries = retries
 
-    def fetch(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> None:
-        """Write ``spec``'s bytes to ``dest`` (its folder exists), resuming what a failed try left."""
+    def fetch(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> Optional[str]:
+        """Write ``spec``'s bytes to ``dest`` (its folder exists), resuming what a failed try left.
+        Returns the sha256 when it was computed on the way (else the caller reads the file)."""
         if spec.source in ("gdrive", "mega"):
             raise DownloadError("%s: %s downloads are not supported (no maintained downloader works here): download it by "
                                 "hand from %s and import the folder or zip (Models tab, Import)"
                                 % (spec.save_as, "Google Drive" if spec.source == "gdrive" else "Mega", spec.url))
         if spec.source == "huggingface":
             self._huggingface(spec, dest, transfer, cancel)
-        else:
-            self._http(spec, dest, transfer, cancel)
+            return None
+        return self._http(spec, dest, transfer, cancel)
 
     def _huggingface(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> None:
         from huggingface_hub import constants, hf_hub_download
@@ -103,7 +105,7 @@ class Fetcher:
         except httpx.TransportError:
             raise DownloadError("%s: cannot reach %s (offline?); nothing was installed" % (spec.save_as, endpoint)) from None
 
-    def _http(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> None:
+    def _http(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> str:
         """GET with ``Range`` from what is on disk; a dropped connection resumes (up to ``retries`` tries
         without progress), a server that ignores ``Range`` restarts the file."""
         partial = dest.with_name(dest.name + ".part")
@@ -115,12 +117,14 @@ class Fetcher:
                 try:
                     with client.stream("GET", str(spec.url), headers=headers) as response:
                         if response.status_code == 416 and have:  # already complete
+                            digest = _digest_of(partial)
                             break
                         if response.status_code >= 400:
                             raise DownloadError("%s: dead link (HTTP %d from %s)" % (spec.save_as, response.status_code, spec.url))
                         if have and response.status_code != 206:
                             have = 0  # the server sent the whole file again
                             transfer.done_bytes = 0
+                        digest = _digest_of(partial) if have else hashlib.sha256()  # hashed on the way: no second read
                         if transfer.total_bytes is None:
                             length = response.headers.get("Content-Length")
                             transfer.total_bytes = have + int(length) if length and length.isdigit() else None
@@ -130,6 +134,7 @@ class Fetcher:
                                 if cancel.is_set():
                                     raise DownloadCancelledError("cancelled")
                                 handle.write(chunk)
+                                digest.update(chunk)
                                 transfer.add(len(chunk))
                                 failures = 0
                     break
@@ -142,6 +147,15 @@ class Fetcher:
                     if cancel.wait(min(2.0 ** failures / 4, 5.0)):
                         raise DownloadCancelledError("cancelled") from None
         os.replace(partial, dest)
+        return str(digest.hexdigest())
+
+
+def _digest_of(path: Path) -> Any:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest
 
 
 def _status(exc: Any) -> str:

@@ -150,12 +150,12 @@ class Installer:
                 destination = staging / spec.save_as
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self.fetcher.fetch(spec, destination, transfer, task.cancel)
+                    digest = self.fetcher.fetch(spec, destination, transfer, task.cancel)
                 except ModelError as exc:
                     transfer.state, transfer.error = "failed", str(exc)
                     raise
                 transfer.state = "verifying"
-                files.append(self._verify(spec, destination, transfer, task))
+                files.append(self._verify(spec, destination, transfer, task, digest))
                 if spec.unzip != "none":
                     extract(destination, destination.parent, strategy=spec.unzip)
                     destination.unlink()
@@ -175,8 +175,8 @@ class Installer:
         finally:
             remove_tree(staging)
 
-    def _verify(self, spec: Any, path: Path, transfer: Transfer, task: InstallTask) -> Dict[str, Any]:
-        digest = sha256_of(path)
+    def _verify(self, spec: Any, path: Path, transfer: Transfer, task: InstallTask, computed: Optional[str]) -> Dict[str, Any]:
+        digest = computed or sha256_of(path)
         transfer.sha256 = digest
         size = path.stat().st_size
         if spec.size_bytes is not None and size != spec.size_bytes and not spec.sha256:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -277,3 +278,14 @@ def test_the_shipped_catalogue_offers_every_established_character(tmp_path: Path
     for entry in characters:
         if entry.architecture in ("sovits", "rvc"):
             catalogue.closure(entry)  # every dependency resolves
+
+
+def test_the_conversion_script_reproduces_the_shipped_catalogue(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    source = root.parent / "shared" / "reference" / "hay-say-catalogues"
+    if not source.is_dir():
+        pytest.skip("the established app's catalogue files are not beside this checkout")
+    written = tmp_path / "hay-say.json"
+    subprocess.run([sys.executable, str(root / "scripts" / "convert_hay_say_catalogues.py"), str(source), str(written)],
+                   check=True, capture_output=True)
+    assert json.loads(written.read_text()) == json.loads((root / "models" / "catalogues" / "hay-say.json").read_text())
