@@ -23,7 +23,8 @@ from typing import Dict, List
 
 from models.catalogue import load_catalogue
 from models.manager import SHIPPED_DIR, ModelManager
-from tests.models.hub_server import start_hub
+from runtimes.adapter import CharacterInfo
+from tests.models.hub_server import Fault, start_hub
 
 
 def timed_download(manager: ModelManager, entry_id: str) -> float:
@@ -40,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--line-mb-s", type=float, default=50.0)
     args = parser.parse_args()
     data = hashlib.shake_256(b"bench").digest(args.size_mb << 20)
     hub, server = start_hub()
@@ -51,25 +53,30 @@ def main() -> None:
                    {"source": "huggingface", "repo": "bench/voices", "path": "model.pth", "save_as": "model.pth"}]},
                {"name": "via http", "architecture": "rvc", "files": [{"source": "url", "url": url, "save_as": "model.pth"}]}]
     (work / "catalogues" / "bench.json").write_text(json.dumps({"format": "voicegen-catalogue", "version": 1, "entries": entries}))
-    manager = ModelManager(work, {"rvc": lambda folder: None}, hf_endpoint=hub.url)  # type: ignore[arg-type, return-value]
-    times: Dict[str, List[float]] = {"curl": [], "hub": [], "http": []}
-    for _ in range(args.rounds):
-        target = work / "curl.bin"
-        started = time.perf_counter()
-        subprocess.run(["curl", "-s", "-o", str(target), url], check=True)
-        times["curl"].append(time.perf_counter() - started)
-        target.unlink()
-        times["hub"].append(timed_download(manager, "rvc/via hub"))
-        times["http"].append(timed_download(manager, "rvc/via http"))
+    manager = ModelManager(work, {"rvc": lambda folder: CharacterInfo()}, hf_endpoint=hub.url)
+    print("| line | path | median time, %d MB | throughput | vs curl |" % args.size_mb)
+    print("|---|---|---|---|---|")
+    for line_mb_s in (None, args.line_mb_s):
+        pace = Fault(delay_per_chunk_s=65536 / (line_mb_s * 1e6)) if line_mb_s else Fault()
+        hub.faults["/files/model.pth"] = hub.faults["/bench/voices/resolve/main/model.pth"] = pace
+        times: Dict[str, List[float]] = {"curl": [], "hub": [], "http": []}
+        for _ in range(args.rounds):
+            target = work / "curl.bin"
+            started = time.perf_counter()
+            subprocess.run(["curl", "-s", "-o", str(target), url], check=True)
+            times["curl"].append(time.perf_counter() - started)
+            target.unlink()
+            times["hub"].append(timed_download(manager, "rvc/via hub"))
+            times["http"].append(timed_download(manager, "rvc/via http"))
+        curl = statistics.median(times["curl"])
+        for name, label in (("curl", "curl (baseline)"), ("hub", "huggingface_hub (local hub) + sha256 + install"),
+                            ("http", "HTTP Range fetcher + sha256 + install")):
+            median = statistics.median(times[name])
+            print("| %s | %s | %.2f s | %.0f MB/s | %+.0f%% |" % (
+                "local, unpaced" if line_mb_s is None else "paced to %.0f MB/s" % line_mb_s, label, median,
+                args.size_mb / median, 100 * (median / curl - 1)))
     server.shutdown()
     manager.close()
-    curl = statistics.median(times["curl"])
-    print("| path | median time, %d MB | throughput | vs curl |" % args.size_mb)
-    print("|---|---|---|---|")
-    for name, label in (("curl", "curl (baseline)"), ("hub", "huggingface_hub (local hub) + sha256 + install"),
-                        ("http", "HTTP Range fetcher + sha256 + install")):
-        median = statistics.median(times[name])
-        print("| %s | %.2f s | %.0f MB/s | %+.0f%% |" % (label, median, args.size_mb / median, 100 * (median / curl - 1)))
 
     files = sorted(SHIPPED_DIR.glob("*.json"))
     loads = []
