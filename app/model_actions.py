@@ -4,6 +4,8 @@ messages a person sees (never a traceback), a deleted character unloaded from it
 from __future__ import annotations
 
 import logging
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TypeVar
 
@@ -14,9 +16,9 @@ from runtimes.errors import RuntimeLayerError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-CATALOGUE_COLUMNS = ["id", "name", "architecture", "status", "size_mb", "license", "creator", "sources", "origin"]
+CATALOGUE_COLUMNS = ["id", "name", "architecture", "kind", "status", "size_mb", "license", "creator", "sources", "origin"]
 DOWNLOAD_COLUMNS = ["id", "state", "done_mb", "total_mb", "speed_mb_s", "eta_s", "error"]
-INSTALLED_COLUMNS = ["id", "kind", "architecture", "size_mb", "license", "source", "flags"]
+INSTALLED_COLUMNS = ["id", "kind", "architecture", "size_mb", "license", "source", "verified", "flags"]
 
 
 def translated(call: Callable[[], T]) -> T:
@@ -31,7 +33,7 @@ def catalogue(station: Workstation, query: str = "", architecture: str = "", kin
 
 
 def catalogue_table(station: Workstation, query: str, architecture: str, limit: int = 500) -> List[List[Any]]:
-    rows = catalogue(station, query, architecture)
+    rows = catalogue(station, query, architecture, kind="")  # characters, shared models and assets
     return [[row[column] if column != "sources" else ", ".join(row[column]) for column in CATALOGUE_COLUMNS] for row in rows[:limit]]
 
 
@@ -60,7 +62,13 @@ def installed(station: Workstation) -> List[Dict[str, Any]]:
 
 
 def installed_table(station: Workstation) -> List[List[Any]]:
-    return [[item[c] if c != "flags" else "; ".join(item[c]) for c in INSTALLED_COLUMNS] for item in installed(station)]
+    rows = []
+    for item in installed(station):
+        hashes = {f.get("sha256_from") for f in item["files"]}
+        item["verified"] = ("catalogue sha256" if hashes == {"catalogue"} else "sha256 measured at install" if hashes
+                            else "placed by hand")
+        rows.append([item[c] if c != "flags" else "; ".join(item[c]) for c in INSTALLED_COLUMNS])
+    return rows
 
 
 def disk_usage(station: Workstation) -> Dict[str, Any]:
@@ -90,6 +98,21 @@ def import_model(station: Workstation, source: Optional[str], name: str, license
     if not source:
         raise UserFacingError("give a zip file (upload) or a folder path to import")
     return translated(lambda: station.models.import_model(Path(source), name or "", license_name or "", architecture or None))
+
+
+def import_folder_files(station: Workstation, paths: List[str], name: str, license_name: str = "",
+                        architecture: Optional[str] = None) -> Dict[str, str]:
+    """A folder uploaded from a browser arrives as its files: gather them (a model folder is flat) and import."""
+    if not paths:
+        raise UserFacingError("choose a folder (or a zip) to import")
+    gathered = station.settings.temp_dir / ("import-%s" % uuid.uuid4().hex)
+    gathered.mkdir(parents=True)
+    try:
+        for path in paths:
+            shutil.copy(path, gathered / Path(path).name)
+        return import_model(station, str(gathered), name, license_name, architecture)
+    finally:
+        shutil.rmtree(gathered, ignore_errors=True)
 
 
 def add_catalogue(station: Workstation, path: Optional[str], original_name: str = "") -> Dict[str, Any]:

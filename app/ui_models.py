@@ -114,7 +114,9 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
                 delete_id = gr.Textbox(label="Installed id to delete", scale=3)
                 delete_button = gr.Button("Delete", variant="stop")
         with gr.Accordion("Import your own model", open=False):
-            upload = gr.File(label="A zip of the model's files", file_types=[".zip"])
+            with gr.Row():
+                upload = gr.File(label="A zip of the model's files", file_types=[".zip"], elem_id="import-zip")
+                upload_folder = gr.File(label="or its folder", file_count="directory")
             with gr.Row():
                 import_name = gr.Textbox(label="Character name")
                 import_license = gr.Textbox(label="License", placeholder="e.g. cc-by-4.0, or unspecified")
@@ -158,12 +160,16 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
     delete_button.click(remove, inputs=delete_id, outputs=message, **private).then(
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
-    def do_import(file: Optional[str], name: str, license_name: str, architecture: str) -> str:
-        result = _shown(lambda: actions.import_model(station, file, name, license_name, architecture or None))
+    def do_import(file: Optional[str], folder: Optional[List[str]], name: str, license_name: str, architecture: str) -> str:
+        if file:
+            result = _shown(lambda: actions.import_model(station, file, name, license_name, architecture or None))
+        else:
+            result = _shown(lambda: actions.import_folder_files(station, folder or [], name, license_name, architecture or None))
         return "Imported **%s** (%s%s): choose it on the Generate tab" % (
             result["name"], result["architecture"], " v" + result["version"] if result["version"] else "")
 
-    import_button.click(do_import, inputs=[upload, import_name, import_license, import_arch], outputs=message, **private).then(
+    import_button.click(do_import, inputs=[upload, upload_folder, import_name, import_license, import_arch], outputs=message,
+                        **private).then(
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
     def add_file(file: Optional[str]) -> str:

@@ -152,7 +152,8 @@ def installed(layout: Layout) -> Iterator[Dict[str, Any]]:
                 yield {"id": record.get("id") or "%s/%s%s" % (arch_dir.name, "shared/" if kind == "shared" else "", folder.name),
                        "name": folder.name, "architecture": arch_dir.name, "kind": kind, "path": folder,
                        "size_bytes": disk_bytes(folder), "license": record.get("license", "unknown"),
-                       "source": record.get("source", "placed by hand"), "flags": record.get("flags", [])}
+                       "source": record.get("source", "placed by hand"), "flags": record.get("flags", []),
+                       "files": record.get("files", [])}
     if layout.assets_dir.is_dir():
         for item in sorted(layout.assets_dir.iterdir()):
             if item.name.startswith("."):
@@ -160,7 +161,8 @@ def installed(layout: Layout) -> Iterator[Dict[str, Any]]:
             record = read_record(item, layout)
             yield {"id": record.get("id") or "asset/%s" % item.name, "name": item.name, "architecture": record.get("architecture", ""),
                    "kind": "asset", "path": item, "size_bytes": disk_bytes(item), "license": record.get("license", "unknown"),
-                   "source": record.get("source", "placed by hand"), "flags": record.get("flags", [])}
+                   "source": record.get("source", "placed by hand"), "flags": record.get("flags", []),
+                   "files": record.get("files", [])}
 
 
 def users_of(layout: Layout, shared: Path) -> List[str]:

@@ -25,7 +25,8 @@ def matching(folder: str, pattern: str) -> Tuple[List[str], str]:
 
 
 def missing_asset(architecture: str, what: str, name: str, how: str) -> BadRequestError:
-    return BadRequestError("the %s %s is missing: put %s in the data folder's assets/%s" % (architecture, what, how, name))
+    return BadRequestError("the %s %s is missing: download it in the Models tab (search %r, kind asset), or put %s in the "
+                           "data folder's assets/%s" % (architecture, what, name, how, name))
 
 
 def load_failure(file_name: str, exc: BaseException) -> str:

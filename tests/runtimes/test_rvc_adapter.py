@@ -140,7 +140,7 @@ def test_unsafe_pickle_is_refused_and_runs_nothing(rvc: Supervisor, rvc_models: 
     [
         (np.zeros(RATE, dtype=np.float32), {}, "it is silent"),
         (np.zeros(1, dtype=np.float32), {}, "too short to convert"),
-        (None, {"f0_method": "rmvpe"}, r"rmvpe pitch extractor is missing: put rmvpe\.pt .*assets/rmvpe\.pt"),
+        (None, {"f0_method": "rmvpe"}, r"rmvpe pitch extractor is missing: download it in the Models tab .*assets/rmvpe\.pt"),
     ],
     ids=["silence", "one sample", "rmvpe without its weights"],
 )
