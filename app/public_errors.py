@@ -1,0 +1,38 @@
+"""What a remote person may read in an error: the problem and what to do, never the server's paths,
+library class names or tracebacks. The details go to the log under a short id the message shows."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from pathlib import Path
+from typing import Iterable, Optional
+
+logger = logging.getLogger(__name__)
+
+_CLASS_PREFIX = re.compile(r"\b(?:[a-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Warning)\s*:\s*")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w/])/(?:[^\s'\"(),;:]+/)+([^\s'\"(),;:/]*)")
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\):.*", re.DOTALL)
+
+
+def redact(message: str, roots: Iterable[Path] = ()) -> str:
+    """``message`` with server paths cut to the file's name and exception class names removed."""
+    text = _TRACEBACK.sub("", str(message))
+    for root in sorted({str(r) for r in roots if str(r) not in ("", "/")}, key=len, reverse=True):
+        text = re.sub(re.escape(root) + r"(/[^\s'\"(),;:]*)?",
+                      lambda match: Path(match.group(1)).name if match.group(1) else "the data folder", text)
+    text = _ABSOLUTE_PATH.sub(lambda match: match.group(1) or "a server folder", text)
+    text = _CLASS_PREFIX.sub("", text)
+    return text.strip() or "the request failed"
+
+
+def new_error_id() -> str:
+    return secrets.token_hex(4)
+
+
+def unexpected(exc: BaseException, where: str, log: Optional[logging.Logger] = None) -> str:
+    """Log an unexpected failure with its traceback; the message a person gets names only its id."""
+    error_id = new_error_id()
+    (log or logger).error("error %s in %s: %s", error_id, where, exc, exc_info=exc)
+    return "something went wrong on the server (error id %s); the operator finds the details in its log" % error_id
