@@ -15,6 +15,7 @@ import numpy as np
 
 from app.characters import Character, list_characters
 from app.errors import UserFacingError
+from app.public_errors import new_error_id
 from app.settings import Settings
 from models.manager import ModelManager
 from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, output_sample_rate
@@ -38,6 +39,9 @@ from runtimes.registry import adapter_class
 from runtimes.supervisor import JobRequest, JobResult, Supervisor
 
 logger = logging.getLogger(__name__)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+MIN_INPUT_S = 0.1
+"""Shorter recordings give no voice to convert (and break pitch trackers)."""
 
 ProgressFn = Callable[[Optional[float], str], None]
 
@@ -238,7 +242,7 @@ class Workstation:
         character = self.character(architecture, character_id)
         if not character.info.usable:
             raise UserFacingError("the %s character %r cannot be used: %s" % (manifest.display_name, character.id, character.info.problem))
-        text = (text or "").strip()
+        text = CONTROL_CHARACTERS.sub("", text or "").strip()  # NUL and friends break libraries and mean nothing spoken
         if output_format not in OUTPUT_FORMATS:
             raise UserFacingError("unknown output format %r (choose one of %s)" % (output_format, ", ".join(OUTPUT_FORMATS)))
         speak_first = self._speak_first(speak_with) if manifest.needs_audio and not audio_path and text else None
@@ -265,6 +269,9 @@ class Workstation:
                 decoded = decode(Path(audio_path))
             except PipelineError as exc:
                 raise UserFacingError(str(exc)) from exc
+            if decoded.audio.shape[-1] < MIN_INPUT_S * decoded.sample_rate:
+                raise UserFacingError("the recording is too short (%d samples, %.3f s): give at least %.1f s"
+                                      % (decoded.audio.shape[-1], decoded.audio.shape[-1] / decoded.sample_rate, MIN_INPUT_S))
         return _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first)
 
     def _speak_first(self, speak_with: Optional[Dict[str, Any]]) -> _SpeakFirst:
@@ -374,8 +381,12 @@ class Workstation:
             return self.supervisor.generate(request, progress=progress, cancel=cancel)
         except BadRequestError as exc:
             raise UserFacingError(exc.message) from exc
-        except RemoteError as exc:
-            raise UserFacingError("%s failed: %s: %s" % (manifest.display_name, exc.error_type, exc.message)) from exc
+        except RemoteError as exc:  # an unexpected failure inside the model code: the details are for the log
+            error_id = new_error_id()
+            logger.error("error %s: %s failed in its worker: %s: %s", error_id, manifest.display_name, exc.error_type, exc.message)
+            first_line = (exc.message.splitlines() or [""])[0][:200]
+            raise UserFacingError("%s failed: %s (error id %s; the details are in the server log)"
+                                  % (manifest.display_name, first_line or "an error in the model code", error_id)) from exc
         except JobCancelledError as exc:
             raise UserFacingError("the job was cancelled") from exc
         except (WorkerCrashedError, WorkerBootError, JobTimeoutError, EnvironmentBuildError, ArchitectureUnavailableError) as exc:

@@ -4,6 +4,7 @@ clients that want audio bytes back without Gradio's request cycle (~0.15 s here)
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 from typing import Any, Dict, Literal, Optional, Tuple
 
@@ -14,7 +15,9 @@ from pydantic import BaseModel, Field
 
 from app.actions import Workstation
 from app.errors import UserFacingError
+from app.public_errors import redact, unexpected
 
+logger = logging.getLogger(__name__)
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg", "ogg": "audio/ogg"}
 
 
@@ -68,7 +71,9 @@ def add_http_routes(app: FastAPI, station: Workstation, auth: Optional[Tuple[str
                 postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with,
             )
         except UserFacingError as exc:
-            return _error(400, str(exc))
+            return _error(400, redact(str(exc)))
+        except Exception as exc:  # the boundary to a remote client: log it whole, answer with its id
+            return _error(500, unexpected(exc, "/v1/audio/speech", logger))
         return Response(generation.path.read_bytes(), media_type=MEDIA_TYPES[body.response_format])
 
     def models(request: Request) -> Response:

@@ -7,7 +7,7 @@ import logging
 import re
 import secrets
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -16,10 +16,19 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w/])/(?:[^\s'\"(),;:]+/)+([^\s'\"(),;:/]*)")
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\):.*", re.DOTALL)
 
 
-def redact(message: str, roots: Iterable[Path] = ()) -> str:
+_private_roots: List[Path] = []
+
+
+def set_private_roots(roots: Iterable[Path]) -> None:
+    """The server's folders (data, checkout, temp, home): named in no message a person gets. Set once at start."""
+    _private_roots[:] = [Path(r) for r in roots]
+
+
+def redact(message: str, roots: Optional[Iterable[Path]] = None) -> str:
     """``message`` with server paths cut to the file's name and exception class names removed."""
     text = _TRACEBACK.sub("", str(message))
-    for root in sorted({str(r) for r in roots if str(r) not in ("", "/")}, key=len, reverse=True):
+    chosen = _private_roots if roots is None else roots
+    for root in sorted({str(r) for r in chosen if str(r) not in ("", "/")}, key=len, reverse=True):
         text = re.sub(re.escape(root) + r"(/[^\s'\"(),;:]*)?",
                       lambda match: Path(match.group(1)).name if match.group(1) else "the data folder", text)
     text = _ABSOLUTE_PATH.sub(lambda match: match.group(1) or "a server folder", text)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 import gradio as gr
 
 from app.actions import Generation, Workstation, output_formats
-from app.errors import UserFacingError
+from app.public_errors import set_private_roots
+from app.ui_errors import shown_to_person
 from app.ui_models import build_models_tab
 from app.ui_processing import build_processing_controls, parse_json_object
 
@@ -50,15 +53,6 @@ def available_option(option: Dict[str, Any], value: Any, gaps: Mapping[str, str]
     return gr.update(interactive=True, choices=choices, value=chosen, info=" · ".join(n for n in notes if n) or None)
 
 
-def shown_to_person(call: Callable[[], T]) -> T:
-    """Run an action; a problem the person can act on becomes a ``gr.Error`` (a toast in the UI, an
-    ``AppError`` carrying the message for gradio_client), never a traceback."""
-    try:
-        return call()
-    except UserFacingError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-
-
 def _session(request: Optional[gr.Request]) -> str:
     """Jobs are cancelled per session: a browser tab, or one gradio_client Client."""
     return str(getattr(request, "session_hash", "") or "")
@@ -66,6 +60,7 @@ def _session(request: Optional[gr.Request]) -> str:
 
 def build_ui(station: Workstation) -> gr.Blocks:
     settings = station.settings
+    set_private_roots([settings.data_dir, settings.project_root, settings.temp_dir, Path.home(), Path(tempfile.gettempdir())])
     catalogue = {entry["id"]: entry for entry in station.architectures()}
     architectures = list(catalogue)
     default_arch = settings.default_architecture if settings.default_architecture in architectures else architectures[0]

@@ -9,16 +9,9 @@ import gradio as gr
 
 from app import model_actions as actions
 from app.actions import Workstation
-from app.errors import UserFacingError
+from app.ui_errors import shown_to_person
 
 T = TypeVar("T")
-
-
-def _shown(call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except UserFacingError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
 
 
 def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
@@ -42,11 +35,11 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
 
     def api_catalogue(query: str, architecture: str, kind: str) -> List[Dict[str, Any]]:
         """Search the catalogue (query words in name or creator; architecture and kind filters, "" = all)."""
-        return _shown(lambda: actions.catalogue(station, query, architecture, kind))
+        return shown_to_person(lambda: actions.catalogue(station, query, architecture, kind))
 
     def api_download(entry_id: str) -> Dict[str, Any]:
         """Start downloading a catalogue entry (id or unique name) and what it depends on; returns its progress."""
-        return _shown(lambda: actions.download(station, entry_id))
+        return shown_to_person(lambda: actions.download(station, entry_id))
 
     def api_downloads() -> List[Dict[str, Any]]:
         """Every download of this app run: state, bytes, speed, time left, per file."""
@@ -54,7 +47,7 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
 
     def api_cancel(entry_id: str) -> str:
         """Cancel a download; nothing of it stays."""
-        return _shown(lambda: actions.cancel_download(station, entry_id))
+        return shown_to_person(lambda: actions.cancel_download(station, entry_id))
 
     def api_installed() -> List[Dict[str, Any]]:
         """Installed characters, shared models and assets with their size, license and source."""
@@ -66,19 +59,19 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
 
     def api_delete(item_id: str) -> Dict[str, Any]:
         """Delete an installed model by id (see /installed_models); returns the space freed."""
-        return _shown(lambda: actions.delete(station, item_id))
+        return shown_to_person(lambda: actions.delete(station, item_id))
 
     def api_import(file: Optional[str], path: str, name: str, license_name: str, architecture: str) -> Dict[str, str]:
         """Import a zip (file) or a folder or zip on the server (path) as a character named ``name``."""
-        return _shown(lambda: actions.import_model(station, file or path or None, name, license_name, architecture or None))
+        return shown_to_person(lambda: actions.import_model(station, file or path or None, name, license_name, architecture or None))
 
     def api_add_catalogue(file: Optional[str]) -> Dict[str, Any]:
         """Add a catalogue file (ours, or the established app's <architecture>.character_models.json as it is)."""
-        return _shown(lambda: actions.add_catalogue(station, file))
+        return shown_to_person(lambda: actions.add_catalogue(station, file))
 
     def api_refresh(url: str) -> Dict[str, Any]:
         """Fetch a catalogue from a URL and keep it in the data folder."""
-        return _shown(lambda: actions.refresh_catalogue(station, url))
+        return shown_to_person(lambda: actions.refresh_catalogue(station, url))
 
     endpoints: List[Tuple[Callable[..., Any], List[Any], Any, str]] = [
         (api_catalogue, [query_in, architecture_in, kind_in], json_out, "catalogue"),
@@ -146,15 +139,15 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
     installed_table.select(on_select, outputs=delete_id, **private)
 
     def start(entry_id: str) -> str:
-        summary = _shown(lambda: actions.download(station, entry_id))
+        summary = shown_to_person(lambda: actions.download(station, entry_id))
         return "Downloading **%s** (%s)" % (summary["id"], summary["state"])
 
     download_button.click(start, inputs=chosen, outputs=message, **private)
-    cancel_button.click(lambda entry_id: _shown(lambda: actions.cancel_download(station, entry_id)), inputs=chosen,
+    cancel_button.click(lambda entry_id: shown_to_person(lambda: actions.cancel_download(station, entry_id)), inputs=chosen,
                         outputs=message, **private)
 
     def remove(item_id: str) -> str:
-        result = _shown(lambda: actions.delete(station, item_id))
+        result = shown_to_person(lambda: actions.delete(station, item_id))
         return "Deleted **%s**: %.1f MB freed" % (result["deleted"], result["freed_mb"])
 
     delete_button.click(remove, inputs=delete_id, outputs=message, **private).then(
@@ -162,9 +155,9 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
 
     def do_import(file: Optional[str], folder: Optional[List[str]], name: str, license_name: str, architecture: str) -> str:
         if file:
-            result = _shown(lambda: actions.import_model(station, file, name, license_name, architecture or None))
+            result = shown_to_person(lambda: actions.import_model(station, file, name, license_name, architecture or None))
         else:
-            result = _shown(lambda: actions.import_folder_files(station, folder or [], name, license_name, architecture or None))
+            result = shown_to_person(lambda: actions.import_folder_files(station, folder or [], name, license_name, architecture or None))
         return "Imported **%s** (%s%s): choose it on the Generate tab" % (
             result["name"], result["architecture"], " v" + result["version"] if result["version"] else "")
 
@@ -173,14 +166,14 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
     def add_file(file: Optional[str]) -> str:
-        result = _shown(lambda: actions.add_catalogue(station, file))
+        result = shown_to_person(lambda: actions.add_catalogue(station, file))
         return "Added %s: %d entries, %d skipped" % (result["file"], result["entries"], len(result["skipped"]))
 
     catalogue_file.upload(add_file, inputs=catalogue_file, outputs=message, **private).then(
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
     def fetch(url: str) -> str:
-        result = _shown(lambda: actions.refresh_catalogue(station, url))
+        result = shown_to_person(lambda: actions.refresh_catalogue(station, url))
         return "Fetched %s: %d entries, %d skipped" % (result["file"], result["entries"], len(result["skipped"]))
 
     refresh_button.click(fetch, inputs=catalogue_url, outputs=message, **private).then(
