@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from app.access import Access
 from app.characters import Character, list_characters
 from app.errors import UserFacingError
 from app.public_errors import new_error_id
@@ -116,6 +117,7 @@ class Workstation:
     cache: AudioCache
     preset_store: PresetStore
     models: ModelManager
+    access: Access = field(default_factory=Access)
     _running: Dict[str, List[threading.Event]] = field(default_factory=dict)
     _running_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -485,8 +487,14 @@ class Workstation:
             for architecture, character in self._configured_pairs(self.settings.pinned):
                 self.pin(architecture, character, True)
 
-    def runtime_status(self) -> List[Dict[str, Any]]:
-        return self.supervisor.status()
+    def runtime_status(self, username: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The full status for the operator; for anyone else on a shared server which models are warm and
+        how long the lines are (no pids, paths or log tails)."""
+        rows = self.supervisor.status()
+        if self.access.is_admin(username):
+            return rows
+        return [{"architecture": row["architecture"], "characters": row["characters"], "state": row["state"],
+                 "jobs_in_line": row["jobs_in_line"]} for row in rows if row.get("pid")]
 
     def memory_note(self) -> str:
         return self.supervisor.memory_note()

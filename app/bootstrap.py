@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+from app.access import load_access
 from app.actions import Workstation
 from app.settings import Settings
 from models.manager import ModelManager
@@ -63,7 +64,9 @@ def make_workstation(settings: Settings) -> Workstation:
         specs,
         resolve_python,
     )
+    access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host)
     return Workstation(
+        access=access,
         settings=settings,
         specs=specs,
         manifests=manifests,

@@ -22,13 +22,16 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to serve on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to serve on (default 7860)")
     parser.add_argument("--share", action="store_true", default=None, help="ask Gradio for a public share link")
-    parser.add_argument("--auth", help="user:password required to use the app")
+    parser.add_argument("--auth", help="user:password required to use the app (visible to other local users: prefer "
+                        "VOICEGEN_AUTH or --auth-file)")
+    parser.add_argument("--auth-file", help="a file of user:password lines")
+    parser.add_argument("--admins", help="comma-separated users who may operate the app (runtime controls, model management)")
     parser.add_argument("--no-browser", dest="open_browser", action="store_false", default=None)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     flags: Dict[str, Any] = {
-        key: getattr(args, key, None) for key in ("data_dir", "host", "port", "share", "auth", "open_browser")
+        key: getattr(args, key, None) for key in ("data_dir", "host", "port", "share", "auth", "auth_file", "admins", "open_browser")
     }
     return build_settings(os.environ, flags)
 

@@ -3,16 +3,17 @@ clients that want audio bytes back without Gradio's request cycle (~0.15 s here)
 
 from __future__ import annotations
 
-import base64
 import logging
-import secrets
-from typing import Any, Dict, Literal, Optional, Tuple
+import uuid
+from typing import Any, Dict, Literal, Optional
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, Field
 
+from app.access import Access
 from app.actions import Workstation
 from app.errors import UserFacingError
 from app.public_errors import redact, unexpected
@@ -37,26 +38,39 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message}}, status_code=status)
 
 
-def _authorised(request: Request, auth: Optional[Tuple[str, str]]) -> bool:
-    if auth is None:
-        return True
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    expected = "%s:%s" % auth
-    if scheme.lower() == "basic":
-        try:
-            value = base64.b64decode(value).decode()
-        except ValueError:
-            return False
-    elif scheme.lower() != "bearer":
-        return False
-    return secrets.compare_digest(value, expected)
+BASIC = HTTPBasic(auto_error=False)
+BEARER = HTTPBearer(auto_error=False)
 
 
-def add_http_routes(app: FastAPI, station: Workstation, auth: Optional[Tuple[str, str]]) -> None:
-    def speech(body: SpeechRequest, request: Request) -> Response:
-        if not _authorised(request, auth):
+async def caller(request: Request, access: Access) -> Optional[str]:
+    """The user a request authenticates as ("" when the app needs no login); None: not authorised.
+    HTTP Basic through FastAPI's helper; ``Bearer user:password`` for OpenAI-style clients (their api_key)."""
+    if not access.needs_login:
+        return ""
+    try:
+        basic = await BASIC(request)
+    except HTTPException:  # not base64, not ASCII, no colon: the same answer as a wrong password
+        return None
+    if basic is not None:
+        return basic.username if access.check(basic.username, basic.password) else None
+    bearer = await BEARER(request)
+    if bearer is not None:
+        # Starlette hands header values over as latin-1 text: back to the bytes the client sent
+        user, sep, password = bearer.credentials.encode("latin-1").partition(b":")
+        if sep and access.check_bytes(user, password):
+            return user.decode("utf-8")
+    return None
+
+
+def add_http_routes(app: FastAPI, station: Workstation) -> None:
+    async def authorised(request: Request) -> Optional[str]:
+        return await caller(request, station.access)
+
+    def speech(body: SpeechRequest, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
+        if user is None:
             return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
+        # each request is its own session: a /cancel from one client never reaches another's jobs
+        session = "http:%s:%s" % (user, uuid.uuid4().hex)
         try:
             manifest = station.manifest(body.model)
             characters = station.characters(body.model)
@@ -68,7 +82,7 @@ def add_http_routes(app: FastAPI, station: Workstation, auth: Optional[Tuple[str
                 postprocess["speed"] = body.speed
             generation = station.generate(
                 body.model, voice_id, text=body.input, options=options, output_format=body.response_format,
-                postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with,
+                postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with, session=session,
             )
         except UserFacingError as exc:
             return _error(400, redact(str(exc)))
@@ -76,8 +90,8 @@ def add_http_routes(app: FastAPI, station: Workstation, auth: Optional[Tuple[str
             return _error(500, unexpected(exc, "/v1/audio/speech", logger))
         return Response(generation.path.read_bytes(), media_type=MEDIA_TYPES[body.response_format])
 
-    def models(request: Request) -> Response:
-        if not _authorised(request, auth):
+    def models(request: Request, user: Optional[str] = Depends(authorised)) -> Response:
+        if user is None:
             return _error(401, "this server needs credentials")
         data = [{"id": a["id"], "object": "model", "name": a["name"], "capabilities": a["capabilities"]} for a in station.architectures()]
         return JSONResponse({"object": "list", "data": data})

@@ -27,15 +27,6 @@ def prepare_process_environment(settings: Settings) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def parse_auth(auth: Optional[str]) -> Optional[Tuple[str, str]]:
-    if not auth:
-        return None
-    user, sep, password = auth.partition(":")
-    if not sep or not user or not password:
-        raise SystemExit("--auth must look like user:password")
-    return user, password
-
-
 def warm_request_cycle(url: str, auth: Optional[Tuple[str, str]]) -> None:
     """Gradio's first request through its queue costs ~1 s here; pay it now rather than in a person's first job."""
     from gradio_client import Client
@@ -48,13 +39,18 @@ def warm_request_cycle(url: str, auth: Optional[Tuple[str, str]]) -> None:
 
 def serve(settings: Settings) -> None:
     prepare_process_environment(settings)
+    from app.access import ConfigurationError
     from app.bootstrap import make_workstation
     from app.http_api import add_http_routes
     from app.ui import build_ui
     from pipeline.warmup import warm_up
 
-    auth = parse_auth(settings.auth)
-    station = make_workstation(settings)
+    try:
+        station = make_workstation(settings)
+    except ConfigurationError as exc:
+        raise SystemExit(str(exc)) from None
+    access = station.access
+    auth = access.first_credentials()
     # Pay one-off costs (audio library imports, the default worker's spawn and load) before "Ready."
     warmers = [threading.Thread(target=warm_up, name="pipeline-warmup", daemon=True)]
     station.pin_configured()
@@ -71,8 +67,13 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, stop)
     demo = build_ui(station)
     demo.queue(default_concurrency_limit=4)
-    if settings.share and auth is None:
+    if settings.share and not access.needs_login:
         print("WARNING: sharing without --auth user:pass: anyone with the link can use this machine.", flush=True)
+    elif access.shared and not access.needs_login:
+        print("WARNING: serving on %s without --auth: anyone who can reach this address can use this machine." % settings.host,
+              flush=True)
+    if access.restricted and not access.admins:
+        print("Note: no --admins named: runtime controls and model management are off for every user.", flush=True)
     url = "http://%s:%d/" % (settings.host, settings.port)
     print("Voice workstation: %s" % url, flush=True)
     launch_output = io.StringIO()
@@ -83,7 +84,7 @@ def serve(settings: Settings) -> None:
                 server_name=settings.host,
                 server_port=settings.port,
                 share=settings.share,
-                auth=auth,
+                auth=access.check if access.needs_login else None,
                 inbrowser=settings.open_browser,
                 allowed_paths=[str(settings.outputs_dir)],
                 prevent_thread_lock=True,
@@ -93,7 +94,7 @@ def serve(settings: Settings) -> None:
     except OSError as exc:
         station.close()
         raise SystemExit("cannot serve on %s: %s" % (url, exc)) from exc
-    add_http_routes(fastapi_app, station, auth)
+    add_http_routes(fastapi_app, station)
     if launch_output.getvalue().strip():
         logger.debug("gradio: %s", " ".join(launch_output.getvalue().split()))
     if settings.share:

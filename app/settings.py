@@ -29,6 +29,11 @@ class Settings:
     port: int = 7860
     share: bool = False
     auth: Optional[str] = None
+    """user:password (comma-separated for several); prefer ``VOICEGEN_AUTH`` or ``auth_file`` (not in the process list)."""
+    auth_file: Optional[Path] = None
+    """A file of user:password lines."""
+    admins: str = ""
+    """Comma-separated users who get the runtime controls and model management when the app is shared or has logins."""
     open_browser: bool = True
     default_architecture: str = "piper"
     default_output_format: str = "wav"

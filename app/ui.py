@@ -11,7 +11,7 @@ import gradio as gr
 
 from app.actions import Generation, Workstation, output_formats
 from app.public_errors import set_private_roots
-from app.ui_errors import shown_to_person
+from app.ui_errors import as_operator, shown_to_person
 from app.ui_models import build_models_tab
 from app.ui_processing import build_processing_controls, parse_json_object
 
@@ -168,33 +168,32 @@ def build_ui(station: Workstation) -> gr.Blocks:
         with gr.Tab("Runtimes"):
             gr.Markdown(station.memory_note())
             workers_table = gr.Dataframe(headers=RUNTIME_HEADERS, label="Workers", interactive=False)
-            with gr.Row():
-                worker_name = gr.Dropdown(choices=[], label="Worker", allow_custom_value=True)
-                stop_button = gr.Button("Stop worker", variant="stop")
-            with gr.Row():
-                runtime_arch = gr.Dropdown(
-                    choices=[(catalogue[a]["name"], a) for a in architectures], value=default_arch, label="Architecture"
-                )
-                runtime_char = gr.Dropdown(
-                    choices=first_characters, value=first_usable(default_arch), label="Character"
-                )
-                prewarm_button = gr.Button("Prewarm / Retry")
-                pin_button = gr.Button("Pin (never unload)")
-                unpin_button = gr.Button("Unpin")
-                unload_button = gr.Button("Unload character")
-            with gr.Row():
-                keep_alive_value = gr.Number(
-                    value=settings.keep_alive_s, label="Keep-alive for this character (s; -1 = forever, 0 = unload after each job)"
-                )
-                keep_alive_button = gr.Button("Set keep-alive")
-            runtime_message = gr.Markdown()
-            status_table = gr.JSON(label="Details and log tails")
+            with gr.Column() as runtime_controls:  # the operator's; hidden for others on a shared server
+                with gr.Row():
+                    worker_name = gr.Dropdown(choices=[], label="Worker", allow_custom_value=True)
+                    stop_button = gr.Button("Stop worker", variant="stop")
+                with gr.Row():
+                    runtime_arch = gr.Dropdown(
+                        choices=[(catalogue[a]["name"], a) for a in architectures], value=default_arch, label="Architecture"
+                    )
+                    runtime_char = gr.Dropdown(
+                        choices=first_characters, value=first_usable(default_arch), label="Character"
+                    )
+                    prewarm_button = gr.Button("Prewarm / Retry")
+                    pin_button = gr.Button("Pin (never unload)")
+                    unpin_button = gr.Button("Unpin")
+                    unload_button = gr.Button("Unload character")
+                with gr.Row():
+                    keep_alive_value = gr.Number(
+                        value=settings.keep_alive_s, label="Keep-alive for this character (s; -1 = forever, 0 = unload after each job)"
+                    )
+                    keep_alive_button = gr.Button("Set keep-alive")
+                runtime_message = gr.Markdown()
+                status_table = gr.JSON(label="Details and log tails")
             with gr.Accordion("Shared pretrained assets (data folder's assets/)", open=False):
                 assets_table = gr.Dataframe(headers=ASSET_HEADERS, label="Assets", interactive=False)
             refresh_button = gr.Button("Refresh")
-            gr.Timer(2.0).tick(
-                lambda: refresh_runtimes(), outputs=[workers_table, worker_name, status_table], api_visibility="private"
-            )
+            runtime_timer = gr.Timer(2.0)
 
         build_models_tab(station, demo)
 
@@ -367,19 +366,21 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         api_assets_button.click(list_assets, outputs=api_assets_out, api_name="list_assets")
 
-        def runtime_status() -> List[Dict[str, Any]]:
-            """Live workers: state, pid, idle time, keep-alive left, last error, log tail."""
-            return station.runtime_status()
+        def runtime_status(request: gr.Request) -> List[Dict[str, Any]]:
+            """Live workers: state, pid, idle time, keep-alive left, last error, log tail (on a shared server, for
+            anyone but the operator: which models are warm and how long their lines are)."""
+            return station.runtime_status(getattr(request, "username", None))
 
         api_status_button.click(runtime_status, outputs=api_status_out, api_name="runtime_status")
 
-        def refresh_runtimes() -> Tuple[Any, Any, Any]:
-            rows = station.runtime_status()
+        def refresh_runtimes(request: gr.Request) -> Tuple[Any, Any, Any]:
+            rows = station.runtime_status(getattr(request, "username", None))
             table = [[row.get(h) for h in RUNTIME_HEADERS] for row in rows]
             names = [row["name"] for row in rows if row.get("name")]
             return table, gr.update(choices=names), rows
 
         refresh_outputs = [workers_table, worker_name, status_table]
+        runtime_timer.tick(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
         refresh_button.click(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
 
         def refresh_assets() -> List[List[Any]]:
@@ -388,26 +389,37 @@ def build_ui(station: Workstation) -> gr.Blocks:
         refresh_button.click(refresh_assets, outputs=assets_table, api_visibility="private")
         demo.load(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
         demo.load(refresh_assets, outputs=assets_table, api_visibility="private")
+        def controls_for(request: gr.Request) -> Any:
+            return gr.update(visible=station.access.is_admin(getattr(request, "username", None)))
 
-        def set_keep_alive(architecture: str, character: str, keep_alive_s: float) -> str:
-            """Idle seconds before a character is unloaded (-1 = forever, 0 = after each job)."""
-            return shown_to_person(lambda: station.set_keep_alive(architecture, character, keep_alive_s))
+        demo.load(controls_for, outputs=runtime_controls, api_visibility="private")
 
-        def stop_worker(name: str) -> str:
-            """Stop a worker by name (see /runtime_status)."""
-            return shown_to_person(lambda: station.stop_worker(name))
 
-        def prewarm(architecture: str, character: str) -> str:
-            """Load a character now (starting its architecture's worker if needed); also Retry after a failure."""
-            return shown_to_person(lambda: station.prewarm(architecture, character))
+        def set_keep_alive(architecture: str, character: str, keep_alive_s: float, request: gr.Request) -> str:
+            """Idle seconds before a character is unloaded (-1 = forever, 0 = after each job). Operator only on a shared server."""
+            return as_operator(station.access, request, lambda: station.set_keep_alive(architecture, character, keep_alive_s))
 
-        def unload(architecture: str, character: str) -> str:
-            """Unload one character from its worker (the worker keeps its other characters)."""
-            return shown_to_person(lambda: station.unload(architecture, character))
+        def stop_worker(name: str, request: gr.Request) -> str:
+            """Stop a worker by name (see /runtime_status). Operator only on a shared server."""
+            return as_operator(station.access, request, lambda: station.stop_worker(name))
 
-        def pin(architecture: str, character: str, pinned: bool) -> str:
-            """Pin (never unload) or unpin a character."""
-            return shown_to_person(lambda: station.pin(architecture, character, pinned))
+        def prewarm(architecture: str, character: str, request: gr.Request) -> str:
+            """Load a character now (starting its architecture's worker if needed); also Retry after a failure. Operator only."""
+            return as_operator(station.access, request, lambda: station.prewarm(architecture, character))
+
+        def unload(architecture: str, character: str, request: gr.Request) -> str:
+            """Unload one character from its worker (the worker keeps its other characters). Operator only."""
+            return as_operator(station.access, request, lambda: station.unload(architecture, character))
+
+        def pin(architecture: str, character: str, pinned: bool, request: gr.Request) -> str:
+            """Pin (never unload) or unpin a character. Operator only on a shared server."""
+            return as_operator(station.access, request, lambda: station.pin(architecture, character, pinned))
+
+        def pin_on(architecture: str, character: str, request: gr.Request) -> str:
+            return pin(architecture, character, True, request)
+
+        def pin_off(architecture: str, character: str, request: gr.Request) -> str:
+            return pin(architecture, character, False, request)
 
         # preprocessing preview and presets (UI and API)
         def preview(architecture: str, audio: Optional[str], preprocess: Any = None) -> str:
@@ -482,11 +494,11 @@ def build_ui(station: Workstation) -> gr.Blocks:
         prewarm_button.click(prewarm, inputs=[runtime_arch, runtime_char], outputs=runtime_message, api_visibility="private").then(
             refresh_runtimes, outputs=refresh_outputs, api_visibility="private"
         )
-        pin_button.click(lambda a, c: pin(a, c, True), inputs=[runtime_arch, runtime_char], outputs=runtime_message,
+        pin_button.click(pin_on, inputs=[runtime_arch, runtime_char], outputs=runtime_message,
                          api_visibility="private").then(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
         keep_alive_button.click(set_keep_alive, inputs=[runtime_arch, runtime_char, keep_alive_value], outputs=runtime_message,
                                 api_visibility="private").then(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
-        unpin_button.click(lambda a, c: pin(a, c, False), inputs=[runtime_arch, runtime_char], outputs=runtime_message,
+        unpin_button.click(pin_off, inputs=[runtime_arch, runtime_char], outputs=runtime_message,
                            api_visibility="private").then(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
 
     blocks: gr.Blocks = demo

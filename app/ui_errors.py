@@ -4,10 +4,11 @@ problem and never the server's paths, class names or tracebacks (``app.public_er
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 import gradio as gr
 
+from app.access import Access
 from app.errors import UserFacingError
 from app.public_errors import redact, unexpected
 
@@ -26,3 +27,12 @@ def shown_to_person(call: Callable[[], T]) -> T:
         raise
     except Exception as exc:  # the boundary to a remote person: log it whole, show its id
         raise gr.Error(unexpected(exc, getattr(call, "__qualname__", "an action"), logger), print_exception=False) from None
+
+
+def as_operator(access: Access, request: Optional[gr.Request], action: Callable[[], T]) -> T:
+    """``shown_to_person``, for the operator only when the app is shared or has logins."""
+    def run() -> T:
+        access.require_admin(getattr(request, "username", None))
+        return action()
+
+    return shown_to_person(run)

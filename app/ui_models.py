@@ -9,13 +9,15 @@ import gradio as gr
 
 from app import model_actions as actions
 from app.actions import Workstation
-from app.ui_errors import shown_to_person
+from app.ui_errors import as_operator, shown_to_person
 
 T = TypeVar("T")
 
 
 def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
-    """Call inside the app's ``gr.Blocks``: adds the tab and the endpoints."""
+    """Call inside the app's ``gr.Blocks``: adds the tab and the endpoints. Downloads, deletions, imports and
+    catalogue changes fill or empty the server's disk: on a shared server they are the operator's."""
+
     architectures = sorted({row["architecture"] for row in actions.catalogue(station, kind="")})
 
     # API endpoints first (stable names for gradio_client), on hidden components
@@ -37,17 +39,17 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
         """Search the catalogue (query words in name or creator; architecture and kind filters, "" = all)."""
         return shown_to_person(lambda: actions.catalogue(station, query, architecture, kind))
 
-    def api_download(entry_id: str) -> Dict[str, Any]:
+    def api_download(entry_id: str, request: gr.Request) -> Dict[str, Any]:
         """Start downloading a catalogue entry (id or unique name) and what it depends on; returns its progress."""
-        return shown_to_person(lambda: actions.download(station, entry_id))
+        return as_operator(station.access, request, lambda: actions.download(station, entry_id))
 
     def api_downloads() -> List[Dict[str, Any]]:
         """Every download of this app run: state, bytes, speed, time left, per file."""
         return actions.downloads(station)
 
-    def api_cancel(entry_id: str) -> str:
+    def api_cancel(entry_id: str, request: gr.Request) -> str:
         """Cancel a download; nothing of it stays."""
-        return shown_to_person(lambda: actions.cancel_download(station, entry_id))
+        return as_operator(station.access, request, lambda: actions.cancel_download(station, entry_id))
 
     def api_installed() -> List[Dict[str, Any]]:
         """Installed characters, shared models and assets with their size, license and source."""
@@ -57,21 +59,23 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
         """Disk used by models, in total and per architecture (MB)."""
         return actions.disk_usage(station)
 
-    def api_delete(item_id: str) -> Dict[str, Any]:
+    def api_delete(item_id: str, request: gr.Request) -> Dict[str, Any]:
         """Delete an installed model by id (see /installed_models); returns the space freed."""
-        return shown_to_person(lambda: actions.delete(station, item_id))
+        return as_operator(station.access, request, lambda: actions.delete(station, item_id))
 
-    def api_import(file: Optional[str], path: str, name: str, license_name: str, architecture: str) -> Dict[str, str]:
+    def api_import(file: Optional[str], path: str, name: str, license_name: str, architecture: str,
+                   request: gr.Request) -> Dict[str, str]:
         """Import a zip (file) or a folder or zip on the server (path) as a character named ``name``."""
-        return shown_to_person(lambda: actions.import_model(station, file or path or None, name, license_name, architecture or None))
+        return as_operator(station.access, request,
+                           lambda: actions.import_model(station, file or path or None, name, license_name, architecture or None))
 
-    def api_add_catalogue(file: Optional[str]) -> Dict[str, Any]:
+    def api_add_catalogue(file: Optional[str], request: gr.Request) -> Dict[str, Any]:
         """Add a catalogue file (ours, or the established app's <architecture>.character_models.json as it is)."""
-        return shown_to_person(lambda: actions.add_catalogue(station, file))
+        return as_operator(station.access, request, lambda: actions.add_catalogue(station, file))
 
-    def api_refresh(url: str) -> Dict[str, Any]:
+    def api_refresh(url: str, request: gr.Request) -> Dict[str, Any]:
         """Fetch a catalogue from a URL and keep it in the data folder."""
-        return shown_to_person(lambda: actions.refresh_catalogue(station, url))
+        return as_operator(station.access, request, lambda: actions.refresh_catalogue(station, url))
 
     endpoints: List[Tuple[Callable[..., Any], List[Any], Any, str]] = [
         (api_catalogue, [query_in, architecture_in, kind_in], json_out, "catalogue"),
@@ -138,26 +142,28 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
     table.select(on_select, outputs=chosen, **private)
     installed_table.select(on_select, outputs=delete_id, **private)
 
-    def start(entry_id: str) -> str:
-        summary = shown_to_person(lambda: actions.download(station, entry_id))
+    def start(entry_id: str, request: gr.Request) -> str:
+        summary = as_operator(station.access, request, lambda: actions.download(station, entry_id))
         return "Downloading **%s** (%s)" % (summary["id"], summary["state"])
 
     download_button.click(start, inputs=chosen, outputs=message, **private)
-    cancel_button.click(lambda entry_id: shown_to_person(lambda: actions.cancel_download(station, entry_id)), inputs=chosen,
-                        outputs=message, **private)
+    cancel_button.click(api_cancel, inputs=chosen, outputs=message, **private)
 
-    def remove(item_id: str) -> str:
-        result = shown_to_person(lambda: actions.delete(station, item_id))
+    def remove(item_id: str, request: gr.Request) -> str:
+        result = as_operator(station.access, request, lambda: actions.delete(station, item_id))
         return "Deleted **%s**: %.1f MB freed" % (result["deleted"], result["freed_mb"])
 
     delete_button.click(remove, inputs=delete_id, outputs=message, **private).then(
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
-    def do_import(file: Optional[str], folder: Optional[List[str]], name: str, license_name: str, architecture: str) -> str:
+    def do_import(file: Optional[str], folder: Optional[List[str]], name: str, license_name: str, architecture: str,
+                  request: gr.Request) -> str:
         if file:
-            result = shown_to_person(lambda: actions.import_model(station, file, name, license_name, architecture or None))
+            result = as_operator(station.access, request, lambda: actions.import_model(station, file, name, license_name,
+                                                                                       architecture or None))
         else:
-            result = shown_to_person(lambda: actions.import_folder_files(station, folder or [], name, license_name, architecture or None))
+            result = as_operator(station.access, request, lambda: actions.import_folder_files(station, folder or [], name,
+                                                                                              license_name, architecture or None))
         return "Imported **%s** (%s%s): choose it on the Generate tab" % (
             result["name"], result["architecture"], " v" + result["version"] if result["version"] else "")
 
@@ -165,15 +171,15 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
                         **private).then(
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
-    def add_file(file: Optional[str]) -> str:
-        result = shown_to_person(lambda: actions.add_catalogue(station, file))
+    def add_file(file: Optional[str], request: gr.Request) -> str:
+        result = as_operator(station.access, request, lambda: actions.add_catalogue(station, file))
         return "Added %s: %d entries, %d skipped" % (result["file"], result["entries"], len(result["skipped"]))
 
     catalogue_file.upload(add_file, inputs=catalogue_file, outputs=message, **private).then(
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
-    def fetch(url: str) -> str:
-        result = shown_to_person(lambda: actions.refresh_catalogue(station, url))
+    def fetch(url: str, request: gr.Request) -> str:
+        result = as_operator(station.access, request, lambda: actions.refresh_catalogue(station, url))
         return "Fetched %s: %d entries, %d skipped" % (result["file"], result["entries"], len(result["skipped"]))
 
     refresh_button.click(fetch, inputs=catalogue_url, outputs=message, **private).then(

@@ -13,7 +13,7 @@ import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
 import numpy as np
 import psutil
@@ -34,6 +34,17 @@ logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40
 ControlHandler = Callable[[Header], None]
+
+
+PRIVATE_ENV_PREFIXES = ("VOICEGEN_",)
+PRIVATE_ENV_WORDS = ("PASSWORD", "SECRET", "TOKEN", "AUTH", "CREDENTIAL", "API_KEY")
+
+
+def worker_environment(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The app's environment minus what third-party model code must not see: the app's own settings
+    (credentials among them) and anything named like a secret. The worker gets what it needs explicitly."""
+    return {name: value for name, value in environ.items()
+            if not name.startswith(PRIVATE_ENV_PREFIXES) and not any(word in name.upper() for word in PRIVATE_ENV_WORDS)}
 
 
 def describe_exit(returncode: Optional[int]) -> str:
@@ -73,7 +84,7 @@ class WorkerProcess:
         self._listener = Listener(where, family=family, backlog=2, authkey=authkey)
         self._address = self._listener.address
         self._listener_closed = False
-        env = dict(os.environ)
+        env = worker_environment(os.environ)
         env.update(extra_env or {})
         env["PYTHONPATH"] = os.pathsep.join([str(project_root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["PYTHONUNBUFFERED"] = "1"

@@ -76,7 +76,7 @@ def test_warm_request_reuses_the_worker_and_options_take_effect(client: Client) 
     normal, info = generate(client, text="Counting slowly: one, two, three, four, five.")
     slow, _ = generate(client, text="Counting slowly: one, two, three, four, five.", options={"length_scale": 2.0})
     assert not info["cold_start"]
-    assert read(slow)[0].size > 1.6 * read(normal)[0].size
+    assert read(slow)[0].size > 1.4 * read(normal)[0].size  # twice the length scale; phoneme lengths vary with noise_w
     assert {row["pid"] for row in client.predict(api_name="/runtime_status") if row["architecture"] == "piper"} == pids
 
 

@@ -20,7 +20,7 @@ def test_speech_route_returns_audio_bytes(app_server: AppServer) -> None:
                       json={"input": "Hello over plain HTTP.", "speed": 0.5, "response_format": "flac", "cache": False}, timeout=60)
     assert slow.headers["content-type"] == "audio/flac"
     slow_audio, _ = soundfile.read(io.BytesIO(slow.content))
-    assert slow_audio.size > 1.6 * audio.size  # speed 0.5 = twice the length scale
+    assert slow_audio.size > 1.4 * audio.size  # speed 0.5 = twice the length scale (phoneme lengths vary with noise_w)
 
 
 def test_speech_route_errors_are_json(app_server: AppServer) -> None:
