@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -9,7 +10,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from app.errors import UserFacingError
 from app.public_errors import new_error_id
 from app.settings import Settings
 from models.manager import ModelManager
-from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, output_sample_rate
+from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, output_sample_rate, probe
 from pipeline.cache import AudioCache, audio_digest, key_of
 from pipeline.errors import PipelineError
 from pipeline.processing import PostOptions, PreOptions, PresetStore
@@ -45,6 +46,41 @@ MIN_INPUT_S = 0.1
 """Shorter recordings give no voice to convert (and break pitch trackers)."""
 
 ProgressFn = Callable[[Optional[float], str], None]
+
+
+def minutes(seconds: float) -> str:
+    return "%.0f s" % seconds if seconds < 120 else "%.0f min" % (seconds / 60)
+
+
+def estimated_output_s(job: _Job) -> float:
+    """A generous guess of the result's length before generating (TTS: ~0.1 s per character at normal speed),
+    so that a request for an hour of audio is refused before it takes the memory."""
+    if job.decoded is not None:
+        seconds = job.decoded.audio.shape[-1] / float(job.decoded.sample_rate)
+    else:
+        options = job.speak_first.options if job.speak_first is not None else job.options
+        sentences = max(1, len(re.findall(r"[.!?;:]+", job.text)))
+        seconds = 0.06 * len(job.text) * float(options.get("length_scale", 1.0)) + sentences * float(options.get("sentence_silence_s", 0.0))
+    return float(seconds) / job.post.speed
+
+
+def prune_outputs(folder: Path, keep: int, max_bytes: int, max_age_s: float, grace_s: float = 120.0) -> int:
+    """Remove the oldest outputs beyond ``keep`` files, ``max_bytes`` or ``max_age_s``; never one made in the
+    last ``grace_s`` (it may still be on its way to a person). Returns how many went."""
+    files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    now = time.time()
+    total, removed = 0, 0
+    for index, path in enumerate(files):
+        stat = path.stat()
+        total += stat.st_size
+        age_s = now - stat.st_mtime
+        if age_s > grace_s and (index >= keep or total > max_bytes or age_s > max_age_s):
+            path.unlink(missing_ok=True)
+            removed += 1
+    for day in (p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        if not any(day.iterdir()):
+            day.rmdir()
+    return removed
 
 
 def output_formats() -> List[str]:
@@ -120,6 +156,10 @@ class Workstation:
     access: Access = field(default_factory=Access)
     _running: Dict[str, List[threading.Event]] = field(default_factory=dict)
     _running_lock: threading.Lock = field(default_factory=threading.Lock)
+    _slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrent_jobs))
 
     # catalogue
     def architectures(self) -> List[Dict[str, Any]]:
@@ -212,12 +252,26 @@ class Workstation:
         try:
             job = self._prepare(architecture, character_id, text, audio_path, options, output_format, preprocess, postprocess,
                                 speak_with)
-            return self._run(job, progress, cancel, use_cache)
+            with self._job_slot(progress, cancel):
+                return self._run(job, progress, cancel, use_cache)
         finally:
             with self._running_lock:
                 self._running[session].remove(cancel)
                 if not self._running[session]:
                     del self._running[session]
+
+    @contextlib.contextmanager
+    def _job_slot(self, progress: ProgressFn, cancel: threading.Event) -> Iterator[None]:
+        """One of ``max_concurrent_jobs`` slots, shared by the Gradio queue and the HTTP route."""
+        if not self._slots.acquire(blocking=False):
+            progress(None, "waiting for a free slot (%d jobs run at once)" % self.settings.max_concurrent_jobs)
+            while not self._slots.acquire(timeout=0.2):
+                if cancel.is_set():
+                    raise UserFacingError("the job was cancelled while waiting for a free slot")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def cancel(self, session: str) -> int:
         """Cancel the running jobs of one session (a browser tab, or one gradio_client); returns how many."""
@@ -265,8 +319,12 @@ class Workstation:
             post = PostOptions.from_dict(postprocess)
         except ValueError as exc:  # StageConfigError is a ValueError too
             raise UserFacingError(str(exc)) from exc
+        if post.sample_rate_hz and post.sample_rate_hz > self.settings.max_output_rate_hz:
+            raise UserFacingError("an output rate of %d Hz is above this server's limit of %d Hz"
+                                  % (post.sample_rate_hz, self.settings.max_output_rate_hz))
         decoded: Optional[DecodedAudio] = None
         if audio_path and manifest.needs_audio:
+            self._check_header(Path(audio_path))
             try:
                 decoded = decode(Path(audio_path))
             except PipelineError as exc:
@@ -274,7 +332,23 @@ class Workstation:
             if decoded.audio.shape[-1] < MIN_INPUT_S * decoded.sample_rate:
                 raise UserFacingError("the recording is too short (%d samples, %.3f s): give at least %.1f s"
                                       % (decoded.audio.shape[-1], decoded.audio.shape[-1] / decoded.sample_rate, MIN_INPUT_S))
-        return _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first)
+        job = _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first)
+        estimate_s = estimated_output_s(job)
+        if estimate_s > self.settings.max_output_s:
+            raise UserFacingError("the result would be about %s long; this server's limit is %s: shorten the text, or raise "
+                                  "the speed" % (minutes(estimate_s), minutes(self.settings.max_output_s)))
+        return job
+
+    def _check_header(self, path: Path) -> None:
+        """Refuse what is too long or too wide from the header alone: decoding it first is what would hurt."""
+        header = probe(path)
+        if header is None:
+            return  # decode names the problem
+        if header.duration_s > self.settings.max_input_s:
+            raise UserFacingError("the recording is %s long; this server takes up to %s" % (minutes(header.duration_s),
+                                                                                           minutes(self.settings.max_input_s)))
+        if header.channels > self.settings.max_input_channels:
+            raise UserFacingError("the recording has %d channels; up to %d are taken" % (header.channels, self.settings.max_input_channels))
 
     def _speak_first(self, speak_with: Optional[Dict[str, Any]]) -> _SpeakFirst:
         given = dict(speak_with or {})
@@ -313,8 +387,12 @@ class Workstation:
             hit = self.cache.get_output(output_key)
             if hit is not None:
                 data, info = hit
-                path = target.with_suffix(OUTPUT_FORMATS[job.output_format][2])
-                path.write_bytes(data)
+                earlier = Path(str(info.get("path", "")))
+                if info.get("path") and earlier.is_file() and earlier.stat().st_size == len(data):
+                    path = earlier  # the file it made is still there: no second copy
+                else:
+                    path = target.with_suffix(OUTPUT_FORMATS[job.output_format][2])
+                    path.write_bytes(data)
                 return Generation(path, manifest.architecture, character.id, job.text, int(info["sample_rate"]),
                                   float(info["duration_s"]), False, {"total_s": 0.0}, cached=True)
 
@@ -355,6 +433,10 @@ class Workstation:
             options=job.options,
         )
         result = self._run_on_worker(manifest, request, progress, cancel)
+        result_s = result.audio.shape[-1] / float(result.sample_rate) / job.post.speed
+        if result_s > self.settings.max_output_s:
+            raise UserFacingError("the result is %s long; this server's limit is %s"
+                                  % (minutes(result_s), minutes(self.settings.max_output_s)))
         if job.speak_first is not None:
             result = replace(result, timings_s=dict(result.timings_s, speak_s=speak_s))
 
@@ -375,7 +457,9 @@ class Workstation:
         timings = dict(result.timings_s, pre_s=pre_s, post_s=time.perf_counter() - started)
         duration_s = out_audio.shape[-1] / float(out_rate)
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
-        self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s})
+        self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s, "path": str(path)})
+        prune_outputs(self.settings.outputs_dir, self.settings.outputs_keep, self.settings.outputs_max_mb << 20,
+                      self.settings.outputs_max_age_h * 3600)
         return Generation(path, manifest.architecture, character.id, job.text, written_rate, duration_s, result.cold, timings)
 
     def _run_on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> JobResult:

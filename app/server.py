@@ -66,7 +66,7 @@ def serve(settings: Settings) -> None:
     atexit.register(station.close)
     signal.signal(signal.SIGTERM, stop)
     demo = build_ui(station)
-    demo.queue(default_concurrency_limit=4)
+    demo.queue(default_concurrency_limit=settings.max_concurrent_jobs)
     if settings.share and not access.needs_login:
         print("WARNING: sharing without --auth user:pass: anyone with the link can use this machine.", flush=True)
     elif access.shared and not access.needs_login:
@@ -89,6 +89,7 @@ def serve(settings: Settings) -> None:
                 allowed_paths=[str(settings.outputs_dir)],
                 prevent_thread_lock=True,
                 quiet=True,
+                max_file_size="%dmb" % settings.max_upload_mb,
                 footer_links=["api", "settings"],
             )
     except OSError as exc:

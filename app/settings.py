@@ -50,6 +50,19 @@ class Settings:
     memory_reserve_mb: int = 512
     job_timeout_s: float = 600.0
     max_text_chars: int = 5000
+    max_output_s: float = 900.0
+    """Longest result served (after speed changes); longer requests are refused before or right after generating."""
+    max_input_s: float = 900.0
+    """Longest recording taken (read from the file's header, before decoding it)."""
+    max_input_channels: int = 8
+    max_upload_mb: int = 200
+    max_output_rate_hz: int = 192000
+    max_concurrent_jobs: int = 4
+    """Jobs generating at once, the Gradio queue and the HTTP route together."""
+    outputs_keep: int = 500
+    """Outputs kept on disk (newest first), also bounded by ``outputs_max_mb`` and ``outputs_max_age_h``."""
+    outputs_max_mb: int = 2000
+    outputs_max_age_h: float = 72.0
     history_size: int = 10
     cache_size_bytes: int = 2 << 30
     """Disk cache of processed audio and outputs; least recently used entries go first."""

@@ -104,7 +104,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
             )
         )
 
-    with gr.Blocks(title="Voice workstation") as demo:
+    # Gradio's own copies of uploads and results: hourly, those older than our outputs' retention go
+    with gr.Blocks(title="Voice workstation", delete_cache=(3600, int(settings.outputs_max_age_h * 3600))) as demo:
         gr.Markdown("# Voice workstation\nPick an architecture and a character, type text or give a recording, press Generate.")
         with gr.Tab("Generate"):
             with gr.Row():
@@ -272,7 +273,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
         speak_arch.change(on_speak_architecture, inputs=speak_arch, outputs=speak_char, api_visibility="private")
 
         def on_generate(
-            arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, cache_ok: bool, history: List[List[Any]],
+            arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, cache_ok: bool, history: List[Dict[str, Any]],
             first_arch: Optional[str], first_char: Optional[str],
             *values: Any,
             progress: gr.Progress = gr.Progress(),
@@ -292,9 +293,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 round(generation.duration_s, 2),
                 generation.path.name,
             ]
-            history = [row, *history][: settings.history_size]
-            files = [str(generation.path.parent / r[5]) for r in history]
-            return str(generation.path), generation.info(), history, history, files
+            # each entry keeps its own full path: a day's folder changes at midnight, and retention may remove old ones
+            history = [{"row": row, "path": str(generation.path)}, *history][: settings.history_size]
+            kept = [entry for entry in history if Path(entry["path"]).is_file()]
+            return str(generation.path), generation.info(), [e["row"] for e in kept], kept, [e["path"] for e in kept]
 
         generate_event = generate_button.click(
             on_generate,

@@ -34,6 +34,22 @@ class DecodedAudio:
     sample_rate: int
 
 
+@dataclass(frozen=True)
+class AudioHeader:
+    duration_s: float
+    channels: int
+    sample_rate: int
+
+
+def probe(path: Path) -> Optional[AudioHeader]:
+    """What the file's header says, without decoding it (None: no header soundfile can read; ``decode`` says why)."""
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+    return AudioHeader(float(info.frames) / info.samplerate if info.samplerate else 0.0, int(info.channels), int(info.samplerate))
+
+
 def decode(path: Path, display_name: Optional[str] = None) -> DecodedAudio:
     """Read any file soundfile can decode (wav, flac, ogg, mp3, ...) as float32 ``(channels, samples)``."""
     name = display_name or path.name

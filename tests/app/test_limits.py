@@ -1,0 +1,104 @@
+"""A shared server's limits, each hit through gradio_client and the HTTP route with a clear error and the
+app still serving: output length (text, silences, speed), uploads (size, duration and channels from the
+header), output rate; outputs bounded on disk; a cache hit makes no second copy."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import soundfile
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from app.actions import prune_outputs
+from tests.conftest import AppServer, start_app
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    app = start_app(tmp_path_factory.mktemp("data"), extra_env={
+        "VOICEGEN_MAX_OUTPUT_S": "30", "VOICEGEN_MAX_INPUT_S": "5", "VOICEGEN_MAX_INPUT_CHANNELS": "2",
+        "VOICEGEN_MAX_UPLOAD_MB": "1", "VOICEGEN_MAX_OUTPUT_RATE_HZ": "96000"})
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: AppServer) -> Client:
+    return Client(server.url, verbose=False)
+
+
+def generate(client: Client, *args: object) -> object:
+    return client.predict(*args, api_name="/generate")
+
+
+def still_serving(client: Client) -> None:
+    path, info = client.predict("piper", "joe", "Still here.", None, {}, "wav", {}, {}, False, None, api_name="/generate")
+    assert Path(path).exists() and info["duration_s"] > 0.2
+
+
+def test_output_length_is_capped_before_generating(client: Client, server: AppServer) -> None:
+    hello = "Hello. " * 700
+    started = time.monotonic()
+    with pytest.raises(AppError, match="the result would be about .* min long; this server's limit is 30 s"):
+        generate(client, "piper", "joe", hello, None, {"sentence_silence_s": 5.0}, "wav", {}, {}, False, None)
+    assert time.monotonic() - started < 10  # refused, not generated
+    with pytest.raises(AppError, match="limit is 30 s"):
+        generate(client, "piper", "joe", "A sentence of ordinary length that is spoken slowly. " * 6, None, {}, "wav", {},
+                 {"speed": 0.25}, False, None)
+    response = httpx.post(server.url + "v1/audio/speech", json={"model": "piper", "input": hello}, timeout=60)
+    assert response.status_code == 400 and "this server's limit is 30 s" in response.json()["error"]["message"]
+    with pytest.raises(AppError, match="384000 Hz is above this server's limit of 96000 Hz"):
+        generate(client, "piper", "joe", "Hi.", None, {}, "wav", {}, {"sample_rate_hz": 384000}, False, None)
+    still_serving(client)
+
+
+def test_uploads_are_checked_on_their_header(client: Client, tmp_path: Path) -> None:
+    rate = 16000
+    long_file = tmp_path / "long.wav"
+    soundfile.write(str(long_file), np.zeros(rate * 6, dtype=np.int16), rate)  # 6 s, 190 KB
+    with pytest.raises(AppError, match="the recording is 6 s long; this server takes up to 5 s"):
+        generate(client, "praat", "higher", "", handle_file(str(long_file)), {}, "wav", {}, {}, False, None)
+    wide = tmp_path / "wide.wav"
+    soundfile.write(str(wide), np.zeros((rate, 4), dtype=np.int16), rate)
+    with pytest.raises(AppError, match="4 channels; up to 2 are taken"):
+        generate(client, "praat", "higher", "", handle_file(str(wide)), {}, "wav", {}, {}, False, None)
+    big = tmp_path / "big.wav"
+    noise = (np.random.default_rng(0).standard_normal((48000 * 4, 2)) * 1000).astype(np.int32)  # 4 s, 1.5 MB
+    soundfile.write(str(big), noise, 48000, subtype="PCM_32")
+    assert big.stat().st_size > 1 << 20
+    with pytest.raises(Exception, match="(?i)file.*(large|size)|exceed"):
+        generate(client, "praat", "higher", "", handle_file(str(big)), {}, "wav", {}, {}, False, None)
+    still_serving(client)
+
+
+def test_a_cache_hit_writes_no_second_copy(client: Client, server: AppServer) -> None:
+    first, _ = client.predict("piper", "joe", "Say it once.", None, {}, "wav", {}, {}, True, None, api_name="/generate")
+    count = sum(1 for p in (server.data_dir / "outputs").rglob("*") if p.is_file())
+    second, info = client.predict("piper", "joe", "Say it once.", None, {}, "wav", {}, {}, True, None, api_name="/generate")
+    assert info["cached"]
+    assert sum(1 for p in (server.data_dir / "outputs").rglob("*") if p.is_file()) == count
+
+
+def test_retention_removes_the_oldest_and_never_a_fresh_one(tmp_path: Path) -> None:
+    day = tmp_path / "2026-11-26"
+    day.mkdir()
+    now = time.time()
+    for index in range(6):
+        path = day / ("out-%d.wav" % index)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (now - 3600 * (index + 1), now - 3600 * (index + 1)))  # out-0 newest
+    fresh = tmp_path / "2026-11-27" / "being-served.wav"
+    fresh.parent.mkdir()
+    fresh.write_bytes(b"x" * 10_000)
+    removed = prune_outputs(tmp_path, keep=3, max_bytes=1 << 20, max_age_s=5 * 3600)
+    left = sorted(p.name for p in tmp_path.rglob("*.wav"))
+    assert left == ["being-served.wav", "out-0.wav", "out-1.wav"] and removed == 4
+    prune_outputs(tmp_path, keep=0, max_bytes=0, max_age_s=0)
+    assert fresh.exists()  # made in the last two minutes: never removed
