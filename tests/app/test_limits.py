@@ -80,9 +80,10 @@ def test_uploads_are_checked_on_their_header(client: Client, tmp_path: Path) -> 
 
 def test_a_cache_hit_writes_no_second_copy(client: Client, server: AppServer) -> None:
     first, _ = client.predict("piper", "joe", "Say it once.", None, {}, "wav", {}, {}, True, None, api_name="/generate")
+    assert Path(first).exists()
     count = sum(1 for p in (server.data_dir / "outputs").rglob("*") if p.is_file())
     second, info = client.predict("piper", "joe", "Say it once.", None, {}, "wav", {}, {}, True, None, api_name="/generate")
-    assert info["cached"]
+    assert info["cached"] and Path(second).read_bytes() == Path(first).read_bytes()
     assert sum(1 for p in (server.data_dir / "outputs").rglob("*") if p.is_file()) == count
 
 
