@@ -24,6 +24,7 @@ from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, outp
 from pipeline.cache import AudioCache, audio_digest, key_of
 from pipeline.errors import PipelineError
 from pipeline.processing import PostOptions, PreOptions, PresetStore
+from pipeline.stages import LoudnessNormalize, integrated_lufs
 from runtimes.environments import EnvSpec
 from runtimes.errors import (
     ArchitectureUnavailableError,
@@ -83,6 +84,23 @@ def prune_outputs(folder: Path, keep: int, max_bytes: int, max_age_s: float, gra
     return removed
 
 
+def loudness_note(post: PostOptions, audio: np.ndarray, sample_rate: int) -> Dict[str, Any]:
+    """The loudness the result reached; where it is not the target, why (a person asked for a number)."""
+    if post.loudness_lufs is None:
+        return {}
+    if audio.shape[-1] < LoudnessNormalize.MIN_SECONDS * sample_rate:
+        return {"loudness": {"target_lufs": post.loudness_lufs, "reached_lufs": None,
+                             "why": "too short to measure (under %.1f s): left as it was" % LoudnessNormalize.MIN_SECONDS}}
+    reached = integrated_lufs(audio, sample_rate)
+    note: Dict[str, Any] = {"target_lufs": post.loudness_lufs, "reached_lufs": round(reached, 2) if np.isfinite(reached) else None}
+    if not np.isfinite(reached):
+        note["why"] = "the result is silent"
+    elif abs(reached - post.loudness_lufs) > 0.5:
+        note["why"] = ("the true-peak ceiling of %.1f dBTP held it back: reaching the target would take more than %.0f dB of "
+                       "limiting on the peaks" % (post.true_peak_db, LoudnessNormalize.MAX_LIMITING_DB))
+    return {"loudness": note}
+
+
 def output_formats() -> List[str]:
     return list(OUTPUT_FORMATS)
 
@@ -106,9 +124,12 @@ class Generation:
     cold: bool
     timings_s: Dict[str, float]
     cached: bool = False
+    notes: Dict[str, Any] = field(default_factory=dict)
+    """What the person should know about the result (e.g. a loudness target that could not be reached, and why)."""
 
     def info(self) -> Dict[str, Any]:
         return {
+            **self.notes,
             "architecture": self.architecture,
             "character": self.character,
             "sample_rate": self.sample_rate,
@@ -456,11 +477,13 @@ class Workstation:
             raise UserFacingError(str(exc)) from exc
         timings = dict(result.timings_s, pre_s=pre_s, post_s=time.perf_counter() - started)
         duration_s = out_audio.shape[-1] / float(out_rate)
+        notes = loudness_note(job.post, out_audio, out_rate)
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s, "path": str(path)})
         prune_outputs(self.settings.outputs_dir, self.settings.outputs_keep, self.settings.outputs_max_mb << 20,
                       self.settings.outputs_max_age_h * 3600)
-        return Generation(path, manifest.architecture, character.id, job.text, written_rate, duration_s, result.cold, timings)
+        return Generation(path, manifest.architecture, character.id, job.text, written_rate, duration_s, result.cold, timings,
+                          notes=notes)
 
     def _run_on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> JobResult:
         try:

@@ -20,6 +20,7 @@ from typing import Callable, Tuple
 
 import librosa
 import numpy as np
+import pedalboard
 import pyloudnorm
 import soundfile
 
@@ -71,9 +72,24 @@ def direct_post(audio: Audio, rate: int) -> Tuple[bytes, int]:
     """The default post chain's operations, called directly on the libraries."""
     _, (start, end) = librosa.effects.trim(audio, top_db=50, ref=1.0, frame_length=512, hop_length=128)
     audio = audio[start:end]
-    loudness = pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64))
-    audio = audio * np.float32(10 ** ((-16.0 - loudness) / 20))
-    peak = np.max(np.abs(librosa.resample(audio, orig_sr=rate, target_sr=rate * 4, res_type="soxr_hq")))
+    meter = pyloudnorm.Meter(rate)
+
+    def true_peak(signal: Audio) -> float:
+        return float(np.max(np.abs(librosa.resample(signal, orig_sr=rate, target_sr=rate * 4, res_type="soxr_hq"))))
+
+    # the same loudness-with-limiter operations: gain to the target, limit the peaks, re-aim, final true peak
+    gain_db = -16.0 - meter.integrated_loudness(audio.astype(np.float64))
+    source = audio
+    for _ in range(4):
+        audio = source * np.float32(10 ** (gain_db / 20))
+        if true_peak(audio) <= 10 ** (-1 / 20):
+            break
+        audio = pedalboard.Limiter(threshold_db=-1.3, release_ms=50.0)(audio, rate) * np.float32(10 ** (-1.3 / 20))
+        reached = meter.integrated_loudness(audio.astype(np.float64))
+        if abs(reached + 16.0) <= 0.1:
+            break
+        gain_db += -16.0 - reached
+    peak = true_peak(audio)
     if peak > 10 ** (-1 / 20):
         audio = audio * np.float32(10 ** (-1 / 20) / peak)
     audio = librosa.resample(audio, orig_sr=rate, target_sr=44100, res_type="soxr_hq")

@@ -6,6 +6,7 @@ sample_rate)``. A ``Chain`` is a stage too, and serialises to and from JSON (pre
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable, ClassVar, Dict, List, Sequence, Tuple, Type
 
 import librosa
@@ -249,10 +250,18 @@ class ChangeSpeed(Stage):
 
 
 class LoudnessNormalize(Stage):
-    """Integrated loudness to ``target_lufs`` (ITU-R BS.1770, pyloudnorm), then a true-peak ceiling
-    ``true_peak_db`` (dBTP, measured 4x oversampled) that may only lower the gain."""
+    """Integrated loudness to ``target_lufs`` (ITU-R BS.1770, pyloudnorm) with a true-peak ceiling
+    ``true_peak_db`` (dBTP, measured 4x oversampled). Where the gain would push peaks past the ceiling,
+    pedalboard's limiter (JUCE's) takes them down, and the gain is re-aimed at the target (limiting lowers
+    loudness): speech's short peaks no longer hold the whole signal several LU below the target."""
 
     MIN_SECONDS = 0.4  # one BS.1770 gating block
+    LIMIT_MARGIN_DB = 0.3
+    """The limiter works on samples; this keeps the peaks between samples under the ceiling too."""
+    ROUNDS = 4
+    CLOSE_ENOUGH_LU = 0.1
+    MAX_LIMITING_DB = 12.0
+    """Past this much gain reduction on peaks speech sounds squashed: the target is given up instead."""
 
     def __init__(self, target_lufs: float = -16.0, true_peak_db: float = -1.0) -> None:
         target = _number("LoudnessNormalize", "target_lufs", target_lufs, -70.0, -5.0)
@@ -267,13 +276,40 @@ class LoudnessNormalize(Stage):
         loudness = integrated_lufs(audio, sample_rate)
         if not np.isfinite(loudness):
             return audio, sample_rate  # digital silence
-        gain = 10.0 ** ((self.target_lufs - loudness) / 20.0)
-        out = audio * gain
-        peak = true_peak(out, sample_rate)
         ceiling = 10.0 ** (self.true_peak_db / 20.0)
-        if peak > ceiling:
-            out = out * (ceiling / peak)
-        return out.astype(np.float32), sample_rate
+        gain_db = self.target_lufs - loudness
+        most_db = math.inf  # known after the first true-peak measurement (peaks scale with the gain)
+        out = audio
+        for _ in range(self.ROUNDS):
+            gain_db = min(gain_db, most_db)
+            out = np.multiply(audio, np.float32(10.0 ** (gain_db / 20.0)), dtype=np.float32)
+            peak = true_peak(out, sample_rate)
+            if peak <= ceiling:
+                break  # no limiting needed: the gain alone reaches the target
+            if most_db == math.inf:
+                most_db = gain_db + self.true_peak_db - 20.0 * math.log10(peak) + self.MAX_LIMITING_DB
+                if gain_db > most_db:
+                    continue
+            out = limited(out, sample_rate, self.true_peak_db - self.LIMIT_MARGIN_DB)
+            reached = integrated_lufs(out, sample_rate)
+            if not np.isfinite(reached) or abs(reached - self.target_lufs) <= self.CLOSE_ENOUGH_LU or gain_db >= most_db:
+                break
+            gain_db += self.target_lufs - reached
+        peak = true_peak(out, sample_rate)
+        if peak > ceiling:  # what the limiter left between samples
+            out = out * np.float32(ceiling / peak)
+        return np.asarray(out, dtype=np.float32), sample_rate
+
+
+def limited(audio: Audio, sample_rate: int, ceiling_db: float) -> Audio:
+    """Peaks above ``ceiling_db`` brought down by pedalboard's limiter, the rest left at its level (JUCE's
+    limiter raises its threshold to 0 dBFS; that make-up gain is taken back here)."""
+    import pedalboard
+
+    limiter = pedalboard.Limiter(threshold_db=ceiling_db, release_ms=50.0)
+    out = limiter(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
+    out *= np.float32(10.0 ** (ceiling_db / 20.0))
+    return np.asarray(out, dtype=np.float32)
 
 
 def integrated_lufs(audio: Audio, sample_rate: int) -> float:

@@ -103,3 +103,19 @@ def test_retention_removes_the_oldest_and_never_a_fresh_one(tmp_path: Path) -> N
     assert left == ["being-served.wav", "out-0.wav", "out-1.wav"] and removed == 4
     prune_outputs(tmp_path, keep=0, max_bytes=0, max_age_s=0)
     assert fresh.exists()  # made in the last two minutes: never removed
+
+
+def test_loudness_targets_are_reached_on_piper_speech(client: Client) -> None:
+    import pyloudnorm
+
+    from pipeline.stages import true_peak
+
+    text = "Loudness targets are met with the peaks held under the ceiling. This is the usual podcast level."
+    for target in (-14.0, -16.0, -23.0, -30.0):
+        path, info = client.predict("piper", "joe", text, None, {}, "wav", {}, {"loudness_lufs": target, "true_peak_db": -1.0},
+                                    False, None, api_name="/generate")
+        audio, rate = soundfile.read(path, dtype="float32")
+        measured = pyloudnorm.Meter(rate).integrated_loudness(audio.astype(np.float64))
+        assert abs(measured - target) <= 0.5, (target, measured)
+        assert true_peak(audio, rate) <= 10 ** (-1.0 / 20) * 1.01  # 16-bit rounding
+        assert abs(info["loudness"]["reached_lufs"] - target) <= 0.5 and "why" not in info["loudness"]

@@ -68,11 +68,32 @@ def test_loudness_normalisation_hits_the_target_within_half_a_lu(target: float) 
     assert abs(measured - target) < 0.5
 
 
-def test_true_peak_ceiling_only_lowers_the_gain() -> None:
+def speech_like(seconds: float, rate: int) -> np.ndarray:
+    """Voiced bursts with syllable-rate envelope and clicks: a crest factor like speech's (~20 dB), where
+    the true-peak ceiling, not the loudness, decides the gain of a plain normaliser."""
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = (np.sin(2 * np.pi * 0.7 * t) > 0) * (0.3 + 0.7 * np.abs(np.sin(2 * np.pi * 3 * t)))
+    audio = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 12)) * envelope * 0.1
+    audio[:: rate // 22] += 0.3
+    return np.asarray(audio, dtype=np.float32)
+
+
+@pytest.mark.parametrize("target", [-14.0, -16.0, -23.0, -30.0])
+def test_loudness_reaches_the_target_on_speech_with_the_ceiling_held(target: float) -> None:
+    speech = speech_like(8.0, 22050)
+    out, _ = LoudnessNormalize(target_lufs=target, true_peak_db=-1.0).apply(speech, 22050)
+    assert abs(pyloudnorm.Meter(22050).integrated_loudness(out.astype(np.float64)) - target) < 0.5
+    assert true_peak(out, 22050) <= 10 ** (-1.0 / 20) + 1e-4
+
+
+def test_true_peak_ceiling_holds_and_limiting_is_bounded() -> None:
     loud = tone(2.0, 1000.0, 0.9)
     out, _ = LoudnessNormalize(target_lufs=-5.0, true_peak_db=-3.0).apply(loud, RATE)
     assert true_peak(out, RATE) <= 10 ** (-3.0 / 20) + 1e-3
-    assert integrated_lufs(out, RATE) < -5.0  # the ceiling won over the target
+    clicks = np.zeros(RATE * 2, dtype=np.float32)
+    clicks[::4000] = 0.5  # nearly all peak: reaching -5 LUFS would take far more than 12 dB of limiting
+    out, _ = LoudnessNormalize(target_lufs=-5.0, true_peak_db=-1.0).apply(clicks, RATE)
+    assert integrated_lufs(out, RATE) < -10.0 and true_peak(out, RATE) <= 10 ** (-1.0 / 20) + 1e-3
 
 
 def test_highpass_removes_rumble_and_keeps_voice() -> None:
