@@ -91,14 +91,41 @@ def ensure_app_env(with_dev: bool) -> None:
         return
     started = time.monotonic()
     say("installing the app's pinned dependencies%s" % (" and test tools" if with_dev else ""))
+    fresh = not venv_python().exists()
     try:
         install(with_dev)
     except (subprocess.CalledProcessError, OSError) as exc:
         say("set-up failed: %s" % exc)
-        shutil.rmtree(VENV, ignore_errors=True)  # never leave a half environment behind
+        if fresh:
+            shutil.rmtree(VENV, ignore_errors=True)  # never leave a half-made environment behind
+        else:  # an environment that worked stays (a network blip mid-upgrade); the next run tries again
+            say("the existing app environment was kept; run the same command again to retry the update")
         raise SystemExit(1) from None
     MARKER.write_text(wanted + "\n")
     say("app environment ready in %.0f s" % (time.monotonic() - started))
+
+
+PATH_FLAGS = ("--data-dir", "--auth-file")
+PATH_ENV = ("VOICEGEN_DATA_DIR", "VOICEGEN_AUTH_FILE", "VOICEGEN_ENVS_DIR")
+
+
+def absolute_paths(args: List[str], cwd: Path) -> List[str]:
+    """Paths given on the command line are the person's, relative to where they ran the command: made
+    absolute before the app starts in the checkout."""
+    out: List[str] = []
+    expect_path = False
+    for arg in args:
+        if expect_path:
+            out.append(str((cwd / Path(arg).expanduser()).resolve()))
+            expect_path = False
+            continue
+        flag, sep, value = arg.partition("=")
+        if flag in PATH_FLAGS and sep:
+            out.append("%s=%s" % (flag, (cwd / Path(value).expanduser()).resolve()))
+        else:
+            out.append(arg)
+            expect_path = arg in PATH_FLAGS
+    return out
 
 
 def main(argv: List[str]) -> int:
@@ -111,6 +138,11 @@ def main(argv: List[str]) -> int:
         print(__doc__)
         return 0
     ensure_app_env(with_dev=command == "test")
+    cwd = Path.cwd()
+    rest = absolute_paths(rest, cwd)
+    for name in PATH_ENV:
+        if os.environ.get(name):
+            os.environ[name] = str((cwd / Path(os.environ[name]).expanduser()).resolve())
     os.chdir(ROOT)
     args = [str(venv_python()), "-m", "app", command, *rest]
     if os.name == "nt":  # no exec on Windows: wait and pass the exit code on

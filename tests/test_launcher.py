@@ -45,6 +45,23 @@ def test_launcher_sets_up_a_fresh_tree_then_rebuilds_nothing(tmp_path: Path) -> 
     assert not any("installing" in line or "building" in line for line in lines), second
     assert "piper environment:" in second and took_s < 60
 
+    # a relative --data-dir is the person's, relative to where they ran the command
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEGEN_") and k != "VIRTUAL_ENV"}
+    out = subprocess.run(["python3", str(tree / "launcher.py"), "setup", "--data-dir", "my-data"], cwd=str(elsewhere), env=env,
+                         capture_output=True, text=True, timeout=900, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (elsewhere / "my-data" / "envs" / "piper").is_dir() and not (tree / "my-data").exists()
+
+    # an update that fails (a package the registry does not have: like a network blip) keeps the working env
+    lock = tree / "requirements" / "app.lock"
+    lock.write_text(lock.read_text() + "voicegen-no-such-package-anywhere==9.9.9\n")
+    out = subprocess.run(["python3", str(tree / "launcher.py"), "setup"], cwd=str(tree), env=env, capture_output=True, text=True,
+                         timeout=900, check=False)
+    assert out.returncode != 0 and "existing app environment was kept" in out.stdout
+    assert subprocess.run([str(tree / ".venv" / "bin" / "python"), "-c", "import gradio"], check=False).returncode == 0
+
 
 def test_launcher_help_names_both_commands() -> None:
     out = subprocess.run(["python3", str(ROOT / "launcher.py"), "--help"], capture_output=True, text=True, timeout=60, check=True)
