@@ -11,6 +11,7 @@ import gradio as gr
 
 from app.actions import Generation, Workstation, output_formats
 from app.public_errors import set_private_roots
+from app.spectrogram import spectrogram_image
 from app.ui_errors import as_operator, shown_to_person
 from app.ui_models import build_models_tab
 from app.ui_processing import build_processing_controls, parse_json_object
@@ -121,22 +122,31 @@ def build_ui(station: Workstation) -> gr.Blocks:
                         value=first_usable(default_arch),
                         label="Character",
                     )
-                    text = gr.Textbox(label="Text", lines=4, placeholder="Type what the voice should say")
-                    audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input audio (upload or record)")
+                    takes_text = bool(catalogue[default_arch]["needs_text"])
+                    converts = bool(catalogue[default_arch]["needs_audio"])
+                    text = gr.Textbox(label="Text", lines=4, placeholder="Type what the voice should say", visible=takes_text)
+                    audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input audio (upload or record)",
+                                        visible=converts)
                     speakers = [a for a in architectures if "tts" in catalogue[a]["capabilities"]]
-                    converts = catalogue[default_arch]["needs_audio"]
-                    with gr.Row(visible=converts) as speak_row:
-                        speak_arch = gr.Dropdown(
-                            choices=[(catalogue[a]["name"], a) for a in speakers], value=speakers[0] if speakers else None,
-                            label="No recording? Speak the text first with",
-                        )
-                        first_speakers = character_choices(speakers[0]) if speakers else []
-                        speak_char = gr.Dropdown(choices=first_speakers, value=first_usable(speakers[0]) if speakers else None,
-                                                 label="Voice that speaks it")
+                    with gr.Accordion("No recording? Type text to speak first", open=False, visible=converts) as speak_box:
+                        speak_text = gr.Textbox(label="Text to speak first", lines=3,
+                                                placeholder="spoken by a text-to-speech voice, then converted")
+                        with gr.Row():
+                            speak_arch = gr.Dropdown(
+                                choices=[(catalogue[a]["name"], a) for a in speakers], value=speakers[0] if speakers else None,
+                                label="No recording? Speak the text first with",
+                            )
+                            first_speakers = character_choices(speakers[0]) if speakers else []
+                            speak_char = gr.Dropdown(choices=first_speakers, value=first_usable(speakers[0]) if speakers else None,
+                                                     label="Voice that speaks it")
+                    with gr.Row():  # right under the inputs: the one thing every visit does
+                        generate_button = gr.Button("Generate", variant="primary", scale=2)
+                        new_take_button = gr.Button("New take", scale=1)
+                        cancel_button = gr.Button("Cancel", variant="stop", scale=1)
                     option_components: List[Tuple[str, str, gr.components.Component]] = []
                     option_specs: List[Dict[str, Any]] = []
                     option_groups: Dict[str, gr.Group] = {}
-                    with gr.Accordion("Options", open=True):
+                    with gr.Accordion("Options", open=False):
                         for arch in architectures:
                             with gr.Group(visible=arch == default_arch) as group:
                                 for option in catalogue[arch]["options"]:
@@ -144,23 +154,25 @@ def build_ui(station: Workstation) -> gr.Blocks:
                                     option_specs.append(option)
                             option_groups[arch] = group
                     processing = build_processing_controls(station.default_processing()["preprocess"],
-                                                           station.default_processing()["postprocess"])
-                    with gr.Row():
-                        preview_button = gr.Button("Preview preprocessing")
-                        preview_audio = gr.Audio(type="filepath", label="What the model will get", interactive=False)
-                    with gr.Row():
-                        preset_choice = gr.Dropdown(choices=station.presets(), label="Preset", allow_custom_value=False)
-                        preset_load = gr.Button("Load preset")
-                        preset_name = gr.Textbox(label="Save current settings as", placeholder="preset name")
-                        preset_save = gr.Button("Save preset")
-                    preset_message = gr.Markdown()
-                    output_format = gr.Dropdown(choices=output_formats(), value=settings.default_output_format, label="Output format")
-                    use_cache = gr.Checkbox(value=True, label="Reuse the result of an identical earlier request")
-                    with gr.Row():
-                        generate_button = gr.Button("Generate", variant="primary")
-                        cancel_button = gr.Button("Cancel", variant="stop")
+                                                           station.default_processing()["postprocess"], show_pre=converts)
+                    with processing.pre_box:
+                        with gr.Row():
+                            preview_button = gr.Button("Preview preprocessing")
+                            preview_audio = gr.Audio(type="filepath", label="What the model will get", interactive=False)
+                    with gr.Accordion("Output format, cache and presets", open=False):
+                        output_format = gr.Dropdown(choices=output_formats(), value=settings.default_output_format,
+                                                    label="Output format")
+                        use_cache = gr.Checkbox(value=True, label="Reuse the result of an identical earlier request")
+                        with gr.Row():
+                            preset_choice = gr.Dropdown(choices=station.presets(), label="Preset", allow_custom_value=False)
+                            preset_load = gr.Button("Load preset")
+                            preset_name = gr.Textbox(label="Save current settings as", placeholder="preset name")
+                            preset_save = gr.Button("Save preset")
+                        preset_message = gr.Markdown()
                 with gr.Column(scale=2):
                     audio_out = gr.Audio(type="filepath", label="Result", interactive=False, buttons=["download"])
+                    spectrogram_out = gr.Image(label="Result: spectrogram", interactive=False, height=200)
+                    spectrogram_in = gr.Image(label="Input: spectrogram", interactive=False, height=200, visible=converts)
                     info_out = gr.JSON(label="Details")
                     history_table = gr.Dataframe(headers=HISTORY_HEADERS, label="This session's outputs", interactive=False)
                     history_files = gr.Files(label="Downloads", interactive=False)
@@ -240,16 +252,21 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         # wiring
         def on_architecture(arch: str) -> List[Any]:
+            """Controls follow the architecture: the text box for text-to-speech, the recording (and its
+            preprocessing, its spectrogram, the speak-first path) for conversion; its own options."""
             choices = character_choices(arch)
+            converts = bool(catalogue[arch]["needs_audio"])
             updates: List[Any] = [gr.update(choices=choices, value=first_usable(arch))]
             updates += [gr.update(visible=name == arch) for name in architectures]
-            updates.append(gr.update(visible=bool(catalogue[arch]["needs_audio"])))
+            updates += [gr.update(visible=bool(catalogue[arch]["needs_text"])), gr.update(visible=converts),
+                        gr.update(visible=converts), gr.update(visible=converts), gr.update(visible=converts)]
             return updates
 
         architecture.change(
             on_architecture,
             inputs=architecture,
-            outputs=[character] + [option_groups[a] for a in architectures] + [speak_row],
+            outputs=[character] + [option_groups[a] for a in architectures]
+            + [text, audio_in, speak_box, processing.pre_box, spectrogram_in],
             api_visibility="private",
         )
 
@@ -273,12 +290,15 @@ def build_ui(station: Workstation) -> gr.Blocks:
         speak_arch.change(on_speak_architecture, inputs=speak_arch, outputs=speak_char, api_visibility="private")
 
         def on_generate(
-            arch: str, char: str, text_value: str, audio_path: Optional[str], fmt: str, cache_ok: bool, history: List[Dict[str, Any]],
-            first_arch: Optional[str], first_char: Optional[str],
+            arch: str, char: str, typed: str, audio_path: Optional[str], fmt: str, cache_ok: bool, history: List[Dict[str, Any]],
+            first_arch: Optional[str], first_char: Optional[str], first_text: str,
             *values: Any,
             progress: gr.Progress = gr.Progress(),
             request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
         ) -> Tuple[Any, ...]:
+            # text-to-speech takes the text box; a conversion its recording, or else the text to speak first
+            converts = bool(catalogue[arch]["needs_audio"]) if arch in catalogue else False
+            text_value = (first_text if not audio_path else "") if converts else typed
             option_values = values[: len(option_components)]
             options = {name: value for (owner, name, _), value in zip(option_components, option_values, strict=True) if owner == arch}
             chosen = processing.to_dicts(list(values[len(option_components):]))
@@ -296,22 +316,28 @@ def build_ui(station: Workstation) -> gr.Blocks:
             # each entry keeps its own full path: a day's folder changes at midnight, and retention may remove old ones
             history = [{"row": row, "path": str(generation.path)}, *history][: settings.history_size]
             kept = [entry for entry in history if Path(entry["path"]).is_file()]
-            return str(generation.path), generation.info(), [e["row"] for e in kept], kept, [e["path"] for e in kept]
+            return (str(generation.path), generation.info(), [e["row"] for e in kept], kept, [e["path"] for e in kept],
+                    spectrogram_image(str(generation.path)), spectrogram_image(audio_path) if converts else None)
 
-        generate_event = generate_button.click(
-            on_generate,
-            inputs=[architecture, character, text, audio_in, output_format, use_cache, history_state, speak_arch, speak_char]
-            + [c for _, _, c in option_components]
-            + processing.components,
-            outputs=[audio_out, info_out, history_table, history_state, history_files],
-            api_visibility="private",
-        )
+        generate_inputs = ([architecture, character, text, audio_in, output_format, use_cache, history_state, speak_arch, speak_char,
+                            speak_text] + [c for _, _, c in option_components] + processing.components)
+        generate_outputs = [audio_out, info_out, history_table, history_state, history_files, spectrogram_out, spectrogram_in]
+        generate_event = generate_button.click(on_generate, inputs=generate_inputs, outputs=generate_outputs, api_visibility="private")
+
+        def on_new_take(arch: str, char: str, typed: str, audio_path: Optional[str], fmt: str, cache_ok: bool,
+                        history: List[Dict[str, Any]], *rest: Any, progress: gr.Progress = gr.Progress(),
+                        request: gr.Request = None) -> Tuple[Any, ...]:  # type: ignore[assignment]  # gradio fills it in
+            """The same request made afresh (no cache): another take of the same line."""
+            return on_generate(arch, char, typed, audio_path, fmt, False, history, *rest, progress=progress, request=request)
+
+        new_take_event = new_take_button.click(on_new_take, inputs=generate_inputs, outputs=generate_outputs,
+                                               api_visibility="private")
         def cancel_jobs(request: gr.Request) -> str:
             """Cancel this session's running jobs."""
             count = station.cancel(_session(request))
             return "cancelled %d job(s)" % count
 
-        cancel_button.click(cancel_jobs, outputs=runtime_message, cancels=[generate_event], api_name="cancel")
+        cancel_button.click(cancel_jobs, outputs=runtime_message, cancels=[generate_event, new_take_event], api_name="cancel")
 
         def api_generate(
             architecture: str,

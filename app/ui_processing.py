@@ -19,6 +19,8 @@ SAMPLE_RATES = [MODEL_RATE, "16000", "22050", "24000", "32000", "44100", "48000"
 class ProcessingControls:
     pre: Mapping[str, gr.components.Component]
     post: Mapping[str, gr.components.Component]
+    pre_box: gr.Accordion
+    """Shown only for architectures that take a recording."""
 
     @property
     def components(self) -> List[gr.components.Component]:
@@ -42,10 +44,10 @@ class ProcessingControls:
         return [pre[name] for name in self.pre] + [post[name] for name in self.post]
 
 
-def build_processing_controls(default_pre: Dict[str, Any], default_post: Dict[str, Any]) -> ProcessingControls:
+def build_processing_controls(default_pre: Dict[str, Any], default_post: Dict[str, Any], show_pre: bool = True) -> ProcessingControls:
     pre_loudness = default_pre["loudness_lufs"] or 0
     post_loudness = default_post["loudness_lufs"] or 0
-    with gr.Accordion("Preprocessing (input recordings)", open=False):
+    with gr.Accordion("Preprocessing (input recordings)", open=False, visible=show_pre) as pre_box:
         pre = {
             "highpass_hz": gr.Slider(0, 500, value=default_pre["highpass_hz"], step=5, label="High-pass cutoff (Hz, 0 = off)"),
             "noise_reduction": gr.Slider(0, 1, value=default_pre["noise_reduction"], step=0.05, label="Noise reduction (0 = off)"),
@@ -67,7 +69,7 @@ def build_processing_controls(default_pre: Dict[str, Any], default_post: Dict[st
             "fade_out_ms": gr.Slider(0, 2000, value=default_post["fade_out_ms"], step=10, label="Fade out (ms)"),
             "sample_rate_hz": gr.Dropdown(SAMPLE_RATES, value=MODEL_RATE, label="Output sample rate (Hz)"),
         }
-    return ProcessingControls(pre, post)
+    return ProcessingControls(pre, post, pre_box)
 
 
 def parse_json_object(value: Any, what: str) -> Optional[Dict[str, Any]]:

@@ -91,12 +91,13 @@ class PiperAdapter(Adapter):
         sample_rate = int(voice.config.sample_rate)
         gap = np.zeros(int(round(float(options["sentence_silence_s"]) * sample_rate)), dtype=np.float32)
         pieces: List[np.ndarray] = []
+        total = max(1, len(voice.phonemize(text)))  # sentences, as synthesize splits them (espeak: milliseconds)
         for index, chunk in enumerate(voice.synthesize(text, syn_config=config)):  # one chunk per sentence
             request.check_cancelled()
             if pieces and gap.size:
                 pieces.append(gap)
             pieces.append(np.asarray(chunk.audio_float_array, dtype=np.float32))
-            request.report_progress(0.0, "spoke sentence %d" % (index + 1))
+            request.report_progress(min(1.0, (index + 1) / total), "spoke sentence %d of %d" % (index + 1, total))
         if not pieces:
             raise BadRequestError("Piper found nothing to speak in the text")
         return GenerateResult(audio=np.concatenate(pieces), sample_rate=sample_rate)

@@ -37,7 +37,10 @@ def test_generate_from_the_ui(page: object, tmp_path: Path) -> None:
     from playwright.sync_api import Page, expect
 
     assert isinstance(page, Page)
-    page.get_by_label("Text").fill("Hello from a real browser.")
+    # text to speech: a text box, no recording, no preprocessing; Generate right there
+    expect(page.get_by_label("Input audio (upload or record)")).to_have_count(0)
+    expect(page.get_by_text("Preprocessing (input recordings)")).to_be_hidden()
+    page.get_by_label("Text", exact=True).fill("Hello from a real browser.")
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("audio[src]").first).to_be_attached(timeout=60_000)
     download = page.locator("a[download][href*='piper-joe.wav']").first
@@ -52,7 +55,7 @@ def test_empty_text_shows_a_clear_error(page: object) -> None:
     from playwright.sync_api import Page, expect
 
     assert isinstance(page, Page)
-    page.get_by_label("Text").fill("")
+    page.get_by_label("Text", exact=True).fill("")
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_text("needs text").first).to_be_visible(timeout=20_000)
 
@@ -78,14 +81,19 @@ def test_preview_preprocessing_and_save_a_preset(page: object, tmp_path: Path) -
 
     assert isinstance(page, Page)
     page.get_by_role("tab", name="Generate").click()
+    page.get_by_label("Architecture").first.click()
+    page.get_by_role("option", name="Praat voice changer (recordings)").click()  # takes a recording: its controls appear
+    expect(page.get_by_label("Text", exact=True)).to_be_hidden(timeout=10_000)
     recording = tmp_path / "take.wav"
     soundfile.write(str(recording), 0.3 * np.sin(2 * np.pi * 220 * np.arange(22050) / 22050), 22050)
     page.locator("input[type=file]").first.set_input_files(str(recording))
+    page.get_by_text("Preprocessing (input recordings)").click()
     page.get_by_role("button", name="Preview preprocessing").click()
     download = page.locator("a[download][href*='preview-']").first
     expect(download).to_be_attached(timeout=20_000)
     body = page.request.get(download.get_attribute("href") or "").body()
     assert body[:4] == b"RIFF"
+    page.get_by_text("Output format, cache and presets").click()
     page.get_by_label("Save current settings as").fill("from the browser")
     page.get_by_role("button", name="Save preset").click()
     expect(page.get_by_text("saved preset 'from the browser'").first).to_be_visible(timeout=10_000)

@@ -111,21 +111,25 @@ def test_in_the_browser_text_becomes_a_character_voice(server: AppServer) -> Non
         try:
             page = browser.new_page()
             page.goto(server.url)
-            expect(page.get_by_label("No recording? Speak the text first with")).to_be_hidden()  # Piper takes text itself
+            expect(page.get_by_text("No recording? Type text to speak first")).to_be_hidden()  # Piper takes text itself
             page.get_by_label("Architecture").first.click()
             page.get_by_role("option", name="so-vits-svc 4.0/4.1 (voice conversion)").click()
-            expect(page.get_by_label("No recording? Speak the text first with")).to_be_visible(timeout=10_000)
+            expect(page.get_by_text("No recording? Type text to speak first")).to_be_visible(timeout=10_000)
+            expect(page.get_by_label("Text", exact=True)).to_be_hidden()  # a conversion takes a recording, or text to speak first
             expect(page.get_by_label("Character").first).to_have_value("tiny-40 (v4.0)", timeout=10_000)
             # options follow the character: no cluster model, so character likeness is disabled, with why
+            page.get_by_text("Options", exact=True).first.click()  # folded by default
             likeness = page.get_by_label("range slider for Character likeness (cluster ratio)")
             expect(likeness).to_be_disabled(timeout=10_000)
             expect(page.get_by_text("Unavailable: this character has no kmeans*.pt cluster model")).to_be_visible()
-            page.get_by_role("textbox", name="Text", exact=True).fill("Typed words in a character's voice.")
+            page.get_by_text("No recording? Type text to speak first").click()
+            page.get_by_label("Text to speak first").fill("Typed words in a character's voice.")
             page.get_by_role("button", name="Generate").click()
             expect(page.locator("audio[src]").first).to_be_attached(timeout=120_000)
             download = page.locator("a[download][href*='sovits-tiny-40.wav']").first
             expect(download).to_be_attached(timeout=10_000)
             body = page.request.get(download.get_attribute("href") or "").body()
             assert body[:4] == b"RIFF" and len(body) > 44_100  # a converted line at 44.1 kHz
+            expect(page.locator("img[src]").filter(visible=True).first).to_be_visible(timeout=10_000)  # its spectrogram
         finally:
             browser.close()

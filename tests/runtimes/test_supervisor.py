@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import psutil
@@ -449,3 +449,13 @@ def test_status_reports_activity_and_the_line(make_supervisor: SupervisorFactory
     first.join(10)
     second.join(10)
     assert supervisor.status()[0]["jobs_in_line"] == 0 and supervisor.status()[0]["state"] == "ready"
+
+
+def test_piper_reports_sentences_done_of_the_total(make_supervisor: SupervisorFactory) -> None:
+    supervisor = make_supervisor()
+    updates: List[Tuple[Optional[float], str]] = []
+    supervisor.generate(JobRequest(architecture="piper", character="joe", text="One. Two words. And a third sentence.",
+                                   options=PIPER_OPTIONS), progress=lambda fraction, message: updates.append((fraction, message)))
+    spoken = [(fraction, message) for fraction, message in updates if message.startswith("spoke sentence")]
+    assert [message for _, message in spoken] == ["spoke sentence %d of 3" % n for n in (1, 2, 3)]
+    assert [round(fraction or 0, 2) for fraction, _ in spoken] == [0.33, 0.67, 1.0]
