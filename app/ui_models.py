@@ -20,7 +20,43 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
 
     architectures = sorted({row["architecture"] for row in actions.catalogue(station, kind="")})
 
-    # API endpoints first (stable names for gradio_client), on hidden components
+    with gr.Tab("Models"):
+        usage = gr.Markdown()
+        with gr.Row():
+            search = gr.Textbox(label="Search the catalogue", placeholder="character or creator name", scale=3)
+            only = gr.Dropdown(choices=[("all architectures", "")] + [(a, a) for a in architectures], value="", label="Architecture")
+        table = gr.Dataframe(headers=actions.CATALOGUE_COLUMNS, label="Catalogue (click a row to choose it)", interactive=False,
+                             max_height=360)
+        with gr.Row():
+            chosen = gr.Textbox(label="Chosen entry (id)", scale=3)
+            download_button = gr.Button("Download", variant="primary")
+            cancel_button = gr.Button("Cancel download", variant="stop")
+        message = gr.Markdown()
+        progress_table = gr.Dataframe(headers=actions.DOWNLOAD_COLUMNS, label="Downloads", interactive=False)
+        with gr.Accordion("Installed models and disk use", open=False):
+            installed_table = gr.Dataframe(headers=actions.INSTALLED_COLUMNS, label="Installed", interactive=False)
+            with gr.Row():
+                delete_id = gr.Textbox(label="Installed id to delete", scale=3)
+                delete_button = gr.Button("Delete", variant="stop")
+        with gr.Accordion("Import your own model", open=False):
+            with gr.Row():
+                upload = gr.File(label="A zip of the model's files", file_types=[".zip"], elem_id="import-zip")
+                upload_folder = gr.File(label="or its folder", file_count="directory")
+            with gr.Row():
+                import_name = gr.Textbox(label="Character name")
+                import_license = gr.Textbox(label="License", placeholder="e.g. cc-by-4.0, or unspecified")
+                import_arch = gr.Dropdown(choices=[("detect from the files", "")] + [(a, a) for a in station.specs], value="",
+                                          label="Architecture")
+            import_button = gr.Button("Import")
+        with gr.Accordion("Catalogues", open=False):
+            catalogue_file = gr.File(label="Add a catalogue file (ours, or the established app's <architecture>.character_models.json)")
+            with gr.Row():
+                catalogue_url = gr.Textbox(label="Or fetch one from a URL", scale=3)
+                refresh_button = gr.Button("Fetch")
+            problems = gr.JSON(label="Entries skipped (by file and name)")
+
+    # API endpoints (stable names for gradio_client) on hidden components, after the tab: a hidden block between
+    # two tabs would split them into two tab bars
     with gr.Group(visible=False):
         query_in = gr.Textbox(label="query")
         architecture_in = gr.Textbox(label="architecture")
@@ -91,41 +127,6 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
     ]
     for button, (function, inputs, output, name) in zip(buttons, endpoints, strict=True):
         button.click(function, inputs=inputs, outputs=output, api_name=name)
-
-    with gr.Tab("Models"):
-        usage = gr.Markdown()
-        with gr.Row():
-            search = gr.Textbox(label="Search the catalogue", placeholder="character or creator name", scale=3)
-            only = gr.Dropdown(choices=[("all architectures", "")] + [(a, a) for a in architectures], value="", label="Architecture")
-        table = gr.Dataframe(headers=actions.CATALOGUE_COLUMNS, label="Catalogue (click a row to choose it)", interactive=False,
-                             max_height=360)
-        with gr.Row():
-            chosen = gr.Textbox(label="Chosen entry (id)", scale=3)
-            download_button = gr.Button("Download", variant="primary")
-            cancel_button = gr.Button("Cancel download", variant="stop")
-        message = gr.Markdown()
-        progress_table = gr.Dataframe(headers=actions.DOWNLOAD_COLUMNS, label="Downloads", interactive=False)
-        with gr.Accordion("Installed models and disk use", open=False):
-            installed_table = gr.Dataframe(headers=actions.INSTALLED_COLUMNS, label="Installed", interactive=False)
-            with gr.Row():
-                delete_id = gr.Textbox(label="Installed id to delete", scale=3)
-                delete_button = gr.Button("Delete", variant="stop")
-        with gr.Accordion("Import your own model", open=False):
-            with gr.Row():
-                upload = gr.File(label="A zip of the model's files", file_types=[".zip"], elem_id="import-zip")
-                upload_folder = gr.File(label="or its folder", file_count="directory")
-            with gr.Row():
-                import_name = gr.Textbox(label="Character name")
-                import_license = gr.Textbox(label="License", placeholder="e.g. cc-by-4.0, or unspecified")
-                import_arch = gr.Dropdown(choices=[("detect from the files", "")] + [(a, a) for a in station.specs], value="",
-                                          label="Architecture")
-            import_button = gr.Button("Import")
-        with gr.Accordion("Catalogues", open=False):
-            catalogue_file = gr.File(label="Add a catalogue file (ours, or the established app's <architecture>.character_models.json)")
-            with gr.Row():
-                catalogue_url = gr.Textbox(label="Or fetch one from a URL", scale=3)
-                refresh_button = gr.Button("Fetch")
-            problems = gr.JSON(label="Entries skipped (by file and name)")
 
     def refresh_all(query: str, architecture: str) -> Tuple[Any, ...]:
         return (actions.catalogue_table(station, query, architecture), actions.downloads_table(station),
