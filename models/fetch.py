@@ -1,7 +1,7 @@
-"""Fetching one file: Hugging Face through ``huggingface_hub`` (its resume and retries), other URLs
-over HTTP(S) with ``Range`` resume; Google Drive and Mega are not fetched (no maintained downloader
-installs here): a clear message says to download by hand and import. Progress in bytes, cancel at
-any chunk."""
+"""Fetching one file: Hugging Face through ``huggingface_hub`` (its resume and retries), Google Drive
+through ``gdown`` (its confirm pages, resume, retries, progress and cancel), other URLs over HTTP(S)
+with ``Range`` resume; Mega is not fetched (no maintained downloader installs here): a clear message
+says to download by hand and import. Progress in bytes, cancel at any chunk."""
 
 from __future__ import annotations
 
@@ -68,10 +68,11 @@ class Fetcher:
     def fetch(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> Optional[str]:
         """Write ``spec``'s bytes to ``dest`` (its folder exists), resuming what a failed try left.
         Returns the sha256 when it was computed on the way (else the caller reads the file)."""
-        if spec.source in ("gdrive", "mega"):
-            raise DownloadError("%s: %s downloads are not supported (no maintained downloader works here): download it by "
-                                "hand from %s and import the folder or zip (Models tab, Import)"
-                                % (spec.save_as, "Google Drive" if spec.source == "gdrive" else "Mega", spec.url))
+        if spec.source == "mega":
+            raise DownloadError("%s: Mega downloads are not supported (no maintained downloader installs here): download it by "
+                                "hand from %s and import the folder or zip (Models tab, Import)" % (spec.save_as, spec.url))
+        if spec.source == "gdrive":
+            return self._gdrive(spec, dest, transfer, cancel)
         if spec.source == "huggingface":
             self._huggingface(spec, dest, transfer, cancel)
             return None
@@ -100,6 +101,30 @@ class Fetcher:
                 raise  # the installer says what filled up
             raise DownloadError("%s: download from %s failed: %s" % (spec.save_as, spec.where(), exc)) from exc
         os.replace(path, dest)
+
+    def _gdrive(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> str:
+        import gdown
+        from gdown.exceptions import DownloadCancelled
+
+        digest = hashlib.sha256()
+
+        def progress(done: int, total: Optional[int]) -> None:
+            if total:
+                transfer.total_bytes = total
+            transfer.add(done - transfer.done_bytes)
+
+        try:
+            gdown.download(url=str(spec.url), output=str(dest), quiet=True, resume=True, progress=progress, hasher=digest,
+                           timeout=self.timeout_s, retries=self.retries, cancel=cancel)
+        except DownloadCancelled:
+            raise DownloadCancelledError("cancelled") from None
+        except Exception as exc:  # gdown's own errors (a file Drive will not hand out), requests' (a dead link, offline)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise  # the installer says what filled up
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DownloadError("%s: Google Drive would not give %s (%s); if it opens in a browser, download it by hand and "
+                                "import it" % (spec.save_as, spec.url, reason[:200])) from None
+        return digest.hexdigest()
 
     def _hub_reachable(self, spec: FileSpec) -> None:
         """One quick request first: offline, huggingface_hub would retry with backoff for many seconds."""

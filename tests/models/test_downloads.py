@@ -116,14 +116,17 @@ def test_dead_links_fail_clearly_and_leave_nothing(tmp_path: Path, hub: Hub) -> 
     manager = manager_with(tmp_path, hub, [
         character("Gone", [hf_file("someone/voices", "missing.pth")]),
         character("Gone too", [{"source": "url", "url": hub.url + "/files/missing.zip", "save_as": "m.zip"}]),
-        character("On Drive", [{"source": "gdrive", "url": "https://drive.google.com/uc?id=abc", "save_as": "m.pth"}]),
+        character("On Drive", [{"source": "gdrive", "url": hub.url + "/files/gone-from-drive", "save_as": "m.pth"}]),
+        character("On Mega", [{"source": "mega", "url": "https://mega.nz/file/abc", "save_as": "m.pth"}]),
     ])
-    for name in ("Gone", "Gone too", "On Drive"):
+    names = ("Gone", "Gone too", "On Drive", "On Mega")
+    for name in names:
         manager.download(name)
-    errors = {name: finished(manager, "rvc/" + name)["error"] for name in ("Gone", "Gone too", "On Drive")}
+    errors = {name: finished(manager, "rvc/" + name)["error"] for name in names}
     assert "missing.pth: dead link" in errors["Gone"]
     assert "m.zip: dead link (HTTP 404" in errors["Gone too"]
-    assert "Google Drive downloads are not supported" in errors["On Drive"] and "import" in errors["On Drive"]
+    assert "m.pth: Google Drive would not give" in errors["On Drive"] and "import it" in errors["On Drive"]
+    assert "Mega downloads are not supported" in errors["On Mega"] and "import" in errors["On Mega"]
     assert nothing_left(manager) and not manager.layout.characters_dir("rvc").exists()
 
 
@@ -289,3 +292,28 @@ def test_the_conversion_script_reproduces_the_shipped_catalogue(tmp_path: Path) 
     subprocess.run([sys.executable, str(root / "scripts" / "convert_hay_say_catalogues.py"), str(source), str(written)],
                    check=True, capture_output=True)
     assert json.loads(written.read_text()) == json.loads((root / "models" / "catalogues" / "hay-say.json").read_text())
+
+
+def test_google_drive_files_come_through_gdown_with_progress_and_cancel(tmp_path: Path, hub: Hub) -> None:
+    """gdown fetches any URL the way it fetches Drive's (Drive itself is not reachable here)."""
+    data = random_bytes(2 * MB, seed=5)
+    url = hub.put_url("drive-file", data)
+    slow_url = hub.put_url("slow-drive-file", random_bytes(4 * MB, seed=6))
+    hub.faults["/files/slow-drive-file"] = Fault(delay_per_chunk_s=0.05)
+    manager = manager_with(tmp_path, hub, [
+        character("From Drive", [{"source": "gdrive", "url": url, "save_as": "model.pth", "sha256": hashlib.sha256(data).hexdigest()}]),
+        character("Slow Drive", [{"source": "gdrive", "url": slow_url, "save_as": "model.pth"}]),
+    ])
+    manager.download("From Drive")
+    summary = finished(manager, "rvc/From Drive")
+    assert summary["state"] == "installed", summary
+    assert (manager.layout.characters_dir("rvc") / "From Drive" / "model.pth").read_bytes() == data
+    assert summary["files"][0]["done_bytes"] == len(data) and summary["files"][0]["sha256"] == hashlib.sha256(data).hexdigest()
+    manager.download("Slow Drive")
+    deadline = time.monotonic() + 20
+    while manager.installer.tasks["rvc/Slow Drive"].summary()["done_bytes"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert manager.installer.tasks["rvc/Slow Drive"].summary()["total_bytes"] == 4 * MB
+    manager.cancel("rvc/Slow Drive")
+    assert finished(manager, "rvc/Slow Drive")["state"] == "cancelled"
+    assert not (manager.layout.characters_dir("rvc") / "Slow Drive").exists() and nothing_left(manager)
