@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -335,7 +336,8 @@ class Workstation:
             raise UserFacingError("%s needs input audio: upload or record a recording, or type text to speak first"
                                   % manifest.display_name)
         try:
-            resolved = manifest.resolve_options(options)
+            # the character's saved defaults under what this request says
+            resolved = manifest.resolve_options({**self.character_defaults(architecture, character.id), **(options or {})})
             pre = PreOptions.from_dict(preprocess)
             post = PostOptions.from_dict(postprocess)
         except ValueError as exc:  # StageConfigError is a ValueError too
@@ -538,6 +540,32 @@ class Workstation:
             return encode(audio, rate, folder / ("preview-%s.wav" % datetime.now().strftime("%H%M%S-%f")), "wav")
         except (PipelineError, ValueError) as exc:
             raise UserFacingError(str(exc)) from exc
+
+    def _defaults_path(self, architecture: str, character_id: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9._ -]", "_", character_id).strip(". ") or "_"
+        return self.settings.presets_dir / "characters" / architecture / (safe + ".json")
+
+    def character_defaults(self, architecture: str, character_id: str) -> Dict[str, Any]:
+        """Options saved for this character (e.g. an RVC voice's pitch shift); the manifest's defaults for the rest."""
+        try:
+            saved = json.loads(self._defaults_path(architecture, character_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        known = {option.name for option in self.manifest(architecture).options}
+        return {name: value for name, value in saved.items() if name in known} if isinstance(saved, dict) else {}
+
+    def save_character_defaults(self, architecture: str, character_id: str, options: Optional[Dict[str, Any]]) -> str:
+        manifest = self.manifest(architecture)
+        character = self.character(architecture, character_id)
+        try:
+            resolved = manifest.resolve_options(options or {})
+        except ValueError as exc:
+            raise UserFacingError(str(exc)) from exc
+        changed = {option.name: resolved[option.name] for option in manifest.options if resolved[option.name] != option.default}
+        path = self._defaults_path(architecture, character.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(changed, indent=1), encoding="utf-8")
+        return "saved %d option(s) as %s / %s's defaults" % (len(changed), architecture, character.id)
 
     def default_processing(self) -> Dict[str, Dict[str, Any]]:
         return {"preprocess": PreOptions().to_dict(), "postprocess": PostOptions().to_dict()}

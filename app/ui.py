@@ -153,6 +153,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
                                     option_components.append((arch, option["name"], _slider_or_input(option)))
                                     option_specs.append(option)
                             option_groups[arch] = group
+                        with gr.Row():
+                            save_defaults_button = gr.Button("Save as this character's defaults", size="sm")
+                            defaults_message = gr.Markdown()
                     processing = build_processing_controls(station.default_processing()["preprocess"],
                                                            station.default_processing()["postprocess"], show_pre=converts)
                     with processing.pre_box:
@@ -249,6 +252,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
             api_prewarm_button = gr.Button()
             api_pin_button = gr.Button()
             api_unload_button = gr.Button()
+            api_defaults_button = gr.Button()
+            api_save_defaults_button = gr.Button()
+            api_defaults_out = gr.JSON(label="defaults")
 
         # wiring
         def on_architecture(arch: str) -> List[Any]:
@@ -275,15 +281,28 @@ def build_ui(station: Workstation) -> gr.Blocks:
             return gr.update(choices=choices, value=first_usable(arch))
 
         def on_character(arch: str, char: Optional[str], *values: Any) -> List[Any]:
-            """Options follow what the character and the shared assets allow: unusable ones are disabled
-            with the reason, unusable choices leave the list and are named in its help."""
+            """Options follow the character: its saved defaults, and what it and the shared assets allow
+            (unusable ones disabled with the reason, unusable choices out of the list and named in its help)."""
             gaps = shown_to_person(lambda: station.unavailable_options(arch, char)) if arch else {}
-            return [
-                available_option(option, value, gaps) if owner == arch else gr.update()
-                for (owner, _, _), option, value in zip(option_components, option_specs, values, strict=True)
-            ]
+            saved = station.character_defaults(arch, char) if arch and char else {}
+            updates = []
+            for (owner, name, _), option, _current in zip(option_components, option_specs, values, strict=True):
+                if owner != arch:
+                    updates.append(gr.update())
+                    continue
+                update = available_option(option, saved.get(name, option["default"]), gaps)
+                if "value" not in update:
+                    update["value"] = saved.get(name, option["default"])
+                updates.append(update)
+            return updates
 
         option_inputs = [architecture, character] + [c for _, _, c in option_components]
+
+        def save_defaults(arch: str, char: str, *values: Any) -> str:
+            chosen = {name: value for (owner, name, _), value in zip(option_components, values, strict=True) if owner == arch}
+            return shown_to_person(lambda: station.save_character_defaults(arch, char, chosen))
+
+        save_defaults_button.click(save_defaults, inputs=option_inputs, outputs=defaults_message, api_visibility="private")
         character.change(on_character, inputs=option_inputs, outputs=[c for _, _, c in option_components], api_visibility="private")
         demo.load(on_character, inputs=option_inputs, outputs=[c for _, _, c in option_components], api_visibility="private")
 
@@ -512,6 +531,24 @@ def build_ui(station: Workstation) -> gr.Blocks:
         api_prewarm_button.click(prewarm, inputs=[api_architecture, api_character], outputs=api_message_out, api_name="prewarm")
         api_pin_button.click(pin, inputs=[api_architecture, api_character, api_flag_in], outputs=api_message_out, api_name="pin")
         api_unload_button.click(unload, inputs=[api_architecture, api_character], outputs=api_message_out, api_name="unload")
+
+        def character_defaults(architecture: str, character: str) -> Dict[str, Any]:
+            """A character's saved option defaults (only those that differ from the architecture's)."""
+            def run() -> Dict[str, Any]:
+                station.character(architecture, character)  # an unknown name is an error, not an empty answer
+                return station.character_defaults(architecture, character)
+
+            return shown_to_person(run)
+
+        def save_character_defaults(architecture: str, character: str, options: Any) -> str:
+            """Save options as a character's defaults: the UI opens on them and /generate fills them in."""
+            return shown_to_person(lambda: station.save_character_defaults(architecture, character,
+                                                                           parse_json_object(options, "options")))
+
+        api_defaults_button.click(character_defaults, inputs=[api_architecture, api_character], outputs=api_defaults_out,
+                                  api_name="character_defaults")
+        api_save_defaults_button.click(save_character_defaults, inputs=[api_architecture, api_character, api_options],
+                                       outputs=api_message_out, api_name="save_character_defaults")
         unload_button.click(unload, inputs=[runtime_arch, runtime_char], outputs=runtime_message, api_visibility="private").then(
             refresh_runtimes, outputs=refresh_outputs, api_visibility="private"
         )

@@ -119,3 +119,20 @@ def test_loudness_targets_are_reached_on_piper_speech(client: Client) -> None:
         assert abs(measured - target) <= 0.5, (target, measured)
         assert true_peak(audio, rate) <= 10 ** (-1.0 / 20) * 1.01  # 16-bit rounding
         assert abs(info["loudness"]["reached_lufs"] - target) <= 0.5 and "why" not in info["loudness"]
+
+
+def test_a_characters_saved_defaults_fill_what_a_request_leaves_out(client: Client) -> None:
+    assert client.predict("piper", "joe", api_name="/character_defaults") == {}
+    message = client.predict("piper", "joe", {"length_scale": 2.0, "noise_w": 0.8}, api_name="/save_character_defaults")
+    assert message == "saved 1 option(s) as piper / joe's defaults"  # only what differs from the architecture's
+    assert client.predict("piper", "joe", api_name="/character_defaults") == {"length_scale": 2.0}
+    text = "The same words, at the character's own pace."
+    slow, _ = client.predict("piper", "joe", text, None, {}, "wav", {}, {"trim_silence": False}, False, None, api_name="/generate")
+    normal, _ = client.predict("piper", "joe", text, None, {"length_scale": 1.0}, "wav", {}, {"trim_silence": False}, False, None,
+                               api_name="/generate")
+    assert soundfile.info(slow).duration > 1.4 * soundfile.info(normal).duration
+    with pytest.raises(AppError, match="'length_scale' must be at most 4"):
+        client.predict("piper", "joe", {"length_scale": 9}, api_name="/save_character_defaults")
+    with pytest.raises(AppError, match="unknown character 'nobody'"):
+        client.predict("piper", "nobody", api_name="/character_defaults")
+    client.predict("piper", "joe", {}, api_name="/save_character_defaults")
