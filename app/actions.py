@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -11,7 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -179,6 +180,8 @@ class Workstation:
     _running: Dict[str, List[threading.Event]] = field(default_factory=dict)
     _running_lock: threading.Lock = field(default_factory=threading.Lock)
     _slots: threading.BoundedSemaphore = field(init=False)
+    _memory_samples: Deque[Dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=900))
+    _closed: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrent_jobs))
@@ -631,6 +634,27 @@ class Workstation:
         return [{"architecture": row["architecture"], "characters": row["characters"], "state": row["state"],
                  "jobs_in_line": row["jobs_in_line"]} for row in rows if row.get("pid")]
 
+    def sample_memory(self) -> None:
+        """One reading of each live worker's memory, for the Runtimes tab's plot (the last 30 minutes)."""
+        now = time.time()
+        for row in self.supervisor.status():
+            if row.get("pid"):
+                self._memory_samples.append({"time": datetime.fromtimestamp(now).strftime("%H:%M:%S"), "worker": row["name"],
+                                             "memory_mb": float(row.get("memory_mb") or 0.0)})
+
+    def start_memory_sampler(self, interval_s: float = 2.0) -> None:
+        def run() -> None:
+            while not self._closed.wait(interval_s):
+                try:
+                    self.sample_memory()
+                except Exception:  # a thread boundary: a failed reading must not end the sampling
+                    logger.exception("memory sampling failed")
+
+        threading.Thread(target=run, name="memory-sampler", daemon=True).start()
+
+    def memory_history(self) -> List[Dict[str, Any]]:
+        return list(self._memory_samples)
+
     def memory_note(self) -> str:
         return self.supervisor.memory_note()
 
@@ -677,6 +701,7 @@ class Workstation:
         return "%s / %s unloaded" % (architecture, character.id)
 
     def close(self) -> None:
+        self._closed.set()
         self.models.close()
         self.supervisor.shutdown()
         self.cache.close()

@@ -54,6 +54,7 @@ def serve(settings: Settings) -> None:
     # Pay one-off costs (audio library imports, the default worker's spawn and load) before "Ready."
     warmers = [threading.Thread(target=warm_up, name="pipeline-warmup", daemon=True)]
     station.pin_configured()
+    station.start_memory_sampler()
     if settings.prewarm:
         warmers.append(threading.Thread(target=station.prewarm_configured, name="prewarm", daemon=True))
     for thread in warmers:

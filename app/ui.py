@@ -206,6 +206,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     keep_alive_button = gr.Button("Set keep-alive")
                 runtime_message = gr.Markdown()
                 status_table = gr.JSON(label="Details and log tails")
+            memory_plot = gr.LinePlot(x="time", y="memory_mb", color="worker", title="Memory per worker (MB), last 30 minutes",
+                                      height=220)
             with gr.Accordion("Shared pretrained assets (data folder's assets/)", open=False):
                 assets_table = gr.Dataframe(headers=ASSET_HEADERS, label="Assets", interactive=False)
             refresh_button = gr.Button("Refresh")
@@ -428,6 +430,15 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         refresh_outputs = [workers_table, worker_name, status_table]
         runtime_timer.tick(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
+
+        def memory_frame() -> Any:
+            import pandas  # gradio's own dependency: its plots take data frames
+
+            rows = station.memory_history()
+            return pandas.DataFrame(rows, columns=["time", "worker", "memory_mb"])
+
+        runtime_timer.tick(memory_frame, outputs=memory_plot, api_visibility="private")
+        demo.load(memory_frame, outputs=memory_plot, api_visibility="private")
         refresh_button.click(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
 
         def refresh_assets() -> List[List[Any]]:

@@ -68,6 +68,8 @@ def test_runtimes_panel_shows_real_workers(page: object) -> None:
     expect(page.get_by_text("no NVIDIA driver").first).to_be_visible(timeout=10_000)
     expect(page.get_by_text("ready", exact=True).filter(visible=True).first).to_be_visible(timeout=10_000)
     expect(page.get_by_text("joe", exact=True).filter(visible=True).first).to_be_visible(timeout=10_000)  # what it holds
+    expect(page.get_by_text("Memory per worker (MB), last 30 minutes").first).to_be_visible(timeout=10_000)
+    expect(page.locator(".vega-embed, canvas, svg").filter(visible=True).first).to_be_visible(timeout=10_000)  # the plot
     page.get_by_role("button", name="Pin (never unload)").click()
     expect(page.get_by_text("pinned: never unloaded").first).to_be_visible(timeout=10_000)
     page.get_by_role("button", name="Unload character").click()
