@@ -69,7 +69,7 @@ def main() -> None:
             times["hub"].append(timed_download(manager, "rvc/via hub"))
             times["http"].append(timed_download(manager, "rvc/via http"))
         curl = statistics.median(times["curl"])
-        for name, label in (("curl", "curl (baseline)"), ("hub", "huggingface_hub (local hub) + sha256 + install"),
+        for name, label in (("curl", "curl (baseline)"), ("hub", "Hugging Face file (huggingface_hub resolves it) + sha256 + install"),
                             ("http", "HTTP Range fetcher + sha256 + install")):
             median = statistics.median(times[name])
             print("| %s | %s | %.2f s | %.0f MB/s | %+.0f%% |" % (

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import httpx
 
@@ -74,22 +74,21 @@ class Fetcher:
         if spec.source == "gdrive":
             return self._gdrive(spec, dest, transfer, cancel)
         if spec.source == "huggingface":
-            self._huggingface(spec, dest, transfer, cancel)
-            return None
+            return self._huggingface(spec, dest, transfer, cancel)
         return self._http(spec, dest, transfer, cancel)
 
-    def _huggingface(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> None:
-        from huggingface_hub import constants, hf_hub_download
+    def _huggingface(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> str:
+        """``huggingface_hub`` resolves the file (endpoint, revision, repo type, redirects to its CDN, size,
+        headers and token); the bytes come through the same fetcher as any URL (Range resume, hash on
+        the way): ``hf_hub_download``'s own transfer (httpx) ran at a fifth of curl's speed here (bench/models_bench.py)."""
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub.utils._headers import build_hf_headers
 
         self._hub_reachable(spec)
-        staging = dest.parent / ".hf"
-        # its progress (and so our cancel) moves once per chunk: 10 MB by default, seconds on a slow line
-        constants.DOWNLOAD_CHUNK_SIZE = CHUNK_BYTES
+        url = hf_hub_url(spec.repo or "", spec.path or "", repo_type=spec.repo_type, revision=spec.revision, endpoint=self.hf_endpoint)
         try:
-            path = hf_hub_download(spec.repo or "", spec.path or "", revision=spec.revision, repo_type=spec.repo_type,
-                                   local_dir=staging, endpoint=self.hf_endpoint, tqdm_class=_progress_bar(transfer, cancel),
-                                   etag_timeout=self.timeout_s)
+            metadata = get_hf_file_metadata(url, timeout=self.timeout_s, endpoint=self.hf_endpoint)
         except (EntryNotFoundError, RepositoryNotFoundError) as exc:
             raise DownloadError("%s: dead link (%s is not on the hub: %s)" % (spec.save_as, spec.where(), type(exc).__name__)) from exc
         except LocalEntryNotFoundError as exc:
@@ -97,10 +96,14 @@ class Fetcher:
         except HfHubHTTPError as exc:
             raise DownloadError("%s: the hub answered %s for %s" % (spec.save_as, _status(exc), spec.where())) from exc
         except (httpx.HTTPError, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                raise  # the installer says what filled up
-            raise DownloadError("%s: download from %s failed: %s" % (spec.save_as, spec.where(), exc)) from exc
-        os.replace(path, dest)
+            raise DownloadError("%s: the hub could not be asked for %s: %s" % (spec.save_as, spec.where(), exc)) from exc
+        if metadata.size is not None:
+            transfer.total_bytes = metadata.size
+        location = metadata.location or url
+        headers = build_hf_headers()
+        if location != url:
+            headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
+        return self._http(spec, dest, transfer, cancel, location, headers)
 
     def _gdrive(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> str:
         import gdown
@@ -134,7 +137,8 @@ class Fetcher:
         except httpx.TransportError:
             raise DownloadError("%s: cannot reach %s (offline?); nothing was installed" % (spec.save_as, endpoint)) from None
 
-    def _http(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> str:
+    def _http(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event, url: Optional[str] = None,
+              headers: Optional[Dict[str, str]] = None) -> str:
         """GET with ``Range`` from what is on disk; a dropped connection resumes (up to ``retries`` tries
         without progress), a server that ignores ``Range`` restarts the file. The standard library's
         client: its reads go straight into C buffers (httpx's pure-Python parsing halves throughput on a
@@ -143,7 +147,8 @@ class Fetcher:
         failures = 0
         while True:
             have = partial.stat().st_size if partial.exists() else 0
-            request = urllib.request.Request(str(spec.url), headers={"Range": "bytes=%d-" % have} if have else {})
+            wanted = dict(headers or {}, **({"Range": "bytes=%d-" % have} if have else {}))
+            request = urllib.request.Request(url or str(spec.url), headers=wanted)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     if have and response.status != 206:
@@ -171,7 +176,7 @@ class Fetcher:
                     with _BackgroundHash(partial, have) as digest:
                         pass
                     return self._finish(partial, dest, digest)
-                raise DownloadError("%s: dead link (HTTP %d from %s)" % (spec.save_as, exc.code, spec.url)) from None
+                raise DownloadError("%s: dead link (HTTP %d from %s)" % (spec.save_as, exc.code, spec.where())) from None
             except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                     raise
@@ -179,7 +184,7 @@ class Fetcher:
                 reason = getattr(exc, "reason", None) or exc or type(exc).__name__
                 if failures > self.retries:
                     raise DownloadError("%s: download from %s failed after %d tries: %s"
-                                        % (spec.save_as, spec.url, failures, reason)) from None
+                                        % (spec.save_as, spec.where(), failures, reason)) from None
                 logger.warning("%s: %s; resuming (try %d)", spec.save_as, reason, failures + 1)
                 if cancel.wait(min(2.0 ** failures / 4, 5.0)):
                     raise DownloadCancelledError("cancelled") from None
@@ -237,26 +242,3 @@ def _digest_of(path: Path, length: int) -> Any:
 def _status(exc: Any) -> str:
     response = getattr(exc, "response", None)
     return "HTTP %s" % getattr(response, "status_code", "?")
-
-
-def _progress_bar(transfer: Transfer, cancel: threading.Event) -> Any:
-    """A tqdm class for ``huggingface_hub`` that reports into ``transfer`` and stops at a cancel."""
-    from tqdm.auto import tqdm
-
-    class Progress(tqdm):  # type: ignore[misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            if kwargs.get("total"):
-                transfer.total_bytes = int(kwargs["total"])
-            if kwargs.get("initial"):
-                transfer.done_bytes = 0
-                transfer.add(int(kwargs["initial"]))
-
-        def update(self, n: Optional[float] = 1) -> Optional[bool]:
-            if cancel.is_set():
-                raise DownloadCancelledError("cancelled")
-            transfer.add(int(n or 0))
-            return None
-
-    return Progress

@@ -32,6 +32,15 @@ class Hub:
     gets: Dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    etags: Dict[int, str] = field(default_factory=dict)
+
+    def etag(self, data: bytes) -> str:
+        """The sha256 the hub sends as ETag, computed once per file (not per request: a 200 MB hash each time
+        would be the server's cost, not the client's)."""
+        key = id(data)
+        if key not in self.etags:
+            self.etags[key] = hashlib.sha256(data).hexdigest()
+        return self.etags[key]
 
     def put_hf(self, repo: str, path: str, data: bytes, revision: str = "main") -> None:
         self.files["/%s/resolve/%s/%s" % (repo, revision, path)] = data
@@ -56,7 +65,7 @@ def _handler(hub: Hub) -> type:
             self.send_response(status)
             self.send_header("Content-Length", str(len(data) - start))
             self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", '"%s"' % hashlib.sha256(data).hexdigest())
+            self.send_header("ETag", '"%s"' % hub.etag(data))
             self.send_header("X-Repo-Commit", COMMIT)
             if status == 206:
                 self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))

@@ -66,7 +66,7 @@ def nothing_left(manager: ModelManager) -> bool:
 def test_a_download_cut_by_the_server_resumes(tmp_path: Path, hub: Hub, source: str) -> None:
     from models.fetch import CHUNK_BYTES
 
-    chunk = CHUNK_BYTES  # what both paths write at a time (huggingface_hub is set to it)
+    chunk = CHUNK_BYTES  # what the fetcher reads at a time, for the hub and for plain URLs
     data = random_bytes(chunk * 2 + MB)
     if source == "huggingface":
         hub.put_hf("someone/voices", "big/model.pth", data)
