@@ -78,20 +78,23 @@ def direct_post(audio: Audio, rate: int) -> Tuple[bytes, int]:
         return float(np.max(np.abs(librosa.resample(signal, orig_sr=rate, target_sr=rate * 4, res_type="soxr_hq"))))
 
     # the same loudness-with-limiter operations: gain to the target, limit the peaks, re-aim, final true peak
-    gain_db = -16.0 - meter.integrated_loudness(audio.astype(np.float64))
-    source = audio
-    for _ in range(4):
+    gain_db = -16.0 - meter.integrated_loudness(audio)
+    source, margin_db, ceiling = audio, 0.3, 10 ** (-1 / 20)
+    for _ in range(5):
         audio = source * np.float32(10 ** (gain_db / 20))
-        if true_peak(audio) <= 10 ** (-1 / 20):
+        peak = true_peak(audio)
+        if peak <= ceiling:
             break
-        audio = pedalboard.Limiter(threshold_db=-1.3, release_ms=50.0)(audio, rate) * np.float32(10 ** (-1.3 / 20))
-        reached = meter.integrated_loudness(audio.astype(np.float64))
+        limit_db = -1.0 - margin_db
+        audio = pedalboard.Limiter(threshold_db=limit_db, release_ms=50.0)(audio, rate) * np.float32(10 ** (limit_db / 20))
+        peak = true_peak(audio)
+        if peak > ceiling:
+            audio = audio * np.float32(ceiling / peak)
+            margin_db += 20 * np.log10(peak / ceiling)
+        reached = meter.integrated_loudness(audio)
         if abs(reached + 16.0) <= 0.1:
             break
         gain_db += -16.0 - reached
-    peak = true_peak(audio)
-    if peak > 10 ** (-1 / 20):
-        audio = audio * np.float32(10 ** (-1 / 20) / peak)
     audio = librosa.resample(audio, orig_sr=rate, target_sr=44100, res_type="soxr_hq")
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, 44100, format="FLAC", subtype="PCM_16")

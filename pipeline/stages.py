@@ -258,7 +258,7 @@ class LoudnessNormalize(Stage):
     MIN_SECONDS = 0.4  # one BS.1770 gating block
     LIMIT_MARGIN_DB = 0.3
     """The limiter works on samples; this keeps the peaks between samples under the ceiling too."""
-    ROUNDS = 4
+    ROUNDS = 5
     CLOSE_ENOUGH_LU = 0.1
     MAX_LIMITING_DB = 12.0
     """Past this much gain reduction on peaks speech sounds squashed: the target is given up instead."""
@@ -279,6 +279,7 @@ class LoudnessNormalize(Stage):
         ceiling = 10.0 ** (self.true_peak_db / 20.0)
         gain_db = self.target_lufs - loudness
         most_db = math.inf  # known after the first true-peak measurement (peaks scale with the gain)
+        margin_db = self.LIMIT_MARGIN_DB
         out = audio
         for _ in range(self.ROUNDS):
             gain_db = min(gain_db, most_db)
@@ -290,13 +291,17 @@ class LoudnessNormalize(Stage):
                 most_db = gain_db + self.true_peak_db - 20.0 * math.log10(peak) + self.MAX_LIMITING_DB
                 if gain_db > most_db:
                     continue
-            out = limited(out, sample_rate, self.true_peak_db - self.LIMIT_MARGIN_DB)
+            out = limited(out, sample_rate, self.true_peak_db - margin_db)
+            peak = true_peak(out, sample_rate)
+            if peak > ceiling:  # the limiter works on samples: take off what it left between them, and aim lower next
+                out = out * np.float32(ceiling / peak)
+                margin_db += 20.0 * math.log10(peak / ceiling)
+                peak = ceiling
             reached = integrated_lufs(out, sample_rate)
             if not np.isfinite(reached) or abs(reached - self.target_lufs) <= self.CLOSE_ENOUGH_LU or gain_db >= most_db:
                 break
             gain_db += self.target_lufs - reached
-        peak = true_peak(out, sample_rate)
-        if peak > ceiling:  # what the limiter left between samples
+        if peak > ceiling:  # only where the limiting was given up (more than MAX_LIMITING_DB): the plain ceiling
             out = out * np.float32(ceiling / peak)
         return np.asarray(out, dtype=np.float32), sample_rate
 
