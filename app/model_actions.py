@@ -33,10 +33,7 @@ def catalogue(station: Workstation, query: str = "", architecture: str = "", kin
 
 
 def catalogue_table(station: Workstation, query: str, architecture: str, limit: int = 500) -> List[List[Any]]:
-    rows = catalogue(station, query, architecture, kind="")  # characters, shared models and assets
-    # what can be used here first: characters of installed architectures, then assets and shared models, then the rest
-    rows.sort(key=lambda row: (row["status"] == "architecture not installed", row["kind"] != "character", row["architecture"],
-                               row["name"].lower()))
+    rows = catalogue(station, query, architecture, kind="")  # characters, shared models and assets; usable first
     return [[row[column] if column != "sources" else ", ".join(row[column]) for column in CATALOGUE_COLUMNS] for row in rows[:limit]]
 
 

@@ -80,7 +80,12 @@ class ModelManager:
         return self.add_catalogue(response.content, name)
 
     def search(self, query: str = "", architecture: str = "", kind: str = "character") -> List[Dict[str, Any]]:
-        return [self.row(entry) for entry in self.catalogue.search(query, architecture, kind)]
+        """Matching entries, what can be used here first: characters of installed architectures, then assets and
+        shared models, then the architectures this app does not run."""
+        rows = [self.row(entry) for entry in self.catalogue.search(query, architecture, kind)]
+        rows.sort(key=lambda row: (row["status"] == RUNNABLE_NOTE, row["kind"] != "character", row["architecture"],
+                                   row["name"].lower()))
+        return rows
 
     def row(self, entry: Entry) -> Dict[str, Any]:
         task = self.installer.tasks.get(entry.id)
