@@ -6,6 +6,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -182,6 +183,7 @@ class Workstation:
     _slots: threading.BoundedSemaphore = field(init=False)
     _memory_samples: Deque[Dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=900))
     _closed: threading.Event = field(default_factory=threading.Event)
+    _last_prune: float = -math.inf
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrent_jobs))
@@ -365,6 +367,16 @@ class Workstation:
                                   "the speed" % (minutes(estimate_s), minutes(self.settings.max_output_s)))
         return job
 
+    def _prune_now_and_then(self, every_s: float = 30.0) -> None:
+        """Output retention walks the outputs folder: at most every ``every_s``, not in every job's hot path."""
+        now = time.monotonic()
+        with self._running_lock:
+            if now - self._last_prune < every_s:
+                return
+            self._last_prune = now
+        prune_outputs(self.settings.outputs_dir, self.settings.outputs_keep, self.settings.outputs_max_mb << 20,
+                      self.settings.outputs_max_age_h * 3600)
+
     def _check_header(self, path: Path) -> None:
         """Refuse what is too long or too wide from the header alone: decoding it first is what would hurt."""
         header = probe(path)
@@ -485,8 +497,7 @@ class Workstation:
         notes = loudness_note(job.post, out_audio, out_rate)
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s, "path": str(path)})
-        prune_outputs(self.settings.outputs_dir, self.settings.outputs_keep, self.settings.outputs_max_mb << 20,
-                      self.settings.outputs_max_age_h * 3600)
+        self._prune_now_and_then()
         return Generation(path, manifest.architecture, character.id, job.text, written_rate, duration_s, result.cold, timings,
                           notes=notes)
 
