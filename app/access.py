@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, FrozenSet, Optional
+from typing import Dict, FrozenSet, Optional, Tuple
 
 from app.errors import UserFacingError
 
@@ -60,7 +60,7 @@ class Access:
         if not self.is_admin(username):
             raise UserFacingError("this is for the server's operator: ask them (runtime controls need an admin login)")
 
-    def first_credentials(self) -> Optional[tuple]:  # type: ignore[type-arg]
+    def first_credentials(self) -> Optional[Tuple[str, str]]:
         """One login the app can use to call itself (warming its request cycle)."""
         for user, password in self.passwords.items():
             return user, password.decode("utf-8", "surrogateescape")

@@ -23,6 +23,7 @@ import httpx
 
 from models.catalogue import FileSpec
 from models.errors import DownloadCancelledError, DownloadError
+from models.store import file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class _BackgroundHash:
 
     def _run(self) -> None:
         if self._existing_bytes:
-            self._digest = _digest_of(self._existing, self._existing_bytes)
+            self._digest = file_digest(self._existing, self._existing_bytes)
         while (chunk := self._chunks.get()) is not None:
             self._digest.update(chunk)
         self._result = self._digest.hexdigest()
@@ -228,15 +229,6 @@ class _BackgroundHash:
 
     def hexdigest(self) -> str:
         return self._result
-
-
-def _digest_of(path: Path, length: int) -> Any:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while length > 0 and (chunk := handle.read(min(CHUNK_BYTES, length))):
-            digest.update(chunk)
-            length -= len(chunk)
-    return digest
 
 
 def _status(exc: Any) -> str:

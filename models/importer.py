@@ -20,7 +20,12 @@ from models.archive import ZipLimits, extract, remove_tree
 from models.errors import ImportRefusedError
 from models.store import Layout, folder_name, sha256_of, write_record
 from runtimes.adapter import CharacterInfo
-from runtimes.adapters.checkpoint_meta import UnreadableCheckpointError, UnsafeCheckpointError, read_plain_values
+from runtimes.adapters.checkpoint_meta import (
+    UnreadableCheckpointError,
+    UnsafeCheckpointError,
+    is_legacy_torch_file,
+    read_plain_values,
+)
 
 Describe = Callable[[str], CharacterInfo]
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
@@ -48,9 +53,7 @@ def check_pickles(folder: Path) -> None:
             except UnsafeCheckpointError as exc:
                 raise ImportRefusedError("%s holds pickled Python objects (%s), not only weights; refused" % (path.name, exc)) from None
             except UnreadableCheckpointError as exc:
-                with path.open("rb") as handle:
-                    legacy = handle.read(2) == b"\x80\x02"
-                if not legacy:  # a pre-zip torch file is read by the worker, weights-only, on load
+                if not is_legacy_torch_file(str(path)):  # a pre-zip torch file is read by the worker, weights-only, on load
                     raise ImportRefusedError("%s is not a readable checkpoint: %s" % (path.name, exc)) from None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import threading
@@ -30,12 +31,19 @@ from models.errors import ModelError
 RECORD = ".voicegen-model.json"
 
 
-def sha256_of(path: Path) -> str:
+def file_digest(path: Path, length: Optional[int] = None) -> Any:
+    """sha256 of the file, or of its first ``length`` bytes, as a hash object (a download can go on feeding it)."""
     digest = hashlib.sha256()
+    left = math.inf if length is None else length
     with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
+        while left > 0 and (chunk := handle.read(int(min(1 << 20, left)))):
             digest.update(chunk)
-    return digest.hexdigest()
+            left -= len(chunk)
+    return digest
+
+
+def sha256_of(path: Path) -> str:
+    return str(file_digest(path).hexdigest())
 
 
 def folder_name(name: str) -> str:

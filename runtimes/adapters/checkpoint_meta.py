@@ -92,6 +92,13 @@ class _ListingUnpickler(pickle.Unpickler):
         return _Opaque()
 
 
+def is_legacy_torch_file(path: str) -> bool:
+    """A checkpoint from torch < 1.6 (pickle protocol 2, before the zip format): the worker's weights-only
+    load reads it; its plain values cannot be listed from here."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x80\x02"
+
+
 def read_plain_values(path: str) -> Any:
     """The checkpoint's top-level object with tensors as :class:`TensorShape` (dicts stay dicts)."""
     try:

@@ -16,7 +16,13 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
-from runtimes.adapters.checkpoint_meta import TensorShape, UnreadableCheckpointError, UnsafeCheckpointError, read_plain_values
+from runtimes.adapters.checkpoint_meta import (
+    TensorShape,
+    UnreadableCheckpointError,
+    UnsafeCheckpointError,
+    is_legacy_torch_file,
+    read_plain_values,
+)
 from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add, slices
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Manifest, Option
@@ -88,7 +94,7 @@ class RvcAdapter(Adapter):
         except UnsafeCheckpointError as exc:
             return CharacterInfo(False, "%s holds pickled Python objects (%s), not only weights; it is refused" % (name, exc))
         except UnreadableCheckpointError as exc:
-            if _looks_like_legacy_torch_file(models[0]):  # torch < 1.6 format: the worker reads it on load
+            if is_legacy_torch_file(models[0]):
                 return CharacterInfo(True, "", extras=extras, unavailable={} if extras else NO_INDEX)
             return CharacterInfo(False, "%s is not a readable checkpoint: %s (corrupt or incomplete download?)" % (name, exc))
         return describe_checkpoint(checkpoint, name, extras)
@@ -222,11 +228,6 @@ def describe_checkpoint(checkpoint: Any, name: str, extras: Tuple[str, ...]) -> 
     if not pitch:
         unavailable.update({name: "the model has no pitch guidance" for name in PITCH_OPTIONS})
     return CharacterInfo(True, "", version=version, extras=tuple(details), unavailable=unavailable)
-
-
-def _looks_like_legacy_torch_file(path: str) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x80\x02"  # pickle protocol 2: how torch wrote checkpoints before its zip format
 
 
 def harvest_curve(audio: np.ndarray, semitones: int, filter_radius: int) -> np.ndarray:

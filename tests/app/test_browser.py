@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -19,18 +20,27 @@ FLAGS = [
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def page(app_server: AppServer) -> Iterator[object]:
+@contextlib.contextmanager
+def browser_page(url: str) -> Iterator[Any]:
+    """A page of a real headless Chromium at ``url`` (the test is skipped where Chromium is not installed)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page()
-        page.goto(app_server.url)
-        yield page
-        browser.close()
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_server: AppServer) -> Iterator[object]:
+    with browser_page(app_server.url) as opened:
+        yield opened
 
 
 def test_generate_from_the_ui(page: object, tmp_path: Path) -> None:

@@ -100,36 +100,28 @@ def test_text_is_spoken_by_piper_then_converted_by_rvc(server: AppServer) -> Non
 def test_in_the_browser_text_becomes_a_character_voice(server: AppServer) -> None:
     """A person picks so-vits-svc, types a line, gives no recording: the speak-first row is offered,
     and Generate gives a player."""
-    from tests.app.test_browser import CHROMIUM, FLAGS
+    from playwright.sync_api import expect
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")
-    from playwright.sync_api import expect, sync_playwright
+    from tests.app.test_browser import browser_page
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_page()
-            page.goto(server.url)
-            expect(page.get_by_text("No recording? Type text to speak first")).to_be_hidden()  # Piper takes text itself
-            page.get_by_label("Architecture").first.click()
-            page.get_by_role("option", name="so-vits-svc 4.0/4.1 (voice conversion)").click()
-            expect(page.get_by_text("No recording? Type text to speak first")).to_be_visible(timeout=10_000)
-            expect(page.get_by_label("Text", exact=True)).to_be_hidden()  # a conversion takes a recording, or text to speak first
-            expect(page.get_by_label("Character").first).to_have_value("tiny-40 (v4.0)", timeout=10_000)
-            # options follow the character: no cluster model, so character likeness is disabled, with why
-            page.get_by_text("Options", exact=True).first.click()  # folded by default
-            likeness = page.get_by_label("range slider for Character likeness (cluster ratio)")
-            expect(likeness).to_be_disabled(timeout=10_000)
-            expect(page.get_by_text("Unavailable: this character has no kmeans*.pt cluster model")).to_be_visible()
-            page.get_by_text("No recording? Type text to speak first").click()
-            page.get_by_label("Text to speak first").fill("Typed words in a character's voice.")
-            page.get_by_role("button", name="Generate").click()
-            expect(page.locator("audio[src]").first).to_be_attached(timeout=120_000)
-            download = page.locator("a[download][href*='sovits-tiny-40.wav']").first
-            expect(download).to_be_attached(timeout=10_000)
-            body = page.request.get(download.get_attribute("href") or "").body()
-            assert body[:4] == b"RIFF" and len(body) > 44_100  # a converted line at 44.1 kHz
-            expect(page.locator("img[src]").filter(visible=True).first).to_be_visible(timeout=10_000)  # its spectrogram
-        finally:
-            browser.close()
+    with browser_page(server.url) as page:
+        expect(page.get_by_text("No recording? Type text to speak first")).to_be_hidden()  # Piper takes text itself
+        page.get_by_label("Architecture").first.click()
+        page.get_by_role("option", name="so-vits-svc 4.0/4.1 (voice conversion)").click()
+        expect(page.get_by_text("No recording? Type text to speak first")).to_be_visible(timeout=10_000)
+        expect(page.get_by_label("Text", exact=True)).to_be_hidden()  # a conversion takes a recording, or text to speak first
+        expect(page.get_by_label("Character").first).to_have_value("tiny-40 (v4.0)", timeout=10_000)
+        # options follow the character: no cluster model, so character likeness is disabled, with why
+        page.get_by_text("Options", exact=True).first.click()  # folded by default
+        likeness = page.get_by_label("range slider for Character likeness (cluster ratio)")
+        expect(likeness).to_be_disabled(timeout=10_000)
+        expect(page.get_by_text("Unavailable: this character has no kmeans*.pt cluster model")).to_be_visible()
+        page.get_by_text("No recording? Type text to speak first").click()
+        page.get_by_label("Text to speak first").fill("Typed words in a character's voice.")
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("audio[src]").first).to_be_attached(timeout=120_000)
+        download = page.locator("a[download][href*='sovits-tiny-40.wav']").first
+        expect(download).to_be_attached(timeout=10_000)
+        body = page.request.get(download.get_attribute("href") or "").body()
+        assert body[:4] == b"RIFF" and len(body) > 44_100  # a converted line at 44.1 kHz
+        expect(page.locator("img[src]").filter(visible=True).first).to_be_visible(timeout=10_000)  # its spectrogram

@@ -138,33 +138,25 @@ def test_a_hay_say_list_is_added_as_it_is(server: AppServer, tmp_path: Path) -> 
 
 @pytest.mark.browser
 def test_in_the_browser_the_models_tab_finds_downloads_and_imports(server: AppServer, rvc_models: Path, tmp_path: Path) -> None:
-    from tests.app.test_browser import CHROMIUM, FLAGS
+    from playwright.sync_api import expect
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")
-    from playwright.sync_api import expect, sync_playwright
+    from tests.app.test_browser import browser_page
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_page()
-            page.goto(server.url)
-            page.get_by_role("tab", name="Models").click()
-            page.get_by_label("Search the catalogue").fill("Downloaded")
-            page.get_by_label("Search the catalogue").press("Enter")
-            expect(page.get_by_text("rvc/Downloaded Voice").locator("visible=true").first).to_be_visible(timeout=10_000)
-            page.get_by_label("Chosen entry (id)").fill("rvc/Downloaded Voice")
-            page.get_by_role("button", name="Download", exact=True).click()
-            expect(page.get_by_text("Downloading **rvc/Downloaded Voice**".replace("**", ""))).to_be_visible(timeout=10_000)
-            expect(page.get_by_text("installed", exact=True).locator("visible=true").first).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("Models on disk:")).to_be_visible()
-            archive = tmp_path / "browser.zip"
-            with zipfile.ZipFile(archive, "w") as handle:
-                handle.write(rvc_models / "characters" / "tiny-v2" / "model.pth", "model.pth")
-            page.get_by_text("Import your own model").click()
-            page.locator("#import-zip input[type=file]").set_input_files(str(archive))
-            page.get_by_label("Character name").fill("From The Browser")
-            page.get_by_role("button", name="Import", exact=True).click()
-            expect(page.get_by_text("Imported From The Browser (rvc v2)")).to_be_visible(timeout=20_000)
-        finally:
-            browser.close()
+    with browser_page(server.url) as page:
+        page.get_by_role("tab", name="Models").click()
+        page.get_by_label("Search the catalogue").fill("Downloaded")
+        page.get_by_label("Search the catalogue").press("Enter")
+        expect(page.get_by_text("rvc/Downloaded Voice").locator("visible=true").first).to_be_visible(timeout=10_000)
+        page.get_by_label("Chosen entry (id)").fill("rvc/Downloaded Voice")
+        page.get_by_role("button", name="Download", exact=True).click()
+        expect(page.get_by_text("Downloading rvc/Downloaded Voice")).to_be_visible(timeout=10_000)
+        expect(page.get_by_text("installed", exact=True).locator("visible=true").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Models on disk:")).to_be_visible()
+        archive = tmp_path / "browser.zip"
+        with zipfile.ZipFile(archive, "w") as handle:
+            handle.write(rvc_models / "characters" / "tiny-v2" / "model.pth", "model.pth")
+        page.get_by_text("Import your own model").click()
+        page.locator("#import-zip input[type=file]").set_input_files(str(archive))
+        page.get_by_label("Character name").fill("From The Browser")
+        page.get_by_role("button", name="Import", exact=True).click()
+        expect(page.get_by_text("Imported From The Browser (rvc v2)")).to_be_visible(timeout=20_000)
