@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import logging
 import math
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from app.access import Access
 from app.characters import Character, list_characters
 from app.errors import UserFacingError
-from app.public_errors import new_error_id
+from app.public_errors import new_error_id, redact, unexpected
 from app.settings import Settings
+from jobs.errors import JobError
+from jobs.service import JobService
+from jobs.spec import JobSpec
+from jobs.store import JobStore, sqlite_url
 from models.manager import ModelManager
+from models.store import sha256_of
 from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, output_sample_rate, probe
 from pipeline.cache import AudioCache, audio_digest, key_of
 from pipeline.errors import PipelineError
@@ -49,6 +54,8 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MIN_INPUT_S = 0.1
 """Shorter recordings give no voice to convert (and break pitch trackers)."""
 
+APP_VERSION = "0.11"
+LOSSLESS_FORMATS = ("wav", "wav24", "wav-float", "flac", "flac24")
 ProgressFn = Callable[[Optional[float], str], None]
 
 
@@ -129,10 +136,12 @@ class Generation:
     cached: bool = False
     notes: Dict[str, Any] = field(default_factory=dict)
     """What the person should know about the result (e.g. a loudness target that could not be reached, and why)."""
+    job_id: str = ""
 
     def info(self) -> Dict[str, Any]:
         return {
             **self.notes,
+            "job_id": self.job_id,
             "architecture": self.architecture,
             "character": self.character,
             "sample_rate": self.sample_rate,
@@ -164,6 +173,7 @@ class _Job:
     pre: PreOptions
     post: PostOptions
     speak_first: Optional[_SpeakFirst] = None
+    use_cache: bool = True
 
 
 @dataclass
@@ -178,15 +188,18 @@ class Workstation:
     preset_store: PresetStore
     models: ModelManager
     access: Access = field(default_factory=Access)
-    _running: Dict[str, List[threading.Event]] = field(default_factory=dict)
-    _running_lock: threading.Lock = field(default_factory=threading.Lock)
-    _slots: threading.BoundedSemaphore = field(init=False)
+    jobs: JobService = field(init=False)
+    _prune_lock: threading.Lock = field(default_factory=threading.Lock)
+    _hashes: Dict[Tuple[str, int, int], str] = field(default_factory=dict)
     _memory_samples: Deque[Dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=900))
     _closed: threading.Event = field(default_factory=threading.Event)
     _last_prune: float = -math.inf
 
     def __post_init__(self) -> None:
-        self._slots = threading.BoundedSemaphore(max(1, self.settings.max_concurrent_jobs))
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = JobStore(self.settings.jobs_database_url or sqlite_url(self.settings.data_dir / "jobs.sqlite3"))
+        self.jobs = JobService(store, self, self.settings.data_dir / "jobs" / "inputs", self.settings.max_concurrent_jobs,
+                               self.settings.max_jobs_per_architecture, self.settings.history_input_max_mb << 20)
 
     # catalogue
     def architectures(self) -> List[Dict[str, Any]]:
@@ -255,7 +268,7 @@ class Workstation:
             % (character_id, architecture, ", ".join(c.id for c in characters) or "none")
         )
 
-    # generation
+    # generation: every request is a job (app.jobs: stored, scheduled fairly, recoverable)
     def generate(
         self,
         architecture: str,
@@ -270,43 +283,55 @@ class Workstation:
         postprocess: Optional[Dict[str, Any]] = None,
         use_cache: bool = True,
         speak_with: Optional[Dict[str, Any]] = None,
+        owner: Optional[str] = None,
     ) -> Generation:
-        """``speak_with`` ({"architecture", "character", "options"}): for a conversion architecture given
-        text and no recording, the TTS that speaks the text first (default: the default architecture)."""
-        cancel = threading.Event()
-        with self._running_lock:
-            self._running.setdefault(session, []).append(cancel)
-        try:
-            job = self._prepare(architecture, character_id, text, audio_path, options, output_format, preprocess, postprocess,
-                                speak_with)
-            with self._job_slot(progress, cancel):
-                return self._run(job, progress, cancel, use_cache)
-        finally:
-            with self._running_lock:
-                self._running[session].remove(cancel)
-                if not self._running[session]:
-                    del self._running[session]
+        """Submit a job and wait for it. ``speak_with`` ({"architecture", "character", "options"}): for a
+        conversion architecture given text and no recording, the TTS that speaks the text first (default: the
+        default architecture). ``owner``: whose history it joins (default: the session)."""
+        spec = JobSpec(architecture, character_id, text or "", audio_path, dict(options or {}), output_format, preprocess, postprocess,
+                       bool(use_cache), speak_with)
+        return self.wait(self.submit(spec, session if owner is None else owner, session), progress)
 
-    @contextlib.contextmanager
-    def _job_slot(self, progress: ProgressFn, cancel: threading.Event) -> Iterator[None]:
-        """One of ``max_concurrent_jobs`` slots, shared by the Gradio queue and the HTTP route."""
-        if not self._slots.acquire(blocking=False):
-            progress(None, "waiting for a free slot (%d jobs run at once)" % self.settings.max_concurrent_jobs)
-            while not self._slots.acquire(timeout=0.2):
-                if cancel.is_set():
-                    raise UserFacingError("the job was cancelled while waiting for a free slot")
+    def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None) -> str:
+        """Validate and queue a job; its id at once (a mistake in the request is raised here, not recorded)."""
         try:
-            yield
-        finally:
-            self._slots.release()
+            return self.jobs.submit(spec, owner, session, batch_id)
+        except JobError as exc:
+            raise UserFacingError(str(exc)) from None
+
+    def wait(self, job_id: str, progress: ProgressFn = _no_progress) -> Generation:
+        try:
+            generation: Generation = self.jobs.wait(job_id, progress)
+        except JobError as exc:
+            raise UserFacingError(str(exc)) from None
+        return generation
 
     def cancel(self, session: str) -> int:
-        """Cancel the running jobs of one session (a browser tab, or one gradio_client); returns how many."""
-        with self._running_lock:
-            events = list(self._running.get(session, []))
-        for event in events:
-            event.set()
-        return len(events)
+        """Cancel the queued and running jobs of one session (a browser tab, or one gradio_client); returns how many."""
+        return self.jobs.cancel_session(session)
+
+    # the job runner (jobs.service.Runner)
+    def prepare(self, spec: JobSpec) -> _Job:
+        return self._prepare(spec.architecture, spec.character, spec.text, spec.audio_path, spec.options, spec.output_format,
+                             spec.preprocess, spec.postprocess, spec.speak_with, spec.use_cache)
+
+    def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event) -> Tuple[Generation, Dict[str, Any]]:
+        job: _Job = prepared
+        generation = replace(self._run(job, progress, cancel, job.use_cache, job_id), job_id=job_id)
+        master = generation.path.with_suffix(".master.flac")
+        columns = {
+            "output_path": str(generation.path), "master_path": str(master) if master.is_file() else None,
+            "output_bytes": generation.path.stat().st_size + (master.stat().st_size if master.is_file() else 0),
+            "sample_rate": generation.sample_rate, "duration_s": generation.duration_s, "cached": generation.cached,
+            "timings": {key: round(value, 4) for key, value in generation.timings_s.items()},
+            "provenance": self.provenance(job),
+        }
+        return generation, columns
+
+    def message_for(self, exc: BaseException) -> str:
+        if isinstance(exc, (UserFacingError, JobError)):
+            return redact(str(exc))
+        return unexpected(exc, "a job", logger)
 
     def _prepare(
         self,
@@ -319,6 +344,7 @@ class Workstation:
         preprocess: Optional[Dict[str, Any]],
         postprocess: Optional[Dict[str, Any]],
         speak_with: Optional[Dict[str, Any]] = None,
+        use_cache: bool = True,
     ) -> _Job:
         """Validate everything a person gave, before any work is done."""
         manifest = self.manifest(architecture)
@@ -360,7 +386,7 @@ class Workstation:
             if decoded.audio.shape[-1] < MIN_INPUT_S * decoded.sample_rate:
                 raise UserFacingError("the recording is too short (%d samples, %.3f s): give at least %.1f s"
                                       % (decoded.audio.shape[-1], decoded.audio.shape[-1] / decoded.sample_rate, MIN_INPUT_S))
-        job = _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first)
+        job = _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first, use_cache)
         estimate_s = estimated_output_s(job)
         if estimate_s > self.settings.max_output_s:
             raise UserFacingError("the result would be about %s long; this server's limit is %s: shorten the text, or raise "
@@ -370,10 +396,11 @@ class Workstation:
     def _prune_now_and_then(self, every_s: float = 30.0) -> None:
         """Output retention walks the outputs folder: at most every ``every_s``, not in every job's hot path."""
         now = time.monotonic()
-        with self._running_lock:
+        with self._prune_lock:
             if now - self._last_prune < every_s:
                 return
             self._last_prune = now
+        self.jobs.prune(self.settings.outputs_keep, self.settings.outputs_max_mb << 20, self.settings.outputs_max_age_h * 3600)
         prune_outputs(self.settings.outputs_dir, self.settings.outputs_keep, self.settings.outputs_max_mb << 20,
                       self.settings.outputs_max_age_h * 3600)
 
@@ -405,7 +432,7 @@ class Workstation:
             raise UserFacingError("speak_with: %s" % exc) from exc
         return _SpeakFirst(manifest, character, options)
 
-    def _run(self, job: _Job, progress: ProgressFn, cancel: threading.Event, use_cache: bool) -> Generation:
+    def _run(self, job: _Job, progress: ProgressFn, cancel: threading.Event, use_cache: bool, job_id: str) -> Generation:
         manifest, character = job.manifest, job.character
         output_key = key_of(
             "output",
@@ -420,7 +447,7 @@ class Workstation:
             job.output_format,
             self._speak_first_key(job.speak_first),
         )
-        target = self._output_path(manifest.architecture, character.id)
+        target = self._output_path(manifest.architecture, character.id, job_id)
         if use_cache:
             hit = self.cache.get_output(output_key)
             if hit is not None:
@@ -489,10 +516,13 @@ class Workstation:
         }
         try:
             out_audio, out_rate = self.cache.apply(job.post.chain(), result.audio, result.sample_rate)
+            post_s = time.perf_counter() - started
             path = encode(out_audio, out_rate, target, job.output_format, tags)
+            if job.output_format not in LOSSLESS_FORMATS:  # exports are re-encoded from a lossless master, not from mp3
+                encode(out_audio, out_rate, target.with_suffix(".master.flac"), "flac24", tags)
         except PipelineError as exc:
             raise UserFacingError(str(exc)) from exc
-        timings = dict(result.timings_s, pre_s=pre_s, post_s=time.perf_counter() - started)
+        timings = dict(result.timings_s, pre_s=pre_s, post_s=post_s, encode_s=time.perf_counter() - started - post_s)
         duration_s = out_audio.shape[-1] / float(out_rate)
         notes = loudness_note(job.post, out_audio, out_rate)
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
@@ -524,6 +554,45 @@ class Workstation:
             return None
         fingerprint = self.model_fingerprint(first.manifest.architecture, first.character)
         return key_of(first.manifest.architecture, first.character.id, fingerprint, first.options)
+
+    def _file_sha256(self, path: Path) -> str:
+        """sha256 of a model file, remembered by (path, size, mtime): a 500 MB checkpoint is hashed once."""
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = sha256_of(path)
+        return self._hashes[key]
+
+    def _model_files(self, architecture: str, character: Character) -> Dict[str, str]:
+        if character.path is None:  # a builtin voice: what pins it is the env's spec (e.g. the wheel's version)
+            return {"builtin:%s" % character.id: self.model_fingerprint(architecture, character)}
+        root = character.path
+        return {str(p.relative_to(root)): self._file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+    def provenance(self, job: _Job) -> Dict[str, Any]:
+        """Exactly how a result was made: model files (sha256), options, processing, versions."""
+        record: Dict[str, Any] = {
+            "architecture": job.manifest.architecture, "character": job.character.id,
+            "model_files": self._model_files(job.manifest.architecture, job.character),
+            "options": job.options, "preprocess": job.pre.to_dict() if job.decoded is not None or job.speak_first else None,
+            "postprocess": job.post.to_dict(), "output_format": job.output_format,
+            "input_sha256": audio_digest(job.decoded.audio, job.decoded.sample_rate) if job.decoded is not None else None,
+            "seed": job.options.get("seed"),
+            "app_version": APP_VERSION, "adapter_version": job.manifest.version,
+            "env": {job.manifest.architecture: self.env_version(job.manifest.architecture)},
+        }
+        if job.speak_first is not None:
+            first = job.speak_first
+            record["spoken_first_by"] = {
+                "architecture": first.manifest.architecture, "character": first.character.id,
+                "options": first.options, "model_files": self._model_files(first.manifest.architecture, first.character)}
+            record["env"][first.manifest.architecture] = self.env_version(first.manifest.architecture)
+        return record
+
+    def env_version(self, architecture: str) -> str:
+        """The hash of the env's spec and pinned requirements (what the launcher rebuilds on)."""
+        folder = self.specs[architecture].folder
+        return key_of([(p.name, p.read_bytes()) for p in sorted(folder.glob("*")) if p.is_file()])[:16]
 
     def model_fingerprint(self, architecture: str, character: Character) -> str:
         """What identifies the model's files: the pinned env spec for builtin voices, else the folder's files."""
@@ -601,12 +670,13 @@ class Workstation:
             raise UserFacingError(str(exc)) from exc
         return {"preprocess": pre.to_dict(), "postprocess": post.to_dict()}
 
-    def _output_path(self, architecture: str, character_id: str) -> Path:
+    def _output_path(self, architecture: str, character_id: str, job_id: str) -> Path:
+        """Named by time, voice and the job's random id: a file of another session cannot be fetched by guessing."""
         folder = self.settings.outputs_dir / datetime.now().strftime("%Y-%m-%d")
         folder.mkdir(parents=True, exist_ok=True)
         slug = re.sub(r"[^A-Za-z0-9_-]+", "_", character_id)[:40]
-        stamp = datetime.now().strftime("%H%M%S-%f")
-        return folder / ("%s-%s-%s.wav" % (stamp, architecture, slug))
+        stamp = datetime.now().strftime("%H%M%S")
+        return folder / ("%s-%s-%s-%s.wav" % (stamp, architecture, slug, job_id or uuid.uuid4().hex))
 
     def _configured_pairs(self, text: str) -> List[Tuple[str, str]]:
         pairs = []
@@ -713,6 +783,7 @@ class Workstation:
 
     def close(self) -> None:
         self._closed.set()
+        self.jobs.close()
         self.models.close()
         self.supervisor.shutdown()
         self.cache.close()

@@ -51,6 +51,10 @@ def serve(settings: Settings) -> None:
         raise SystemExit(str(exc)) from None
     access = station.access
     auth = access.first_credentials()
+    recovered = station.jobs.recover()
+    if recovered["interrupted"] or recovered["requeued"] or recovered["failed"]:
+        print("Jobs from the last run: %(interrupted)d interrupted (Retry in History), %(requeued)d queued again, "
+              "%(failed)d could not be run" % recovered, flush=True)
     # Pay one-off costs (audio library imports, the default worker's spawn and load) before "Ready."
     warmers = [threading.Thread(target=warm_up, name="pipeline-warmup", daemon=True)]
     station.pin_configured()

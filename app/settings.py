@@ -59,6 +59,17 @@ class Settings:
     max_output_rate_hz: int = 192000
     max_concurrent_jobs: int = 4
     """Jobs generating at once, the Gradio queue and the HTTP route together."""
+    max_jobs_per_architecture: int = 2
+    """Of those, at most this many of one architecture: a slow conversion never takes every slot from Piper."""
+    jobs_database_url: Optional[str] = None
+    """The job store (history): default SQLite at ``<data_dir>/jobs.sqlite3``; a SQLAlchemy URL (Postgres) in server mode."""
+    history_input_max_mb: int = 50
+    """Input recordings up to this size are kept with their job (for Retry, re-generate and restarts)."""
+    model_aliases: str = "tts-1=piper,tts-1-hd=piper,gpt-4o-mini-tts=piper"
+    """OpenAI model names clients hard-code, mapped to architectures (``/v1/audio/speech``, listed by ``/v1/models``)."""
+    voice_aliases: str = ""
+    """OpenAI voice names mapped to characters, e.g. ``alloy=joe,echo=piper:amy``; an OpenAI voice not named here
+    speaks with the architecture's first character."""
     outputs_keep: int = 500
     """Outputs kept on disk (newest first), also bounded by ``outputs_max_mb`` and ``outputs_max_age_h``."""
     outputs_max_mb: int = 2000

@@ -1,0 +1,360 @@
+"""Jobs: submitted, kept in the store, run fairly, waited on, cancelled, recovered after a restart.
+
+Scheduling: at most ``max_concurrent`` jobs run at once and at most ``max_per_architecture`` of one
+architecture (a slow conversion never takes every slot from Piper); among the jobs that may start, the
+owner with the fewest running jobs goes first, then the one that started least recently, then the oldest
+job (no session takes more than its share while others wait)."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
+
+from jobs.errors import JobError, UnknownJobError
+from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
+from jobs.spec import JobSpec
+from jobs.store import JobStore
+from models.store import file_digest
+
+logger = logging.getLogger(__name__)
+ProgressFn = Callable[[Optional[float], str], None]
+INTERRUPTED_REASON = "the app stopped while this job was running; Retry runs it again"
+
+
+class Runner(Protocol):
+    """What runs a job (the app's Workstation)."""
+
+    def prepare(self, spec: JobSpec) -> Any:
+        """Validate and decode everything the person gave; raise with a message naming the problem."""
+
+    def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event) -> Tuple[Any, Dict[str, Any]]:
+        """Run it: the result a waiter gets, and the store columns it sets (output, timings, provenance)."""
+
+    def message_for(self, exc: BaseException) -> str:
+        """The message a person sees for a failure (unexpected ones logged with an id)."""
+
+
+@dataclass
+class _Active:
+    """A queued or running job in this process: what its waiters and Cancel need."""
+
+    job_id: str
+    owner: str
+    session: str
+    architecture: str
+    created_at: float
+    prepared: Any
+    batch_id: Optional[str] = None
+    state: str = QUEUED
+    cancel: threading.Event = field(default_factory=threading.Event)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    progress: Tuple[Optional[float], str] = (None, "")
+    done: bool = False
+    result: Any = None
+    error: Optional[str] = None
+
+    def report(self, fraction: Optional[float], message: str) -> None:
+        with self.changed:
+            self.progress = (fraction, message)
+            self.changed.notify_all()
+
+    def finish(self, state: str, result: Any = None, error: Optional[str] = None) -> None:
+        with self.changed:
+            self.state, self.result, self.error, self.done = state, result, error, True
+            self.changed.notify_all()
+
+
+class JobService:
+    def __init__(self, store: JobStore, runner: Runner, inputs_dir: Path, max_concurrent: int = 4, max_per_architecture: int = 2,
+                 input_copy_max_bytes: int = 50 << 20) -> None:
+        self.store = store
+        self.runner = runner
+        self.inputs_dir = inputs_dir
+        self.max_concurrent = max(1, max_concurrent)
+        self.max_per_architecture = max(1, max_per_architecture)
+        self.input_copy_max_bytes = input_copy_max_bytes
+        self._lock = threading.Condition()
+        self._queue: List[_Active] = []
+        self._running: Dict[str, _Active] = {}
+        self._active: Dict[str, _Active] = {}
+        self._recent: Deque[_Active] = collections.deque(maxlen=256)
+        """Finished jobs whose waiters may not have collected them yet (a result is an object, not a row)."""
+        self._last_start: Dict[str, float] = {}
+        self._closed = False
+        self._dispatcher = threading.Thread(target=self._dispatch, name="job-dispatcher", daemon=True)
+        self._dispatcher.start()
+
+    # submitting
+    def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None, prepared: Any = None) -> str:
+        """Validate (raising what is wrong, before anything is recorded), record as queued, and return its id."""
+        prepared = self.runner.prepare(spec) if prepared is None else prepared
+        job_id = uuid.uuid4().hex
+        input_name, input_sha256, input_path = self._keep_input(job_id, spec.audio_path)
+        now = time.time()
+        self.store.add({
+            "id": job_id, "owner": owner, "session": session, "batch_id": batch_id, "state": QUEUED,
+            "architecture": spec.architecture, "character": spec.character, "text": spec.text, "input_name": input_name,
+            "input_sha256": input_sha256, "input_path": input_path, "request": spec.request(), "created_at": now, "attempts": 0,
+            "timings": {}, "output_bytes": 0, "cached": False, "provenance": {},
+        })
+        self._enqueue(_Active(job_id, owner, session, spec.architecture, now, prepared, batch_id))
+        return job_id
+
+    def _keep_input(self, job_id: str, audio_path: Optional[str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+        """A copy of the input recording (if within the size limit): a queued job must survive a restart."""
+        if not audio_path:
+            return None, None, None
+        source = Path(audio_path)
+        digest = file_digest(source).hexdigest()
+        if source.stat().st_size > self.input_copy_max_bytes:
+            return source.name, digest, None
+        self.inputs_dir.mkdir(parents=True, exist_ok=True)
+        copy = self.inputs_dir / (job_id + source.suffix.lower()[:8])
+        shutil.copyfile(source, copy)
+        return source.name, digest, str(copy)
+
+    def _enqueue(self, active: _Active) -> None:
+        with self._lock:
+            self._active[active.job_id] = active
+            self._queue.append(active)
+            self._lock.notify_all()
+
+    # scheduling
+    def _pick(self) -> Optional[_Active]:
+        if len(self._running) >= self.max_concurrent:
+            return None
+        per_architecture = collections.Counter(a.architecture for a in self._running.values())
+        per_owner = collections.Counter(a.owner for a in self._running.values())
+        startable = [a for a in self._queue if per_architecture[a.architecture] < self.max_per_architecture]
+        if not startable:
+            return None
+        return min(startable, key=lambda a: (per_owner[a.owner], self._last_start.get(a.owner, 0.0), a.created_at))
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._lock:
+                chosen = self._pick()
+                while chosen is None and not self._closed:
+                    self._lock.wait()
+                    chosen = self._pick()
+                if self._closed:
+                    return
+                assert chosen is not None
+                self._queue.remove(chosen)
+                self._running[chosen.job_id] = chosen
+                self._last_start[chosen.owner] = time.monotonic()
+                self._lock.notify_all()  # queued waiters: their place in line moved
+            threading.Thread(target=self._run, args=(chosen,), name="job-%s" % chosen.job_id[:8], daemon=True).start()
+
+    def _run(self, active: _Active) -> None:
+        started = time.time()
+        row = self.store.get(active.job_id)
+        attempts = int(row["attempts"]) + 1 if row else 1
+        if not self.store.move(active.job_id, [QUEUED], state=RUNNING, started_at=started, attempts=attempts):
+            self._end(active, CANCELLED, error="cancelled before it started")  # a Cancel won the race
+            return
+        with active.changed:
+            active.state = RUNNING
+            active.changed.notify_all()
+        try:
+            if active.cancel.is_set():
+                raise JobError("the job was cancelled")
+            result, columns = self.runner.execute(active.prepared, active.job_id, active.report, active.cancel)
+            columns["timings"] = dict(columns.get("timings") or {}, queue_wait_s=round(started - active.created_at, 4))
+            self.store.update(active.job_id, state=SUCCEEDED, finished_at=time.time(), error=None, **columns)
+            self._end(active, SUCCEEDED, result=result)
+        except BaseException as exc:  # a thread boundary: every failure ends the job with what the person should read
+            state = INTERRUPTED if self._closed else CANCELLED if active.cancel.is_set() else FAILED
+            message = {INTERRUPTED: INTERRUPTED_REASON, CANCELLED: "the job was cancelled"}.get(state) or self.runner.message_for(exc)
+            self.store.update(active.job_id, state=state, finished_at=time.time(), error=message,
+                              timings={"queue_wait_s": round(started - active.created_at, 4)})
+            self._end(active, state, error=message)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _end(self, active: _Active, state: str, result: Any = None, error: Optional[str] = None) -> None:
+        with self._lock:
+            self._running.pop(active.job_id, None)
+            self._active.pop(active.job_id, None)
+            self._recent.append(active)
+            self._lock.notify_all()
+        active.finish(state, result, error)
+
+    # waiting
+    def _find_active(self, job_id: str) -> Optional[_Active]:
+        with self._lock:
+            found = self._active.get(job_id)
+            if found is None:
+                found = next((a for a in self._recent if a.job_id == job_id), None)
+            return found
+
+    def queue_position(self, job_id: str) -> Optional[int]:
+        """1 = next to start among its architecture's queued jobs; None when it is not queued."""
+        with self._lock:
+            mine = self._active.get(job_id)
+            if mine is None or mine not in self._queue:
+                return None
+            return 1 + sum(1 for a in self._queue if a.architecture == mine.architecture and a.created_at < mine.created_at)
+
+    def _waiting_message(self, active: _Active) -> str:
+        position = self.queue_position(active.job_id)
+        if position is None:
+            return "starting"
+        with self._lock:
+            running_here = sum(1 for a in self._running.values() if a.architecture == active.architecture)
+        if position == 1:
+            return "queued: next for %s (%d of its jobs running)" % (active.architecture, running_here)
+        return "queued: %d job(s) ahead for %s" % (position - 1, active.architecture)
+
+    def wait(self, job_id: str, progress: ProgressFn = lambda fraction, message: None, cancel: Optional[threading.Event] = None) -> Any:
+        """Block until the job ends; relay its progress (and its place in line) from the waiting thread. Returns
+        the runner's result, or raises ``JobError`` with the message the person should see."""
+        active = self._find_active(job_id)
+        if active is None:
+            raise UnknownJobError("job %s is not running in this app (see its status)" % job_id)
+        shown: Tuple[Optional[float], str] = (None, "")
+        while True:
+            with active.changed:
+                if not active.done and active.progress == shown:
+                    active.changed.wait(0.5 if active.state == QUEUED else 5.0)
+                done, current, state = active.done, active.progress, active.state
+            if done:
+                break
+            if cancel is not None and cancel.is_set():
+                self.cancel(job_id)
+            if state == QUEUED:
+                progress(None, self._waiting_message(active))
+            elif current != shown:
+                shown = current
+                progress(*current)
+        if active.state != SUCCEEDED:
+            raise JobError(active.error or "the job %s" % active.state)
+        return active.result
+
+    # control
+    def cancel(self, job_id: str, owner: Optional[str] = None) -> bool:
+        """Cancel a queued job (it never starts) or a running one (its work stops); False if it had ended."""
+        with self._lock:
+            active = self._active.get(job_id)
+            if active is None or (owner is not None and active.owner != owner):
+                return False
+            active.cancel.set()
+            queued = active in self._queue
+            if queued:
+                self._queue.remove(active)
+        if queued and self.store.move(job_id, [QUEUED], state=CANCELLED, finished_at=time.time(), error="cancelled before it started"):
+            self._end(active, CANCELLED, error="cancelled before it started")
+        return True
+
+    def cancel_session(self, session: str) -> int:
+        with self._lock:
+            mine = [a.job_id for a in self._active.values() if a.session == session]
+        return sum(1 for job_id in mine if self.cancel(job_id))
+
+    def retry(self, job_id: str, owner: Optional[str]) -> str:
+        """Run an ended job again with the same settings, in the same row (its attempts count up)."""
+        row = self.get(job_id, owner)
+        if row["state"] not in ENDED_STATES or row["state"] == SUCCEEDED:
+            raise JobError("job %s is %s: only a failed, cancelled or interrupted job can be retried" % (job_id, row["state"]))
+        spec = JobSpec.from_row(row)
+        if row.get("input_name") and not spec.audio_path:
+            raise JobError("job %s's input recording was not kept (over %d MB): submit it again"
+                           % (job_id, self.input_copy_max_bytes >> 20))
+        prepared = self.runner.prepare(spec)
+        now = time.time()
+        if not self.store.move(job_id, list(ENDED_STATES), state=QUEUED, created_at=now, started_at=None, finished_at=None, error=None):
+            raise JobError("job %s changed while retrying it; look again" % job_id)
+        self._enqueue(_Active(job_id, row["owner"], row["session"], row["architecture"], now, prepared, row.get("batch_id")))
+        return job_id
+
+    def recover(self) -> Dict[str, int]:
+        """At start: running jobs of a stopped app are interrupted (kept for Retry); queued ones run."""
+        interrupted = self.store.interrupt_running(INTERRUPTED_REASON, time.time())
+        requeued = failed = 0
+        for row in self.store.in_states([QUEUED]):
+            if row["id"] in self._active:
+                continue
+            try:
+                spec = JobSpec.from_row(row)
+                if row.get("input_name") and not spec.audio_path:
+                    raise JobError("its input recording was not kept (over %d MB)" % (self.input_copy_max_bytes >> 20))
+                prepared = self.runner.prepare(spec)
+            except Exception as exc:  # one bad row must not stop the others from running
+                self.store.update(row["id"], state=FAILED, finished_at=time.time(),
+                                  error="could not be run after a restart: %s" % self.runner.message_for(exc))
+                failed += 1
+                continue
+            self._enqueue(_Active(row["id"], row["owner"], row["session"], row["architecture"], row["created_at"], prepared,
+                                  row.get("batch_id")))
+            requeued += 1
+        return {"interrupted": interrupted, "requeued": requeued, "failed": failed}
+
+    # reading
+    def get(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
+        """A job's row; another owner's job is reported exactly like a job that does not exist."""
+        row = self.store.get(job_id) if job_id else None
+        if row is None or (owner is not None and row["owner"] != owner):
+            raise UnknownJobError("no job %r in your history" % job_id)
+        return row
+
+    def status(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
+        row = self.get(job_id, owner)
+        active = self._find_active(job_id)
+        fraction, message = active.progress if active is not None and not active.done else (None, "")
+        if row["state"] == QUEUED and active is not None:
+            message = self._waiting_message(active)
+        return {
+            "job_id": job_id, "state": row["state"], "queue_position": self.queue_position(job_id),
+            "progress": fraction, "message": message, "architecture": row["architecture"], "character": row["character"],
+            "created_at": row["created_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
+            "attempts": row["attempts"], "timings_s": row["timings"], "error": row["error"], "batch_id": row["batch_id"],
+            "file": Path(row["output_path"]).name if row.get("output_path") else None,
+        }
+
+    def is_active(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._active
+
+    # retention
+    def prune(self, keep: int, max_bytes: int, max_age_s: float, grace_s: float = 120.0) -> int:
+        """Remove the oldest ended jobs (rows and files) beyond ``keep``, ``max_bytes`` or ``max_age_s``; never a
+        queued or running one, never one that ended in the last ``grace_s``. Returns how many went."""
+        now = time.time()
+        total, doomed = 0, []
+        for index, row in enumerate(self.store.ended_newest_first()):
+            total += int(row["output_bytes"] or 0)
+            age_s = now - float(row["created_at"])
+            if age_s > grace_s and (index >= keep or total > max_bytes or age_s > max_age_s):
+                doomed.append(row)
+        self.store.delete([row["id"] for row in doomed])
+        still_used = self.store.referenced_outputs([row["output_path"] for row in doomed if row["output_path"]])
+        for row in doomed:
+            for name in ("output_path", "master_path", "input_path"):
+                if row[name] and row[name] not in still_used:  # a cache hit's row shares its file with an earlier job
+                    Path(row[name]).unlink(missing_ok=True)
+        return len(doomed)
+
+    def delete(self, job_id: str, owner: Optional[str]) -> None:
+        row = self.get(job_id, owner)
+        if row["state"] in ACTIVE_STATES:
+            raise JobError("job %s is %s: cancel it first" % (job_id, row["state"]))
+        self.store.delete([job_id])
+        still_used = self.store.referenced_outputs([row["output_path"]] if row["output_path"] else [])
+        for name in ("output_path", "master_path", "input_path"):
+            if row[name] and row[name] not in still_used:
+                Path(row[name]).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            active = list(self._active.values())
+            self._lock.notify_all()
+        for job in active:
+            job.cancel.set()

@@ -1,0 +1,41 @@
+"""What a person asked for: everything needed to run a job again (after a restart, a Retry, a re-generate)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, Optional
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    architecture: str
+    character: str
+    text: str = ""
+    audio_path: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+    output_format: str = "wav"
+    preprocess: Optional[Dict[str, Any]] = None
+    postprocess: Optional[Dict[str, Any]] = None
+    use_cache: bool = True
+    speak_with: Optional[Dict[str, Any]] = None
+
+    def request(self) -> Dict[str, Any]:
+        """The columns' ``request``: what is not a column of its own."""
+        kept = asdict(self)
+        for name in ("architecture", "character", "text", "audio_path"):
+            kept.pop(name)
+        return kept
+
+    @classmethod
+    def from_row(cls, row: Dict[str, Any]) -> JobSpec:
+        request = dict(row.get("request") or {})
+        known = {name: request[name] for name in ("options", "output_format", "preprocess", "postprocess", "use_cache", "speak_with")
+                 if name in request}
+        return cls(architecture=row["architecture"], character=row["character"], text=row.get("text") or "",
+                   audio_path=row.get("input_path"), **known)
+
+    def edited(self, changes: Dict[str, Any]) -> JobSpec:
+        unknown = sorted(set(changes) - set(asdict(self)))
+        if unknown:
+            raise ValueError("a job has no setting %s" % ", ".join(repr(name) for name in unknown))
+        return replace(self, **changes)

@@ -1,0 +1,132 @@
+"""The job store: rows in one table, reached through SQLAlchemy Core (SQLite by default, a Postgres URL in
+server mode), the schema kept current by Alembic on open."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, Table, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from jobs.schema import ACTIVE_STATES, ENDED_STATES, RUNNING, JobRow
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+TABLE: Table = JobRow.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
+LIST_COLUMNS = [c for c in TABLE.c if c.name not in ("request", "provenance")]
+"""What a history page shows: the large JSON columns stay in the database until one job is opened."""
+
+
+def sqlite_url(path: Path) -> str:
+    return "sqlite:///%s" % path
+
+
+def _tune_sqlite(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    # WAL: readers never wait for the writer; NORMAL sync: a power cut may lose the last commits, never corrupt.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (a new database, or one an older version of the app made)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class JobStore:
+    def __init__(self, url: str) -> None:
+        is_sqlite = url.startswith("sqlite")
+        self.engine = create_engine(url, connect_args={"check_same_thread": False} if is_sqlite else {})
+        if is_sqlite:
+            event.listen(self.engine, "connect", _tune_sqlite)
+        migrate(self.engine)
+        self._write_lock = threading.Lock() if is_sqlite else None
+        """SQLite takes one writer at a time: queue them here rather than in its busy loop."""
+
+    def _write(self, statement: Any) -> int:
+        if self._write_lock is None:
+            with self.engine.begin() as connection:
+                return int(connection.execute(statement).rowcount)
+        with self._write_lock, self.engine.begin() as connection:
+            return int(connection.execute(statement).rowcount)
+
+    def add(self, values: Dict[str, Any]) -> None:
+        self._write(insert(TABLE).values(**values))
+
+    def update(self, job_id: str, **values: Any) -> None:
+        self._write(update(TABLE).where(TABLE.c.id == job_id).values(**values))
+
+    def move(self, job_id: str, from_states: Sequence[str], **values: Any) -> bool:
+        """Change a job only if it is still in one of ``from_states`` (a cancel and a start cannot both win)."""
+        return self._write(update(TABLE).where(TABLE.c.id == job_id, TABLE.c.state.in_(from_states)).values(**values)) == 1
+
+    def get(self, job_id: str) -> Optional[Dict[str, Any]]:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(TABLE).where(TABLE.c.id == job_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def in_states(self, states: Iterable[str]) -> List[Dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(TABLE).where(TABLE.c.state.in_(list(states))).order_by(TABLE.c.created_at))
+            return [dict(row._mapping) for row in rows]
+
+    def of_batch(self, batch_id: str) -> List[Dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(TABLE).where(TABLE.c.batch_id == batch_id).order_by(TABLE.c.created_at))
+            return [dict(row._mapping) for row in rows]
+
+    def page(self, owner: Optional[str], query: str = "", architecture: str = "", state: str = "", limit: int = 50,
+             offset: int = 0) -> List[Dict[str, Any]]:
+        """Newest first; ``owner`` None lists everyone's (the operator)."""
+        statement = select(*LIST_COLUMNS).order_by(TABLE.c.created_at.desc()).limit(limit).offset(offset)
+        if owner is not None:
+            statement = statement.where(TABLE.c.owner == owner)
+        if architecture:
+            statement = statement.where(TABLE.c.architecture == architecture)
+        if state:
+            statement = statement.where(TABLE.c.state == state)
+        if query:
+            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            statement = statement.where(or_(TABLE.c.text.ilike(pattern, escape="\\"), TABLE.c.character.ilike(pattern, escape="\\"),
+                                            TABLE.c.id == query))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(statement)]
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(TABLE)).scalar_one())
+
+    def interrupt_running(self, reason: str, now: float) -> int:
+        """After a restart: what was running when the app stopped cannot be finished; say so, keep it for Retry."""
+        return self._write(update(TABLE).where(TABLE.c.state == RUNNING).values(state="interrupted", error=reason, finished_at=now))
+
+    def ended_newest_first(self) -> List[Dict[str, Any]]:
+        """What retention may remove (never a queued or running job), with what it needs to decide."""
+        columns = [TABLE.c.id, TABLE.c.created_at, TABLE.c.output_bytes, TABLE.c.output_path, TABLE.c.master_path, TABLE.c.input_path]
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(*columns).where(TABLE.c.state.in_(ENDED_STATES)).order_by(TABLE.c.created_at.desc()))
+            return [dict(row._mapping) for row in rows]
+
+    def referenced_outputs(self, paths: Sequence[str]) -> set[str]:
+        """Which of these output files a job in the store still names."""
+        if not paths:
+            return set()
+        with self.engine.connect() as connection:
+            return {row[0] for row in connection.execute(select(TABLE.c.output_path).where(TABLE.c.output_path.in_(list(paths))))}
+
+    def delete(self, job_ids: Sequence[str]) -> int:
+        if not job_ids:
+            return 0
+        return self._write(delete(TABLE).where(TABLE.c.id.in_(list(job_ids)), TABLE.c.state.notin_(ACTIVE_STATES)))
+
+    def close(self) -> None:
+        self.engine.dispose()
