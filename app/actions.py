@@ -22,7 +22,7 @@ from app.characters import Character, list_characters
 from app.errors import UserFacingError
 from app.public_errors import new_error_id, redact, unexpected
 from app.settings import Settings
-from jobs.errors import JobError
+from jobs.errors import JobError, UnknownJobError
 from jobs.service import JobService
 from jobs.spec import JobSpec
 from jobs.store import JobStore, sqlite_url
@@ -302,9 +302,18 @@ class Workstation:
     def wait(self, job_id: str, progress: ProgressFn = _no_progress) -> Generation:
         try:
             generation: Generation = self.jobs.wait(job_id, progress)
+        except UnknownJobError:  # it ended long enough ago to leave the service's memory: the store has it
+            return self._ended(job_id)
         except JobError as exc:
             raise UserFacingError(str(exc)) from None
         return generation
+
+    def _ended(self, job_id: str) -> Generation:
+        row = self.jobs.store.get(job_id)
+        if row is None or row["state"] != "succeeded" or not row.get("output_path"):
+            raise UserFacingError((row or {}).get("error") or "job %s did not succeed" % job_id)
+        return Generation(Path(row["output_path"]), row["architecture"], row["character"], row["text"], int(row["sample_rate"] or 0),
+                          float(row["duration_s"] or 0.0), False, dict(row["timings"] or {}), bool(row["cached"]), job_id=job_id)
 
     def cancel(self, session: str) -> int:
         """Cancel the queued and running jobs of one session (a browser tab, or one gradio_client); returns how many."""

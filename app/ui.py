@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar
 
@@ -13,6 +14,7 @@ from app.actions import Generation, Workstation, output_formats
 from app.public_errors import set_private_roots
 from app.spectrogram import spectrogram_image
 from app.ui_errors import as_operator, shown_to_person
+from app.ui_jobs import build_batch_tab, build_history_tab, register_job_endpoints, request_owner
 from app.ui_models import build_models_tab
 from app.ui_processing import build_processing_controls, parse_json_object
 
@@ -87,7 +89,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
         processing: Mapping[str, Optional[Dict[str, Any]]],
         use_cache: bool,
         speak_with: Optional[Dict[str, Any]] = None,
+        browser_id: Optional[str] = None,
     ) -> Generation:
+        owner, session = request_owner(request, browser_id)
         return shown_to_person(
             lambda: station.generate(
                 architecture,
@@ -97,7 +101,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 options=options,
                 output_format=output_format,
                 progress=lambda fraction, message: progress(fraction, desc=message),
-                session=_session(request),
+                session=session,
+                owner=owner,
                 preprocess=processing.get("preprocess"),
                 postprocess=processing.get("postprocess"),
                 use_cache=use_cache,
@@ -108,6 +113,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
     # Gradio's own copies of uploads and results: hourly, those older than our outputs' retention go
     with gr.Blocks(title="Voice workstation", delete_cache=(3600, int(settings.outputs_max_age_h * 3600))) as demo:
         gr.Markdown("# Voice workstation\nPick an architecture and a character, type text or give a recording, press Generate.")
+        browser = gr.BrowserState("", storage_key="voicegen-browser")  # this browser's history id, kept across visits
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -214,6 +220,15 @@ def build_ui(station: Workstation) -> gr.Blocks:
             runtime_timer = gr.Timer(2.0)
 
         build_models_tab(station, demo)
+        arch_choices = [(catalogue[a]["name"], a) for a in architectures]
+        build_history_tab(station, browser, arch_choices)
+        build_batch_tab(station, browser, arch_choices, default_arch)
+        register_job_endpoints(station)
+
+        def ensure_browser_id(token: Optional[str]) -> str:
+            return token if token and len(token) == 32 else uuid.uuid4().hex
+
+        demo.load(ensure_browser_id, inputs=browser, outputs=browser, api_visibility="private")
 
         # API-only components: stable parameters for gradio_client, independent of the UI layout
         with gr.Group(visible=False):
@@ -312,7 +327,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         def on_generate(
             arch: str, char: str, typed: str, audio_path: Optional[str], fmt: str, cache_ok: bool, history: List[Dict[str, Any]],
-            first_arch: Optional[str], first_char: Optional[str], first_text: str,
+            first_arch: Optional[str], first_char: Optional[str], first_text: str, browser_id: Optional[str],
             *values: Any,
             progress: gr.Progress = gr.Progress(),
             request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
@@ -325,7 +340,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
             chosen = processing.to_dicts(list(values[len(option_components):]))
             speak_with = {"architecture": first_arch, "character": first_char} if first_arch and first_char else None
             generation = run_generation(arch, char, text_value, audio_path, options, fmt, progress, request, chosen, cache_ok,
-                                        speak_with)
+                                        speak_with, browser_id)
             row = [
                 generation.path.stem.split("-")[0],
                 arch,
@@ -341,9 +356,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     spectrogram_image(str(generation.path)), spectrogram_image(audio_path) if converts else None)
 
         generate_inputs = ([architecture, character, text, audio_in, output_format, use_cache, history_state, speak_arch, speak_char,
-                            speak_text] + [c for _, _, c in option_components] + processing.components)
+                            speak_text, browser] + [c for _, _, c in option_components] + processing.components)
         generate_outputs = [audio_out, info_out, history_table, history_state, history_files, spectrogram_out, spectrogram_in]
-        generate_event = generate_button.click(on_generate, inputs=generate_inputs, outputs=generate_outputs, api_visibility="private")
+        generate_event = generate_button.click(on_generate, inputs=generate_inputs, outputs=generate_outputs, api_visibility="private",
+                                               concurrency_limit=None)
 
         def on_new_take(arch: str, char: str, typed: str, audio_path: Optional[str], fmt: str, cache_ok: bool,
                         history: List[Dict[str, Any]], *rest: Any, progress: gr.Progress = gr.Progress(),
@@ -351,7 +367,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
             """The same request made afresh (no cache): another take of the same line."""
             return on_generate(arch, char, typed, audio_path, fmt, False, history, *rest, progress=progress, request=request)
 
-        new_take_event = new_take_button.click(on_new_take, inputs=generate_inputs, outputs=generate_outputs,
+        new_take_event = new_take_button.click(on_new_take, inputs=generate_inputs, outputs=generate_outputs, concurrency_limit=None,
                                                api_visibility="private")
         def cancel_jobs(request: gr.Request) -> str:
             """Cancel this session's running jobs."""
@@ -363,10 +379,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
         def api_generate(
             architecture: str,
             character: str,
-            text: str,
-            audio: Optional[str],
-            options: Any,
-            output_format: str,
+            text: Optional[str] = None,
+            audio: Optional[str] = None,
+            options: Any = None,
+            output_format: str = "wav",
             preprocess: Any = None,
             postprocess: Any = None,
             use_cache: bool = True,
@@ -374,9 +390,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
             progress: gr.Progress = gr.Progress(),
             request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
         ) -> Tuple[str, Dict[str, Any]]:
-            """Generate speech (TTS) or convert audio with the chosen architecture and character. For a
-            conversion architecture, text without audio is spoken first by ``speak_with``
-            ({"architecture", "character", "options"}; default: the default TTS voice)."""
+            """Generate speech (TTS) or convert audio with the chosen architecture and character; returns the audio and
+            its details (job_id, timings, ...). Only architecture and character are required. For a conversion
+            architecture, text without audio is spoken first by ``speak_with`` ({"architecture", "character",
+            "options"}; default: the default TTS voice)."""
             parsed = shown_to_person(lambda: parse_json_object(options, "options")) or {}
             chosen = shown_to_person(lambda: {
                 "preprocess": parse_json_object(preprocess, "preprocess"),
@@ -384,7 +401,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
             })
             first = shown_to_person(lambda: parse_json_object(speak_with, "speak_with"))
             generation = run_generation(
-                architecture, character, text, audio, parsed, output_format or "wav", progress, request, chosen, bool(use_cache), first
+                architecture, character, text or "", audio, parsed, output_format or "wav", progress, request, chosen, bool(use_cache),
+                first,
             )
             return str(generation.path), generation.info()
 
@@ -394,6 +412,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     api_speak_with],
             outputs=[api_audio_out, api_info_out],
             api_name="generate",
+            concurrency_limit=None,  # the job service queues (per architecture, fair between sessions)
         )
 
         def api_list_architectures() -> List[Dict[str, Any]]:
