@@ -24,7 +24,7 @@ def request_owner(request: Optional[gr.Request], browser: Optional[str] = None) 
     return owner_of(getattr(request, "username", None), session, browser), session
 
 
-def parsed_spec(architecture: str, character: str, text: str, audio: Optional[str], options: Any, output_format: str,
+def parsed_spec(architecture: str, character: str, text: Optional[str], audio: Optional[str], options: Any, output_format: str,
                 preprocess: Any, postprocess: Any, use_cache: bool, speak_with: Any) -> JobSpec:
     return JobSpec(architecture, character, text or "", audio, parse_json_object(options, "options") or {}, output_format or "wav",
                    parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"),
