@@ -3,27 +3,32 @@ clients that want audio bytes back without Gradio's request cycle (~0.15 s here)
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 import uuid
-from typing import Any, Dict, Literal, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, Field
 
 from app.access import Access
-from app.actions import Workstation
+from app.actions import Generation, Workstation
+from app.aliases import Aliases
 from app.errors import UserFacingError
 from app.public_errors import redact, unexpected
+from jobs.errors import JobError
 
 logger = logging.getLogger(__name__)
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg", "ogg": "audio/ogg"}
 
 
 class SpeechRequest(BaseModel):
-    model: str = Field("piper", description="architecture id (see /v1/models)")
+    model: str = Field("piper", description="architecture id, or an alias such as tts-1 (see /v1/models)")
     input: str = Field(..., description="the text to speak")
     voice: Optional[str] = Field(None, description="character id; default: the architecture's first")
     response_format: Literal["wav", "flac", "mp3", "opus", "ogg"] = "wav"
@@ -63,43 +68,120 @@ async def caller(request: Request, access: Access) -> Optional[str]:
 
 
 def add_http_routes(app: FastAPI, station: Workstation) -> None:
+    aliases = Aliases(station.settings.model_aliases, station.settings.voice_aliases)
+
     async def authorised(request: Request) -> Optional[str]:
         return await caller(request, station.access)
+
+    def owner_and_session(user: str) -> Tuple[str, str]:
+        # each request is its own session: a /cancel from one client never reaches another's jobs
+        session = "http:%s:%s" % (user, uuid.uuid4().hex)
+        return ("user:%s" % user if user else session), session
+
+    def answer(generation: Generation, response_format: str) -> Response:
+        return Response(generation.path.read_bytes(), media_type=MEDIA_TYPES.get(response_format, "application/octet-stream"),
+                        headers={"X-Job-Id": generation.job_id})
 
     def speech(body: SpeechRequest, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
             return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
-        # each request is its own session: a /cancel from one client never reaches another's jobs
-        session = "http:%s:%s" % (user, uuid.uuid4().hex)
+        owner, session = owner_and_session(user)
         try:
-            manifest = station.manifest(body.model)
-            characters = station.characters(body.model)
-            voice_id = body.voice or (characters[0].id if characters else "")
+            architecture = aliases.architecture(body.model)
+            manifest = station.manifest(architecture)
+            architecture, voice_id = aliases.character(architecture, body.voice, [c.id for c in station.characters(architecture)])
+            manifest = station.manifest(architecture)
             options, postprocess = {}, {}
             if any(option.name == "length_scale" for option in manifest.options):
                 options["length_scale"] = 1.0 / body.speed  # the model's own tempo sounds better than a stretch
             elif body.speed != 1.0:
                 postprocess["speed"] = body.speed
             generation = station.generate(
-                body.model, voice_id, text=body.input, options=options, output_format=body.response_format,
-                postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with, session=session,
+                architecture, voice_id or "", text=body.input, options=options, output_format=body.response_format,
+                postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with, session=session, owner=owner,
             )
         except UserFacingError as exc:
             return _error(400, redact(str(exc)))
         except Exception as exc:  # the boundary to a remote client: log it whole, answer with its id
             return _error(500, unexpected(exc, "/v1/audio/speech", logger))
-        return Response(generation.path.read_bytes(), media_type=MEDIA_TYPES[body.response_format])
+        return answer(generation, body.response_format)
+
+    def conversion(
+        request: Request,
+        file: UploadFile = File(..., description="the recording to convert"),
+        model: str = Form(..., description="a conversion architecture (see /v1/models)"),
+        voice: Optional[str] = Form(None, description="character id; default: the architecture's first"),
+        response_format: str = Form("wav"),
+        options: Optional[str] = Form(None, description="JSON object of the architecture's options"),
+        preprocess: Optional[str] = Form(None, description="JSON object"),
+        postprocess: Optional[str] = Form(None, description="JSON object"),
+        cache: bool = Form(True),
+        user: Optional[str] = Depends(authorised),
+    ) -> Response:
+        if user is None:
+            return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
+        owner, session = owner_and_session(user)
+        suffix = Path(file.filename or "input.wav").suffix.lower()[:8] or ".wav"
+        limit_bytes = station.settings.max_upload_mb << 20
+        with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
+            upload = Path(folder) / ("upload" + suffix)
+            try:
+                size = 0
+                with upload.open("wb") as out:
+                    while chunk := file.file.read(1 << 20):
+                        size += len(chunk)
+                        if size > limit_bytes:
+                            return _error(413, "the recording is over this server's %d MB limit" % station.settings.max_upload_mb)
+                        out.write(chunk)
+                parsed = {name: _json_object(value, name) for name, value in
+                          (("options", options), ("preprocess", preprocess), ("postprocess", postprocess))}
+                architecture = aliases.architecture(model)
+                architecture, voice_id = aliases.character(architecture, voice, [c.id for c in station.characters(architecture)])
+                generation = station.generate(
+                    architecture, voice_id or "", audio_path=str(upload), options=parsed["options"], output_format=response_format,
+                    preprocess=parsed["preprocess"], postprocess=parsed["postprocess"], use_cache=cache, session=session, owner=owner,
+                )
+            except UserFacingError as exc:
+                return _error(400, redact(str(exc)))
+            except Exception as exc:  # the boundary to a remote client
+                return _error(500, unexpected(exc, "/v1/audio/conversion", logger))
+            return answer(generation, response_format)
+
+    def job(job_id: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
+        if user is None:
+            return _error(401, "this server needs credentials")
+        try:  # without logins a job id (random, 128 bits) is what proves it is yours
+            return JSONResponse(station.jobs.status(job_id, "user:%s" % user if user else None))
+        except JobError as exc:
+            return _error(404, str(exc))
 
     def models(request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
             return _error(401, "this server needs credentials")
-        data = [{"id": a["id"], "object": "model", "name": a["name"], "capabilities": a["capabilities"]} for a in station.architectures()]
+        data: List[Dict[str, Any]] = [{"id": a["id"], "object": "model", "name": a["name"], "capabilities": a["capabilities"],
+                                       "owned_by": "voice-workstation"} for a in station.architectures()]
+        data += [{"id": alias["id"], "object": "model", "alias_of": alias["alias_of"], "owned_by": "voice-workstation"}
+                 for alias in aliases.listed()]
         return JSONResponse({"object": "list", "data": data})
 
     # Put ours first: Gradio's own routes include catch-alls that would otherwise answer.
     routes = [
         APIRoute("/v1/audio/speech", speech, methods=["POST"], response_class=Response),
+        APIRoute("/v1/audio/conversion", conversion, methods=["POST"], response_class=Response),
+        APIRoute("/v1/jobs/{job_id}", job, methods=["GET"], response_class=Response),
         APIRoute("/v1/models", models, methods=["GET"], response_class=Response),
     ]
     for route in reversed(routes):
         app.router.routes.insert(0, route)
+
+
+def _json_object(text: Optional[str], name: str) -> Dict[str, Any]:
+    if not text or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise UserFacingError("%s must be a JSON object, e.g. {\"pitch_shift\": 2}" % name) from None
+    if not isinstance(value, dict):
+        raise UserFacingError("%s must be a JSON object, not %s" % (name, type(value).__name__))
+    return value
