@@ -1,0 +1,194 @@
+"""The job service over a real SQLite store, real threads and real files. The runner here stands in for the
+app's Workstation (which the end-to-end tests use): it writes a real output file and can be held or fail."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+
+from jobs.errors import JobError, UnknownJobError
+from jobs.schema import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
+from jobs.service import INTERRUPTED_REASON, JobService
+from jobs.spec import JobSpec
+from jobs.store import JobStore, sqlite_url
+from tests.conftest import wait_until
+
+
+class FileRunner:
+    """Writes ``text`` to a file per job; a job whose text is "hold" runs until released or cancelled."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.release = threading.Event()
+        self.started: List[str] = []
+        self.lock = threading.Lock()
+
+    def prepare(self, spec: JobSpec) -> JobSpec:
+        if spec.text == "bad":
+            raise JobError("the text 'bad' is refused")
+        return spec
+
+    def execute(self, prepared: Any, job_id: str, progress: Any, cancel: threading.Event) -> Tuple[Path, Dict[str, Any]]:
+        spec: JobSpec = prepared
+        with self.lock:
+            self.started.append(spec.text)
+        progress(0.5, "half way")
+        if spec.text.startswith("hold"):
+            while not self.release.wait(0.05):
+                if cancel.is_set():
+                    raise JobError("the job was cancelled")
+        if spec.text == "explode":
+            raise RuntimeError("/secret/path/model.pth is corrupt")
+        path = self.folder / ("%s.txt" % job_id)
+        path.write_text(spec.text)
+        return path, {"output_path": str(path), "output_bytes": path.stat().st_size, "timings": {"generate_s": 0.001},
+                      "provenance": {"text": spec.text}}
+
+    def message_for(self, exc: BaseException) -> str:
+        return str(exc) if isinstance(exc, JobError) else "something went wrong (error id test)"
+
+
+@pytest.fixture
+def made(tmp_path: Path) -> Any:
+    services: List[JobService] = []
+
+    def make(max_concurrent: int = 4, max_per_architecture: int = 2, runner: Optional[FileRunner] = None) -> Tuple[JobService, FileRunner]:
+        runner = runner or FileRunner(tmp_path)
+        service = JobService(JobStore(sqlite_url(tmp_path / "jobs.sqlite3")), runner, tmp_path / "inputs", max_concurrent,
+                             max_per_architecture)
+        services.append(service)
+        return service, runner
+
+    yield make
+    for service in services:
+        service.runner.release.set()  # type: ignore[attr-defined]
+        service.close()
+
+
+def state(service: JobService, job_id: str) -> str:
+    return str(service.status(job_id, None)["state"])
+
+
+def test_a_job_is_recorded_run_and_waited_on(made: Any) -> None:
+    service, _ = made()
+    job_id = service.submit(JobSpec("piper", "joe", "hello"), owner="a")
+    seen: List[Tuple[Optional[float], str]] = []
+    path = service.wait(job_id, lambda fraction, message: seen.append((fraction, message)))
+    assert Path(path).read_text() == "hello"
+    row = service.get(job_id, "a")
+    assert row["state"] == SUCCEEDED and row["attempts"] == 1 and row["provenance"] == {"text": "hello"}
+    assert set(row["timings"]) == {"generate_s", "queue_wait_s"}
+    assert row["finished_at"] >= row["started_at"] >= row["created_at"]
+
+
+def test_a_bad_request_is_refused_at_submit_and_not_recorded(made: Any) -> None:
+    service, _ = made()
+    with pytest.raises(JobError, match="'bad' is refused"):
+        service.submit(JobSpec("piper", "joe", "bad"), owner="a")
+    assert service.store.count() == 0
+
+
+def test_an_unexpected_failure_is_recorded_without_its_details(made: Any) -> None:
+    service, _ = made()
+    job_id = service.submit(JobSpec("piper", "joe", "explode"), owner="a")
+    with pytest.raises(JobError, match="error id"):
+        service.wait(job_id)
+    row = service.get(job_id, "a")
+    assert row["state"] == FAILED and "/secret" not in row["error"]
+
+
+def test_another_owners_job_reads_as_unknown(made: Any) -> None:
+    service, _ = made()
+    job_id = service.submit(JobSpec("piper", "joe", "mine"), owner="a")
+    service.wait(job_id)
+    with pytest.raises(UnknownJobError):
+        service.get(job_id, "b")
+    assert not service.cancel(job_id, "b")
+    assert service.store.page("b") == [] and [r["id"] for r in service.store.page("a")] == [job_id]
+
+
+def test_a_slow_architecture_never_takes_every_slot(made: Any) -> None:
+    service, runner = made(max_concurrent=3, max_per_architecture=2)
+    slow = [service.submit(JobSpec("sovits", "x", "hold %d" % i), owner="a") for i in range(4)]
+    assert wait_until(lambda: sum(state(service, j) == RUNNING for j in slow) == 2, 5)
+    quick = service.submit(JobSpec("piper", "joe", "quick"), owner="a")
+    assert Path(service.wait(quick)).read_text() == "quick"  # ran beside the two slow ones
+    assert [state(service, j) for j in slow[2:]] == [QUEUED, QUEUED]
+    assert service.queue_position(slow[2]) == 1 and service.queue_position(slow[3]) == 2
+    runner.release.set()
+    for job_id in slow:
+        service.wait(job_id)
+
+
+def test_owners_take_turns(made: Any) -> None:
+    service, runner = made(max_concurrent=1, max_per_architecture=1)
+    blocker = service.submit(JobSpec("piper", "joe", "hold"), owner="c")
+    assert wait_until(lambda: state(service, blocker) == RUNNING, 5)
+    greedy = [service.submit(JobSpec("piper", "joe", "a%d" % i), owner="a") for i in range(4)]
+    other = service.submit(JobSpec("piper", "joe", "b0"), owner="b")
+    runner.release.set()
+    for job_id in [*greedy, other]:
+        service.wait(job_id)
+    order = runner.started[1:]
+    assert order.index("b0") <= 1, order  # not behind all four of a's jobs
+
+
+def test_cancel_a_queued_and_a_running_job(made: Any) -> None:
+    service, _ = made(max_concurrent=1, max_per_architecture=1)
+    running = service.submit(JobSpec("piper", "joe", "hold"), owner="a", session="s1")
+    queued = service.submit(JobSpec("piper", "joe", "later"), owner="a", session="s1")
+    assert wait_until(lambda: state(service, running) == RUNNING, 5)
+    assert service.cancel(queued, "a")
+    assert state(service, queued) == CANCELLED
+    assert service.cancel_session("s1") == 1
+    with pytest.raises(JobError, match="cancelled"):
+        service.wait(running)
+    assert state(service, running) == CANCELLED
+    assert service.store.get(queued)["started_at"] is None  # it never started
+
+
+def test_a_restart_interrupts_running_jobs_and_runs_queued_ones(made: Any, tmp_path: Path) -> None:
+    first, _ = made(max_concurrent=1, max_per_architecture=1)
+    running = first.submit(JobSpec("piper", "joe", "hold"), owner="a")
+    queued = first.submit(JobSpec("piper", "joe", "after the restart"), owner="a")
+    assert wait_until(lambda: state(first, running) == RUNNING, 5)
+    # a second service over the same database: what a restarted app sees after the first one died
+    second, second_runner = made(max_concurrent=1, max_per_architecture=1, runner=FileRunner(tmp_path))
+    assert second.recover() == {"interrupted": 1, "requeued": 1, "failed": 0}
+    assert second.store.get(running)["state"] == INTERRUPTED and second.store.get(running)["error"] == INTERRUPTED_REASON
+    assert Path(second.wait(queued)).read_text() == "after the restart"
+    second_runner.release.set()
+    assert second.retry(running, "a") == running
+    second.wait(running)
+    assert second.store.get(running)["state"] == SUCCEEDED and second.store.get(running)["attempts"] == 2
+
+
+def test_retention_removes_the_oldest_ended_jobs_and_their_files(made: Any) -> None:
+    service, runner = made()
+    done = []
+    for index in range(5):
+        job_id = service.submit(JobSpec("piper", "joe", "take %d" % index), owner="a")
+        service.wait(job_id)
+        done.append(job_id)
+    active = service.submit(JobSpec("piper", "joe", "hold"), owner="a")
+    assert wait_until(lambda: state(service, active) == RUNNING, 5)
+    service.store.update(active, created_at=0.0)  # the oldest of all, but running: never removed
+    outputs = {job_id: Path(service.store.get(job_id)["output_path"]) for job_id in done}
+    assert service.prune(keep=2, max_bytes=1 << 30, max_age_s=3600, grace_s=0) == 3
+    assert {r["id"] for r in service.store.page(None)} == {*done[3:], active}
+    assert [outputs[j].exists() for j in done] == [False, False, False, True, True]
+    runner.release.set()
+
+
+def test_history_filters_and_searches(made: Any) -> None:
+    service, _ = made()
+    for text, architecture in (("Hello world", "piper"), ("Goodbye", "piper"), ("50% off_sale", "praat")):
+        service.wait(service.submit(JobSpec(architecture, "joe", text), owner="a"))
+    assert [r["text"] for r in service.store.page("a", query="hello")] == ["Hello world"]
+    assert [r["text"] for r in service.store.page("a", architecture="praat")] == ["50% off_sale"]
+    assert [r["text"] for r in service.store.page("a", query="0% o")] == ["50% off_sale"]  # % is literal, not a wildcard
+    assert len(service.store.page("a", state=SUCCEEDED)) == 3 and service.store.page("a", state=FAILED) == []
