@@ -99,7 +99,7 @@ def test_regenerate_makes_a_new_take_with_edited_settings(client: Client) -> Non
 
 
 def test_other_sessions_see_nothing_of_mine(client: Client, app_server: AppServer) -> None:
-    path, info = client.predict("piper", "joe", "Private words.", api_name="/generate")
+    _, info = client.predict("piper", "joe", "Private words.", api_name="/generate")
     stranger = Client(app_server.url, verbose=False)
     assert stranger.predict(api_name="/history") == []
     for endpoint in ("/job", "/history_item", "/delete_history_item", "/retry_job", "/cancel_job"):

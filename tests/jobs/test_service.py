@@ -4,7 +4,6 @@ app's Workstation (which the end-to-end tests use): it writes a real output file
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
