@@ -33,7 +33,8 @@ def owner_of(username: Optional[str], session: str, browser: Optional[str] = Non
         return "user:%s" % username
     if browser and re.fullmatch(r"[0-9a-f]{32}", browser):
         return "browser:%s" % browser
-    return "session:%s" % session
+    # no session at all: a history of its own that nobody else shares (never one owner for every such call)
+    return "session:%s" % (session or "none-%s" % uuid.uuid4().hex)
 
 
 def _translated(call: Callable[[], T]) -> T:

@@ -77,6 +77,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
         usable = [c for c in characters if c.info.usable]
         return (usable or characters)[0].id if characters else None
 
+    def ensure_browser_id(token: Optional[str]) -> str:
+        return token if token and len(token) == 32 else uuid.uuid4().hex
+
     def run_generation(
         architecture: str,
         character: str,
@@ -187,6 +190,10 @@ def build_ui(station: Workstation) -> gr.Blocks:
                     history_files = gr.Files(label="Downloads", interactive=False)
             history_state = gr.State([])
 
+        arch_choices = [(catalogue[a]["name"], a) for a in architectures]
+        build_history_tab(station, browser, arch_choices)
+        build_batch_tab(station, browser, arch_choices, default_arch)
+
         with gr.Tab("Runtimes"):
             gr.Markdown(station.memory_note())
             workers_table = gr.Dataframe(headers=RUNTIME_HEADERS, label="Workers", interactive=False)
@@ -220,13 +227,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
             runtime_timer = gr.Timer(2.0)
 
         build_models_tab(station, demo)
-        arch_choices = [(catalogue[a]["name"], a) for a in architectures]
-        build_history_tab(station, browser, arch_choices)
-        build_batch_tab(station, browser, arch_choices, default_arch)
         register_job_endpoints(station)
-
-        def ensure_browser_id(token: Optional[str]) -> str:
-            return token if token and len(token) == 32 else uuid.uuid4().hex
 
         demo.load(ensure_browser_id, inputs=browser, outputs=browser, api_visibility="private")
 
@@ -328,10 +329,12 @@ def build_ui(station: Workstation) -> gr.Blocks:
         def on_generate(
             arch: str, char: str, typed: str, audio_path: Optional[str], fmt: str, cache_ok: bool, history: List[Dict[str, Any]],
             first_arch: Optional[str], first_char: Optional[str], first_text: str, browser_id: Optional[str],
-            *values: Any,
+            request: gr.Request,
             progress: gr.Progress = gr.Progress(),
-            request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
+            *values: Any,  # after the special arguments: gradio fills in only positional ones (a keyword-only one stays unset)
         ) -> Tuple[Any, ...]:
+            # a Generate before the page's load event gave this browser its id: give it one now (its history is kept)
+            browser_id = ensure_browser_id(browser_id)
             # text-to-speech takes the text box; a conversion its recording, or else the text to speak first
             converts = bool(catalogue[arch]["needs_audio"]) if arch in catalogue else False
             text_value = (first_text if not audio_path else "") if converts else typed
@@ -353,19 +356,21 @@ def build_ui(station: Workstation) -> gr.Blocks:
             history = [{"row": row, "path": str(generation.path)}, *history][: settings.history_size]
             kept = [entry for entry in history if Path(entry["path"]).is_file()]
             return (str(generation.path), generation.info(), [e["row"] for e in kept], kept, [e["path"] for e in kept],
-                    spectrogram_image(str(generation.path)), spectrogram_image(audio_path) if converts else None)
+                    spectrogram_image(str(generation.path)), spectrogram_image(audio_path) if converts else None, browser_id)
 
         generate_inputs = ([architecture, character, text, audio_in, output_format, use_cache, history_state, speak_arch, speak_char,
                             speak_text, browser] + [c for _, _, c in option_components] + processing.components)
-        generate_outputs = [audio_out, info_out, history_table, history_state, history_files, spectrogram_out, spectrogram_in]
+        generate_outputs = [audio_out, info_out, history_table, history_state, history_files, spectrogram_out, spectrogram_in, browser]
         generate_event = generate_button.click(on_generate, inputs=generate_inputs, outputs=generate_outputs, api_visibility="private",
                                                concurrency_limit=None)
 
         def on_new_take(arch: str, char: str, typed: str, audio_path: Optional[str], fmt: str, cache_ok: bool,
-                        history: List[Dict[str, Any]], *rest: Any, progress: gr.Progress = gr.Progress(),
-                        request: gr.Request = None) -> Tuple[Any, ...]:  # type: ignore[assignment]  # gradio fills it in
+                        history: List[Dict[str, Any]], first_arch: Optional[str], first_char: Optional[str], first_text: str,
+                        browser_id: Optional[str], request: gr.Request, progress: gr.Progress = gr.Progress(),
+                        *values: Any) -> Tuple[Any, ...]:
             """The same request made afresh (no cache): another take of the same line."""
-            return on_generate(arch, char, typed, audio_path, fmt, False, history, *rest, progress=progress, request=request)
+            return on_generate(arch, char, typed, audio_path, fmt, False, history, first_arch, first_char, first_text, browser_id,
+                               request, progress, *values)
 
         new_take_event = new_take_button.click(on_new_take, inputs=generate_inputs, outputs=generate_outputs, concurrency_limit=None,
                                                api_visibility="private")

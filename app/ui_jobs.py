@@ -139,12 +139,12 @@ def register_job_endpoints(station: Workstation) -> None:
 
 def build_history_tab(station: Workstation, browser: gr.BrowserState, architectures: List[Tuple[str, str]]) -> None:
     """Search and filter your jobs; play, export, compare two takes, re-generate, retry, cancel, delete."""
-    with gr.Tab("History"):
+    with gr.Tab("History") as tab:
         with gr.Row():
             search = gr.Textbox(label="Search text or character", scale=3)
             only_arch = gr.Dropdown(choices=[("all", ""), *architectures], value="", label="Architecture", scale=1)
             only_state = gr.Dropdown(choices=[("all", ""), *[(s, s) for s in STATES]], value="", label="State", scale=1)
-            refresh = gr.Button("Refresh", scale=1)
+            refresh = gr.Button("Refresh list", scale=1)
         table = gr.Dataframe(headers=HISTORY_COLUMNS, label="Your jobs (newest first; click one)", interactive=False)
         chosen = gr.Textbox(label="Job", interactive=False)
         with gr.Row():
@@ -153,7 +153,7 @@ def build_history_tab(station: Workstation, browser: gr.BrowserState, architectu
                 compare = gr.Button("Keep as take B, to compare")
             take_b = gr.Audio(type="filepath", label="Take B", interactive=False, buttons=["download"])
         with gr.Row():
-            regenerate_button = gr.Button("Re-generate (a new take, same settings)", variant="primary")
+            regenerate_button = gr.Button("Another take (same settings)", variant="primary")
             edited_text = gr.Textbox(label="…or with this text instead", placeholder="leave empty for the same text")
             retry_button = gr.Button("Retry (failed / interrupted)")
             cancel_button = gr.Button("Cancel", variant="stop")
@@ -169,7 +169,7 @@ def build_history_tab(station: Workstation, browser: gr.BrowserState, architectu
         return actions.history_table(station, request_owner(request, token)[0], query, architecture, state)
 
     filters = [search, only_arch, only_state, browser]
-    gr.on([refresh.click, search.submit, only_arch.change, only_state.change], rows, inputs=filters, outputs=table, **PRIVATE)
+    gr.on([tab.select, refresh.click, search.submit, only_arch.change, only_state.change], rows, inputs=filters, outputs=table, **PRIVATE)
 
     def on_select(event: gr.SelectData, token: Optional[str], request: gr.Request) -> Tuple[str, Optional[str], Dict[str, Any]]:
         row = event.row_value if isinstance(event.row_value, list) else []

@@ -79,3 +79,18 @@ def test_listening_beyond_this_machine_without_logins_warns(tmp_path: Path) -> N
         assert any("no --admins named" in line for line in app.log)
     finally:
         app.stop()
+
+
+def test_each_user_sees_only_their_own_history(server: AppServer) -> None:
+    guest = Client(server.url, auth=GUEST, verbose=False)
+    admin = Client(server.url, auth=ADMIN, verbose=False)
+    _, mine = guest.predict("piper", "joe", "Guest words.", api_name="/generate")
+    _, theirs = admin.predict("piper", "joe", "Admin words.", api_name="/generate")
+    again = Client(server.url, auth=GUEST, verbose=False)  # the same user from another client: the same history
+    assert mine["job_id"] in [row["job_id"] for row in again.predict(api_name="/history")]
+    assert theirs["job_id"] not in [row["job_id"] for row in again.predict(api_name="/history")]
+    with pytest.raises(AppError, match="no job"):
+        guest.predict(theirs["job_id"], api_name="/history_item")
+    url = server.url + "v1/jobs/"
+    assert httpx.get(url + theirs["job_id"], auth=GUEST).status_code == 404
+    assert httpx.get(url + mine["job_id"], auth=GUEST).json()["state"] == "succeeded"

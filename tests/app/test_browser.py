@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -109,3 +110,19 @@ def test_preview_preprocessing_and_save_a_preset(page: object, tmp_path: Path) -
     page.get_by_label("Save current settings as").fill("from the browser")
     page.get_by_role("button", name="Save preset").click()
     expect(page.get_by_text("saved preset 'from the browser'").first).to_be_visible(timeout=10_000)
+
+
+def test_history_survives_a_reload_and_plays_a_take(page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.reload()  # the browser keeps its history id: the jobs of this browser are still its own
+    page.get_by_role("tab", name="History").click()  # opening the tab lists the jobs
+    cell = page.get_by_text("Hello from a real browser.").filter(visible=True).first
+    expect(cell).to_be_visible(timeout=10_000)
+    cell.click()
+    expect(page.get_by_label("Job", exact=True)).to_have_value(re.compile(r"^[0-9a-f]{32}$"), timeout=10_000)
+    expect(page.locator("a[download][href*='piper-joe-']").first).to_be_attached(timeout=10_000)  # take A's player, after a reload
+    expect(page.get_by_text('"provenance"').first).to_be_attached(timeout=10_000)  # how it was made
+    page.get_by_role("button", name="Export").click()
+    expect(page.locator("a[download][href*='-mp3.mp3']").first).to_be_attached(timeout=20_000)
