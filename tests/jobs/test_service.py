@@ -191,3 +191,19 @@ def test_history_filters_and_searches(made: Any) -> None:
     assert [r["text"] for r in service.store.page("a", architecture="praat")] == ["50% off_sale"]
     assert [r["text"] for r in service.store.page("a", query="0% o")] == ["50% off_sale"]  # % is literal, not a wildcard
     assert len(service.store.page("a", state=SUCCEEDED)) == 3 and service.store.page("a", state=FAILED) == []
+
+
+def test_the_schema_is_versioned_and_an_existing_database_is_kept(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    url = sqlite_url(tmp_path / "jobs.sqlite3")
+    first = JobStore(url)
+    first.add({"id": "a" * 32, "owner": "me", "session": "", "state": SUCCEEDED, "architecture": "piper", "character": "joe",
+               "text": "kept", "request": {}, "created_at": 1.0, "attempts": 1, "timings": {}, "output_bytes": 0, "cached": False,
+               "provenance": {}})
+    first.close()
+    again = JobStore(url)  # opening runs the migrations again: a no-op on a current schema, never a reset
+    with again.engine.connect() as connection:
+        assert connection.execute(text("select version_num from alembic_version")).scalar_one() == "0001"
+    assert again.get("a" * 32)["text"] == "kept"
+    again.close()
