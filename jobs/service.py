@@ -52,6 +52,8 @@ class _Active:
     created_at: float
     prepared: Any
     batch_id: Optional[str] = None
+    attempts: int = 0
+    """Runs before this one (a Retry counts up)."""
     state: str = QUEUED
     cancel: threading.Event = field(default_factory=threading.Event)
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -155,9 +157,7 @@ class JobService:
 
     def _run(self, active: _Active) -> None:
         started = time.time()
-        row = self.store.get(active.job_id)
-        attempts = int(row["attempts"]) + 1 if row else 1
-        if not self.store.move(active.job_id, [QUEUED], state=RUNNING, started_at=started, attempts=attempts):
+        if not self.store.move(active.job_id, [QUEUED], state=RUNNING, started_at=started, attempts=active.attempts + 1):
             self._end(active, CANCELLED, error="cancelled before it started")  # a Cancel won the race
             return
         with active.changed:
@@ -271,7 +271,8 @@ class JobService:
         now = time.time()
         if not self.store.move(job_id, list(ENDED_STATES), state=QUEUED, created_at=now, started_at=None, finished_at=None, error=None):
             raise JobError("job %s changed while retrying it; look again" % job_id)
-        self._enqueue(_Active(job_id, row["owner"], row["session"], row["architecture"], now, prepared, row.get("batch_id")))
+        self._enqueue(_Active(job_id, row["owner"], row["session"], row["architecture"], now, prepared, row.get("batch_id"),
+                              int(row["attempts"])))
         return job_id
 
     def recover(self) -> Dict[str, int]:
@@ -292,7 +293,7 @@ class JobService:
                 failed += 1
                 continue
             self._enqueue(_Active(row["id"], row["owner"], row["session"], row["architecture"], row["created_at"], prepared,
-                                  row.get("batch_id")))
+                                  row.get("batch_id"), int(row["attempts"])))
             requeued += 1
         return {"interrupted": interrupted, "requeued": requeued, "failed": failed}
 
