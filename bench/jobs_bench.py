@@ -57,7 +57,7 @@ def bookkeeping(repeats: int) -> None:
                     actions[name]()
                     timings[name].append(time.perf_counter() - started)
             direct, jobs = median_ms(timings["direct"]), median_ms(timings["jobs"])
-            pairs = [b - a for a, b in zip(timings["direct"], timings["jobs"])]
+            pairs = [b - a for a, b in zip(timings["direct"], timings["jobs"], strict=True)]
             print("warm Piper request (%r), median of %d, alternating:" % (TEXT, repeats))
             print("  without the job store (baseline)   %7.1f ms" % direct)
             print("  as a stored job                    %7.1f ms" % jobs)
