@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 from app.bootstrap import make_workstation
 from app.settings import Settings
@@ -86,10 +86,13 @@ def listing(history: int) -> None:
 
             connection.execute(TABLE.insert(), rows)
         print("history: %d jobs of one owner among %d, written in %.1f s" % (history, history * 2, time.perf_counter() - started))
-        for label, call in (("newest 50", lambda: store.page("me")),
-                            ("text search", lambda: store.page("me", query="number 1234")),
-                            ("architecture filter", lambda: store.page("me", architecture="rvc")),
-                            ("newest 1000", lambda: store.page("me", limit=1000))):
+        queries: List[Tuple[str, Callable[[], object]]] = [
+            ("newest 50", lambda: store.page("me")),
+            ("text search", lambda: store.page("me", query="number 1234")),
+            ("architecture filter", lambda: store.page("me", architecture="rvc")),
+            ("newest 1000", lambda: store.page("me", limit=1000)),
+        ]
+        for label, call in queries:
             samples = []
             for _ in range(20):
                 started = time.perf_counter()
