@@ -77,10 +77,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if command == "test":
         return run_tests(settings, rest)
-    setup(settings)
-    from app.server import serve
+    from app.starting_page import StartingPage
 
-    serve(settings)
+    page = StartingPage(settings.host, settings.port)  # the address answers at once; the app takes it over when loaded
+    if page.start():
+        print("Voice workstation: http://%s:%d/ (starting...)" % (settings.host, settings.port), flush=True)
+    try:
+        setup(settings)
+        from app.server import serve
+
+        serve(settings, page.stop)
+    finally:
+        page.stop()
     return 0
 
 

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from app.settings import Settings
 
@@ -37,7 +37,8 @@ def warm_request_cycle(url: str, auth: Optional[Tuple[str, str]]) -> None:
         logger.warning("warming the request cycle failed: %s", exc)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> None:
+    """``free_port``: stop whatever answered on the address while the app loaded (its starting page)."""
     prepare_process_environment(settings)
     from app.access import ConfigurationError
     from app.bootstrap import make_workstation
@@ -82,6 +83,7 @@ def serve(settings: Settings) -> None:
     url = "http://%s:%d/" % (settings.host, settings.port)
     print("Voice workstation: %s" % url, flush=True)
     launch_output = io.StringIO()
+    free_port()
     try:
         # Gradio explains a failed share tunnel over many lines; we say it in one (below) and log its text.
         with contextlib.redirect_stdout(launch_output):

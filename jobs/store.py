@@ -7,15 +7,14 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from jobs.schema import ACTIVE_STATES, ENDED_STATES, RUNNING, JobRow
+from jobs.schema import ACTIVE_STATES, ENDED_STATES, JOBS, RUNNING, SCHEMA_REVISION
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-TABLE: Table = JobRow.__table__  # type: ignore[assignment]  # a declarative class's table is a Table
+TABLE = JOBS
 LIST_COLUMNS = [c for c in TABLE.c if c.name not in ("request", "provenance")]
 """What a history page shows: the large JSON columns stay in the database until one job is opened."""
 
@@ -33,8 +32,21 @@ def _tune_sqlite(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+def schema_revision(engine: Engine) -> Optional[str]:
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no such table: a new database
+        return None
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (a new database, or one an older version of the app made)."""
+    if schema_revision(engine) == SCHEMA_REVISION:
+        return  # current: no need to load Alembic (a second at start-up on a small machine)
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

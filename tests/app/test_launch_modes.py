@@ -50,3 +50,38 @@ def test_configured_prewarm_and_pins(tmp_path: Path) -> None:
         assert rows[0]["keep_alive_left_s"] is None  # pinned: never evicted
     finally:
         server.stop()
+
+
+def test_the_address_answers_while_the_app_loads(tmp_path: Path) -> None:
+    """Importing Gradio takes seconds: meanwhile the address answers with a page that opens the app when it is up."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import PROJECT_ROOT, TEST_SPECS, built_envs_dir, free_port
+
+    port = free_port()
+    env = dict(__import__("os").environ, VOICEGEN_ENVS_DIR=str(built_envs_dir()), VOICEGEN_EXTRA_SPEC_DIRS=str(TEST_SPECS),
+               VOICEGEN_PREWARM="")
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--no-browser", "--port", str(port), "--data-dir",
+                                str(tmp_path / "data")], cwd=str(PROJECT_ROOT), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = "http://127.0.0.1:%d/" % port
+    answers = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(url, timeout=5)
+                answers.append((answer.status_code, "voicegen-starting" in answer.text))
+                if answer.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not bound yet, or the app taking the port over
+            time.sleep(0.05)
+        assert answers[0] == (503, True), answers[:3]  # the starting page came first (Retry-After for scripts)
+        assert answers[-1] == (200, False)  # then the app itself, on the same address
+        assert Client(url, verbose=False).predict(api_name="/list_architectures")
+    finally:
+        process.terminate()
+        process.wait(30)

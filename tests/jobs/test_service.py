@@ -10,10 +10,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from jobs.errors import JobError, UnknownJobError
-from jobs.schema import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
+from jobs.schema import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SCHEMA_REVISION, SUCCEEDED
 from jobs.service import INTERRUPTED_REASON, JobService
 from jobs.spec import JobSpec
-from jobs.store import JobStore, sqlite_url
+from jobs.store import MIGRATIONS, JobStore, sqlite_url
 from tests.conftest import wait_until
 
 
@@ -204,6 +204,16 @@ def test_the_schema_is_versioned_and_an_existing_database_is_kept(tmp_path: Path
     first.close()
     again = JobStore(url)  # opening runs the migrations again: a no-op on a current schema, never a reset
     with again.engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar_one() == "0001"
+        assert connection.execute(text("select version_num from alembic_version")).scalar_one() == SCHEMA_REVISION
     assert again.get("a" * 32)["text"] == "kept"
     again.close()
+
+
+def test_the_known_revision_is_the_newest_migration() -> None:
+    """A database at SCHEMA_REVISION opens without Alembic: that constant must follow every new migration."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
