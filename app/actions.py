@@ -94,14 +94,15 @@ def prune_outputs(folder: Path, keep: int, max_bytes: int, max_age_s: float, gra
     return removed
 
 
-def loudness_note(post: PostOptions, audio: np.ndarray, sample_rate: int) -> Dict[str, Any]:
-    """The loudness the result reached; where it is not the target, why (a person asked for a number)."""
+def loudness_note(post: PostOptions, audio: np.ndarray, sample_rate: int, measured_lufs: Optional[float] = None) -> Dict[str, Any]:
+    """The loudness the result reached; where it is not the target, why (a person asked for a number).
+    ``measured_lufs``: what the loudness stage measured as it finished (else it is measured here)."""
     if post.loudness_lufs is None:
         return {}
     if audio.shape[-1] < LoudnessNormalize.MIN_SECONDS * sample_rate:
         return {"loudness": {"target_lufs": post.loudness_lufs, "reached_lufs": None,
                              "why": "too short to measure (under %.1f s): left as it was" % LoudnessNormalize.MIN_SECONDS}}
-    reached = integrated_lufs(audio, sample_rate)
+    reached = integrated_lufs(audio, sample_rate) if measured_lufs is None else measured_lufs
     note: Dict[str, Any] = {"target_lufs": post.loudness_lufs, "reached_lufs": round(reached, 2) if np.isfinite(reached) else None}
     if not np.isfinite(reached):
         note["why"] = "the result is silent"
@@ -524,7 +525,10 @@ class Workstation:
             "software": "voice workstation",
         }
         try:
-            out_audio, out_rate = self.cache.apply(job.post.chain(), result.audio, result.sample_rate)
+            # not through the stage cache: a new take is new audio (it would only miss and write); the output cache
+            # answers repeats
+            chain = job.post.chain()
+            out_audio, out_rate = chain.apply(result.audio, result.sample_rate)
             post_s = time.perf_counter() - started
             path = encode(out_audio, out_rate, target, job.output_format, tags)
             if job.output_format not in LOSSLESS_FORMATS:  # exports are re-encoded from a lossless master, not from mp3
@@ -533,7 +537,8 @@ class Workstation:
             raise UserFacingError(str(exc)) from exc
         timings = dict(result.timings_s, pre_s=pre_s, post_s=post_s, encode_s=time.perf_counter() - started - post_s)
         duration_s = out_audio.shape[-1] / float(out_rate)
-        notes = loudness_note(job.post, out_audio, out_rate)
+        stage = next((s for s in chain.stages if isinstance(s, LoudnessNormalize)), None)
+        notes = loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None)
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s, "path": str(path)})
         self._prune_now_and_then()

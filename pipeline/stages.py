@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable, ClassVar, Dict, List, Sequence, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 import librosa
 import numpy as np
@@ -269,11 +269,16 @@ class LoudnessNormalize(Stage):
         super().__init__(target_lufs=target, true_peak_db=ceiling)
         self.target_lufs = target
         self.true_peak_db = ceiling
+        self.reached_lufs: Optional[float] = None
+        """What the last ``apply`` reached (None: too short to measure; -inf: silence): the result's details need
+        it, and measuring it again would cost as much as a round of the loop."""
 
     def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
+        self.reached_lufs = None
         if audio.shape[-1] < self.MIN_SECONDS * sample_rate:
             return audio, sample_rate  # too short to measure: left as it is
         loudness = integrated_lufs(audio, sample_rate)
+        self.reached_lufs = loudness
         if not np.isfinite(loudness):
             return audio, sample_rate  # digital silence
         ceiling = 10.0 ** (self.true_peak_db / 20.0)
@@ -281,15 +286,18 @@ class LoudnessNormalize(Stage):
         most_db = math.inf  # known after the first true-peak measurement (peaks scale with the gain)
         margin_db = self.LIMIT_MARGIN_DB
         out = audio
+        reached = loudness
         for _ in range(self.ROUNDS):
             gain_db = min(gain_db, most_db)
             out = np.multiply(audio, np.float32(10.0 ** (gain_db / 20.0)), dtype=np.float32)
             peak = true_peak(out, sample_rate)
             if peak <= ceiling:
+                reached = loudness + gain_db  # a plain gain moves loudness by exactly its dB
                 break  # no limiting needed: the gain alone reaches the target
             if most_db == math.inf:
                 most_db = gain_db + self.true_peak_db - 20.0 * math.log10(peak) + self.MAX_LIMITING_DB
                 if gain_db > most_db:
+                    reached = loudness + most_db  # the next round's gain (a plain gain moves loudness by its dB)
                     continue
             out = limited(out, sample_rate, self.true_peak_db - margin_db)
             peak = true_peak(out, sample_rate)
@@ -303,6 +311,8 @@ class LoudnessNormalize(Stage):
             gain_db += self.target_lufs - reached
         if peak > ceiling:  # only where the limiting was given up (more than MAX_LIMITING_DB): the plain ceiling
             out = out * np.float32(ceiling / peak)
+            reached += 20.0 * math.log10(ceiling / peak)
+        self.reached_lufs = reached
         return np.asarray(out, dtype=np.float32), sample_rate
 
 

@@ -91,9 +91,12 @@ def ask(
             if reply["type"] == expected:
                 # Progress travels on the other channel and may trail the reply: deliver all of it first.
                 catch_up_until = time.monotonic() + 1.0
-                while seen < int(reply.get("progress_sent", 0)) and time.monotonic() < catch_up_until:
-                    seen += _drain(worker.events, job_id, progress)
-                    time.sleep(0.005)
+                seen += _drain(worker.events, job_id, progress)
+                while seen < int(reply.get("progress_sent", 0)) and (left_s := catch_up_until - time.monotonic()) > 0:
+                    try:  # block for the next one (it is usually microseconds away): no polling sleep on the hot path
+                        seen += _deliver(worker.events.get(timeout=left_s), job_id, progress)
+                    except queue.Empty:
+                        break
                 return reply, payload
             raise ProtocolError("unexpected %r reply to %s" % (reply["type"], job_id))
         now = time.monotonic()
@@ -138,7 +141,13 @@ def _drain(events: "queue.Queue[Header]", job_id: Optional[str], progress: Progr
             event = events.get_nowait()
         except queue.Empty:
             return seen
-        if job_id is not None and event.get("job") == job_id:
-            seen += 1
-            fraction = event.get("fraction")
-            progress(float(fraction) if fraction is not None else None, str(event.get("message", "")))
+        seen += _deliver(event, job_id, progress)
+
+
+def _deliver(event: Header, job_id: Optional[str], progress: ProgressFn) -> int:
+    """One progress event to the callback if it is this job's; 1 if it was."""
+    if job_id is None or event.get("job") != job_id:
+        return 0
+    fraction = event.get("fraction")
+    progress(float(fraction) if fraction is not None else None, str(event.get("message", "")))
+    return 1

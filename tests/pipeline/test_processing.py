@@ -96,6 +96,18 @@ def test_true_peak_ceiling_holds_and_limiting_is_bounded() -> None:
     assert integrated_lufs(out, RATE) < -10.0 and true_peak(out, RATE) <= 10 ** (-1.0 / 20) + 1e-3
 
 
+@pytest.mark.parametrize("target", [-14.0, -30.0])
+@pytest.mark.parametrize("kind", ["speech", "clicks", "quiet tone"])
+def test_the_stage_reports_the_loudness_it_reached(target: float, kind: str) -> None:
+    """The result's details take the stage's own figure (no second measurement): it must be the output's."""
+    clicks = np.zeros(RATE * 2, dtype=np.float32)
+    clicks[::4000] = 0.5
+    audio = {"speech": speech_like(4.0, RATE), "clicks": clicks, "quiet tone": tone(2.0, 440.0, 0.01)}[kind]
+    stage = LoudnessNormalize(target_lufs=target, true_peak_db=-1.0)
+    out, _ = stage.apply(audio, RATE)
+    assert stage.reached_lufs is not None and abs(stage.reached_lufs - integrated_lufs(out, RATE)) < 0.05
+
+
 def test_highpass_removes_rumble_and_keeps_voice() -> None:
     rumble, voice = tone(1.0, 40.0), tone(1.0, 1000.0)
     stage = HighPass(cutoff_hz=200.0)
