@@ -65,6 +65,13 @@ def public_record(row: Dict[str, Any], full: bool = False) -> Dict[str, Any]:
     return record
 
 
+def editable_settings(record: Dict[str, Any]) -> Dict[str, Any]:
+    """What a person may change for another take of a job (its whole request; not its input recording)."""
+    request = dict(record.get("request") or {})
+    request.pop("use_cache", None)  # another take is never answered from the cache
+    return {"text": record.get("text") or "", "character": record.get("character"), **request}
+
+
 def submit(station: Workstation, owner: str, session: str, spec: JobSpec) -> Dict[str, Any]:
     job_id = station.submit(spec, owner, session)
     return station.jobs.status(job_id, owner)

@@ -3,6 +3,7 @@ history_item, delete_history_item, export, batch). Thin wiring over ``app.job_ac
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, List, Optional, Tuple
 
 import gradio as gr
@@ -153,8 +154,7 @@ def build_history_tab(station: Workstation, browser: gr.BrowserState, architectu
                 compare = gr.Button("Keep as take B, to compare")
             take_b = gr.Audio(type="filepath", label="Take B", interactive=False, buttons=["download"])
         with gr.Row():
-            regenerate_button = gr.Button("Another take (same settings)", variant="primary")
-            edited_text = gr.Textbox(label="…or with this text instead", placeholder="leave empty for the same text")
+            regenerate_button = gr.Button("Another take (settings below)", variant="primary")
             retry_button = gr.Button("Retry (failed / interrupted)")
             cancel_button = gr.Button("Cancel", variant="stop")
             delete_button = gr.Button("Delete", variant="stop")
@@ -162,6 +162,8 @@ def build_history_tab(station: Workstation, browser: gr.BrowserState, architectu
             export_format = gr.Dropdown(choices=output_formats(), value="mp3", label="Export as")
             export_button = gr.Button("Export")
             exported = gr.File(label="Exported file", interactive=False)
+        edited = gr.Code(language="json", label="Settings for another take: the job's own; edit any (text, character, options, "
+                         "preprocess, postprocess, output_format, speak_with)", lines=6)
         message = gr.Markdown()
         details = gr.JSON(label="How it was made (request, timings, provenance)")
 
@@ -171,43 +173,45 @@ def build_history_tab(station: Workstation, browser: gr.BrowserState, architectu
     filters = [search, only_arch, only_state, browser]
     gr.on([tab.select, refresh.click, search.submit, only_arch.change, only_state.change], rows, inputs=filters, outputs=table, **PRIVATE)
 
-    def on_select(event: gr.SelectData, token: Optional[str], request: gr.Request) -> Tuple[str, Optional[str], Dict[str, Any]]:
+    def on_select(event: gr.SelectData, token: Optional[str], request: gr.Request) -> Tuple[str, Optional[str], Dict[str, Any], str]:
         row = event.row_value if isinstance(event.row_value, list) else []
         job_id = str(row[-1]) if row else ""
         audio, record = shown_to_person(lambda: actions.item(station, job_id, request_owner(request, token)[0]))
-        return job_id, audio, record
+        return job_id, audio, record, json.dumps(actions.editable_settings(record), indent=1)
 
-    table.select(on_select, inputs=browser, outputs=[chosen, take_a, details], **PRIVATE)
+    table.select(on_select, inputs=browser, outputs=[chosen, take_a, details, edited], **PRIVATE)
     compare.click(lambda audio: audio, inputs=take_a, outputs=take_b, **PRIVATE)
 
-    def act(kind: str, job_id: str, token: Optional[str], text: str, request: gr.Request,
-            progress: gr.Progress = gr.Progress()) -> Tuple[str, Optional[str]]:
+    def act(kind: str, job_id: str, token: Optional[str], settings: str, previous: Optional[str], request: gr.Request,
+            progress: gr.Progress = gr.Progress()) -> Tuple[str, Any, Any]:
         owner, session = request_owner(request, token)
         if not job_id:
             raise gr.Error("click a job in the list first", print_exception=False)
         if kind == "regenerate":
-            def run() -> Tuple[str, Optional[str]]:
-                new_id = actions.regenerate(station, job_id, owner, session, {"text": text.strip()} if text.strip() else None)
+            def run() -> Tuple[str, Any, Any]:
+                changes = parse_json_object(settings, "the settings") if (settings or "").strip() else None
+                new_id = actions.regenerate(station, job_id, owner, session, changes)
                 generation = station.wait(new_id, lambda fraction, text_: progress(fraction, desc=text_))
-                return "new take: job %s" % new_id, str(generation.path)
+                # the new take in A, the one it came from in B: ready to compare
+                return "new take: job %s (take B is the one it came from)" % new_id, str(generation.path), previous
 
             return shown_to_person(run)
         if kind == "retry":
             status = shown_to_person(lambda: actions.retry(station, job_id, owner))
-            return "job %s is %s again" % (job_id, status["state"]), None
+            return "job %s is %s again" % (job_id, status["state"]), gr.update(), gr.update()
         if kind == "cancel":
-            return shown_to_person(lambda: actions.cancel(station, job_id, owner)), None
-        return shown_to_person(lambda: actions.delete(station, job_id, owner)), None
+            return shown_to_person(lambda: actions.cancel(station, job_id, owner)), gr.update(), gr.update()
+        return shown_to_person(lambda: actions.delete(station, job_id, owner)), None, gr.update()
 
     def acting(kind: str) -> Any:
-        def on_click(job_id: str, token: Optional[str], text: str, request: gr.Request,
-                     progress: gr.Progress = gr.Progress()) -> Tuple[str, Optional[str]]:
-            return act(kind, job_id, token, text, request, progress)
+        def on_click(job_id: str, token: Optional[str], settings: str, previous: Optional[str], request: gr.Request,
+                     progress: gr.Progress = gr.Progress()) -> Tuple[str, Any, Any]:
+            return act(kind, job_id, token, settings, previous, request, progress)
 
         return on_click
 
     for button, kind in ((regenerate_button, "regenerate"), (retry_button, "retry"), (cancel_button, "cancel"), (delete_button, "delete")):
-        button.click(acting(kind), inputs=[chosen, browser, edited_text], outputs=[message, take_a], **PRIVATE).then(
+        button.click(acting(kind), inputs=[chosen, browser, edited, take_a], outputs=[message, take_a, take_b], **PRIVATE).then(
             rows, inputs=filters, outputs=table, **PRIVATE)
 
     def do_export(job_id: str, fmt: str, token: Optional[str], request: gr.Request) -> str:

@@ -126,3 +126,11 @@ def test_history_survives_a_reload_and_plays_a_take(page: object) -> None:
     expect(page.get_by_text('"provenance"').first).to_be_attached(timeout=10_000)  # how it was made
     page.get_by_role("button", name="Export").click()
     expect(page.locator("a[download][href*='-mp3.mp3']").first).to_be_attached(timeout=20_000)
+    expect(page.get_by_text('"text": "Hello from a real browser."').first).to_be_attached(timeout=10_000)  # editable settings
+    page.get_by_role("button", name="Another take (settings below)").click()
+    message = page.get_by_text("new take: job").first
+    expect(message).to_be_visible(timeout=60_000)
+    new_job = re.search(r"[0-9a-f]{32}", message.inner_text())
+    assert new_job is not None
+    expect(page.get_by_text(new_job.group(0)).filter(visible=True).first).to_be_visible(timeout=10_000)  # the list has it too
+    expect(page.locator("a[download][href*='piper-joe-'][href$='.wav']")).to_have_count(2, timeout=10_000)  # takes A and B
