@@ -119,10 +119,15 @@ def main() -> None:
             # the same request without gradio_client's download of the result (it opens a new connection for it)
             no_download = Client(server.url, verbose=False, download_files=False)
 
+            _, made = client.predict("piper", "joe", TEXT, None, OPTIONS, "wav", {}, {}, False, api_name="/generate")
+
+            def gradio_file_floor() -> object:  # Gradio's cycle returning the same size of file (a stored result)
+                return client.predict(made["job_id"], api_name="/history_item")
+
             def call_no_download() -> object:
                 return no_download.predict("piper", "joe", TEXT, None, OPTIONS, "wav", {}, {}, False, api_name="/generate")
 
-            baseline_runs, supervisor_runs, app_runs, http_runs, floor_runs, no_download_runs = [], [], [], [], [], []
+            baseline_runs, supervisor_runs, app_runs, http_runs, floor_runs, no_download_runs, file_floor_runs = [], [], [], [], [], [], []
             for _ in range(args.repeats):  # interleaved, so machine noise hits all alike
                 baseline_runs.append(baseline_once())
                 supervisor_runs.append(timed(lambda: supervisor.generate(request), 1)[0])
@@ -130,7 +135,9 @@ def main() -> None:
                 http_runs.append(timed(call_http, 1)[0])
                 floor_runs.append(timed(gradio_floor, 1)[0])
                 no_download_runs.append(timed(call_no_download, 1)[0])
+                file_floor_runs.append(timed(gradio_file_floor, 1)[0])
             floor = statistics.median(floor_runs)
+            file_floor = statistics.median(file_floor_runs)
             app_no_download = statistics.median(no_download_runs)
             baseline = statistics.median(baseline_runs)
             supervisor_warm = statistics.median(supervisor_runs)
@@ -155,6 +162,8 @@ def main() -> None:
     print("  Gradio's floor (a trivial endpoint)      %s   beyond it: %s" % (ms(floor), ms(app_warm - baseline - floor)))
     print("  app warm via gradio_client, no download  %s   beyond the floor: %s" % (ms(app_no_download),
                                                                                    ms(app_no_download - baseline - floor)))
+    print("  Gradio's floor returning the same file   %s   the app's generate beyond it: %s" % (ms(file_floor),
+                                                                                               ms(app_warm - baseline - file_floor)))
     print("  app warm via POST /v1/audio/speech       %s   overhead %s" % (ms(http_warm), ms(http_warm - baseline)))
     print("  app cold (first request) via gradio_client %s   (the app prewarms Piper at start)" % ms(app_cold))
     print("  app, identical request from the cache     %s" % ms(app_cached))
