@@ -14,6 +14,8 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Optional
 
+from pydantic import ValidationError
+
 from app.settings import PROJECT_ROOT, Settings, build_settings
 
 
@@ -71,7 +73,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     command = args.command or "serve"
     if rest and command != "test":
         parser.error("unrecognised arguments: %s" % " ".join(rest))
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:  # a wrong value in config.toml, a VOICEGEN_* variable or a flag: say which
+        problems = "; ".join("%s: %s (got %r)" % (".".join(str(part) for part in error["loc"]), error["msg"], error.get("input"))
+                             for error in exc.errors())
+        parser.exit(2, "invalid setting: %s\n" % problems)
     if command == "setup":
         setup(settings)
         return 0

@@ -1,29 +1,39 @@
-"""The app's settings: built once at start (defaults < config file < environment < flags), frozen."""
+"""The app's settings: built once at start (defaults < ``<data_dir>/config.toml`` < ``VOICEGEN_*`` environment <
+flags), validated and frozen by pydantic-settings (a wrong value is refused with the setting's name)."""
 
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Annotated, Any, Dict, Mapping, Optional, Tuple
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from pydantic import field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "VOICEGEN_"
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    """Built directly (``Settings(data_dir=...)``) it takes only what it is given; ``build_settings`` layers the
+    config file and the environment under the flags."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
+
     project_root: Path = PROJECT_ROOT
-    data_dir: Path = PROJECT_ROOT / "data"
+    data_dir: Path = DEFAULT_DATA_DIR
     envs_dir: Optional[Path] = None
     """Where built environments live; default ``<data_dir>/envs``."""
-    extra_spec_dirs: Tuple[Path, ...] = ()
+    extra_spec_dirs: Annotated[Tuple[Path, ...], NoDecode] = ()
     """More folders of architecture specs beside ``envs/`` (tests add a fault-injecting one)."""
     host: str = "127.0.0.1"
     port: int = 7860
@@ -125,43 +135,51 @@ class Settings:
     def temp_dir(self) -> Path:
         return self.data_dir / "tmp"
 
+    @field_validator("data_dir", "envs_dir", "auth_file", "project_root", mode="after")
+    @classmethod
+    def _absolute(cls, value: Optional[Path]) -> Optional[Path]:
+        return value.expanduser().resolve() if value is not None else None
 
-def _coerce(name: str, raw: Any) -> Any:
-    kind = {f.name: f.type for f in fields(Settings)}[name]
-    text = str(kind)
-    if isinstance(raw, str):
-        if "bool" in text:
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if "int" in text and "Tuple" not in text:
-            return int(raw)
-        if "float" in text:
-            return float(raw)
-        if "Tuple" in text:
-            return tuple(Path(part) for part in raw.split(os.pathsep) if part)
-        if "Path" in text:
-            return Path(raw).expanduser().resolve()
-        return raw
-    if "Path" in text and "Tuple" not in text and raw is not None:
-        return Path(raw).expanduser().resolve()
-    return raw
+    @field_validator("extra_spec_dirs", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        """``a:b`` (the OS's path separator) from the environment or a config file, or a list."""
+        if isinstance(value, str):
+            return tuple(Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part)
+        return value
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> Tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # built directly: only what it is given (tests and benchmarks build their own)
+
+
+class _Environment(EnvSettingsSource):
+    """``VOICEGEN_*`` from a given mapping (the process's environment, or a test's)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls, env_prefix=ENV_PREFIX, case_sensitive=False)
+
+    def _load_env_vars(self) -> Mapping[str, Optional[str]]:
+        return parse_env_vars(self.environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
 def build_settings(environ: Mapping[str, str], flags: Dict[str, Any]) -> Settings:
-    """defaults < ``<data_dir>/config.toml`` < ``VOICEGEN_*`` environment variables < flags."""
-    names = {f.name for f in fields(Settings)}
-    layered: Dict[str, Any] = {}
-    env_values = {
-        key[len(ENV_PREFIX):].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)
-    }
-    flag_values = {key: value for key, value in flags.items() if value is not None}
-    data_dir = flag_values.get("data_dir") or env_values.get("data_dir") or Settings.data_dir
-    config_path = Path(data_dir).expanduser() / "config.toml"
-    if config_path.exists():
-        for key, value in tomllib.loads(config_path.read_text(encoding="utf-8")).items():
-            if key in names:
-                layered[key] = _coerce(key, value)
-    for source in (env_values, flag_values):
-        for key, value in source.items():
-            if key in names:
-                layered[key] = _coerce(key, value)
-    return replace(Settings(), **layered)
+    """defaults < ``<data_dir>/config.toml`` < ``VOICEGEN_*`` environment variables < flags. Raises pydantic's
+    ``ValidationError`` naming the setting for a value that does not fit."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    data_dir = Path(given.get("data_dir") or environ.get(ENV_PREFIX + "DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+
+    class Layered(Settings):
+        model_config = SettingsConfigDict(toml_file=data_dir / "config.toml")
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                       env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                       file_secret_settings: PydanticBaseSettingsSource) -> Tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, _Environment(settings_cls, environ), TomlConfigSettingsSource(settings_cls))
+
+    layered = Layered(**given)
+    return Settings(**{name: getattr(layered, name) for name in Settings.model_fields})

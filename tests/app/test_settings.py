@@ -23,3 +23,20 @@ def test_defaults_without_anything(tmp_path: Path) -> None:
     assert settings.extra_spec_dirs == () and settings.spec_dirs == (Settings().project_root / "envs",)
     extra = build_settings({"VOICEGEN_EXTRA_SPEC_DIRS": "/a:/b", "VOICEGEN_RAM_BUDGET_MB": "900"}, {"data_dir": str(tmp_path)})
     assert extra.extra_spec_dirs == (Path("/a"), Path("/b")) and extra.ram_budget_mb == 900
+
+
+def test_a_wrong_value_is_refused_by_name(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="keep_alive_s"):
+        build_settings({"VOICEGEN_KEEP_ALIVE_S": "soon"}, {"data_dir": str(tmp_path)})
+    (tmp_path / "config.toml").write_text('max_concurrent_jobs = "many"\n')
+    with pytest.raises(ValidationError, match="max_concurrent_jobs"):
+        build_settings({}, {"data_dir": str(tmp_path)})
+    run = subprocess.run([sys.executable, "-m", "app", "serve", "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, cwd=str(Settings().project_root))
+    assert run.returncode == 2 and "invalid setting: max_concurrent_jobs" in run.stderr and "Traceback" not in run.stderr
