@@ -14,7 +14,7 @@ from app.actions import Generation, Workstation, output_formats
 from app.public_errors import set_private_roots
 from app.spectrogram import spectrogram_image
 from app.ui_errors import as_operator, shown_to_person
-from app.ui_jobs import build_batch_tab, build_history_tab, register_job_endpoints, request_owner
+from app.ui_jobs import build_batch_tab, build_history_tab, register_job_endpoints, request_inputs, request_owner
 from app.ui_models import build_models_tab
 from app.ui_processing import build_processing_controls, parse_json_object
 
@@ -227,22 +227,14 @@ def build_ui(station: Workstation) -> gr.Blocks:
             runtime_timer = gr.Timer(2.0)
 
         build_models_tab(station, demo)
-        register_job_endpoints(station)
 
         demo.load(ensure_browser_id, inputs=browser, outputs=browser, api_visibility="private")
 
         # API-only components: stable parameters for gradio_client, independent of the UI layout
         with gr.Group(visible=False):
-            api_architecture = gr.Textbox(label="architecture")
-            api_character = gr.Textbox(label="character")
-            api_text = gr.Textbox(label="text")
-            api_audio = gr.Audio(type="filepath", label="audio")
-            api_options = gr.JSON(label="options")
-            api_format = gr.Textbox(label="output_format", value="wav")
-            api_pre = gr.JSON(label="preprocess")
-            api_post = gr.JSON(label="postprocess")
-            api_use_cache = gr.Checkbox(label="use_cache", value=True)
-            api_speak_with = gr.JSON(label="speak_with")
+            request_in = request_inputs()
+            (api_architecture, api_character, api_text, api_audio, api_options, api_format, api_pre, api_post, api_use_cache,
+             api_speak_with) = request_in
             api_preview_out = gr.Audio(type="filepath", label="preview")
             api_presets_out = gr.JSON(label="presets")
             api_preset_name = gr.Textbox(label="name")
@@ -419,6 +411,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
             api_name="generate",
             concurrency_limit=None,  # the job service queues (per architecture, fair between sessions)
         )
+        register_job_endpoints(station, request_in)  # /submit, /job, /history, /batch, ... over the same inputs
 
         def api_list_architectures() -> List[Dict[str, Any]]:
             """Architectures with their capabilities and option schema."""

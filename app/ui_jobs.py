@@ -4,7 +4,7 @@ history_item, delete_history_item, export, batch). Thin wiring over ``app.job_ac
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import gradio as gr
 
@@ -32,19 +32,37 @@ def parsed_spec(architecture: str, character: str, text: Optional[str], audio: O
                    True if use_cache is None else bool(use_cache), parse_json_object(speak_with, "speak_with"))
 
 
-def register_job_endpoints(station: Workstation) -> None:
+class RequestInputs(NamedTuple):
+    """The hidden inputs of a generation request (``/generate``, ``/submit``, ``/batch``, ...): one set, shared."""
+
+    architecture: gr.Textbox
+    character: gr.Textbox
+    text: gr.Textbox
+    audio: gr.Audio
+    options: gr.JSON
+    output_format: gr.Textbox
+    preprocess: gr.JSON
+    postprocess: gr.JSON
+    use_cache: gr.Checkbox
+    speak_with: gr.JSON
+
+
+def request_inputs() -> RequestInputs:
+    """Made inside an invisible group: stable API parameters (their labels are the parameter names)."""
+    return RequestInputs(
+        gr.Textbox(label="architecture"), gr.Textbox(label="character"), gr.Textbox(label="text"),
+        gr.Audio(type="filepath", label="audio"), gr.JSON(label="options"), gr.Textbox(label="output_format", value="wav"),
+        gr.JSON(label="preprocess"), gr.JSON(label="postprocess"), gr.Checkbox(label="use_cache", value=True),
+        gr.JSON(label="speak_with"),
+    )
+
+
+def register_job_endpoints(station: Workstation, request_in: RequestInputs) -> None:
     """Named endpoints over hidden components: stable parameters for gradio_client, whatever the layout."""
+    architecture_in, character_in, options_in, format_in = request_in.architecture, request_in.character, request_in.options, \
+        request_in.output_format
+    pre_in, post_in, speak_in = request_in.preprocess, request_in.postprocess, request_in.speak_with
     with gr.Group(visible=False):
-        architecture_in = gr.Textbox(label="architecture")
-        character_in = gr.Textbox(label="character")
-        text_in = gr.Textbox(label="text")
-        audio_in = gr.Audio(type="filepath", label="audio")
-        options_in = gr.JSON(label="options")
-        format_in = gr.Textbox(label="output_format", value="wav")
-        pre_in = gr.JSON(label="preprocess")
-        post_in = gr.JSON(label="postprocess")
-        cache_in = gr.Checkbox(label="use_cache", value=True)
-        speak_in = gr.JSON(label="speak_with")
         job_in = gr.Textbox(label="job_id")
         changes_in = gr.JSON(label="changes")
         query_in = gr.Textbox(label="query")
@@ -120,7 +138,7 @@ def register_job_endpoints(station: Workstation) -> None:
             parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"),
             parse_json_object(speak_with, "speak_with"), lambda fraction, message: progress(fraction, desc=message)))
 
-    generate_inputs = [architecture_in, character_in, text_in, audio_in, options_in, format_in, pre_in, post_in, cache_in, speak_in]
+    generate_inputs = list(request_in)
     endpoints: List[Tuple[Any, List[Any], Any, str]] = [
         (submit, generate_inputs, json_out, "submit"),
         (job, [job_in], json_out, "job"),
