@@ -24,6 +24,7 @@ T = TypeVar("T")
 RUNTIME_HEADERS = ["name", "architecture", "character", "state", "activity", "jobs_in_line", "device", "memory_mb", "idle_s",
                    "keep_alive_left_s", "pinned", "last_error"]
 ASSET_HEADERS = ["architecture", "asset", "what", "present", "size_mb", "needed_for", "get_it_from"]
+QUEUE_HEADERS = ["architecture", "running", "queued", "owners_waiting"]
 HISTORY_HEADERS = ["time", "architecture", "character", "text", "duration (s)", "file"]
 
 
@@ -197,6 +198,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
         with gr.Tab("Runtimes"):
             gr.Markdown(station.memory_note())
             workers_table = gr.Dataframe(headers=RUNTIME_HEADERS, label="Workers", interactive=False)
+            queue_table = gr.Dataframe(headers=QUEUE_HEADERS, label="Job queue (all sessions; at most %d at once, %d per architecture)"
+                                       % (settings.max_concurrent_jobs, settings.max_jobs_per_architecture), interactive=False)
             with gr.Column() as runtime_controls:  # the operator's; hidden for others on a shared server
                 with gr.Row():
                     worker_name = gr.Dropdown(choices=[], label="Worker", allow_custom_value=True)
@@ -439,13 +442,14 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         api_status_button.click(runtime_status, outputs=api_status_out, api_name="runtime_status")
 
-        def refresh_runtimes(request: gr.Request) -> Tuple[Any, Any, Any]:
+        def refresh_runtimes(request: gr.Request) -> Tuple[Any, Any, Any, Any]:
             rows = station.runtime_status(getattr(request, "username", None))
             table = [[row.get(h) for h in RUNTIME_HEADERS] for row in rows]
             names = [row["name"] for row in rows if row.get("name")]
-            return table, gr.update(choices=names), rows
+            queue = [[row[h] for h in QUEUE_HEADERS] for row in station.jobs.queue_summary()]
+            return table, gr.update(choices=names), rows, queue
 
-        refresh_outputs = [workers_table, worker_name, status_table]
+        refresh_outputs = [workers_table, worker_name, status_table, queue_table]
         runtime_timer.tick(refresh_runtimes, outputs=refresh_outputs, api_visibility="private")
 
         def memory_frame() -> Any:

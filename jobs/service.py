@@ -319,6 +319,16 @@ class JobService:
             "file": Path(row["output_path"]).name if row.get("output_path") else None,
         }
 
+    def queue_summary(self) -> List[Dict[str, Any]]:
+        """Per architecture: jobs running, jobs waiting, and how many owners wait (no one's jobs named)."""
+        with self._lock:
+            architectures = sorted({a.architecture for a in self._active.values()})
+            return [{"architecture": architecture,
+                     "running": sum(1 for a in self._running.values() if a.architecture == architecture),
+                     "queued": sum(1 for a in self._queue if a.architecture == architecture),
+                     "owners_waiting": len({a.owner for a in self._queue if a.architecture == architecture})}
+                    for architecture in architectures]
+
     def is_active(self, job_id: str) -> bool:
         with self._lock:
             return job_id in self._active

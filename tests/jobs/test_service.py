@@ -118,6 +118,7 @@ def test_a_slow_architecture_never_takes_every_slot(made: Any) -> None:
     assert Path(service.wait(quick)).read_text() == "quick"  # ran beside the two slow ones
     assert [state(service, j) for j in slow[2:]] == [QUEUED, QUEUED]
     assert service.queue_position(slow[2]) == 1 and service.queue_position(slow[3]) == 2
+    assert service.queue_summary() == [{"architecture": "sovits", "running": 2, "queued": 2, "owners_waiting": 1}]
     runner.release.set()
     for job_id in slow:
         service.wait(job_id)
