@@ -51,9 +51,12 @@ class _Active:
     architecture: str
     created_at: float
     prepared: Any
+    """The runner's validated request; None for a waiting job with a recording (its decoded audio is not held while it
+    waits: a batch of long recordings would otherwise sit in memory), prepared again when it starts."""
     batch_id: Optional[str] = None
     attempts: int = 0
     """Runs before this one (a Retry counts up)."""
+    spec: Optional[JobSpec] = None
     state: str = QUEUED
     cancel: threading.Event = field(default_factory=threading.Event)
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -99,6 +102,8 @@ class JobService:
         prepared = self.runner.prepare(spec) if prepared is None else prepared
         job_id = uuid.uuid4().hex
         input_name, input_sha256, input_path = self._keep_input(job_id, spec.audio_path)
+        if spec.audio_path and not self._starts_now(spec.architecture):
+            prepared = None
         now = time.time()
         self.store.add({
             "id": job_id, "owner": owner, "session": session, "batch_id": batch_id, "state": QUEUED,
@@ -106,8 +111,14 @@ class JobService:
             "input_sha256": input_sha256, "input_path": input_path, "request": spec.request(), "created_at": now, "attempts": 0,
             "timings": {}, "output_bytes": 0, "cached": False, "provenance": {},
         })
-        self._enqueue(_Active(job_id, owner, session, spec.architecture, now, prepared, batch_id))
+        kept = spec.edited({"audio_path": input_path}) if input_path else spec
+        self._enqueue(_Active(job_id, owner, session, spec.architecture, now, prepared, batch_id, spec=kept))
         return job_id
+
+    def _starts_now(self, architecture: str) -> bool:
+        with self._lock:
+            return (len(self._running) < self.max_concurrent and not self._queue
+                    and sum(1 for a in self._running.values() if a.architecture == architecture) < self.max_per_architecture)
 
     def _keep_input(self, job_id: str, audio_path: Optional[str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
         """A copy of the input recording (if within the size limit): a queued job must survive a restart."""
@@ -166,6 +177,8 @@ class JobService:
         try:
             if active.cancel.is_set():
                 raise JobError("the job was cancelled")
+            if active.prepared is None and active.spec is not None:
+                active.prepared = self.runner.prepare(active.spec)  # a recording's job that waited: decoded now
             result, columns = self.runner.execute(active.prepared, active.job_id, active.report, active.cancel)
             columns["timings"] = dict(columns.get("timings") or {}, queue_wait_s=round(started - active.created_at, 4))
             self.store.update(active.job_id, state=SUCCEEDED, finished_at=time.time(), error=None, **columns)
@@ -180,6 +193,7 @@ class JobService:
                 raise
 
     def _end(self, active: _Active, state: str, result: Any = None, error: Optional[str] = None) -> None:
+        active.prepared = None  # its decoded input is not kept with the finished jobs waiters may still collect
         with self._lock:
             self._running.pop(active.job_id, None)
             self._active.pop(active.job_id, None)
@@ -272,7 +286,7 @@ class JobService:
         if not self.store.move(job_id, list(ENDED_STATES), state=QUEUED, created_at=now, started_at=None, finished_at=None, error=None):
             raise JobError("job %s changed while retrying it; look again" % job_id)
         self._enqueue(_Active(job_id, row["owner"], row["session"], row["architecture"], now, prepared, row.get("batch_id"),
-                              int(row["attempts"])))
+                              int(row["attempts"]), spec=spec))
         return job_id
 
     def recover(self) -> Dict[str, int]:
@@ -292,8 +306,8 @@ class JobService:
                                   error="could not be run after a restart: %s" % self.runner.message_for(exc))
                 failed += 1
                 continue
-            self._enqueue(_Active(row["id"], row["owner"], row["session"], row["architecture"], row["created_at"], prepared,
-                                  row.get("batch_id"), int(row["attempts"])))
+            self._enqueue(_Active(row["id"], row["owner"], row["session"], row["architecture"], row["created_at"],
+                                  None if spec.audio_path else prepared, row.get("batch_id"), int(row["attempts"]), spec=spec))
             requeued += 1
         return {"interrupted": interrupted, "requeued": requeued, "failed": failed}
 

@@ -24,9 +24,11 @@ class FileRunner:
         self.folder = folder
         self.release = threading.Event()
         self.started: List[str] = []
+        self.prepared: List[JobSpec] = []
         self.lock = threading.Lock()
 
     def prepare(self, spec: JobSpec) -> JobSpec:
+        self.prepared.append(spec)
         if spec.text == "bad":
             raise JobError("the text 'bad' is refused")
         return spec
@@ -218,3 +220,20 @@ def test_the_known_revision_is_the_newest_migration() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
+
+
+def test_a_waiting_recording_is_not_held_in_memory(made: Any, tmp_path: Path) -> None:
+    """A queued job with a recording keeps no decoded audio while it waits (a batch of long recordings would fill
+    memory): it is prepared again, from the kept copy, when it starts."""
+    service, runner = made(max_concurrent=1, max_per_architecture=1)
+    blocker = service.submit(JobSpec("rvc", "x", "hold"), owner="a")
+    assert wait_until(lambda: state(service, blocker) == RUNNING, 5)
+    recording = tmp_path / "take.wav"
+    recording.write_bytes(b"RIFF....WAVE")
+    waiting = service.submit(JobSpec("rvc", "x", "converted", audio_path=str(recording)), owner="a")
+    assert service._active[waiting].prepared is None
+    recording.unlink()  # the person's upload may go: the job has its own copy
+    runner.release.set()
+    service.wait(waiting)
+    again = runner.prepared[-1]
+    assert again.text == "converted" and again.audio_path is not None and Path(again.audio_path).read_bytes() == b"RIFF....WAVE"
