@@ -22,6 +22,7 @@ from app.characters import Character, list_characters
 from app.errors import UserFacingError
 from app.public_errors import new_error_id, redact, unexpected
 from app.settings import Settings
+from app.version import app_version
 from jobs.errors import JobError, UnknownJobError
 from jobs.service import JobService
 from jobs.spec import JobSpec
@@ -54,7 +55,6 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MIN_INPUT_S = 0.1
 """Shorter recordings give no voice to convert (and break pitch trackers)."""
 
-APP_VERSION = "0.11"
 LOSSLESS_FORMATS = ("wav", "wav24", "wav-float", "flac", "flac24")
 ProgressFn = Callable[[Optional[float], str], None]
 
@@ -592,7 +592,7 @@ class Workstation:
             "postprocess": job.post.to_dict(), "output_format": job.output_format,
             "input_sha256": audio_digest(job.decoded.audio, job.decoded.sample_rate) if job.decoded is not None else None,
             "seed": job.options.get("seed"),
-            "app_version": APP_VERSION, "adapter_version": job.manifest.version,
+            "app_version": app_version(), "adapter_version": job.manifest.version,
             "env": {job.manifest.architecture: self.env_version(job.manifest.architecture)},
         }
         if job.speak_first is not None:

@@ -76,7 +76,8 @@ def test_submit_then_follow_the_job_into_history(client: Client) -> None:
     assert Path(audio).read_bytes()[:3] in (b"ID3", b"\xff\xfb", b"\xff\xf3")  # an mp3
     provenance = record["provenance"]
     assert provenance["options"]["length_scale"] == 1.2 and provenance["output_format"] == "mp3"
-    assert re.fullmatch(r"[0-9a-f]{64}", provenance["model_files"]["builtin:joe"]) and provenance["app_version"]
+    assert re.fullmatch(r"[0-9a-f]{64}", provenance["model_files"]["builtin:joe"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\+g[0-9a-f]{12})?", provenance["app_version"])  # the commit, in a checkout
     assert record["request"]["output_format"] == "mp3" and record["file_kept"]
     flac = client.predict(job_id, "flac24", api_name="/export")  # from the lossless master, not the mp3
     exported, rate = soundfile.read(flac)
