@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from app.actions import Generation, ProgressFn, Workstation
 from app.errors import UserFacingError
+from app.public_errors import redact
 from jobs.errors import JobError
 from jobs.spec import JobSpec
 from pipeline.audio_io import OUTPUT_FORMATS, decode, encode
@@ -184,7 +185,7 @@ def batch(
         try:
             entry["job_id"] = station.submit(entry["spec"], owner, session, batch_id)
         except UserFacingError as exc:
-            entry["error"] = str(exc)
+            entry["error"] = redact(str(exc))  # it goes into a manifest a remote person reads
     done = [0]
     lock = threading.Lock()
 
@@ -193,7 +194,7 @@ def batch(
             generation: Generation = station.wait(entry["job_id"])
             entry["generation"] = generation
         except UserFacingError as exc:
-            entry["error"] = str(exc)
+            entry["error"] = redact(str(exc))  # it goes into a manifest a remote person reads
         with lock:
             done[0] += 1
             progress(done[0] / len(items), "item %d of %d done" % (done[0], len(items)))

@@ -162,6 +162,18 @@ def test_a_batch_of_fifty_lines_with_two_bad_ones(client: Client) -> None:
     assert len(batch_ids) == 1 and None not in batch_ids
 
 
+def test_a_batch_of_recordings_with_a_bad_one(client: Client, tone: Path, tmp_path: Path) -> None:
+    garbage = tmp_path / "notes.wav"
+    garbage.write_bytes(b"this is not audio at all")
+    archive_path, manifest = client.predict("fake", "plain", None, [handle_file(str(tone)), handle_file(str(garbage))],
+                                            {"gain": 0.5}, "flac", api_name="/batch")
+    assert [(item["input"], item["state"]) for item in manifest] == [("tone.wav", "succeeded"), ("notes.wav", "failed")]
+    assert "not a readable audio file" in manifest[1]["error"] and "/" not in manifest[1]["error"]  # no server path
+    with zipfile.ZipFile(archive_path) as archive:
+        converted, rate = soundfile.read(io.BytesIO(archive.read(manifest[0]["file"])))
+    assert manifest[0]["file"].endswith(".flac") and rate == 16000 and abs(len(converted) - 16000) < 200  # the input's second
+
+
 def test_http_conversion_and_job_routes(app_server: AppServer, tone: Path) -> None:
     answer = httpx.post(app_server.url + "v1/audio/conversion", files={"file": ("tone.wav", tone.read_bytes(), "audio/wav")},
                         data={"model": "fake", "voice": "plain", "options": json.dumps({"gain": 0.5}), "response_format": "flac"},
