@@ -175,6 +175,8 @@ class _Job:
     post: PostOptions
     speak_first: Optional[_SpeakFirst] = None
     use_cache: bool = True
+    input_digest: Optional[str] = None
+    """The decoded recording's content hash: the output cache key and the provenance both need it (hashed once)."""
 
 
 @dataclass
@@ -327,7 +329,7 @@ class Workstation:
 
     def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event) -> Tuple[Generation, Dict[str, Any]]:
         job: _Job = prepared
-        generation = replace(self._run(job, progress, cancel, job.use_cache, job_id), job_id=job_id)
+        generation = replace(self._run(job, progress, cancel, job_id), job_id=job_id)
         master = generation.path.with_suffix(".master.flac")
         columns = {
             "output_path": str(generation.path), "master_path": str(master) if master.is_file() else None,
@@ -396,7 +398,8 @@ class Workstation:
             if decoded.audio.shape[-1] < MIN_INPUT_S * decoded.sample_rate:
                 raise UserFacingError("the recording is too short (%d samples, %.3f s): give at least %.1f s"
                                       % (decoded.audio.shape[-1], decoded.audio.shape[-1] / decoded.sample_rate, MIN_INPUT_S))
-        job = _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first, use_cache)
+        job = _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first, use_cache,
+                   audio_digest(decoded.audio, decoded.sample_rate) if decoded is not None else None)
         estimate_s = estimated_output_s(job)
         if estimate_s > self.settings.max_output_s:
             raise UserFacingError("the result would be about %s long; this server's limit is %s: shorten the text, or raise "
@@ -442,7 +445,7 @@ class Workstation:
             raise UserFacingError("speak_with: %s" % exc) from exc
         return _SpeakFirst(manifest, character, options)
 
-    def _run(self, job: _Job, progress: ProgressFn, cancel: threading.Event, use_cache: bool, job_id: str) -> Generation:
+    def _run(self, job: _Job, progress: ProgressFn, cancel: threading.Event, job_id: str) -> Generation:
         manifest, character = job.manifest, job.character
         output_key = key_of(
             "output",
@@ -450,7 +453,7 @@ class Workstation:
             character.id,
             self.model_fingerprint(manifest.architecture, character),
             job.text,
-            audio_digest(job.decoded.audio, job.decoded.sample_rate) if job.decoded else None,
+            job.input_digest,
             job.options,
             job.pre.to_dict() if job.decoded or job.speak_first else None,
             job.post.to_dict(),
@@ -458,7 +461,7 @@ class Workstation:
             self._speak_first_key(job.speak_first),
         )
         target = self._output_path(manifest.architecture, character.id, job_id)
-        if use_cache:
+        if job.use_cache:
             hit = self.cache.get_output(output_key)
             if hit is not None:
                 data, info = hit
@@ -590,7 +593,7 @@ class Workstation:
             "model_files": self._model_files(job.manifest.architecture, job.character),
             "options": job.options, "preprocess": job.pre.to_dict() if job.decoded is not None or job.speak_first else None,
             "postprocess": job.post.to_dict(), "output_format": job.output_format,
-            "input_sha256": audio_digest(job.decoded.audio, job.decoded.sample_rate) if job.decoded is not None else None,
+            "input_sha256": job.input_digest,
             "seed": job.options.get("seed"),
             "app_version": app_version(), "adapter_version": job.manifest.version,
             "env": {job.manifest.architecture: self.env_version(job.manifest.architecture)},
@@ -605,20 +608,21 @@ class Workstation:
 
     def env_version(self, architecture: str) -> str:
         """The hash of the env's spec and pinned requirements (what the launcher rebuilds on)."""
+        return self._spec_fingerprint(architecture)[:16]
+
+    def _spec_fingerprint(self, architecture: str) -> str:
         folder = self.specs[architecture].folder
-        return key_of([(p.name, p.read_bytes()) for p in sorted(folder.glob("*")) if p.is_file()])[:16]
+        return key_of([(p.name, p.read_bytes().decode("utf-8", "replace")) for p in sorted(folder.glob("*")) if p.is_file()])
 
     def model_fingerprint(self, architecture: str, character: Character) -> str:
         """What identifies the model's files: the pinned env spec for builtin voices, else the folder's files."""
-        parts: List[Any] = []
         if character.path is None:
-            folder = self.specs[architecture].folder
-            parts = [(p.name, p.read_bytes().decode("utf-8", "replace")) for p in sorted(folder.glob("*")) if p.is_file()]
-        else:
-            for path in sorted(character.path.rglob("*")):
-                if path.is_file():
-                    stat = path.stat()
-                    parts.append((str(path.relative_to(character.path)), stat.st_size, stat.st_mtime_ns))
+            return self._spec_fingerprint(architecture)
+        parts: List[Any] = []
+        for path in sorted(character.path.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                parts.append((str(path.relative_to(character.path)), stat.st_size, stat.st_mtime_ns))
         return key_of(parts)
 
     # preprocessing preview and presets

@@ -3,7 +3,6 @@ clients that want audio bytes back without Gradio's request cycle (~0.15 s here)
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import uuid
@@ -21,6 +20,7 @@ from app.actions import Generation, Workstation
 from app.aliases import Aliases
 from app.errors import UserFacingError
 from app.public_errors import redact, unexpected
+from app.ui_processing import parse_json_object
 from jobs.errors import JobError
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,12 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         session = "http:%s:%s" % (user, uuid.uuid4().hex)
         return ("user:%s" % user if user else session), session
 
+    def voice_of(model: str, voice: Optional[str]) -> Tuple[str, str]:
+        """(architecture, character) for a model and voice name, ours or OpenAI's (through the aliases)."""
+        architecture = aliases.architecture(model)
+        architecture, character = aliases.character(architecture, voice, [c.id for c in station.characters(architecture)])
+        return architecture, character or ""
+
     def answer(generation: Generation, response_format: str) -> Response:
         return Response(generation.path.read_bytes(), media_type=MEDIA_TYPES.get(response_format, "application/octet-stream"),
                         headers={"X-Job-Id": generation.job_id})
@@ -87,9 +93,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
             return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
         owner, session = owner_and_session(user)
         try:
-            architecture = aliases.architecture(body.model)
-            manifest = station.manifest(architecture)
-            architecture, voice_id = aliases.character(architecture, body.voice, [c.id for c in station.characters(architecture)])
+            architecture, voice_id = voice_of(body.model, body.voice)
             manifest = station.manifest(architecture)
             options, postprocess = {}, {}
             if any(option.name == "length_scale" for option in manifest.options):
@@ -97,7 +101,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
             elif body.speed != 1.0:
                 postprocess["speed"] = body.speed
             generation = station.generate(
-                architecture, voice_id or "", text=body.input, options=options, output_format=body.response_format,
+                architecture, voice_id, text=body.input, options=options, output_format=body.response_format,
                 postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with, session=session, owner=owner,
             )
         except UserFacingError as exc:
@@ -133,12 +137,11 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
                         if size > limit_bytes:
                             return _error(413, "the recording is over this server's %d MB limit" % station.settings.max_upload_mb)
                         out.write(chunk)
-                parsed = {name: _json_object(value, name) for name, value in
+                parsed = {name: parse_json_object(value, name) for name, value in
                           (("options", options), ("preprocess", preprocess), ("postprocess", postprocess))}
-                architecture = aliases.architecture(model)
-                architecture, voice_id = aliases.character(architecture, voice, [c.id for c in station.characters(architecture)])
+                architecture, voice_id = voice_of(model, voice)
                 generation = station.generate(
-                    architecture, voice_id or "", audio_path=str(upload), options=parsed["options"], output_format=response_format,
+                    architecture, voice_id, audio_path=str(upload), options=parsed["options"], output_format=response_format,
                     preprocess=parsed["preprocess"], postprocess=parsed["postprocess"], use_cache=cache, session=session, owner=owner,
                 )
             except UserFacingError as exc:
@@ -174,14 +177,3 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
     for route in reversed(routes):
         app.router.routes.insert(0, route)
 
-
-def _json_object(text: Optional[str], name: str) -> Dict[str, Any]:
-    if not text or not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise UserFacingError("%s must be a JSON object, e.g. {\"pitch_shift\": 2}" % name) from None
-    if not isinstance(value, dict):
-        raise UserFacingError("%s must be a JSON object, not %s" % (name, type(value).__name__))
-    return value

@@ -117,8 +117,12 @@ class JobService:
 
     def _starts_now(self, architecture: str) -> bool:
         with self._lock:
-            return (len(self._running) < self.max_concurrent and not self._queue
-                    and sum(1 for a in self._running.values() if a.architecture == architecture) < self.max_per_architecture)
+            return not self._queue and self._has_room(architecture)
+
+    def _has_room(self, architecture: str) -> bool:
+        """A free slot, and one in this architecture's lane (call with the lock held)."""
+        return (len(self._running) < self.max_concurrent
+                and sum(1 for a in self._running.values() if a.architecture == architecture) < self.max_per_architecture)
 
     def _keep_input(self, job_id: str, audio_path: Optional[str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
         """A copy of the input recording (if within the size limit): a queued job must survive a restart."""
@@ -141,11 +145,8 @@ class JobService:
 
     # scheduling
     def _pick(self) -> Optional[_Active]:
-        if len(self._running) >= self.max_concurrent:
-            return None
-        per_architecture = collections.Counter(a.architecture for a in self._running.values())
         per_owner = collections.Counter(a.owner for a in self._running.values())
-        startable = [a for a in self._queue if per_architecture[a.architecture] < self.max_per_architecture]
+        startable = [a for a in self._queue if self._has_room(a.architecture)]
         if not startable:
             return None
         return min(startable, key=lambda a: (per_owner[a.owner], self._last_start.get(a.owner, 0.0), a.created_at))
