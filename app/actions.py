@@ -227,8 +227,9 @@ class Workstation:
         """Options (``"name"``) and choices (``"name=value"``) that cannot be used now, with why: shared
         assets that are missing, and what the character's folder lacks (e.g. a cluster model)."""
         manifest = self.manifest(architecture)
-        gaps = {asset.needed_for: "needs assets/%s, which is missing (%s)" % (asset.name, asset.source)
-                for asset in manifest.assets if asset.needed_for and not self._asset_files(asset.name)}
+        gaps = {option: "needs assets/%s, which is missing (%s)" % (asset.name, asset.source)
+                for asset in manifest.assets if asset.needed_for and not self._asset_files(asset.name)
+                for option in asset.needed_for.split(",")}
         if character_id:
             try:
                 gaps.update(self.character(architecture, character_id).info.unavailable)

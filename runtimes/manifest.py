@@ -65,7 +65,8 @@ class Asset:
     source: str
     """Where to get it, for a person (the model manager downloads it)."""
     needed_for: str = ""
-    """Empty: every job needs it; else the option value that needs it (e.g. "f0_method=rmvpe")."""
+    """Empty: every job needs it; else the options or option values that need it, comma-separated
+    (e.g. "f0_method=rmvpe")."""
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ A character is a folder: exactly one ``G_*.pth`` generator checkpoint and its ``
 when ``data.contentvec_final_proj`` is present), optionally one ``kmeans*.pt`` cluster model, and
 optionally ``speaker.json`` naming its speaker of a multi-speaker model (the established app's layout:
 the model's files linked into many such folders). Folders whose files are the same model share one
-loaded copy in the worker. The
-content encoder (ContentVec, a ``transformers`` HuBERT folder) is a shared asset under
-``<data>/assets/contentvec``, loaded once per worker. Everything loads offline; checkpoints with
-``weights_only=True``.
+loaded copy in the worker. The content encoder (ContentVec, a ``transformers`` HuBERT folder) is a
+shared asset under ``<data>/assets/contentvec``, loaded once per worker; the optional NSF-HiFiGAN
+enhancer's weights are another (``assets/nsf_hifigan``, loaded on first use). Everything loads
+offline; checkpoints with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import glob
 import json
 import logging
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
+from runtimes.adapters import nsf_enhancer
 from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Manifest, Option
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 44100
 CONTENT_ENCODER = "contentvec"
 F0_METHODS = ("dio", "harvest", "crepe", "crepe-tiny", "parselmouth")
+ENHANCER_SOURCE = "nsf_hifigan_20221211.zip from github.com/openvpi/vocoders releases: its model and config.json, as a folder"
 
 MANIFEST = Manifest(
     architecture="sovits",
@@ -54,9 +56,16 @@ MANIFEST = Manifest(
         Option("speaker", "Speaker (multi-speaker models; empty = the first)", "text", ""),
         Option("silence_threshold_db", "Pause threshold (dB)", "float", -40.0, -100.0, 0.0, 1.0,
                help="quieter than this counts as a pause between phrases"),
+        Option("nsf_hifigan_enhance", "Apply the NSF-HiFiGAN enhancer", "bool", False,
+               help="sings the result again with openvpi's NSF-HiFiGAN vocoder: clearer for models trained on little data, "
+                    "can dull well-trained ones (needs assets/nsf_hifigan)"),
+        Option("enhancer_adaptive_key", "Enhancer adaptive key (semitones)", "int", 0, -12, 12, 1,
+               help="for voices above the enhancer's range: it hears the take this many semitones lower"),
     ),
     assets=(Asset(CONTENT_ENCODER, "content encoder (ContentVec)",
-                  "Hugging Face lengyue233/content-vec-best (config.json + weights) as a folder"),),
+                  "Hugging Face lengyue233/content-vec-best (config.json + weights) as a folder"),
+            Asset(nsf_enhancer.ASSET, "NSF-HiFiGAN enhancer (openvpi vocoder)", ENHANCER_SOURCE,
+                  "nsf_hifigan_enhance,enhancer_adaptive_key")),
 )
 
 
@@ -107,6 +116,9 @@ class SovitsAdapter(Adapter):
         """Whether the job being converted asked for f0 mean pooling (one job at a time per worker)."""
         self.models: Dict[Tuple[str, ...], Dict[str, Any]] = {}
         """Loaded models by their files' real paths, with the characters using each: loaded once."""
+        self.enhancer: Optional[nsf_enhancer.NsfHifiganEnhancer] = None
+        self.decoder_f0: Any = None
+        """The pitch the model's decoder got on its last call (the enhancer sings the take on it)."""
 
     @staticmethod
     def describe(folder: str) -> CharacterInfo:
@@ -137,6 +149,10 @@ class SovitsAdapter(Adapter):
         unavailable = {} if clusters else {"cluster_ratio": "this character has no kmeans*.pt cluster model"}
         if speaker or len(speakers) < 2:
             unavailable["speaker"] = "speaker.json picks the speaker" if speaker else "the model has one speaker"
+        decoder = config["model"].get("type_", "hifi-gan")
+        if decoder != "hifi-gan":
+            unavailable.update({name: "the model's %s decoder takes no pitch, which the enhancer needs" % decoder
+                                for name in ("nsf_hifigan_enhance", "enhancer_adaptive_key")})
         if speaker:  # one speaker of a shared multi-speaker model
             return CharacterInfo(True, "", version_of(config), [speaker], (*extras, "speaker of a shared model"), unavailable)
         return CharacterInfo(True, "", version_of(config), speakers, extras, unavailable)
@@ -199,10 +215,24 @@ class SovitsAdapter(Adapter):
             except Exception as exc:  # foreign code: translate once, naming the file
                 raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
             self.models[files] = {"svc": svc, "users": set()}
+            svc.net_g.dec.register_forward_pre_hook(self._keep_decoder_f0, with_kwargs=True)
         entry = self.models[files]
         entry["users"].add(model.key)
         return {"svc": entry["svc"], "info": info, "name": os.path.basename(model.path), "files": files, "key": model.key,
                 "shared": shared}
+
+    def _keep_decoder_f0(self, module: Any, args: Any, kwargs: Dict[str, Any]) -> None:
+        # The decoder gets the pitch after transposition and prediction: what upstream hands its enhancer.
+        self.decoder_f0 = kwargs.get("f0")
+
+    def _enhancer(self) -> nsf_enhancer.NsfHifiganEnhancer:
+        if self.enhancer is None:
+            folder = asset_path(nsf_enhancer.ASSET)
+            if not os.path.isfile(os.path.join(folder, nsf_enhancer.WEIGHTS_FILE)):
+                raise missing_asset("so-vits-svc", "NSF-HiFiGAN enhancer", nsf_enhancer.ASSET, ENHANCER_SOURCE)
+            self.report_progress(None, "loading the NSF-HiFiGAN enhancer")
+            self.enhancer = nsf_enhancer.NsfHifiganEnhancer(folder, self.device)
+        return self.enhancer
 
     def unload(self, character: Dict[str, Any]) -> None:
         entry = self.models.get(character["files"])
@@ -241,6 +271,12 @@ class SovitsAdapter(Adapter):
         infer = dict(speaker=speaker, transpose=int(options["pitch_shift_semitones"]), cluster_infer_ratio=ratio,
                      auto_predict_f0=bool(options["auto_predict_f0"]), noise_scale=float(options["noise_scale"]),
                      f0_method=str(options["f0_method"]))
+        enhance = bool(options.get("nsf_hifigan_enhance", False))
+        if enhance and "nsf_hifigan_enhance" in info.unavailable:
+            raise BadRequestError("the NSF-HiFiGAN enhancer cannot be used with %s: %s" % (character["name"],
+                                                                                            info.unavailable["nsf_hifigan_enhance"]))
+        enhancer = self._enhancer() if enhance else None
+        key = float(options.get("enhancer_adaptive_key", 0))
         self.pool_f0 = bool(options["reduce_hoarseness"])
         slice_s = float(options["slice_length_s"])
         chunks = list(split_silence(audio, top_db=-float(options["silence_threshold_db"]), frame_length=2048, hop_length=512,
@@ -248,27 +284,39 @@ class SovitsAdapter(Adapter):
         spoken = [c for c in chunks if c.is_speech]
         if not spoken or float(np.abs(audio).max()) < 1e-4:
             raise BadRequestError("no voice found in the recording: it is silent (or lower the pause threshold)")
-        logger.info("so-vits-svc %s: Svc.infer(%s) on %d slice(s), f0 mean pooling %s", character["name"],
-                    ", ".join("%s=%r" % item for item in sorted(infer.items())), len(spoken), "on" if self.pool_f0 else "off")
+        logger.info("so-vits-svc %s: Svc.infer(%s) on %d slice(s), f0 mean pooling %s, enhancer %s", character["name"],
+                    ", ".join("%s=%r" % item for item in sorted(infer.items())), len(spoken), "on" if self.pool_f0 else "off",
+                    "on (adaptive key %+g)" % key if enhancer else "off")
         out = np.zeros(audio.size, dtype=np.float32)
         fade = int(float(options["cross_fade_s"]) * rate) if slice_s > 0 else 0
         for index, chunk in enumerate(c for c in chunks if c.is_speech):
             request.check_cancelled()
-            converted = self._convert(svc, audio, chunk.start, chunk.end, fade, infer)
+            converted = self._convert(svc, audio, chunk.start, chunk.end, fade, infer,
+                                      (lambda take: self._enhance(enhancer, svc, take, key)) if enhancer else None)
             start = max(0, chunk.start - fade)
             overlap_add(out, converted, start, fade if chunk.start > 0 else 0)
             request.report_progress((index + 1) / len(spoken), "converted slice %d of %d" % (index + 1, len(spoken)))
         return GenerateResult(audio=np.clip(out, -1.0, 1.0), sample_rate=rate)
 
-    def _convert(self, svc: Any, audio: np.ndarray, start: int, end: int, fade: int, infer: Dict[str, Any]) -> np.ndarray:
+    def _convert(self, svc: Any, audio: np.ndarray, start: int, end: int, fade: int, infer: Dict[str, Any],
+                 enhance: Optional[Callable[[np.ndarray], np.ndarray]]) -> np.ndarray:
         """Convert audio[start - fade:end], padded with half a second of silence as upstream does."""
         rate = int(svc.target_sample)
         piece = audio[max(0, start - fade):end]
         pad = np.zeros(rate // 2, dtype=np.float32)
+        self.decoder_f0 = None
         tensor, _ = svc.infer(audio=np.concatenate([pad, piece, pad]), **infer)
-        result = tensor.cpu().numpy().astype(np.float32)
+        result = tensor.float().cpu().numpy().astype(np.float32)
+        if enhance is not None:  # upstream enhances inside each infer call, before its padding is cut
+            result = enhance(result)
         cut = (result.size - piece.size) // 2
         return np.asarray(result[cut:cut + piece.size], dtype=np.float32)
+
+    def _enhance(self, enhancer: nsf_enhancer.NsfHifiganEnhancer, svc: Any, take: np.ndarray, key_semitones: float) -> np.ndarray:
+        if self.decoder_f0 is None:
+            raise BadRequestError("the NSF-HiFiGAN enhancer needs the pitch the model sang, and this model's decoder takes none")
+        f0_hz = self.decoder_f0.float().reshape(-1).cpu().numpy().astype(np.float64)
+        return enhancer.enhance(take, int(svc.target_sample), f0_hz, int(svc.hop_size), key_semitones)
 
     @staticmethod
     def _speaker(info: CharacterInfo, wanted: str) -> str:

@@ -66,6 +66,26 @@ def test_a_spoken_recording_is_converted(server: AppServer) -> None:
         client.predict("sovits", "tiny-41", "", handle_file(speech), {"speaker": "nobody"}, "wav", {}, {}, False, api_name="/generate")
 
 
+def test_the_enhancer_is_offered_with_its_weights_and_used(server: AppServer) -> None:
+    client = Client(server.url, verbose=False)
+    speech, spoken = client.predict("piper", "joe", "An enhanced take.", None, {}, "wav", {}, {}, False, api_name="/generate")
+    path, info = client.predict("sovits", "tiny-41", "", handle_file(speech), {"nsf_hifigan_enhance": True, "enhancer_adaptive_key": 2},
+                                "wav", {}, {}, False, api_name="/generate")
+    audio, rate = soundfile.read(path)
+    assert rate == 44100 and abs(audio.size / rate - spoken["duration_s"]) <= 0.05 * spoken["duration_s"]
+    assets = {(a["architecture"], a["asset"]): a for a in client.predict(api_name="/list_assets")}
+    assert assets[("sovits", "nsf_hifigan")]["present"]
+    assert assets[("sovits", "nsf_hifigan")]["needed_for"] == "nsf_hifigan_enhance,enhancer_adaptive_key"
+    weights = server.data_dir / "assets" / "nsf_hifigan"
+    weights.rename(weights.with_name("nsf_hifigan.away"))
+    try:
+        gaps = {a["id"]: a for a in client.predict(api_name="/list_architectures")}["sovits"]["unavailable"]
+        assert "assets/nsf_hifigan, which is missing" in gaps["nsf_hifigan_enhance"]
+        assert "assets/nsf_hifigan, which is missing" in gaps["enhancer_adaptive_key"]
+    finally:
+        weights.with_name("nsf_hifigan.away").rename(weights)
+
+
 def test_text_is_spoken_by_piper_then_converted_in_one_request(server: AppServer) -> None:
     client = Client(server.url, verbose=False)
     messages = []

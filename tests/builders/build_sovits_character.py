@@ -6,6 +6,7 @@ model classes. Run with the sovits env's Python:
 With ``--real-size`` the models have the real configs' layer sizes (for benchmarks), else tiny.
 
 OUT_DIR/assets/contentvec/        a random ContentVec (HuBERT with final_proj), save_pretrained
+OUT_DIR/assets/nsf_hifigan/       a random NSF-HiFiGAN enhancer: model + config.json, openvpi's layout and names
 OUT_DIR/characters/tiny-41/       G_0.pth + config.json (4.1: 768-style last hidden state), speakers alice, bob
 OUT_DIR/characters/tiny-40/       G_0.pth + config.json (4.0: layer 9 + final_proj), one speaker
 OUT_DIR/unsafe.pth                a checkpoint whose unpickling would create OUT_DIR/pwned
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import so_vits_svc_fork
 import torch
+from so_vits_svc_fork.modules.decoders.hifigan._models import NSFHifiGANGenerator
 from so_vits_svc_fork.modules.synthesizers import SynthesizerTrn
 from so_vits_svc_fork.utils import HubertModelWithFinalProj
 from transformers import HubertConfig
@@ -68,15 +70,34 @@ def cluster_model(folder: Path, ssl_dim: int, speakers: dict) -> None:
                folder / "kmeans_10000.pt")
 
 
+def enhancer(folder: Path, real_size: bool = False) -> None:
+    """openvpi's nsf_hifigan_20221211 layout: ``model`` holds {"generator": state_dict} (no speaker input)
+    beside its config.json; tiny keeps the mel and hop sizes and shrinks the channels."""
+    config = {"resblock": "1", "upsample_rates": [8, 8, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4, 4],
+              "upsample_initial_channel": 512 if real_size else 32, "resblock_kernel_sizes": [3, 7, 11],
+              "resblock_dilation_sizes": [[1, 3, 5]] * 3, "num_mels": 128, "num_freq": 1025, "n_fft": 2048, "hop_size": 512,
+              "win_size": 2048, "sampling_rate": 44100, "fmin": 40, "fmax": 16000, "fmax_for_loss": None}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    torch.manual_seed(4)
+    layers = {key: config[key] for key in ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
+                                           "resblock_kernel_sizes", "resblock_dilation_sizes", "sampling_rate")}
+    generator = NSFHifiGANGenerator({**layers, "inter_channels": config["num_mels"], "gin_channels": 1})
+    weights = {name: value for name, value in generator.state_dict().items() if not name.startswith("cond.")}
+    torch.save({"generator": weights}, folder / "model")
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     if "--real-size" in sys.argv:
         content_encoder(out / "assets" / "contentvec", real_size=True)
+        enhancer(out / "assets" / "nsf_hifigan", real_size=True)
         for name in ("real-a", "real-b"):
             character(out / "characters" / name, "so-vits-svc-4.0v1.json", 768, {"speaker": 0}, real_size=True)
         print("built", out)
         return
     content_encoder(out / "assets" / "contentvec")
+    enhancer(out / "assets" / "nsf_hifigan")
     character(out / "characters" / "tiny-41", "so-vits-svc-4.0v1.json", HIDDEN, {"alice": 0, "bob": 1})
     cluster_model(out / "characters" / "tiny-41", HIDDEN, {"alice": 0, "bob": 1})
     character(out / "characters" / "tiny-40", "so-vits-svc-4.0v1-legacy.json", PROJECTED, {"carol": 0})

@@ -208,3 +208,64 @@ def test_speakers_of_a_shared_model_load_it_once(sovits: Supervisor, sovits_mode
     (tmp_path / "wrong" / "config.json").symlink_to(source / "config.json")
     (tmp_path / "wrong" / "speaker.json").write_text('{"speaker": "zed"}')
     assert "names 'zed', which the model does not have (alice, bob)" in SovitsAdapter.describe(str(tmp_path / "wrong")).problem
+
+
+def enhancer_line(supervisor: Supervisor) -> str:
+    return next(line for line in reversed(log_lines(supervisor)) if "nsf-hifigan enhancer:" in line)
+
+
+def median_pitch_hz(line: str) -> float:
+    return float(line.split("median pitch it hears ")[1].split(" Hz")[0])
+
+
+def test_the_enhancer_sings_the_take_again_on_the_models_pitch(sovits: Supervisor, sovits_models: Path) -> None:
+    plain = sovits.generate(job(sovits_models, noise_scale=0.0, speaker="alice", f0_method="dio"))
+    enhanced = sovits.generate(job(sovits_models, noise_scale=0.0, speaker="alice", f0_method="dio", nsf_hifigan_enhance=True))
+    assert "enhancer on (adaptive key +0)" in next(line for line in reversed(log_lines(sovits)) if "Svc.infer(" in line)
+    line = enhancer_line(sovits)
+    assert "adaptive key +0 semitones (vocoder hears 44100 Hz)" in line
+    assert enhanced.sample_rate == RATE and enhanced.audio.size == plain.audio.size
+    assert np.isfinite(enhanced.audio).all() and not np.allclose(plain.audio, enhanced.audio)
+    # The pitch the enhancer sings on is the one the decoder got, after the pitch shift:
+    sovits.generate(job(sovits_models, noise_scale=0.0, speaker="alice", f0_method="dio", nsf_hifigan_enhance=True,
+                        pitch_shift_semitones=12, enhancer_adaptive_key=5))
+    shifted = enhancer_line(sovits)
+    assert "adaptive key +5 semitones (vocoder hears 58900 Hz)" in shifted  # 44100 * 2^(5/12), to 100 Hz as upstream
+    # an adaptive key lowers what the vocoder hears by as much as the sample rate rises
+    assert median_pitch_hz(shifted) / median_pitch_hz(line) == pytest.approx(2 * 2 ** (-5 / 12), rel=0.05)
+
+
+def test_enhancer_weights_missing_or_unsafe_are_clear_errors(make_supervisor: SupervisorFactory, sovits_spec: EnvSpec,
+                                                             sovits_models: Path, tmp_path: Path) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "contentvec").symlink_to(sovits_models / "assets" / "contentvec")
+    supervisor = make_supervisor({"sovits": sovits_spec}, assets_dir=assets)
+    assert supervisor.generate(job(sovits_models)).sample_rate == RATE  # not asked for: not needed
+    with pytest.raises(BadRequestError, match="NSF-HiFiGAN enhancer is missing: download it in the Models tab.*assets/nsf_hifigan"):
+        supervisor.generate(job(sovits_models, nsf_hifigan_enhance=True))
+    (assets / "nsf_hifigan").mkdir()
+    shutil.copy(sovits_models / "assets" / "nsf_hifigan" / "config.json", assets / "nsf_hifigan")
+    shutil.copy(sovits_models / "unsafe.pth", assets / "nsf_hifigan" / "model")
+    with pytest.raises(BadRequestError, match="enhancer: assets/nsf_hifigan/model holds pickled Python objects.*refused"):
+        supervisor.generate(job(sovits_models, nsf_hifigan_enhance=True))
+    assert not (sovits_models / "pwned").exists()
+    shutil.copy(sovits_models / "assets" / "nsf_hifigan" / "model", assets / "nsf_hifigan" / "model")
+    assert supervisor.generate(job(sovits_models, nsf_hifigan_enhance=True)).sample_rate == RATE  # the same worker serves
+
+
+def test_a_decoder_without_pitch_offers_no_enhancer(sovits_models: Path, tmp_path: Path) -> None:
+    import json
+
+    from runtimes.adapters.sovits import SovitsAdapter
+
+    source = sovits_models / "characters" / "tiny-40"
+    assert "nsf_hifigan_enhance" not in SovitsAdapter.describe(str(source)).unavailable
+    folder = tmp_path / "istft"
+    folder.mkdir()
+    shutil.copy(source / "G_0.pth", folder)
+    config = json.loads((source / "config.json").read_text())
+    config["model"]["type_"] = "mb-istft"
+    (folder / "config.json").write_text(json.dumps(config))
+    unavailable = SovitsAdapter.describe(str(folder)).unavailable
+    assert "mb-istft decoder takes no pitch" in unavailable["nsf_hifigan_enhance"] and "enhancer_adaptive_key" in unavailable
