@@ -72,11 +72,14 @@ def voiced(seconds: float, rate: int) -> np.ndarray:
 
 def real_models(spec: EnvSpec, python: Path) -> Path:
     folder = built_envs_dir().parent / "bench-models" / ("%s-real" % spec.name)
+    script = PROJECT_ROOT / "tests" / "builders" / ("build_%s_character.py" % spec.name)
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
-        script = PROJECT_ROOT / "tests" / "builders" / ("build_%s_character.py" % spec.name)
         subprocess.run([str(python), str(script), str(folder), "--real-size"], check=True, capture_output=True)
         (folder / ".complete").write_text("")
+    if spec.name == "sovits" and not (folder / "assets" / "nsf_hifigan" / "model").exists():  # a folder built before the enhancer
+        subprocess.run([str(python), "-c", "import sys, pathlib, build_sovits_character as b; b.enhancer(pathlib.Path(sys.argv[1]), True)",
+                        str(folder / "assets" / "nsf_hifigan")], check=True, capture_output=True, cwd=script.parent)
     return folder
 
 
