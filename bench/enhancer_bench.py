@@ -13,14 +13,14 @@ import argparse
 import statistics
 import tempfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from app.settings import PROJECT_ROOT
 from bench.conversion_bench import real_models, request, run, supervisor
 from runtimes.environments import EnvironmentBuilder, load_spec
 from tests.conftest import built_envs_dir
 
-VARIANTS = {"without the enhancer (baseline)": {}, "with the enhancer": {"nsf_hifigan_enhance": True},
+VARIANTS: Dict[str, Dict[str, Any]] = {"without the enhancer (baseline)": {}, "with the enhancer": {"nsf_hifigan_enhance": True},
             "with the enhancer, adaptive key +3": {"nsf_hifigan_enhance": True, "enhancer_adaptive_key": 3}}
 
 
