@@ -7,7 +7,8 @@ launcher.py`` on the GPU machine builds them under ``data/envs``; the lent check
 package registry, so they are built beforehand where one is). Real-size random weights (the
 builders' ``--real-size``). Prints per architecture: the device the supervisor chose, half
 precision or not, worker start + first load, warm real-time factor of a 10 s input, peak GPU memory
-of the worker (NVML per process), and a character switch inside the warm worker. On a machine
+of the worker (NVML per process), a character switch inside the warm worker, and for so-vits-svc the
+warm real-time factor with the NSF-HiFiGAN enhancer. On a machine
 without a GPU it runs on the CPU and says so. Writes ``$OUT/gpu_conversion_check.txt`` when ``OUT``
 is set.
 """
@@ -39,13 +40,20 @@ def check(name: str, python: Path, lines: List[str]) -> None:
         first = run(supervisor, request(spec, models, "real-a", 10.0))
         warm = [run(supervisor, request(spec, models, "real-a", 10.0)).timings_s["total_s"] for _ in range(3)]
         switch = run(supervisor, request(spec, models, "real-b", 3.0)).timings_s.get("load_s", 0.0)
+        enhanced = ""
+        if name == "sovits":  # the NSF-HiFiGAN enhancer runs in float32 on the same device
+            job = request(spec, models, "real-a", 10.0)
+            job.options["nsf_hifigan_enhance"] = True
+            run(supervisor, job)
+            enhanced = ", with the enhancer warm RTF 10 s %.3f" % (run(supervisor, job).timings_s["total_s"] / 10.0)
         [row] = supervisor.status()
         details = {c["id"]: c["details"] for c in row["loaded"]}["real-a"]
         t = first.timings_s
         lines.append("%s: device %s, half precision %s, start + import %.1f s, first load %.2f s, warm RTF 10 s %.3f, "
-                     "peak %s MB, character switch (load) %.2f s, output %d Hz" % (
+                     "peak %s MB, character switch (load) %.2f s, output %d Hz%s" % (
                          name, row["device"], details.get("half", "?"), t.get("spawn_s", 0) + t.get("prepare_s", 0),
-                         t.get("load_s", 0), statistics.median(warm) / 10.0, row["measured_peak_mb"], switch, first.sample_rate))
+                         t.get("load_s", 0), statistics.median(warm) / 10.0, row["measured_peak_mb"], switch, first.sample_rate,
+                         enhanced))
     except Exception as exc:  # one architecture failing still reports the other
         lines.append("%s: FAILED %s: %s" % (name, type(exc).__name__, exc))
     finally:
