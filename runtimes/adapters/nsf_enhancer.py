@@ -23,8 +23,8 @@ from runtimes.errors import BadRequestError
 
 logger = logging.getLogger(__name__)
 
-ASSET = "nsf_hifigan"
-WEIGHTS_FILE = "model"
+ENHANCER_ASSET = "nsf_hifigan"
+ENHANCER_WEIGHTS_FILE = "model"
 CONFIG_KEYS = ("sampling_rate", "num_mels", "n_fft", "win_size", "hop_size", "fmin", "fmax", "resblock", "upsample_rates",
                "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes", "resblock_dilation_sizes")
 
@@ -63,13 +63,14 @@ class NsfHifiganEnhancer:
         layers = {key: config[key] for key in CONFIG_KEYS[7:]}
         generator = NSFHifiGANGenerator({**layers, "sampling_rate": self.sample_rate, "inter_channels": int(config["num_mels"]),
                                          "gin_channels": 1})
-        path = os.path.join(folder, WEIGHTS_FILE)
+        path = os.path.join(folder, ENHANCER_WEIGHTS_FILE)
         try:
             weights = torch.load(path, map_location="cpu", weights_only=True)["generator"]
             weights.update({"cond.weight": torch.zeros_like(generator.cond.weight), "cond.bias": torch.zeros_like(generator.cond.bias)})
             generator.load_state_dict(weights)
         except Exception as exc:  # foreign file: one message naming it
-            raise BadRequestError("the NSF-HiFiGAN enhancer: " + load_failure("assets/%s/%s" % (ASSET, WEIGHTS_FILE), exc)) from exc
+            where = "assets/%s/%s" % (ENHANCER_ASSET, ENHANCER_WEIGHTS_FILE)
+            raise BadRequestError("the NSF-HiFiGAN enhancer: " + load_failure(where, exc)) from exc
         generator.remove_weight_norm()
         self.generator = generator.to(device).eval()
         self.no_speaker = torch.zeros(1, 1, 1, device=device)

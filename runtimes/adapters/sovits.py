@@ -21,8 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
-from runtimes.adapters import nsf_enhancer
 from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add
+from runtimes.adapters.nsf_enhancer import ENHANCER_ASSET, ENHANCER_WEIGHTS_FILE, NsfHifiganEnhancer
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Manifest, Option
 
@@ -64,7 +64,7 @@ MANIFEST = Manifest(
     ),
     assets=(Asset(CONTENT_ENCODER, "content encoder (ContentVec)",
                   "Hugging Face lengyue233/content-vec-best (config.json + weights) as a folder"),
-            Asset(nsf_enhancer.ASSET, "NSF-HiFiGAN enhancer (openvpi vocoder)", ENHANCER_SOURCE,
+            Asset(ENHANCER_ASSET, "NSF-HiFiGAN enhancer (openvpi vocoder)", ENHANCER_SOURCE,
                   "nsf_hifigan_enhance,enhancer_adaptive_key")),
 )
 
@@ -116,7 +116,7 @@ class SovitsAdapter(Adapter):
         """Whether the job being converted asked for f0 mean pooling (one job at a time per worker)."""
         self.models: Dict[Tuple[str, ...], Dict[str, Any]] = {}
         """Loaded models by their files' real paths, with the characters using each: loaded once."""
-        self.enhancer: Optional[nsf_enhancer.NsfHifiganEnhancer] = None
+        self.enhancer: Optional[NsfHifiganEnhancer] = None
         self.decoder_f0: Any = None
         """The pitch the model's decoder got on its last call (the enhancer sings the take on it)."""
 
@@ -225,13 +225,13 @@ class SovitsAdapter(Adapter):
         # The decoder gets the pitch after transposition and prediction: what upstream hands its enhancer.
         self.decoder_f0 = kwargs.get("f0")
 
-    def _enhancer(self) -> nsf_enhancer.NsfHifiganEnhancer:
+    def _enhancer(self) -> NsfHifiganEnhancer:
         if self.enhancer is None:
-            folder = asset_path(nsf_enhancer.ASSET)
-            if not os.path.isfile(os.path.join(folder, nsf_enhancer.WEIGHTS_FILE)):
-                raise missing_asset("so-vits-svc", "NSF-HiFiGAN enhancer", nsf_enhancer.ASSET, ENHANCER_SOURCE)
+            folder = asset_path(ENHANCER_ASSET)
+            if not os.path.isfile(os.path.join(folder, ENHANCER_WEIGHTS_FILE)):
+                raise missing_asset("so-vits-svc", "NSF-HiFiGAN enhancer", ENHANCER_ASSET, ENHANCER_SOURCE)
             self.report_progress(None, "loading the NSF-HiFiGAN enhancer")
-            self.enhancer = nsf_enhancer.NsfHifiganEnhancer(folder, self.device)
+            self.enhancer = NsfHifiganEnhancer(folder, self.device)
         return self.enhancer
 
     def unload(self, character: Dict[str, Any]) -> None:
@@ -312,7 +312,7 @@ class SovitsAdapter(Adapter):
         cut = (result.size - piece.size) // 2
         return np.asarray(result[cut:cut + piece.size], dtype=np.float32)
 
-    def _enhance(self, enhancer: nsf_enhancer.NsfHifiganEnhancer, svc: Any, take: np.ndarray, key_semitones: float) -> np.ndarray:
+    def _enhance(self, enhancer: NsfHifiganEnhancer, svc: Any, take: np.ndarray, key_semitones: float) -> np.ndarray:
         if self.decoder_f0 is None:
             raise BadRequestError("the NSF-HiFiGAN enhancer needs the pitch the model sang, and this model's decoder takes none")
         f0_hz = self.decoder_f0.float().reshape(-1).cpu().numpy().astype(np.float64)
