@@ -231,3 +231,38 @@ def test_sigkill_with_jobs_in_flight_then_restart(tmp_path: Path, tone: Path) ->
         assert status(queued)["file"]
     finally:
         again.stop()
+
+
+@pytest.mark.parametrize("same_port", [True, False], ids=["launched twice", "on another port"])
+def test_a_second_app_on_the_same_data_folder_leaves_the_first_alone(tmp_path: Path, tone: Path, same_port: bool) -> None:
+    """Launching twice is common (a second click). Two apps over one data folder share one job database:
+    the second's start-up recovery would mark the first's running job interrupted and run its queued
+    job a second time. The second launch names the first and stops before touching anything."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import PROJECT_ROOT, TEST_SPECS, built_envs_dir, free_port
+
+    data = tmp_path / "data"
+    env = {"VOICEGEN_PREWARM": "", "VOICEGEN_MAX_JOBS_PER_ARCHITECTURE": "1"}
+    first = start_app(data, extra_env=env)
+    try:
+        client = Client(first.url, verbose=False)
+        running = client.predict("fake", "plain", "", handle_file(str(tone)), {"sleep_s": 8}, api_name="/submit")["job_id"]
+        queued = client.predict("fake", "plain", "", handle_file(str(tone)), {"gain": 0.5}, api_name="/submit")["job_id"]
+        assert wait_until(lambda: job_state(client, running) == "running" and job_state(client, queued) == "queued", 30)
+        port = first.url.rstrip("/").rsplit(":", 1)[1] if same_port else str(free_port())
+        started = time.monotonic()
+        paths = {"VOICEGEN_ENVS_DIR": str(built_envs_dir()), "VOICEGEN_EXTRA_SPEC_DIRS": str(TEST_SPECS)}
+        second = subprocess.run([sys.executable, "-m", "app", "serve", "--no-browser", "--port", port, "--data-dir", str(data)],
+                                cwd=str(PROJECT_ROOT), capture_output=True, text=True, timeout=120, env=dict(os.environ, **paths, **env))
+        said = second.stdout + second.stderr
+        assert second.returncode == 0 and "already running on this data folder" in said and first.url in said, said
+        assert time.monotonic() - started < 15, said  # it stopped before loading the app
+        assert "Jobs from the last run" not in said
+        assert job_state(client, running) == "running"  # not marked interrupted under the first app
+        assert wait_until(lambda: job_state(client, running) == "succeeded" and job_state(client, queued) == "succeeded", 60)
+        assert client.predict(queued, api_name="/job")["attempts"] == 1  # run once, by the first app
+    finally:
+        first.stop()
