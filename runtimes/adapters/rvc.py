@@ -147,6 +147,11 @@ class RvcAdapter(Adapter):
             n_speakers, rate, net_g, pipe, cpt, version = load_trained_model(checkpoint, self.loader.config)
         except Exception as exc:  # foreign code: translate once, naming the file
             raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
+        # Upstream loads with strict=False: a weight the checkpoint lacks would stay random (noise out).
+        missing = [name for name in net_g.state_dict() if name not in cpt["weight"]]
+        if missing:
+            raise BadRequestError("%s does not match its configuration: %d weights are missing (%s)" % (
+                os.path.basename(checkpoint), len(missing), ", ".join(missing[:3])))
         index = big = None
         indexes = glob.glob(os.path.join(model.path, "*.index"))
         if indexes:

@@ -12,10 +12,12 @@ offline; checkpoints with ``weights_only=True``.
 
 from __future__ import annotations
 
+import ast
 import glob
 import json
 import logging
 import os
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -31,6 +33,10 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 44100
 CONTENT_ENCODER = "contentvec"
 F0_METHODS = ("dio", "harvest", "crepe", "crepe-tiny", "parselmouth")
+SPEECH_ENCODERS = ("vec256l9", "vec768l12")
+UPSTREAM_ONLY_FEATURES = (("vol_embedding", "volume embedding"), ("use_transformer_flow", "transformer flow"),
+                          ("use_depthwise_conv", "depthwise convolutions"), ("flow_share_parameter", "shared flow parameters"),
+                          ("speaker_embedding", "speaker embeddings"))
 ENHANCER_SOURCE = "nsf_hifigan_20221211.zip from github.com/openvpi/vocoders releases: its model and config.json, as a folder"
 
 MANIFEST = Manifest(
@@ -81,7 +87,48 @@ def read_config(path: str) -> Dict[str, Any]:
 
 
 def version_of(config: Dict[str, Any]) -> str:
-    return "4.1" if "contentvec_final_proj" in config["data"] else "4.0"
+    """so-vits-svc-fork marks its 768-wide models with data.contentvec_final_proj; upstream 4.1 names
+    its content encoder in model.speech_encoder."""
+    return "4.1" if "contentvec_final_proj" in config["data"] or "speech_encoder" in config["model"] else "4.0"
+
+
+def uses_final_projection(config: Dict[str, Any]) -> bool:
+    """Whether the model takes ContentVec's 256-wide final projection of layer 9 (4.0, vec256l9) rather
+    than its 768-wide last layer (vec768l12)."""
+    if "contentvec_final_proj" in config["data"]:
+        return bool(config["data"]["contentvec_final_proj"])
+    return bool(config["model"].get("speech_encoder", "vec256l9") != "vec768l12")
+
+
+def checkpoint_misfit(warned: List[str], config: Dict[str, Any]) -> str:
+    """What so-vits-svc-fork's loader only warned about: weights of the model that the checkpoint lacks or
+    has in another shape (the fork keeps random ones for them), in words; "" when it fits."""
+    missing: List[str] = []
+    reshaped: List[str] = []
+    for message in warned:
+        if message.startswith("Keys not found in checkpoint state dict:"):
+            missing += ast.literal_eval(message.split(":", 1)[1])
+        elif message.startswith("Shape mismatch:"):
+            reshaped += [item.split(":")[0] for item in ast.literal_eval(message.split(":", 1)[1])]
+    if config["model"].get("use_automatic_f0_prediction") is False:  # no pitch predictor was trained; its option is off
+        missing = [name for name in missing if not name.startswith("f0_decoder.")]
+    problems = ["%d weights differ in shape (%s)" % (len(reshaped), ", ".join(reshaped[:3]))] if reshaped else []
+    problems += ["%d weights are missing (%s)" % (len(missing), ", ".join(missing[:3]))] if missing else []
+    return "; ".join(problems)
+
+
+def unsupported_feature(config: Dict[str, Any]) -> str:
+    """Why so-vits-svc-fork cannot run a model, from its config ("" when it can): upstream 4.1 trains
+    variants whose layers the fork's SynthesizerTrn does not have (it would keep random weights for them)."""
+    model = config["model"]
+    encoder = model.get("speech_encoder", "vec256l9")
+    if encoder not in SPEECH_ENCODERS:
+        return "its speech encoder %r is not one so-vits-svc-fork runs (ContentVec vec256l9 or vec768l12)" % encoder
+    vocoder = model.get("vocoder_name", "nsf-hifigan")
+    if vocoder != "nsf-hifigan":
+        return "its vocoder %r is not one so-vits-svc-fork runs (nsf-hifigan)" % vocoder
+    used = [label for flag, label in UPSTREAM_ONLY_FEATURES if model.get(flag)]
+    return "it uses %s (so-vits-svc 4.1 options), which so-vits-svc-fork cannot run" % " and ".join(used) if used else ""
 
 
 def chosen_speaker(folder: str) -> str:
@@ -135,6 +182,9 @@ class SovitsAdapter(Adapter):
             config = read_config(os.path.join(folder, "config.json"))
         except BadRequestError as exc:
             return CharacterInfo(False, exc.message)
+        unsupported = unsupported_feature(config)
+        if unsupported:
+            return CharacterInfo(False, unsupported)
         clusters, cluster_names = matching(folder, "kmeans*.pt")
         if len(clusters) > 1:
             return CharacterInfo(False, "%d cluster models (%s); keep one" % (len(clusters), cluster_names))
@@ -149,6 +199,8 @@ class SovitsAdapter(Adapter):
         unavailable = {} if clusters else {"cluster_ratio": "this character has no kmeans*.pt cluster model"}
         if speaker or len(speakers) < 2:
             unavailable["speaker"] = "speaker.json picks the speaker" if speaker else "the model has one speaker"
+        if config["model"].get("use_automatic_f0_prediction") is False:
+            unavailable["auto_predict_f0"] = "the model was trained without pitch prediction"
         decoder = config["model"].get("type_", "hifi-gan")
         if decoder != "hifi-gan":
             unavailable.update({name: "the model's %s decoder takes no pitch, which the enhancer needs" % decoder
@@ -209,11 +261,18 @@ class SovitsAdapter(Adapter):
         files = tuple(os.path.realpath(p) for p in [checkpoint, config_path, *clusters])
         shared = files in self.models
         if not shared:
+            config = read_config(config_path)
             try:
-                svc = Svc(net_g_path=checkpoint, config_path=config_path, device=self.device,
-                          cluster_model_path=clusters[0] if clusters else None, half=self.device != "cpu")
+                with warnings.catch_warnings(record=True) as said:
+                    warnings.simplefilter("always")
+                    svc = Svc(net_g_path=checkpoint, config_path=config_path, device=self.device,
+                              cluster_model_path=clusters[0] if clusters else None, half=self.device != "cpu")
             except Exception as exc:  # foreign code: translate once, naming the file
                 raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
+            misfit = checkpoint_misfit([str(w.message) for w in said], config)
+            if misfit:
+                raise BadRequestError("%s does not match its config.json: %s" % (os.path.basename(checkpoint), misfit))
+            svc.contentvec_final_proj = uses_final_projection(config)  # the fork reads only its own marker
             self.models[files] = {"svc": svc, "users": set()}
             svc.net_g.dec.register_forward_pre_hook(self._keep_decoder_f0, with_kwargs=True)
         entry = self.models[files]

@@ -154,3 +154,19 @@ def test_missing_content_encoder_names_the_asset(make_supervisor: SupervisorFact
     supervisor = make_supervisor({"rvc": rvc_spec}, assets_dir=tmp_path / "empty-assets")
     with pytest.raises(RemoteError, match=r"content encoder \(HuBERT\) is missing.*assets/hubert"):
         supervisor.generate(job(rvc_models))
+
+
+def test_a_checkpoint_missing_weights_is_refused(rvc: Supervisor, rvc_models: Path, rvc_python: Path, tmp_path: Path) -> None:
+    """infer-rvc-python loads with strict=False: weights a checkpoint lacks would stay random and convert
+    into noise. Here the flow's weights are cut out of tiny-v2's checkpoint."""
+    import subprocess
+
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    cut = ("import sys, torch; cpt = torch.load(sys.argv[1], weights_only=True); "
+           "cpt['weight'] = {k: v for k, v in cpt['weight'].items() if not k.startswith('flow.')}; torch.save(cpt, sys.argv[2])")
+    subprocess.run([str(rvc_python), "-c", cut, str(rvc_models / "characters" / "tiny-v2" / "model.pth"), str(folder / "model.pth")],
+                   check=True, capture_output=True)
+    with pytest.raises(BadRequestError, match=r"model.pth does not match its configuration: \d+ weights are missing \(flow\."):
+        rvc.generate(replace(job(rvc_models), character="cut", character_path=str(folder)))
+    assert rvc.generate(job(rvc_models)).sample_rate == 40000

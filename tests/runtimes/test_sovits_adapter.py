@@ -269,3 +269,67 @@ def test_a_decoder_without_pitch_offers_no_enhancer(sovits_models: Path, tmp_pat
     (folder / "config.json").write_text(json.dumps(config))
     unavailable = SovitsAdapter.describe(str(folder)).unavailable
     assert "mb-istft decoder takes no pitch" in unavailable["nsf_hifigan_enhance"] and "enhancer_adaptive_key" in unavailable
+
+
+def upstream_41_folder(source: Path, folder: Path, **model: Any) -> Path:
+    """tiny-41 as the svc-develop-team's so-vits-svc 4.1 writes its config: the content encoder named by
+    model.speech_encoder ("vec768l12": ContentVec's last layer, no final projection), no contentvec_final_proj."""
+    import json
+
+    folder.mkdir()
+    shutil.copy(source / "G_0.pth", folder)
+    config = json.loads((source / "config.json").read_text())
+    del config["data"]["contentvec_final_proj"]
+    config["model"].update({"speech_encoder": "vec768l12", "vocoder_name": "nsf-hifigan", "vol_embedding": False,
+                            "use_automatic_f0_prediction": True, **model})
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_an_upstream_4_1_config_is_read_as_4_1_and_converts(sovits: Supervisor, sovits_models: Path, tmp_path: Path) -> None:
+    from runtimes.adapters.sovits import SovitsAdapter
+
+    folder = upstream_41_folder(sovits_models / "characters" / "tiny-41", tmp_path / "upstream-41")
+    info = SovitsAdapter.describe(str(folder))
+    assert info.usable and info.version == "4.1"
+    result = sovits.generate(replace(job(sovits_models), character="upstream-41", character_path=str(folder)))
+    assert result.sample_rate == RATE and np.isfinite(result.audio).all() and float(np.abs(result.audio).max()) > 0
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ({"speech_encoder": "whisper-ppg"}, "speech encoder 'whisper-ppg'.*vec256l9 or vec768l12"),
+        ({"vol_embedding": True}, "volume embedding.*so-vits-svc-fork cannot run"),
+        ({"use_transformer_flow": True}, "transformer flow.*so-vits-svc-fork cannot run"),
+        ({"vocoder_name": "nsf-snake-hifigan"}, "vocoder 'nsf-snake-hifigan'"),
+    ],
+    ids=["whisper encoder", "volume embedding", "transformer flow", "snake vocoder"],
+)
+def test_4_1_features_the_fork_cannot_run_are_listed_with_the_reason(sovits_models: Path, tmp_path: Path, model: Dict[str, Any],
+                                                                     expected: str) -> None:
+    import re
+
+    from runtimes.adapters.sovits import SovitsAdapter
+
+    info = SovitsAdapter.describe(str(upstream_41_folder(sovits_models / "characters" / "tiny-41", tmp_path / "f", **model)))
+    assert not info.usable and re.search(expected, info.problem), info.problem
+
+
+def test_a_model_trained_without_pitch_prediction_offers_none(sovits_models: Path, tmp_path: Path) -> None:
+    from runtimes.adapters.sovits import SovitsAdapter
+
+    folder = upstream_41_folder(sovits_models / "characters" / "tiny-41", tmp_path / "f", use_automatic_f0_prediction=False)
+    assert "without pitch prediction" in SovitsAdapter.describe(str(folder)).unavailable["auto_predict_f0"]
+
+
+def test_a_checkpoint_that_does_not_fit_its_config_is_refused(sovits: Supervisor, sovits_models: Path, tmp_path: Path) -> None:
+    """so-vits-svc-fork loads what fits and keeps random weights for the rest, with a warning only: that
+    would convert into noise. Here tiny-41's generator sits beside tiny-40's config (other layer sizes)."""
+    folder = tmp_path / "mismatched"
+    folder.mkdir()
+    shutil.copy(sovits_models / "characters" / "tiny-41" / "G_0.pth", folder)
+    shutil.copy(sovits_models / "characters" / "tiny-40" / "config.json", folder)
+    with pytest.raises(BadRequestError, match=r"G_0.pth does not match its config.json: .*(differ in shape|missing)"):
+        sovits.generate(replace(job(sovits_models, "tiny-40"), character="mismatched", character_path=str(folder)))
+    assert sovits.generate(job(sovits_models)).sample_rate == RATE
