@@ -222,6 +222,9 @@ def describe_checkpoint(checkpoint: Any, name: str, extras: Tuple[str, ...]) -> 
     """Version, rate and pitch guidance of an RVC checkpoint read as plain values."""
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("weight"), dict) or not isinstance(checkpoint.get("config"), list):
         return CharacterInfo(False, "%s is not an RVC model (no weight and config inside)" % name)
+    vocoder = checkpoint.get("vocoder", "HiFi-GAN")  # Applio names its decoder; infer-rvc-python has HiFi-GAN's only
+    if isinstance(vocoder, str) and vocoder != "HiFi-GAN":
+        return CharacterInfo(False, "%s was trained with Applio's %s vocoder; infer-rvc-python runs HiFi-GAN models only" % (name, vocoder))
     phone = checkpoint["weight"].get("enc_p.emb_phone.weight")
     width = phone.shape[1] if isinstance(phone, TensorShape) and len(phone.shape) == 2 else None
     # the content width decides which encoder output the model takes; the version field can be missing (v1)

@@ -170,3 +170,21 @@ def test_a_checkpoint_missing_weights_is_refused(rvc: Supervisor, rvc_models: Pa
     with pytest.raises(BadRequestError, match=r"model.pth does not match its configuration: \d+ weights are missing \(flow\."):
         rvc.generate(replace(job(rvc_models), character="cut", character_path=str(folder)))
     assert rvc.generate(job(rvc_models)).sample_rate == 40000
+
+
+def test_an_applio_model_with_another_vocoder_is_listed_with_the_reason(rvc_models: Path, rvc_python: Path, tmp_path: Path) -> None:
+    """Applio trains RVC models with other decoders (its checkpoints name them in "vocoder"); infer-rvc-python
+    has only HiFi-GAN's layers and would keep random weights for the rest."""
+    import subprocess
+
+    from runtimes.adapters.rvc import RvcAdapter
+
+    source = rvc_models / "characters" / "tiny-v2" / "model.pth"
+    tag = "import sys, torch; cpt = torch.load(sys.argv[1], weights_only=True); cpt['vocoder'] = sys.argv[3]; torch.save(cpt, sys.argv[2])"
+    for vocoder, usable in (("HiFi-GAN", True), ("RefineGAN", False)):
+        folder = tmp_path / vocoder
+        folder.mkdir()
+        subprocess.run([str(rvc_python), "-c", tag, str(source), str(folder / "model.pth"), vocoder], check=True, capture_output=True)
+        info = RvcAdapter.describe(str(folder))
+        assert info.usable == usable, info
+    assert "trained with Applio's RefineGAN vocoder; infer-rvc-python runs HiFi-GAN models only" in info.problem
