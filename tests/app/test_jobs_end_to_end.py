@@ -9,7 +9,7 @@ import re
 import signal
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import httpx
 import numpy as np
@@ -206,15 +206,24 @@ def test_the_openai_client_with_hard_coded_names(app_server: AppServer) -> None:
         api.audio.speech.create(model="tts-1", voice="nobody", input="Hi.")  # type: ignore[arg-type]
 
 
+ONE_AT_A_TIME = {"VOICEGEN_PREWARM": "", "VOICEGEN_MAX_JOBS_PER_ARCHITECTURE": "1"}
+
+
+def a_running_and_a_queued_job(app: AppServer, tone: Path, running_s: float) -> Tuple[Client, str, str]:
+    """On an app started with ONE_AT_A_TIME: a fake job sleeping ``running_s`` and one waiting behind it."""
+    client = Client(app.url, verbose=False)
+    running = client.predict("fake", "plain", "", handle_file(str(tone)), {"sleep_s": running_s}, api_name="/submit")["job_id"]
+    queued = client.predict("fake", "plain", "", handle_file(str(tone)), {"gain": 0.5}, api_name="/submit")["job_id"]
+    assert wait_until(lambda: job_state(client, running) == "running" and job_state(client, queued) == "queued", 30)
+    return client, running, queued
+
+
 def test_sigkill_with_jobs_in_flight_then_restart(tmp_path: Path, tone: Path) -> None:
     data = tmp_path / "data"
-    env = {"VOICEGEN_PREWARM": "", "VOICEGEN_MAX_JOBS_PER_ARCHITECTURE": "1"}
+    env = ONE_AT_A_TIME
     app = start_app(data, extra_env=env)
     try:
-        client = Client(app.url, verbose=False)
-        running = client.predict("fake", "plain", "", handle_file(str(tone)), {"sleep_s": 60}, api_name="/submit")["job_id"]
-        queued = client.predict("fake", "plain", "", handle_file(str(tone)), {"gain": 0.5}, api_name="/submit")["job_id"]
-        assert wait_until(lambda: job_state(client, running) == "running" and job_state(client, queued) == "queued", 30)
+        _, running, queued = a_running_and_a_queued_job(app, tone, 60)
         app.process.send_signal(signal.SIGKILL)
         app.process.wait(10)
     finally:
@@ -245,13 +254,10 @@ def test_a_second_app_on_the_same_data_folder_leaves_the_first_alone(tmp_path: P
     from tests.conftest import PROJECT_ROOT, TEST_SPECS, built_envs_dir, free_port
 
     data = tmp_path / "data"
-    env = {"VOICEGEN_PREWARM": "", "VOICEGEN_MAX_JOBS_PER_ARCHITECTURE": "1"}
+    env = ONE_AT_A_TIME
     first = start_app(data, extra_env=env)
     try:
-        client = Client(first.url, verbose=False)
-        running = client.predict("fake", "plain", "", handle_file(str(tone)), {"sleep_s": 8}, api_name="/submit")["job_id"]
-        queued = client.predict("fake", "plain", "", handle_file(str(tone)), {"gain": 0.5}, api_name="/submit")["job_id"]
-        assert wait_until(lambda: job_state(client, running) == "running" and job_state(client, queued) == "queued", 30)
+        client, running, queued = a_running_and_a_queued_job(first, tone, 8)
         port = first.url.rstrip("/").rsplit(":", 1)[1] if same_port else str(free_port())
         started = time.monotonic()
         paths = {"VOICEGEN_ENVS_DIR": str(built_envs_dir()), "VOICEGEN_EXTRA_SPEC_DIRS": str(TEST_SPECS)}
