@@ -218,6 +218,10 @@ class RvcAdapter(Adapter):
         return GenerateResult(audio=np.clip(out, -1.0, 1.0), sample_rate=rate)
 
 
+STANDARD_EMBEDDERS = ("contentvec", "hubert", "hubert_base")
+"""Names Applio gives the content encoder every RVC model shares (the assets' hubert)."""
+
+
 def describe_checkpoint(checkpoint: Any, name: str, extras: Tuple[str, ...]) -> CharacterInfo:
     """Version, rate and pitch guidance of an RVC checkpoint read as plain values."""
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("weight"), dict) or not isinstance(checkpoint.get("config"), list):
@@ -232,6 +236,9 @@ def describe_checkpoint(checkpoint: Any, name: str, extras: Tuple[str, ...]) -> 
     rate = checkpoint["config"][-1] if checkpoint["config"] and isinstance(checkpoint["config"][-1], int) else 0
     pitch = bool(checkpoint.get("f0", 1))
     details = list(extras) + (["%d Hz" % rate] if rate else []) + ([] if pitch else ["no pitch guidance"])
+    embedder = checkpoint.get("embedder_model")  # Applio records the content encoder it trained on
+    if isinstance(embedder, str) and embedder not in STANDARD_EMBEDDERS:
+        details.append("trained on %s features, converted with the shared HuBERT: expect a weaker likeness" % embedder)
     unavailable = {} if extras else dict(NO_INDEX)
     if not pitch:
         unavailable.update({name: "the model has no pitch guidance" for name in PITCH_OPTIONS})

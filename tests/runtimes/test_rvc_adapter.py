@@ -172,7 +172,7 @@ def test_a_checkpoint_missing_weights_is_refused(rvc: Supervisor, rvc_models: Pa
     assert rvc.generate(job(rvc_models)).sample_rate == 40000
 
 
-def test_an_applio_model_with_another_vocoder_is_listed_with_the_reason(rvc_models: Path, rvc_python: Path, tmp_path: Path) -> None:
+def test_applio_models_with_another_vocoder_or_encoder_are_listed_with_why(rvc_models: Path, rvc_python: Path, tmp_path: Path) -> None:
     """Applio trains RVC models with other decoders (its checkpoints name them in "vocoder"); infer-rvc-python
     has only HiFi-GAN's layers and would keep random weights for the rest."""
     import subprocess
@@ -188,3 +188,11 @@ def test_an_applio_model_with_another_vocoder_is_listed_with_the_reason(rvc_mode
         info = RvcAdapter.describe(str(folder))
         assert info.usable == usable, info
     assert "trained with Applio's RefineGAN vocoder; infer-rvc-python runs HiFi-GAN models only" in info.problem
+    other_encoder = tmp_path / "japanese"
+    other_encoder.mkdir()
+    mark = tag.replace("'vocoder'", "'embedder_model'")
+    for embedder, folder in (("contentvec", tmp_path / "HiFi-GAN"), ("japanese-hubert-base", other_encoder)):
+        subprocess.run([str(rvc_python), "-c", mark, str(source), str(folder / "model.pth"), embedder], check=True, capture_output=True)
+    assert not any("trained on" in extra for extra in RvcAdapter.describe(str(tmp_path / "HiFi-GAN")).extras)
+    flagged = RvcAdapter.describe(str(other_encoder))
+    assert flagged.usable and "trained on japanese-hubert-base features, converted with the shared HuBERT" in " ".join(flagged.extras)
