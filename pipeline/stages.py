@@ -308,6 +308,12 @@ class LoudnessNormalize(Stage):
                 margin_db += 20.0 * math.log10(peak / ceiling)
                 peak = ceiling
             reached = integrated_lufs(out, sample_rate)
+            if np.isfinite(reached) and reached > self.target_lufs:
+                # JUCE's limiter compresses above -10 dBFS first and can come out louder than it went in: a plain
+                # gain down reaches the target and only lowers the peaks (re-aiming the gain instead fell short)
+                out = out * np.float32(10.0 ** ((self.target_lufs - reached) / 20.0))
+                peak *= 10.0 ** ((self.target_lufs - reached) / 20.0)
+                reached = self.target_lufs
             if not np.isfinite(reached) or abs(reached - self.target_lufs) <= self.CLOSE_ENOUGH_LU or gain_db >= most_db:
                 break
             gain_db += self.target_lufs - reached

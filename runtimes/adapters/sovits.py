@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
+from runtimes.adapters.checkpoint_meta import UnreadableCheckpointError, UnsafeCheckpointError, read_plain_values
 from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add
 from runtimes.adapters.nsf_enhancer import ENHANCER_ASSET, ENHANCER_WEIGHTS_FILE, NsfHifiganEnhancer
 from runtimes.errors import BadRequestError
@@ -34,6 +35,8 @@ SAMPLE_RATE = 44100
 CONTENT_ENCODER = "contentvec"
 F0_METHODS = ("dio", "harvest", "crepe", "crepe-tiny", "parselmouth")
 SPEECH_ENCODERS = ("vec256l9", "vec768l12")
+PITCH_PREDICTOR = "f0_decoder."
+NO_PITCH_PREDICTION = "the model was trained without pitch prediction"
 UPSTREAM_ONLY_FEATURES = (("vol_embedding", "volume embedding"), ("use_transformer_flow", "transformer flow"),
                           ("use_depthwise_conv", "depthwise convolutions"), ("flow_share_parameter", "shared flow parameters"),
                           ("speaker_embedding", "speaker embeddings"))
@@ -100,9 +103,10 @@ def uses_final_projection(config: Dict[str, Any]) -> bool:
     return bool(config["model"].get("speech_encoder", "vec256l9") != "vec768l12")
 
 
-def checkpoint_misfit(warned: List[str], config: Dict[str, Any]) -> str:
+def checkpoint_misfit(warned: List[str]) -> Tuple[str, bool]:
     """What so-vits-svc-fork's loader only warned about: weights of the model that the checkpoint lacks or
-    has in another shape (the fork keeps random ones for them), in words; "" when it fits."""
+    has in another shape (the fork keeps random ones for them), in words ("" when it fits); and whether
+    the checkpoint has a pitch predictor (early 4.0 models and 4.1 ones trained without it have none)."""
     missing: List[str] = []
     reshaped: List[str] = []
     for message in warned:
@@ -110,11 +114,20 @@ def checkpoint_misfit(warned: List[str], config: Dict[str, Any]) -> str:
             missing += ast.literal_eval(message.split(":", 1)[1])
         elif message.startswith("Shape mismatch:"):
             reshaped += [item.split(":")[0] for item in ast.literal_eval(message.split(":", 1)[1])]
-    if config["model"].get("use_automatic_f0_prediction") is False:  # no pitch predictor was trained; its option is off
-        missing = [name for name in missing if not name.startswith("f0_decoder.")]
+    predictor = not any(name.startswith(PITCH_PREDICTOR) for name in missing)
+    missing = [name for name in missing if not name.startswith(PITCH_PREDICTOR)]  # converts; only prediction is off
     problems = ["%d weights differ in shape (%s)" % (len(reshaped), ", ".join(reshaped[:3]))] if reshaped else []
     problems += ["%d weights are missing (%s)" % (len(missing), ", ".join(missing[:3]))] if missing else []
-    return "; ".join(problems)
+    return "; ".join(problems), predictor
+
+
+def has_pitch_predictor(checkpoint: str) -> bool:
+    """Read from the checkpoint's plain values, without torch (True when they cannot be read: loading says more)."""
+    try:
+        weights = read_plain_values(checkpoint).get("model")
+    except (UnsafeCheckpointError, UnreadableCheckpointError, AttributeError):
+        return True
+    return not isinstance(weights, dict) or any(name.startswith(PITCH_PREDICTOR) for name in weights)
 
 
 def unsupported_feature(config: Dict[str, Any]) -> str:
@@ -199,8 +212,8 @@ class SovitsAdapter(Adapter):
         unavailable = {} if clusters else {"cluster_ratio": "this character has no kmeans*.pt cluster model"}
         if speaker or len(speakers) < 2:
             unavailable["speaker"] = "speaker.json picks the speaker" if speaker else "the model has one speaker"
-        if config["model"].get("use_automatic_f0_prediction") is False:
-            unavailable["auto_predict_f0"] = "the model was trained without pitch prediction"
+        if config["model"].get("use_automatic_f0_prediction") is False or not has_pitch_predictor(checkpoints[0]):
+            unavailable["auto_predict_f0"] = NO_PITCH_PREDICTION
         decoder = config["model"].get("type_", "hifi-gan")
         if decoder != "hifi-gan":
             unavailable.update({name: "the model's %s decoder takes no pitch, which the enhancer needs" % decoder
@@ -269,16 +282,16 @@ class SovitsAdapter(Adapter):
                               cluster_model_path=clusters[0] if clusters else None, half=self.device != "cpu")
             except Exception as exc:  # foreign code: translate once, naming the file
                 raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
-            misfit = checkpoint_misfit([str(w.message) for w in said], config)
+            misfit, predicts_pitch = checkpoint_misfit([str(w.message) for w in said])
             if misfit:
                 raise BadRequestError("%s does not match its config.json: %s" % (os.path.basename(checkpoint), misfit))
             svc.contentvec_final_proj = uses_final_projection(config)  # the fork reads only its own marker
-            self.models[files] = {"svc": svc, "users": set()}
+            self.models[files] = {"svc": svc, "users": set(), "predicts_pitch": predicts_pitch}
             svc.net_g.dec.register_forward_pre_hook(self._keep_decoder_f0, with_kwargs=True)
         entry = self.models[files]
         entry["users"].add(model.key)
         return {"svc": entry["svc"], "info": info, "name": os.path.basename(model.path), "files": files, "key": model.key,
-                "shared": shared}
+                "shared": shared, "predicts_pitch": entry["predicts_pitch"]}
 
     def _keep_decoder_f0(self, module: Any, args: Any, kwargs: Dict[str, Any]) -> None:
         # The decoder gets the pitch after transposition and prediction: what upstream hands its enhancer.
@@ -330,6 +343,8 @@ class SovitsAdapter(Adapter):
         infer = dict(speaker=speaker, transpose=int(options["pitch_shift_semitones"]), cluster_infer_ratio=ratio,
                      auto_predict_f0=bool(options["auto_predict_f0"]), noise_scale=float(options["noise_scale"]),
                      f0_method=str(options["f0_method"]))
+        if infer["auto_predict_f0"] and not character["predicts_pitch"]:
+            raise BadRequestError("%s was trained without pitch prediction: turn 'Predict voice pitch' off" % character["name"])
         enhance = bool(options.get("nsf_hifigan_enhance", False))
         if enhance and "nsf_hifigan_enhance" in info.unavailable:
             raise BadRequestError("the NSF-HiFiGAN enhancer cannot be used with %s: %s" % (character["name"],

@@ -108,6 +108,17 @@ def test_the_stage_reports_the_loudness_it_reached(target: float, kind: str) -> 
     assert stage.reached_lufs is not None and abs(stage.reached_lufs - integrated_lufs(out, RATE)) < 0.05
 
 
+def test_a_take_the_limiter_makes_louder_still_reaches_the_target() -> None:
+    """A real Piper take (sped up 2x, trimmed) whose peaks need limiting at -23 LUFS: pedalboard's (JUCE's)
+    limiter compresses above -10 dBFS and came out 3 LU louder; the stage then aimed its plain gain lower
+    and stopped at -26.1 LUFS (about 1 take in 20 of this line missed the target so)."""
+    take, rate = soundfile.read(str(Path(__file__).parent / "data" / "piper-take-peaky.flac"), dtype="float32")
+    stage = LoudnessNormalize(target_lufs=-23.0, true_peak_db=-1.0)
+    out, _ = stage.apply(take, rate)
+    assert abs(integrated_lufs(out, rate) - -23.0) <= 0.5 and stage.reached_lufs == pytest.approx(integrated_lufs(out, rate), abs=0.05)
+    assert true_peak(out, rate) <= 10 ** (-1.0 / 20) + 1e-6
+
+
 def test_highpass_removes_rumble_and_keeps_voice() -> None:
     rumble, voice = tone(1.0, 40.0), tone(1.0, 1000.0)
     stage = HighPass(cutoff_hz=200.0)

@@ -333,3 +333,25 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_refused(sovits: Supervisor
     with pytest.raises(BadRequestError, match=r"G_0.pth does not match its config.json: .*(differ in shape|missing)"):
         sovits.generate(replace(job(sovits_models, "tiny-40"), character="mismatched", character_path=str(folder)))
     assert sovits.generate(job(sovits_models)).sample_rate == RATE
+
+
+def test_an_early_4_0_model_without_a_pitch_predictor_converts(sovits: Supervisor, sovits_models: Path, sovits_python: Path,
+                                                               tmp_path: Path) -> None:
+    """so-vits-svc 4.0 models trained before pitch prediction existed have no f0_decoder weights: they
+    convert; only "predict voice pitch" is unavailable, said at listing and refused at generate time."""
+    import subprocess
+
+    from runtimes.adapters.sovits import SovitsAdapter
+
+    folder = tmp_path / "early-40"
+    folder.mkdir()
+    shutil.copy(sovits_models / "characters" / "tiny-40" / "config.json", folder)
+    cut = ("import sys, torch; cpt = torch.load(sys.argv[1], weights_only=True); "
+           "cpt['model'] = {k: v for k, v in cpt['model'].items() if not k.startswith('f0_decoder.')}; torch.save(cpt, sys.argv[2])")
+    subprocess.run([str(sovits_python), "-c", cut, str(sovits_models / "characters" / "tiny-40" / "G_0.pth"), str(folder / "G_0.pth")],
+                   check=True, capture_output=True)
+    assert "without pitch prediction" in SovitsAdapter.describe(str(folder)).unavailable["auto_predict_f0"]
+    early = replace(job(sovits_models, "tiny-40"), character="early-40", character_path=str(folder))
+    assert sovits.generate(early).sample_rate == RATE
+    with pytest.raises(BadRequestError, match="early-40 was trained without pitch prediction"):
+        sovits.generate(replace(early, options=full({"auto_predict_f0": True})))
