@@ -18,7 +18,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from app.access import Access
-from app.characters import Character, list_characters
+from app.characters import Character, DescriptionMemo, list_characters
 from app.errors import UserFacingError
 from app.public_errors import new_error_id, redact, unexpected
 from app.settings import Settings
@@ -194,6 +194,7 @@ class Workstation:
     jobs: JobService = field(init=False)
     _prune_lock: threading.Lock = field(default_factory=threading.Lock)
     _hashes: Dict[Tuple[str, int, int], str] = field(default_factory=dict)
+    _descriptions: Dict[str, DescriptionMemo] = field(default_factory=dict)
     _memory_samples: Deque[Dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=900))
     _closed: threading.Event = field(default_factory=threading.Event)
     _last_prune: float = -math.inf
@@ -260,7 +261,10 @@ class Workstation:
 
     def characters(self, architecture: str) -> List[Character]:
         manifest = self.manifest(architecture)
-        return list_characters(manifest, self.settings.characters_dir, adapter_class(self.specs[architecture]).describe)
+        memo = self._descriptions.get(architecture)
+        if memo is None:
+            memo = self._descriptions[architecture] = DescriptionMemo(adapter_class(self.specs[architecture]).describe)
+        return list_characters(manifest, self.settings.characters_dir, memo)
 
     def character(self, architecture: str, character_id: str) -> Character:
         characters = self.characters(architecture)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from runtimes.adapter import CharacterInfo
 from runtimes.manifest import Manifest
@@ -39,6 +39,36 @@ def label_of(name: str, info: CharacterInfo) -> str:
         details.append("%d speakers" % len(info.speakers))
     details += list(info.extras)
     return "%s (%s)" % (name, ", ".join(details)) if details else name
+
+
+class DescriptionMemo:
+    """A folder's description, kept until a file in it changes (name, size, modification time; links
+    followed): listing reads each checkpoint's plain values, which a list of many characters repeats."""
+
+    def __init__(self, describe: Describe) -> None:
+        self.describe = describe
+        self.known: Dict[str, Tuple[Tuple[Any, ...], CharacterInfo]] = {}
+
+    def __call__(self, folder: str) -> CharacterInfo:
+        signature = folder_signature(Path(folder))
+        kept = self.known.get(folder)
+        if kept is not None and kept[0] == signature:
+            return kept[1]
+        info = self.describe(folder)
+        self.known[folder] = (signature, info)
+        return info
+
+
+def folder_signature(folder: Path) -> Tuple[Any, ...]:
+    found: List[Tuple[str, Optional[int], Optional[int]]] = []
+    for path in sorted(folder.iterdir()):
+        try:
+            stat = path.stat()
+        except OSError:  # a dangling link: part of what describe reports
+            found.append((path.name, None, None))
+            continue
+        found.append((path.name, stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 def list_characters(manifest: Manifest, characters_dir: Path, describe: Describe = lambda folder: CharacterInfo()) -> List[Character]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import numpy as np
 import pytest
@@ -51,3 +51,25 @@ def test_incomplete_character_folder_is_a_clear_error(server_with_voices: AppSer
         client.predict("piper", "half-done", "Hello.", None, {}, "wav", {}, {}, False, api_name="/generate")
     path, _ = client.predict("piper", "joe", "Still fine.", None, {}, "wav", {}, {}, False, api_name="/generate")
     assert Path(path).exists()
+
+
+def test_a_folder_is_described_again_only_when_its_files_change(tmp_path: Path) -> None:
+    """Listing reads each checkpoint's plain values: a list of many characters must not repeat that for
+    folders that did not change, and must see a change at once."""
+    import os
+
+    from app.characters import DescriptionMemo
+    from runtimes.adapter import CharacterInfo
+
+    described: List[str] = []
+    memo = DescriptionMemo(lambda folder: (described.append(folder), CharacterInfo(True, "", version=str(len(described))))[1])
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    (folder / "model.pth").write_bytes(b"one")
+    assert memo(str(folder)).version == "1" and memo(str(folder)).version == "1" and len(described) == 1
+    (folder / "model.pth").write_bytes(b"other")  # another size
+    assert memo(str(folder)).version == "2"
+    os.utime(folder / "model.pth", ns=(1, 1))  # same size, another modification time
+    assert memo(str(folder)).version == "3"
+    (folder / "model.index").write_bytes(b"")  # a file added
+    assert memo(str(folder)).version == "4" and len(described) == 4
