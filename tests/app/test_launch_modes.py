@@ -85,4 +85,3 @@ def test_the_address_answers_while_the_app_loads(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(30)
-
