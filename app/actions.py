@@ -18,7 +18,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from app.access import Access
-from app.characters import Character, DescriptionMemo, list_characters
+from app.characters import Character, DescriptionMemo, files_signature, list_characters
 from app.errors import UserFacingError
 from app.public_errors import new_error_id, redact, unexpected
 from app.settings import Settings
@@ -623,12 +623,7 @@ class Workstation:
         """What identifies the model's files: the pinned env spec for builtin voices, else the folder's files."""
         if character.path is None:
             return self._spec_fingerprint(architecture)
-        parts: List[Any] = []
-        for path in sorted(character.path.rglob("*")):
-            if path.is_file():
-                stat = path.stat()
-                parts.append((str(path.relative_to(character.path)), stat.st_size, stat.st_mtime_ns))
-        return key_of(parts)
+        return key_of(files_signature(character.path))  # the same key as the list of (path, size, mtime) it was
 
     # preprocessing preview and presets
     def preview_preprocess(self, architecture: str, audio_path: Optional[str], preprocess: Optional[Dict[str, Any]]) -> Path:

@@ -42,15 +42,15 @@ def label_of(name: str, info: CharacterInfo) -> str:
 
 
 class DescriptionMemo:
-    """A folder's description, kept until a file in it changes (name, size, modification time; links
-    followed): listing reads each checkpoint's plain values, which a list of many characters repeats."""
+    """A folder's description, kept until a file in it changes (``files_signature``): listing reads each
+    checkpoint's plain values, which a list of many characters repeats."""
 
     def __init__(self, describe: Describe) -> None:
         self.describe = describe
         self.known: Dict[str, Tuple[Tuple[Any, ...], CharacterInfo]] = {}
 
     def __call__(self, folder: str) -> CharacterInfo:
-        signature = folder_signature(Path(folder))
+        signature = files_signature(Path(folder))
         kept = self.known.get(folder)
         if kept is not None and kept[0] == signature:
             return kept[1]
@@ -59,15 +59,14 @@ class DescriptionMemo:
         return info
 
 
-def folder_signature(folder: Path) -> Tuple[Any, ...]:
-    found: List[Tuple[str, Optional[int], Optional[int]]] = []
-    for path in sorted(folder.iterdir()):
-        try:
+def files_signature(folder: Path) -> Tuple[Tuple[str, int, int], ...]:
+    """Every file under ``folder`` (links followed) as (relative path, size, modification time): what
+    changes when a model's files do, without reading them."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
             stat = path.stat()
-        except OSError:  # a dangling link: part of what describe reports
-            found.append((path.name, None, None))
-            continue
-        found.append((path.name, stat.st_size, stat.st_mtime_ns))
+            found.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
     return tuple(found)
 
 

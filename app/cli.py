@@ -87,9 +87,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from app.single_instance import AlreadyRunning, hold_data_folder
     from app.starting_page import StartingPage
 
-    url = "http://%s:%d/" % (settings.host, settings.port)
     try:
-        folder = hold_data_folder(settings.data_dir, url)  # held until this process ends
+        folder = hold_data_folder(settings.data_dir, settings.url)  # held until this process ends
     except AlreadyRunning as running:  # a second launch: point at the first, touch nothing
         print("%s\n(start another with its own --data-dir)" % running, flush=True)
         if settings.open_browser and running.url:
@@ -99,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     page = StartingPage(settings.host, settings.port)  # the address answers at once; the app takes it over when loaded
     if page.start():
-        print("Voice workstation: %s (starting...)" % url, flush=True)
+        print("Voice workstation: %s (starting...)" % settings.url, flush=True)
     try:
         setup(settings)
         from app.server import serve

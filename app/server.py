@@ -80,7 +80,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
               flush=True)
     if access.restricted and not access.admins:
         print("Note: no --admins named: runtime controls and model management are off for every user.", flush=True)
-    url = "http://%s:%d/" % (settings.host, settings.port)
+    url = settings.url
     print("Voice workstation: %s" % url, flush=True)
     launch_output = io.StringIO()
     free_port()

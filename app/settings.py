@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     def temp_dir(self) -> Path:
         return self.data_dir / "tmp"
 
+    @property
+    def url(self) -> str:
+        """Where the app answers (printed at start, and what a second launch on the data folder points at)."""
+        return "http://%s:%d/" % (self.host, self.port)
+
     @field_validator("data_dir", "envs_dir", "auth_file", "project_root", mode="after")
     @classmethod
     def _absolute(cls, value: Optional[Path]) -> Optional[Path]:

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -365,15 +365,14 @@ class SovitsAdapter(Adapter):
         fade = int(float(options["cross_fade_s"]) * rate) if slice_s > 0 else 0
         for index, chunk in enumerate(c for c in chunks if c.is_speech):
             request.check_cancelled()
-            converted = self._convert(svc, audio, chunk.start, chunk.end, fade, infer,
-                                      (lambda take: self._enhance(enhancer, svc, take, key)) if enhancer else None)
+            converted = self._convert(svc, audio, chunk.start, chunk.end, fade, infer, enhancer, key)
             start = max(0, chunk.start - fade)
             overlap_add(out, converted, start, fade if chunk.start > 0 else 0)
             request.report_progress((index + 1) / len(spoken), "converted slice %d of %d" % (index + 1, len(spoken)))
         return GenerateResult(audio=np.clip(out, -1.0, 1.0), sample_rate=rate)
 
     def _convert(self, svc: Any, audio: np.ndarray, start: int, end: int, fade: int, infer: Dict[str, Any],
-                 enhance: Optional[Callable[[np.ndarray], np.ndarray]]) -> np.ndarray:
+                 enhancer: Optional[NsfHifiganEnhancer], key_semitones: float) -> np.ndarray:
         """Convert audio[start - fade:end], padded with half a second of silence as upstream does."""
         rate = int(svc.target_sample)
         piece = audio[max(0, start - fade):end]
@@ -381,8 +380,8 @@ class SovitsAdapter(Adapter):
         self.decoder_f0 = None
         tensor, _ = svc.infer(audio=np.concatenate([pad, piece, pad]), **infer)
         result = tensor.float().cpu().numpy().astype(np.float32)
-        if enhance is not None:  # upstream enhances inside each infer call, before its padding is cut
-            result = enhance(result)
+        if enhancer is not None:  # upstream enhances inside each infer call, before its padding is cut
+            result = self._enhance(enhancer, svc, result, key_semitones)
         cut = (result.size - piece.size) // 2
         return np.asarray(result[cut:cut + piece.size], dtype=np.float32)
 
