@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 
 ENHANCER_ASSET = "nsf_hifigan"
 ENHANCER_WEIGHTS_FILE = "model"
-CONFIG_KEYS = ("sampling_rate", "num_mels", "n_fft", "win_size", "hop_size", "fmin", "fmax", "resblock", "upsample_rates",
-               "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes", "resblock_dilation_sizes")
+MEL_KEYS = ("sampling_rate", "num_mels", "n_fft", "win_size", "hop_size", "fmin", "fmax")
+LAYER_KEYS = ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes",
+              "resblock_dilation_sizes")
+CONFIG_KEYS = MEL_KEYS + LAYER_KEYS
 
 
 def read_vocoder_config(folder: str) -> Dict[str, Any]:
@@ -60,7 +62,7 @@ class NsfHifiganEnhancer:
         self.mel_params = types.SimpleNamespace(data=types.SimpleNamespace(
             sampling_rate=self.sample_rate, filter_length=int(config["n_fft"]), n_mel_channels=int(config["num_mels"]),
             mel_fmin=config["fmin"], mel_fmax=config["fmax"], hop_length=self.hop_size, win_length=int(config["win_size"])))
-        layers = {key: config[key] for key in CONFIG_KEYS[7:]}
+        layers = {key: config[key] for key in LAYER_KEYS}
         generator = NSFHifiGANGenerator({**layers, "sampling_rate": self.sample_rate, "inter_channels": int(config["num_mels"]),
                                          "gin_channels": 1})
         path = os.path.join(folder, ENHANCER_WEIGHTS_FILE)
