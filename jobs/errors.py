@@ -2,6 +2,7 @@
 
     JobError            a message a person can act on
       UnknownJobError   no such job for this caller (also what another owner's job looks like)
+      QuotaError        a client already holds its share of the server (jobs waiting, kept recordings)
 """
 
 from __future__ import annotations
@@ -13,3 +14,7 @@ class JobError(Exception):
 
 class UnknownJobError(JobError):
     pass
+
+
+class QuotaError(JobError):
+    """A client holds as much of the server as it may: nothing is recorded."""

@@ -9,7 +9,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "queued", "running"
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
 ACTIVE_STATES = (QUEUED, RUNNING)
 ENDED_STATES = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 """The newest migration's revision: a database already there opens without loading Alembic (a test checks it)."""
 
 metadata = MetaData()
@@ -20,6 +20,8 @@ JOBS = Table(
     Column("owner", String(200), nullable=False, index=True),
     # whose history it is: a user (with logins), a browser, or a gradio_client session
     Column("session", String(200), nullable=False),
+    Column("client", String(200), nullable=True, index=True),
+    # who asked, as a stable identity (a login, an API key, a browser, else the address): quotas and the fair pick
     # what a Cancel of "my jobs" reaches: one browser tab, one client, one HTTP request
     Column("batch_id", String(32), nullable=True, index=True),
     Column("state", String(16), nullable=False, index=True),
@@ -29,6 +31,7 @@ JOBS = Table(
     Column("input_name", String(300), nullable=True),
     Column("input_sha256", String(64), nullable=True),
     Column("input_path", Text, nullable=True),
+    Column("input_bytes", Integer, nullable=False, server_default="0"),
     # a copy of the input recording (within a size limit): a queued job survives a restart and can be made again
     Column("request", JSON, nullable=False),
     # everything else the person chose: options, preprocess, postprocess, output_format, use_cache, speak_with

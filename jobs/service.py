@@ -1,9 +1,8 @@
 """Jobs: submitted, kept in the store, run fairly, waited on, cancelled, recovered after a restart.
 
 Scheduling: at most ``max_concurrent`` jobs run at once and at most ``max_per_architecture`` of one
-architecture (a slow conversion never takes every slot from Piper); among the jobs that may start, the
-owner with the fewest running jobs goes first, then the one that started least recently, then the oldest
-job (no session takes more than its share while others wait)."""
+architecture (a slow conversion never takes every slot from Piper); which waiting job goes next is
+``jobs.fairness.pick_next``. A job slot is always given back, whatever fails (the store included)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
 
-from jobs.errors import JobError, UnknownJobError
+from jobs import retention
+from jobs.errors import JobError, QuotaError, UnknownJobError
+from jobs.fairness import bounded, pick_next
+from jobs.quotas import OwnerQuotas
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
 from jobs.spec import JobSpec
 from jobs.store import JobStore
@@ -64,6 +66,11 @@ class _Active:
     done: bool = False
     result: Any = None
     error: Optional[str] = None
+    client: str = ""
+    """The stable identity quotas and the fair pick count (default: the owner)."""
+
+    def __post_init__(self) -> None:
+        self.client = self.client or self.owner
 
     def report(self, fraction: Optional[float], message: str) -> None:
         with self.changed:
@@ -76,15 +83,24 @@ class _Active:
             self.changed.notify_all()
 
 
+class _RunFailed(Exception):
+    """The runner failed: how the job ends and what the person reads."""
+
+    def __init__(self, state: str, message: str) -> None:
+        super().__init__(message)
+        self.state, self.message = state, message
+
+
 class JobService:
     def __init__(self, store: JobStore, runner: Runner, inputs_dir: Path, max_concurrent: int = 4, max_per_architecture: int = 2,
-                 input_copy_max_bytes: int = 50 << 20) -> None:
+                 input_copy_max_bytes: int = 50 << 20, quotas: OwnerQuotas = OwnerQuotas()) -> None:
         self.store = store
         self.runner = runner
         self.inputs_dir = inputs_dir
         self.max_concurrent = max(1, max_concurrent)
         self.max_per_architecture = max(1, max_per_architecture)
         self.input_copy_max_bytes = input_copy_max_bytes
+        self.quotas = quotas
         self._lock = threading.Condition()
         self._queue: List[_Active] = []
         self._running: Dict[str, _Active] = {}
@@ -92,13 +108,20 @@ class JobService:
         self._recent: Deque[_Active] = collections.deque(maxlen=256)
         """Finished jobs whose waiters may not have collected them yet (a result is an object, not a row)."""
         self._last_start: Dict[str, float] = {}
+        self.last_start_limit = 4096
+        """Clients remembered for the fair pick (one entry per client ever seen would grow without bound)."""
         self._closed = False
         self._dispatcher = threading.Thread(target=self._dispatch, name="job-dispatcher", daemon=True)
         self._dispatcher.start()
 
     # submitting
-    def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None, prepared: Any = None) -> str:
-        """Validate (raising what is wrong, before anything is recorded), record as queued, and return its id."""
+    def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None, prepared: Any = None,
+               client: Optional[str] = None) -> str:
+        """Validate (raising what is wrong, before anything is recorded), record as queued, and return its id.
+        ``client``: the stable identity its quotas and turn count against (default: the owner)."""
+        client = client or owner
+        input_bytes = Path(spec.audio_path).stat().st_size if spec.audio_path else 0
+        self._check_quotas(client, input_bytes if input_bytes <= self.input_copy_max_bytes else 0)
         prepared = self.runner.prepare(spec) if prepared is None else prepared
         job_id = uuid.uuid4().hex
         input_name, input_sha256, input_path = self._keep_input(job_id, spec.audio_path)
@@ -109,11 +132,24 @@ class JobService:
             "id": job_id, "owner": owner, "session": session, "batch_id": batch_id, "state": QUEUED,
             "architecture": spec.architecture, "character": spec.character, "text": spec.text, "input_name": input_name,
             "input_sha256": input_sha256, "input_path": input_path, "request": spec.request(), "created_at": now, "attempts": 0,
-            "timings": {}, "output_bytes": 0, "cached": False, "provenance": {},
+            "timings": {}, "output_bytes": 0, "cached": False, "provenance": {}, "client": client,
+            "input_bytes": input_bytes if input_path else 0,
         })
-        kept = spec.edited({"audio_path": input_path}) if input_path else spec
-        self._enqueue(_Active(job_id, owner, session, spec.architecture, now, prepared, batch_id, spec=kept))
+        kept = spec.with_input(input_path) if input_path else spec
+        self._enqueue(_Active(job_id, owner, session, spec.architecture, now, prepared, batch_id, spec=kept, client=client))
         return job_id
+
+    def _check_quotas(self, client: str, input_bytes: int) -> None:
+        quotas = self.quotas
+        if not (quotas.max_queued_jobs or quotas.max_kept_input_bytes):
+            return
+        queued, kept_bytes = self.store.client_holdings(client)
+        if quotas.max_queued_jobs and queued >= quotas.max_queued_jobs:
+            raise QuotaError("you have %d jobs waiting; this server takes up to %d per person at once: wait for some to "
+                             "finish, or cancel some" % (queued, quotas.max_queued_jobs))
+        if quotas.max_kept_input_bytes and kept_bytes + input_bytes > quotas.max_kept_input_bytes:
+            raise QuotaError("your kept recordings take %.1f MB and this one %.1f MB; this server keeps up to %.1f MB per person: "
+                             "delete older jobs in History" % (kept_bytes / 1e6, input_bytes / 1e6, quotas.max_kept_input_bytes / 1e6))
 
     def _starts_now(self, architecture: str) -> bool:
         with self._lock:
@@ -145,11 +181,8 @@ class JobService:
 
     # scheduling
     def _pick(self) -> Optional[_Active]:
-        per_owner = collections.Counter(a.owner for a in self._running.values())
-        startable = [a for a in self._queue if self._has_room(a.architecture)]
-        if not startable:
-            return None
-        return min(startable, key=lambda a: (per_owner[a.owner], self._last_start.get(a.owner, 0.0), a.created_at))
+        running = collections.Counter(a.client for a in self._running.values())
+        return pick_next(self._queue, running, self._last_start, self._has_room)
 
     def _dispatch(self) -> None:
         while True:
@@ -163,35 +196,62 @@ class JobService:
                 assert chosen is not None
                 self._queue.remove(chosen)
                 self._running[chosen.job_id] = chosen
-                self._last_start[chosen.owner] = time.monotonic()
+                self._last_start[chosen.client] = time.monotonic()
+                bounded(self._last_start, self.last_start_limit, {a.client for a in self._active.values()})
                 self._lock.notify_all()  # queued waiters: their place in line moved
             threading.Thread(target=self._run, args=(chosen,), name="job-%s" % chosen.job_id[:8], daemon=True).start()
 
     def _run(self, active: _Active) -> None:
+        """One job on its own thread. Whatever fails, the store included, the job ends and its slot is given back."""
         started = time.time()
-        if not self.store.move(active.job_id, [QUEUED], state=RUNNING, started_at=started, attempts=active.attempts + 1):
-            self._end(active, CANCELLED, error="cancelled before it started")  # a Cancel won the race
-            return
-        with active.changed:
-            active.state = RUNNING
-            active.changed.notify_all()
+        state, result, error = FAILED, None, None
+        try:
+            if not self.store.move(active.job_id, [QUEUED], state=RUNNING, started_at=started, attempts=active.attempts + 1):
+                state, error = CANCELLED, "cancelled before it started"  # a Cancel won the race
+                return
+            with active.changed:
+                active.state = RUNNING
+                active.changed.notify_all()
+            result, columns = self._execute(active)
+            columns["timings"] = dict(columns.get("timings") or {}, queue_wait_s=round(started - active.created_at, 4))
+            self.store.update(active.job_id, state=SUCCEEDED, finished_at=time.time(), error=None, **columns)
+            state = SUCCEEDED
+        except _RunFailed as failed:
+            state, error = failed.state, failed.message
+            self._record_end(active, state, error, started)
+        except BaseException as exc:  # the store failed: the job still ends, with an id the log explains
+            state, result, error = FAILED, None, self._unrecorded(active, exc)
+            self._record_end(active, state, error, started)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._end(active, state, result, error)
+
+    def _execute(self, active: _Active) -> Tuple[Any, Dict[str, Any]]:
         try:
             if active.cancel.is_set():
                 raise JobError("the job was cancelled")
             if active.prepared is None and active.spec is not None:
                 active.prepared = self.runner.prepare(active.spec)  # a recording's job that waited: decoded now
-            result, columns = self.runner.execute(active.prepared, active.job_id, active.report, active.cancel)
-            columns["timings"] = dict(columns.get("timings") or {}, queue_wait_s=round(started - active.created_at, 4))
-            self.store.update(active.job_id, state=SUCCEEDED, finished_at=time.time(), error=None, **columns)
-            self._end(active, SUCCEEDED, result=result)
+            return self.runner.execute(active.prepared, active.job_id, active.report, active.cancel)
         except BaseException as exc:  # a thread boundary: every failure ends the job with what the person should read
             state = INTERRUPTED if self._closed else CANCELLED if active.cancel.is_set() else FAILED
             message = {INTERRUPTED: INTERRUPTED_REASON, CANCELLED: "the job was cancelled"}.get(state) or self.runner.message_for(exc)
-            self.store.update(active.job_id, state=state, finished_at=time.time(), error=message,
-                              timings={"queue_wait_s": round(started - active.created_at, 4)})
-            self._end(active, state, error=message)
             if not isinstance(exc, Exception):
                 raise
+            raise _RunFailed(state, message) from exc
+
+    def _unrecorded(self, active: _Active, exc: BaseException) -> str:
+        error_id = uuid.uuid4().hex[:8]
+        logger.error("error %s: job %s could not be recorded in the job store", error_id, active.job_id, exc_info=exc)
+        return "this job's result could not be recorded in the job store (error id %s; the details are in the server log)" % error_id
+
+    def _record_end(self, active: _Active, state: str, error: Optional[str], started: float) -> None:
+        try:
+            self.store.update(active.job_id, state=state, finished_at=time.time(), error=error,
+                              timings={"queue_wait_s": round(started - active.created_at, 4)})
+        except Exception:  # the store is down: the job still ends here; its row says running until a restart interrupts it
+            logger.exception("could not record the end of job %s (%s)", active.job_id, state)
 
     def _end(self, active: _Active, state: str, result: Any = None, error: Optional[str] = None) -> None:
         active.prepared = None  # its decoded input is not kept with the finished jobs waiters may still collect
@@ -287,7 +347,7 @@ class JobService:
         if not self.store.move(job_id, list(ENDED_STATES), state=QUEUED, created_at=now, started_at=None, finished_at=None, error=None):
             raise JobError("job %s changed while retrying it; look again" % job_id)
         self._enqueue(_Active(job_id, row["owner"], row["session"], row["architecture"], now, prepared, row.get("batch_id"),
-                              int(row["attempts"]), spec=spec))
+                              int(row["attempts"]), spec=spec, client=row.get("client") or ""))
         return job_id
 
     def recover(self) -> Dict[str, int]:
@@ -308,7 +368,8 @@ class JobService:
                 failed += 1
                 continue
             self._enqueue(_Active(row["id"], row["owner"], row["session"], row["architecture"], row["created_at"],
-                                  None if spec.audio_path else prepared, row.get("batch_id"), int(row["attempts"]), spec=spec))
+                                  None if spec.audio_path else prepared, row.get("batch_id"), int(row["attempts"]), spec=spec,
+                                  client=row.get("client") or ""))
             requeued += 1
         return {"interrupted": interrupted, "requeued": requeued, "failed": failed}
 
@@ -348,34 +409,20 @@ class JobService:
         with self._lock:
             return job_id in self._active
 
-    # retention
+    # retention (jobs.retention)
     def prune(self, keep: int, max_bytes: int, max_age_s: float, grace_s: float = 120.0) -> int:
-        """Remove the oldest ended jobs (rows and files) beyond ``keep``, ``max_bytes`` or ``max_age_s``; never a
-        queued or running one, never one that ended in the last ``grace_s``. Returns how many went."""
-        now = time.time()
-        total, doomed = 0, []
-        for index, row in enumerate(self.store.ended_newest_first()):
-            total += int(row["output_bytes"] or 0)
-            age_s = now - float(row["created_at"])
-            if age_s > grace_s and (index >= keep or total > max_bytes or age_s > max_age_s):
-                doomed.append(row)
-        self.store.delete([row["id"] for row in doomed])
-        still_used = self.store.referenced_outputs([row["output_path"] for row in doomed if row["output_path"]])
-        for row in doomed:
-            for name in ("output_path", "master_path", "input_path"):
-                if row[name] and row[name] not in still_used:  # a cache hit's row shares its file with an earlier job
-                    Path(row[name]).unlink(missing_ok=True)
-        return len(doomed)
+        """Per owner: remove the oldest ended jobs (rows and files) beyond ``keep``, ``max_bytes`` or ``max_age_s``;
+        never a queued or running one, never one made in the last ``grace_s``. Returns how many went."""
+        return retention.prune(self.store, keep, max_bytes, max_age_s, grace_s)
+
+    def sweep_orphans(self, folders: List[Path], grace_s: float) -> int:
+        return retention.sweep_orphans(self.store, folders, grace_s)
 
     def delete(self, job_id: str, owner: Optional[str]) -> None:
         row = self.get(job_id, owner)
         if row["state"] in ACTIVE_STATES:
             raise JobError("job %s is %s: cancel it first" % (job_id, row["state"]))
-        self.store.delete([job_id])
-        still_used = self.store.referenced_outputs([row["output_path"]] if row["output_path"] else [])
-        for name in ("output_path", "master_path", "input_path"):
-            if row[name] and row[name] not in still_used:
-                Path(row[name]).unlink(missing_ok=True)
+        retention.remove_jobs(self.store, [row])
 
     def close(self) -> None:
         with self._lock:

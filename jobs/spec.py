@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Optional
 
+EDITABLE = ("architecture", "character", "text", "options", "output_format", "preprocess", "postprocess", "use_cache", "speak_with")
+"""What a person may change for another take: everything they chose, not the file the server reads."""
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -35,7 +38,17 @@ class JobSpec:
                    audio_path=row.get("input_path"), **known)
 
     def edited(self, changes: Dict[str, Any]) -> JobSpec:
+        """Another take with a person's changes: only what a person may set (never where its recording is read from:
+        that is only ever the job's kept copy or a new upload)."""
         unknown = sorted(set(changes) - set(asdict(self)))
         if unknown:
             raise ValueError("a job has no setting %s" % ", ".join(repr(name) for name in unknown))
+        fixed = sorted(set(changes) - set(EDITABLE))
+        if fixed:
+            raise ValueError("%s cannot be edited: another take uses the job's own recording (or upload a new one)"
+                             % ", ".join(repr(name) for name in fixed))
         return replace(self, **changes)
+
+    def with_input(self, path: Optional[str]) -> JobSpec:
+        """Where the job service kept its copy of the recording (never a person's choice)."""
+        return replace(self, audio_path=path)

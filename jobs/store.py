@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from jobs.schema import ACTIVE_STATES, ENDED_STATES, JOBS, RUNNING, SCHEMA_REVISION
+from jobs.schema import ACTIVE_STATES, ENDED_STATES, JOBS, QUEUED, RUNNING, SCHEMA_REVISION
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 TABLE = JOBS
 LIST_COLUMNS = [c for c in TABLE.c if c.name not in ("request", "provenance")]
 """What a history page shows: the large JSON columns stay in the database until one job is opened."""
+PATH_COLUMNS = (TABLE.c.output_path, TABLE.c.master_path, TABLE.c.input_path)
+"""Every column that names a file: retention checks them all before a file goes."""
 
 
 def sqlite_url(path: Path) -> str:
@@ -91,11 +93,6 @@ class JobStore:
             rows = connection.execute(select(TABLE).where(TABLE.c.state.in_(list(states))).order_by(TABLE.c.created_at))
             return [dict(row._mapping) for row in rows]
 
-    def of_batch(self, batch_id: str) -> List[Dict[str, Any]]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(select(TABLE).where(TABLE.c.batch_id == batch_id).order_by(TABLE.c.created_at))
-            return [dict(row._mapping) for row in rows]
-
     def page(self, owner: Optional[str], query: str = "", architecture: str = "", state: str = "", limit: int = 50,
              offset: int = 0) -> List[Dict[str, Any]]:
         """Newest first; ``owner`` None lists everyone's (the operator)."""
@@ -123,17 +120,29 @@ class JobStore:
 
     def ended_newest_first(self) -> List[Dict[str, Any]]:
         """What retention may remove (never a queued or running job), with what it needs to decide."""
-        columns = [TABLE.c.id, TABLE.c.created_at, TABLE.c.output_bytes, TABLE.c.output_path, TABLE.c.master_path, TABLE.c.input_path]
+        columns = [TABLE.c.id, TABLE.c.owner, TABLE.c.created_at, TABLE.c.output_bytes, *PATH_COLUMNS]
         with self.engine.connect() as connection:
             rows = connection.execute(select(*columns).where(TABLE.c.state.in_(ENDED_STATES)).order_by(TABLE.c.created_at.desc()))
             return [dict(row._mapping) for row in rows]
 
-    def referenced_outputs(self, paths: Sequence[str]) -> set[str]:
-        """Which of these output files a job in the store still names."""
-        if not paths:
-            return set()
+    def referenced_paths(self, paths: Sequence[str]) -> Set[str]:
+        """Which of these files a job in the store still names, in any of its file columns."""
+        wanted = list(paths)
+        found: Set[str] = set()
         with self.engine.connect() as connection:
-            return {row[0] for row in connection.execute(select(TABLE.c.output_path).where(TABLE.c.output_path.in_(list(paths))))}
+            for start in range(0, len(wanted), 500):  # bounded IN lists
+                chunk = wanted[start:start + 500]
+                for column in PATH_COLUMNS:
+                    found.update(row[0] for row in connection.execute(select(column).where(column.in_(chunk))))
+        return found
+
+    def client_holdings(self, client: str) -> Tuple[int, int]:
+        """(jobs waiting, bytes of kept recordings) of one client: what its quotas count."""
+        with self.engine.connect() as connection:
+            queued = connection.execute(select(func.count()).where(TABLE.c.client == client, TABLE.c.state == QUEUED)).scalar_one()
+            kept = connection.execute(select(func.coalesce(func.sum(TABLE.c.input_bytes), 0))
+                                      .where(TABLE.c.client == client, TABLE.c.input_path.is_not(None))).scalar_one()
+        return int(queued), int(kept)
 
     def delete(self, job_ids: Sequence[str]) -> int:
         if not job_ids:

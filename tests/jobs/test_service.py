@@ -3,13 +3,19 @@ app's Workstation (which the end-to-end tests use): it writes a real output file
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from jobs.errors import JobError, UnknownJobError
+from jobs.errors import JobError, QuotaError, UnknownJobError
+from jobs.fairness import Waiting, pick_next
+from jobs.quotas import OwnerQuotas
 from jobs.schema import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SCHEMA_REVISION, SUCCEEDED
 from jobs.service import INTERRUPTED_REASON, JobService
 from jobs.spec import JobSpec
@@ -26,6 +32,7 @@ class FileRunner:
         self.started: List[str] = []
         self.prepared: List[JobSpec] = []
         self.lock = threading.Lock()
+        self.made: Dict[str, Tuple[Path, Optional[Path]]] = {}
 
     def prepare(self, spec: JobSpec) -> JobSpec:
         self.prepared.append(spec)
@@ -44,10 +51,18 @@ class FileRunner:
                     raise JobError("the job was cancelled")
         if spec.text == "explode":
             raise RuntimeError("/secret/path/model.pth is corrupt")
-        path = self.folder / ("%s.txt" % job_id)
-        path.write_text(spec.text)
-        return path, {"output_path": str(path), "output_bytes": path.stat().st_size, "timings": {"generate_s": 0.001},
-                      "provenance": {"text": spec.text}}
+        if spec.text.startswith("share:"):  # what a cache hit did: the files of an earlier job
+            path, master = self.made[spec.text[len("share:"):]]
+        else:
+            path = self.folder / ("%s.txt" % job_id)
+            path.write_text(spec.text)
+            master = path.with_suffix(".master.flac") if spec.output_format == "mp3" else None
+            if master is not None:
+                master.write_text("lossless " + spec.text)
+        self.made[job_id] = (path, master)
+        return path, {"output_path": str(path), "master_path": str(master) if master else None,
+                      "output_bytes": path.stat().st_size + (master.stat().st_size if master else 0),
+                      "timings": {"generate_s": 0.001}, "provenance": {"text": spec.text}}
 
     def message_for(self, exc: BaseException) -> str:
         return str(exc) if isinstance(exc, JobError) else "something went wrong (error id test)"
@@ -237,3 +252,104 @@ def test_a_waiting_recording_is_not_held_in_memory(made: Any, tmp_path: Path) ->
     service.wait(waiting)
     again = runner.prepared[-1]
     assert again.text == "converted" and again.audio_path is not None and Path(again.audio_path).read_bytes() == b"RIFF....WAVE"
+
+
+class FlakyStore(JobStore):
+    """A real SQLite store whose next ``fail_updates`` end-of-job writes raise what a locked database (or a full disk,
+    or a PostgreSQL restart) raises through SQLAlchemy."""
+
+    fail_updates = 0
+
+    def update(self, job_id: str, **values: Any) -> None:
+        if self.fail_updates > 0 and values.get("state") in (SUCCEEDED, FAILED, CANCELLED):
+            self.fail_updates -= 1
+            raise OperationalError("UPDATE jobs", {}, sqlite3.OperationalError("database is locked"))
+        super().update(job_id, **values)
+
+
+def test_a_failed_store_write_never_leaks_a_job_slot(tmp_path: Path) -> None:
+    """Issue 17, defect 4: four failed end-of-job writes used to leave four job threads dead before they released
+    their slots, and no job ran again until a restart."""
+    store = FlakyStore(sqlite_url(tmp_path / "jobs.sqlite3"))
+    runner = FileRunner(tmp_path)
+    service = JobService(store, runner, tmp_path / "inputs", max_concurrent=4, max_per_architecture=4)
+    try:
+        store.fail_updates = 8  # the success write and the failure write of four jobs
+        doomed = [service.submit(JobSpec("piper", "joe", "take %d" % index), owner="a") for index in range(4)]
+        assert wait_until(lambda: not any(service.is_active(job_id) for job_id in doomed), 10)
+        for job_id in doomed:
+            with pytest.raises(JobError, match=r"could not be recorded .*error id [0-9a-f]+"):
+                service.wait(job_id)
+        after = service.submit(JobSpec("piper", "joe", "the store is back"), owner="a")
+        assert wait_until(lambda: not service.is_active(after), 10)
+        assert Path(service.wait(after)).read_text() == "the store is back" and state(service, after) == SUCCEEDED
+    finally:
+        service.close()
+
+
+def run_to_end(service: JobService, spec: JobSpec, owner: str) -> str:
+    job_id = service.submit(spec, owner=owner)
+    service.wait(job_id)
+    return job_id
+
+
+def test_retention_counts_jobs_and_never_removes_a_file_another_job_names(made: Any, tmp_path: Path) -> None:
+    """Issue 17, defect 5: an mp3 and its lossless master are one job, not two files; a file two rows name (a cache
+    hit's) goes only with the last of them; files no job names are swept after a grace period."""
+    service, _ = made()
+    lossy = run_to_end(service, JobSpec("piper", "joe", "with a master", output_format="mp3"), "a")
+    shared = run_to_end(service, JobSpec("piper", "joe", "share:" + lossy, output_format="mp3"), "b")
+    plain = run_to_end(service, JobSpec("piper", "joe", "plain"), "a")
+    row = service.store.get(lossy)
+    output, master = Path(row["output_path"]), Path(row["master_path"])
+    assert service.prune(keep=2, max_bytes=1 << 30, max_age_s=3600, grace_s=0) == 0  # two jobs of a's: nothing to do
+    service.delete(lossy, "a")  # b's job names the same two files: they stay for b
+    assert output.is_file() and master.is_file()
+    assert service.store.get(shared)["master_path"] == str(master)
+    service.delete(shared, "b")
+    assert not output.exists() and not master.exists()
+    orphan, fresh = tmp_path / "left-behind.wav", tmp_path / "being-written.wav"
+    orphan.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    assert service.sweep_orphans([tmp_path], grace_s=3600) == 1
+    assert not orphan.exists() and fresh.exists() and Path(service.store.get(plain)["output_path"]).exists()
+
+
+def test_retention_and_quotas_are_per_owner(made: Any, tmp_path: Path) -> None:
+    """Issue 17, defect 6: one owner's many jobs used to purge everyone's history, and nothing bounded one owner."""
+    service, runner = made(max_concurrent=1, max_per_architecture=1)
+    theirs = run_to_end(service, JobSpec("piper", "joe", "b's only take"), "b")
+    service.store.update(theirs, created_at=time.time() - 600)  # older than all of a's
+    mine = [run_to_end(service, JobSpec("piper", "joe", "a's take %d" % index), "a") for index in range(4)]
+    assert service.prune(keep=2, max_bytes=1 << 30, max_age_s=3600, grace_s=0) == 2
+    assert {r["id"] for r in service.store.page(None)} == {theirs, *mine[2:]}
+    # quotas: jobs waiting, and bytes of kept recordings, per client
+    service.quotas = OwnerQuotas(max_queued_jobs=2, max_kept_input_bytes=150)
+    blocker = service.submit(JobSpec("piper", "joe", "hold"), owner="a")
+    assert wait_until(lambda: state(service, blocker) == RUNNING, 5)
+    service.submit(JobSpec("piper", "joe", "one"), owner="a")
+    service.submit(JobSpec("piper", "joe", "two"), owner="a")
+    with pytest.raises(QuotaError, match="2 jobs waiting; this server takes up to 2 per person"):
+        service.submit(JobSpec("piper", "joe", "three"), owner="a")
+    service.submit(JobSpec("piper", "joe", "b may"), owner="b")
+    recording = tmp_path / "take.wav"
+    recording.write_bytes(b"R" * 100)
+    service.submit(JobSpec("rvc", "x", "", audio_path=str(recording)), owner="c")
+    with pytest.raises(QuotaError, match="kept recordings"):
+        service.submit(JobSpec("rvc", "x", "", audio_path=str(recording)), owner="c")
+    runner.release.set()
+
+
+def test_the_fair_pick_is_a_pure_function_and_its_memory_is_bounded(made: Any) -> None:
+    """Issue 17, defect 8: the map of when each owner last started grew by one entry per HTTP request."""
+    queue = [Waiting("j1", "x", "piper", 1.0), Waiting("j2", "y", "piper", 2.0), Waiting("j3", "x", "piper", 3.0)]
+    assert pick_next(queue, running_per_client={}, last_start={"x": 5.0}, has_room=lambda a: True).job_id == "j2"
+    assert pick_next(queue, running_per_client={"y": 1}, last_start={}, has_room=lambda a: True).job_id == "j1"
+    assert pick_next(queue, running_per_client={}, last_start={}, has_room=lambda a: a != "piper") is None
+    service, _ = made()
+    service.last_start_limit = 8
+    for index in range(30):
+        run_to_end(service, JobSpec("piper", "joe", "from %d" % index), "client-%d" % index)
+    assert len(service._last_start) <= 8
