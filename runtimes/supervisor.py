@@ -504,29 +504,39 @@ class Supervisor:
             self.admission.measure(worker)
 
     def _watch(self, worker: ManagedWorker, now: float) -> None:
-        """Deaths of idle workers, and keep-alive: unload expired characters, stop expired workers."""
-        if worker.state != WorkerState.READY:
-            return
+        """Deaths of idle workers, and keep-alive: unload expired characters, stop expired workers.
+        Reads the worker under the table's lock; what blocks (an unload, a stop) is handed off."""
+        with self.table.lock:
+            if worker.state != WorkerState.READY:
+                return
+            idle = {key: now - slot.last_used for key, slot in worker.characters.items()}
+            worker_idle_s = now - worker.last_used
         if not worker.process.alive():
             if self.table.begin_stop_if_idle(worker, "died while idle"):
                 worker.last_error = "the %s worker died while idle (%s)" % (worker.architecture, worker.process.describe_exit())
                 record = self.crashes.crashed((worker.architecture, BOOT), worker.last_error)
-                self._finish_stop(worker, WorkerState.FAILED if record.failed else WorkerState.BACKOFF)
+                end = WorkerState.FAILED if record.failed else WorkerState.BACKOFF
+                self._monitor.hand_off("reap-%s" % worker.name, lambda: self._finish_stop(worker, end))
             return
-        idle = {key: now - slot.last_used for key, slot in worker.characters.items()}
-        if self.policy.worker_expired(worker.architecture, idle, now - worker.last_used):
-            if self.table.begin_stop_if_idle(worker, "idle for %.0f s" % (now - worker.last_used)):
-                self._finish_stop(worker)
+        if self.policy.worker_expired(worker.architecture, idle, worker_idle_s):
+            if self.table.begin_stop_if_idle(worker, "idle for %.0f s" % worker_idle_s):
+                self._monitor.hand_off("stop-%s" % worker.name, lambda: self._finish_stop(worker))
             return
         expired = [key for key, idle_s in idle.items() if self.policy.expired((worker.architecture, key), idle_s)]
         if expired:
             ticket = Ticket("unloading idle characters")
             if self.table.try_hold_idle(worker, ticket):
-                try:
-                    for key in expired:
-                        self._unload(worker, key, "idle past its keep-alive")
-                finally:
-                    self.table.release(worker, ticket)
+                self._monitor.hand_off("unload-%s" % worker.name, lambda: self._unload_expired(worker, ticket, expired))
+
+    def _unload_expired(self, worker: ManagedWorker, ticket: Ticket, keys: List[str]) -> None:
+        """Unload characters past their keep-alive from a worker the monitor holds for it."""
+        try:
+            for key in keys:
+                self._unload(worker, key, "idle past its keep-alive")
+        except WorkerStoppedError as exc:  # stopped meanwhile (Stop, shutdown): nothing left to unload
+            logger.info("worker %s: keep-alive unload ended: %s", worker.name, exc)
+        finally:
+            self.table.release(worker, ticket)
 
     # locks a job may wait for, visibly and cancellably
     def _lock_for(self, locks: Dict[str, threading.Lock], name: str) -> threading.Lock:
@@ -597,6 +607,7 @@ class Supervisor:
             thread.start()
         for thread in stoppers:
             thread.join(30.0)
+        self._monitor.join_handed_off(30.0)  # stops the monitor began (those workers were stopping already)
         self.table.record.remove()
         shutil.rmtree(self.private_dir, ignore_errors=True)
 

@@ -3,7 +3,8 @@ crash, hang, load slowly, spawn a child, or hog memory on request. Runs in a rea
 
 Its shared asset is a counter of how often ``load_shared`` ran (reported in every result's first
 sample when ``mode`` is "report"); a character may hold memory (``FAKE_CHARACTER_MB``), which its
-unload frees. ``FAKE_IMPORT_SLEEP_S`` delays the module's import (a worker slow to connect)."""
+unload frees. ``FAKE_IMPORT_SLEEP_S`` delays the module's import (a worker slow to connect);
+``FAKE_UNLOAD_S`` makes each unload take that long (a model slow to free)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class FakeAdapter(Adapter):
         SHARED_LOADS.append(device)
 
     def unload(self, character: Dict[str, object]) -> None:
+        time.sleep(float(os.environ.get("FAKE_UNLOAD_S", "0")))
         character.clear()
 
     def load(self, model: ModelRef) -> Dict[str, object]:
