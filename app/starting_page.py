@@ -29,16 +29,46 @@ setTimeout(poll, 500);
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
+    """Every method gets 503 + Retry-After (scripts: gradio_client, curl, a POST to /v1/audio/speech) and the page
+    (a browser); http.server itself would answer 501 to anything but GET."""
+
+    timeout = 10  # a client that stops sending mid-body does not hold a thread for long
+
+    def _answer(self, with_body: bool = True) -> None:
+        self._discard_request_body()
         body = PAGE.encode()
-        # 503 + Retry-After for scripts (gradio_client, curl) that ask before the app is up; a browser shows the page
         self.send_response(503)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Retry-After", "1")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if with_body:
+            self.wfile.write(body)
+
+    def _discard_request_body(self) -> None:
+        """Read what the client sent: closing with unread bytes resets the connection, and the client would see a
+        reset instead of the 503. A body sent in chunks is not read: the connection closes after the answer."""
+        try:
+            left = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            left = 0
+        if self.headers.get("Transfer-Encoding") or left < 0:
+            self.close_connection = True
+            return
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
     def log_message(self, format: str, *args: object) -> None:
         pass

@@ -85,3 +85,21 @@ def test_the_address_answers_while_the_app_loads(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_the_starting_page_answers_every_method_with_503_and_retry_after(method: str) -> None:
+    """Scripts that ask before the app is up get 503 + Retry-After, whatever the method (http.server said 501 to a POST)."""
+    from app.starting_page import MARKER, StartingPage
+    from tests.conftest import free_port
+
+    page = StartingPage("127.0.0.1", free_port())
+    assert page.start()
+    try:
+        body = b'{"input": "' + b"x" * 300_000 + b'"}'  # larger than a socket buffer: read, not reset
+        answer = httpx.request(method, "http://127.0.0.1:%d/v1/audio/speech" % page.port, content=body, timeout=10)
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "1"
+        assert (MARKER in answer.text) == (method != "HEAD")
+    finally:
+        page.stop()
