@@ -33,9 +33,10 @@ def make_builder(settings: Settings) -> EnvironmentBuilder:
 
 
 def build_env(settings: Settings, architecture: str, progress: Callable[[str], None]) -> Path:
+    """The launcher's build of the default env: a failed update keeps the working env and starts with it."""
     specs = discover(settings.spec_dirs)
     builder = make_builder(settings)
-    return builder.ensure(specs[architecture], progress)
+    return builder.ensure_or_keep(specs[architecture], progress)
 
 
 def make_workstation(settings: Settings) -> Workstation:

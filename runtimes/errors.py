@@ -13,7 +13,8 @@ Exception tree::
     ├── JobTimeoutError        a job ran past its time limit or stopped reporting progress
     ├── JobCancelledError      a person cancelled the job
     ├── ArchitectureUnavailableError  in cooldown or failed; carries ``retry_after_s``
-    └── EnvironmentBuildError  building an architecture's environment failed (names the package)
+    └── EnvironmentBuildError  building an architecture's environment failed (names the package, and
+                               the working environment a failed rebuild kept)
 
 This module is imported by workers: standard library only, Python 3.9 syntax.
 """
@@ -93,9 +94,13 @@ class ArchitectureUnavailableError(RuntimeLayerError):
 
 
 class EnvironmentBuildError(RuntimeLayerError):
-    """Building an architecture environment failed."""
+    """Building an architecture environment failed. ``kept_python``: the interpreter of the working
+    environment that a failed rebuild left in place (None when there was none)."""
 
-    def __init__(self, message: str, package: Optional[str] = None, log_path: Optional[str] = None) -> None:
+    def __init__(
+        self, message: str, package: Optional[str] = None, log_path: Optional[str] = None, kept_python: Optional[str] = None
+    ) -> None:
         super().__init__(message)
         self.package = package
         self.log_path = log_path
+        self.kept_python = kept_python

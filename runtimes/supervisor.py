@@ -29,8 +29,9 @@ from runtimes.admission import Admission
 from runtimes.backoff import CrashPolicy
 from runtimes.config import SupervisorSettings
 from runtimes.conversation import Limits, ask, safe_progress
-from runtimes.environments import EnvSpec
+from runtimes.environments import EnvSpec, update_failed_note
 from runtimes.errors import (
+    EnvironmentBuildError,
     JobCancelledError,
     RemoteError,
     RuntimeLayerError,
@@ -241,7 +242,7 @@ class Supervisor:
             if self._find_worker(spec.name, request.model_key) is not None:
                 return None
             progress(None, "preparing the %s environment" % spec.name)
-            python = self.resolve_python(spec, progress)
+            python = self._python_for(spec, progress)
             started = time.perf_counter()
             device = self.admission.place(spec, lambda device: self._character_need(request, device), request.label, progress, cancel)
             device_lock = self._lock_for(self._device_locks, device)
@@ -264,6 +265,18 @@ class Supervisor:
         finally:
             if placement_held:
                 placement_lock.release()
+
+    def _python_for(self, spec: EnvSpec, progress: ProgressFn) -> Path:
+        """The env's interpreter; when an update of the env failed and the working one was kept, that
+        one (said in the job's progress and the log): an offline update never loses the architecture."""
+        try:
+            return self.resolve_python(spec, progress)
+        except EnvironmentBuildError as exc:
+            if exc.kept_python is None:
+                raise
+            logger.warning("%s", exc)
+            progress(None, update_failed_note(spec.name, exc))
+            return Path(exc.kept_python)
 
     def _spawn(self, spec: EnvSpec, python: Path, device: str, ticket: Ticket, progress: ProgressFn) -> ManagedWorker:
         progress(None, "starting the %s worker" % spec.name)
