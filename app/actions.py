@@ -28,7 +28,7 @@ from jobs.service import JobService
 from jobs.spec import JobSpec
 from jobs.store import JobStore, sqlite_url
 from models.manager import ModelManager
-from models.store import sha256_of
+from models.store import FileHashes
 from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, output_sample_rate, probe
 from pipeline.cache import AudioCache, audio_digest, key_of
 from pipeline.errors import PipelineError
@@ -193,7 +193,7 @@ class Workstation:
     access: Access = field(default_factory=Access)
     jobs: JobService = field(init=False)
     _prune_lock: threading.Lock = field(default_factory=threading.Lock)
-    _hashes: Dict[Tuple[str, int, int], str] = field(default_factory=dict)
+    _hashes: FileHashes = field(default_factory=FileHashes)
     _descriptions: Dict[str, DescriptionMemo] = field(default_factory=dict)
     _memory_samples: Deque[Dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=900))
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -578,12 +578,8 @@ class Workstation:
         return key_of(first.manifest.architecture, first.character.id, fingerprint, first.options)
 
     def _file_sha256(self, path: Path) -> str:
-        """sha256 of a model file, remembered by (path, size, mtime): a 500 MB checkpoint is hashed once."""
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in self._hashes:
-            self._hashes[key] = sha256_of(path)
-        return self._hashes[key]
+        """sha256 of a model file, remembered by (path, size, mtime) in a bounded memo: a 500 MB checkpoint is hashed once."""
+        return self._hashes(path)
 
     def _model_files(self, architecture: str, character: Character) -> Dict[str, str]:
         if character.path is None:  # a builtin voice: what pins it is the env's spec (e.g. the wheel's version)

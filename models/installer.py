@@ -208,7 +208,9 @@ class Installer:
         link.symlink_to(os.path.relpath(source, (final_folder / save_as).parent))
 
     def status(self) -> List[Dict[str, Any]]:
-        return [task.summary() for task in sorted(self.tasks.values(), key=lambda t: t.started_at, reverse=True)]
+        with self._lock:  # a snapshot: start() adds tasks under the same lock
+            tasks = sorted(self.tasks.values(), key=lambda t: t.started_at, reverse=True)
+        return [task.summary() for task in tasks]
 
     def wait(self, entry_id: str, timeout_s: Optional[float] = None) -> InstallTask:
         task = self.tasks[entry_id]

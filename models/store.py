@@ -20,9 +20,10 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from models.archive import remove_tree
 from models.catalogue import Entry
@@ -44,6 +45,37 @@ def file_digest(path: Path, length: Optional[int] = None) -> Any:
 
 def sha256_of(path: Path) -> str:
     return str(file_digest(path).hexdigest())
+
+
+class FileHashes:
+    """sha256 of files, remembered by (path, size, modification time) for the ``limit`` most recently
+    asked: a 500 MB checkpoint is hashed once while it is in use, and a long-running app that sees many
+    files holds a bounded memo (least recently used forgotten first). Safe from several threads."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._known: OrderedDict[Tuple[str, int, int], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            digest = self._known.get(key)
+            if digest is not None:
+                self._known.move_to_end(key)
+                return digest
+        digest = sha256_of(path)  # outside the lock: another file's hash need not wait for this one
+        with self._lock:
+            self._known[key] = digest
+            self._known.move_to_end(key)
+            while len(self._known) > self.limit:
+                self._known.popitem(last=False)
+        return digest
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._known)
 
 
 def folder_name(name: str) -> str:
