@@ -11,6 +11,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import soundfile
 
+from pipeline.dsp import resample
 from pipeline.errors import AudioDecodeError, AudioEncodeError
 
 # format name -> (soundfile format, subtype, file suffix)
@@ -88,9 +89,7 @@ def encode(
     target = path.with_suffix(suffix)
     target_rate = output_sample_rate(output_format, sample_rate)
     if target_rate != sample_rate:
-        import librosa
-
-        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=target_rate, res_type="soxr_hq", axis=-1)
+        audio = resample(audio, sample_rate, target_rate)
         sample_rate = target_rate
     frames = audio.T if audio.ndim == 2 else audio
     channels = 1 if audio.ndim == 1 else audio.shape[0]

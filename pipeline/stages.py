@@ -9,9 +9,9 @@ import json
 import math
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
-import librosa
 import numpy as np
 
+from pipeline.dsp import loud_frames_span, resample
 from pipeline.errors import StageConfigError
 
 Audio = np.ndarray
@@ -113,8 +113,7 @@ class Resample(Stage):
     def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
         if sample_rate == self.target_hz:
             return audio, sample_rate
-        out = librosa.resample(audio, orig_sr=sample_rate, target_sr=self.target_hz, res_type="soxr_hq", axis=-1)
-        return np.asarray(out, dtype=np.float32), self.target_hz
+        return np.asarray(resample(audio, sample_rate, self.target_hz), dtype=np.float32), self.target_hz
 
 
 class TrimSilence(Stage):
@@ -131,13 +130,15 @@ class TrimSilence(Stage):
         mono = audio if audio.ndim == 1 else audio.mean(axis=0)
         if mono.size == 0:
             return audio, sample_rate
-        _, (start, end) = librosa.effects.trim(
-            mono, top_db=-self.threshold_db, ref=1.0, frame_length=512, hop_length=128
-        )
-        loud = np.flatnonzero(np.abs(mono[start:end]) >= 10.0 ** (self.threshold_db / 20.0))
-        if end <= start or loud.size == 0:  # all silence: keep it rather than return nothing
+        span = loud_frames_span(mono, self.threshold_db, frame_length=512, hop_length=128)
+        if span is None:  # all silence: keep it rather than return nothing
             return audio, sample_rate
-        # librosa finds the edges to a frame; refine them to the first and last sample over the threshold
+        start, end = span
+        loud = np.flatnonzero(np.abs(mono[start:end]) >= 10.0 ** (self.threshold_db / 20.0))
+        if end <= start or loud.size == 0:
+            return audio, sample_rate
+        # the frames find the edges to a frame (a lone click in a quiet frame is not speech); refine them to the
+        # first and last sample over the threshold
         start, end = start + int(loud[0]), start + int(loud[-1]) + 1
         keep = int(round(self.keep_ms * sample_rate / 1000.0))
         start, end = max(0, start - keep), min(mono.size, end + keep)
@@ -230,6 +231,8 @@ class PitchShift(Stage):
     def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
         if self.semitones == 0.0:
             return audio, sample_rate
+        import librosa  # its numba kernels compile on import: only when a pitch shift is asked for
+
         shifted = librosa.effects.pitch_shift(audio, sr=sample_rate, n_steps=self.semitones, res_type="soxr_hq")
         return np.asarray(shifted, dtype=np.float32), sample_rate
 
@@ -245,6 +248,8 @@ class ChangeSpeed(Stage):
     def apply(self, audio: Audio, sample_rate: int) -> Tuple[Audio, int]:
         if self.factor == 1.0:
             return audio, sample_rate
+        import librosa  # its numba kernels compile on import: only when a speed change is asked for
+
         stretched = librosa.effects.time_stretch(audio, rate=self.factor)
         return np.asarray(stretched, dtype=np.float32), sample_rate
 
@@ -346,7 +351,7 @@ def integrated_lufs(audio: Audio, sample_rate: int) -> float:
 
 def true_peak(audio: Audio, sample_rate: int) -> float:
     """Peak of the 4x oversampled signal (BS.1770 Annex 2's method, with soxr as the interpolator)."""
-    oversampled = librosa.resample(audio, orig_sr=sample_rate, target_sr=sample_rate * 4, res_type="soxr_hq", axis=-1)
+    oversampled = resample(audio, sample_rate, sample_rate * 4)
     return float(np.max(np.abs(oversampled))) if oversampled.size else 0.0
 
 

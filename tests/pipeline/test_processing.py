@@ -269,3 +269,28 @@ def test_cache_is_safe_under_concurrent_requests(tmp_path: Path) -> None:
     # Only requests racing on the very first miss compute (at most one per thread); all others hit.
     assert 1 <= CountingStage.calls <= 4 and cache.misses == CountingStage.calls and cache.hits == 40 - CountingStage.calls
     cache.close()
+
+
+def test_the_default_chains_compile_nothing_at_run_time() -> None:
+    """The default pre and post chains and encoding run without numba (librosa's trim and resample compiled its kernels
+    on first use: 7.7 s at the app's start, paid by the first request); librosa stays for pitch shift and speed."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, tempfile, pathlib\n"
+        "import numpy as np\n"
+        "from pipeline.audio_io import encode\n"
+        "from pipeline.processing import PostOptions, PreOptions\n"
+        "from pipeline.warmup import warm_up\n"
+        "warm_up()\n"
+        "rate = 22050\n"
+        "signal = (0.5 * np.sin(2 * np.pi * 220 * np.arange(2 * rate) / rate)).astype(np.float32)\n"
+        "audio, rate = PreOptions(trim_silence=True, loudness_lufs=-23.0).chain(16000).apply(np.stack([signal, signal]), rate)\n"
+        "audio, rate = PostOptions(sample_rate_hz=44100).chain().apply(audio, rate)\n"
+        "encode(audio, rate, pathlib.Path(tempfile.mkdtemp()) / 'out', 'opus')\n"
+        "print(sorted(name for name in ('numba', 'librosa.core', 'librosa.effects') if name in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script], cwd=str(root), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
