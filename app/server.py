@@ -10,10 +10,17 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from types import FrameType
-from typing import Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi.routing import APIRoute
+    from starlette.routing import BaseRoute
+
+    from app.actions import Workstation
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +44,64 @@ def warm_request_cycle(url: str, auth: Optional[Tuple[str, str]]) -> None:
         logger.warning("warming the request cycle failed: %s", exc)
 
 
+@dataclass
+class Warmth:
+    """What start-up has paid for. The app takes its address over from the starting page only once the HTTP API
+    serves at warm speed (the audio pipeline's first run and the prewarmed workers are behind it); the UI's first
+    request cycle is paid right after, before "Ready."."""
+
+    pipeline: bool = False
+    workers: bool = False
+    ui: bool = False
+
+    @property
+    def api(self) -> bool:
+        return self.pipeline and self.workers
+
+
+def readiness_route(warmth: Warmth) -> APIRoute:
+    """``GET /readyz``: 200 with what is warm once the API serves at warm speed (until then the starting page answers
+    503 + Retry-After on this address). No credentials needed; it says nothing but these flags."""
+    from fastapi.responses import JSONResponse, Response
+    from fastapi.routing import APIRoute
+
+    def readyz() -> Response:
+        body = {"ready": warmth.api, "pipeline_warm": warmth.pipeline, "workers_prewarmed": warmth.workers, "ui_warm": warmth.ui}
+        return JSONResponse(body, status_code=200 if warmth.api else 503, headers=None if warmth.api else {"Retry-After": "1"})
+
+    return APIRoute("/readyz", readyz, methods=["GET"], response_class=Response)
+
+
+def first_routes(station: Workstation, warmth: Warmth) -> List[BaseRoute]:
+    """Our routes, handed to the server's app when it is made (``app_kwargs``): they come before Gradio's catch-alls,
+    and there is no moment with the address served but /v1 not there yet (adding them after ``launch`` returned left
+    one: a POST got Gradio's 404)."""
+    from fastapi import FastAPI
+
+    from app.http_api import add_http_routes
+
+    holder = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)  # only what add_http_routes adds
+    add_http_routes(holder, station)
+    return [readiness_route(warmth), *holder.router.routes]
+
+
 def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> None:
     """``free_port``: stop whatever answered on the address while the app loaded (its starting page)."""
     prepare_process_environment(settings)
+    from pipeline.warmup import warm_up
+
+    warmth = Warmth()
+
+    def warm_pipeline() -> None:
+        warm_up()
+        warmth.pipeline = True
+
+    # The pipeline's first run needs nothing of the app: it starts first, beside the imports below.
+    warmers = [threading.Thread(target=warm_pipeline, name="pipeline-warmup", daemon=True)]
+    warmers[0].start()
     from app.access import ConfigurationError
     from app.bootstrap import make_workstation
-    from app.http_api import add_http_routes
     from app.ui import build_ui
-    from pipeline.warmup import warm_up
 
     try:
         station = make_workstation(settings)
@@ -56,14 +113,16 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     if recovered["interrupted"] or recovered["requeued"] or recovered["failed"]:
         print("Jobs from the last run: %(interrupted)d interrupted (Retry in History), %(requeued)d queued again, "
               "%(failed)d could not be run" % recovered, flush=True)
-    # Pay one-off costs (audio library imports, the default worker's spawn and load) before "Ready."
-    warmers = [threading.Thread(target=warm_up, name="pipeline-warmup", daemon=True)]
     station.pin_configured()
     station.start_memory_sampler()
-    if settings.prewarm:
-        warmers.append(threading.Thread(target=station.prewarm_configured, name="prewarm", daemon=True))
-    for thread in warmers:
-        thread.start()
+
+    def prewarm() -> None:
+        if settings.prewarm:
+            station.prewarm_configured()  # the default worker's spawn and load (failures are logged; the app still starts)
+        warmth.workers = True
+
+    warmers.append(threading.Thread(target=prewarm, name="prewarm", daemon=True))
+    warmers[-1].start()
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         station.close()
@@ -73,6 +132,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     signal.signal(signal.SIGTERM, stop)
     demo = build_ui(station)
     demo.queue(default_concurrency_limit=settings.max_concurrent_jobs)
+    routes = first_routes(station, warmth)
     if settings.share and not access.needs_login:
         print("WARNING: sharing without --auth user:pass: anyone with the link can use this machine.", flush=True)
     elif access.shared and not access.needs_login:
@@ -80,6 +140,8 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
               flush=True)
     if access.restricted and not access.admins:
         print("Note: no --admins named: runtime controls and model management are off for every user.", flush=True)
+    for thread in warmers:  # "ready" means warm: the starting page keeps the address until a request runs at warm speed
+        thread.join()
     url = settings.url
     print("Voice workstation: %s" % url, flush=True)
     launch_output = io.StringIO()
@@ -87,7 +149,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     try:
         # Gradio explains a failed share tunnel over many lines; we say it in one (below) and log its text.
         with contextlib.redirect_stdout(launch_output):
-            fastapi_app, _, share_url = demo.launch(
+            _, _, share_url = demo.launch(
                 server_name=settings.host,
                 server_port=settings.port,
                 share=settings.share,
@@ -98,11 +160,11 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
                 quiet=True,
                 max_file_size="%dmb" % settings.max_upload_mb,
                 footer_links=["api", "settings"],
+                app_kwargs={"routes": routes},
             )
     except OSError as exc:
         station.close()
         raise SystemExit("cannot serve on %s: %s" % (url, exc)) from exc
-    add_http_routes(fastapi_app, station)
     if launch_output.getvalue().strip():
         logger.debug("gradio: %s", " ".join(launch_output.getvalue().split()))
     if settings.share:
@@ -110,9 +172,8 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
             print("Share link: %s" % share_url, flush=True)
         else:
             print("Share link could not be made (offline or tunnel blocked); serving locally at %s" % url, flush=True)
-    for thread in warmers:
-        thread.join()
     warm_request_cycle(url, auth)
+    warmth.ui = True
     print("Ready.", flush=True)
     try:
         demo.block_thread()

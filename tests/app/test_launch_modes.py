@@ -103,3 +103,48 @@ def test_the_starting_page_answers_every_method_with_503_and_retry_after(method:
         assert (MARKER in answer.text) == (method != "HEAD")
     finally:
         page.stop()
+
+
+def test_the_app_takes_its_address_only_once_requests_run_at_warm_speed(tmp_path: Path) -> None:
+    """"Ready" means warm: until the pipeline's first run and the prewarmed worker are behind it, the starting page
+    keeps the address (503 + Retry-After to every method), and from the first moment the app answers, /v1 is there.
+    Before, the app served while the pipeline's warm-up (7.7 s of numba compilation) still ran, so the first speech
+    request paid for it, and /v1/audio/speech answered 404 until its routes were added after the launch."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import PROJECT_ROOT, TEST_SPECS, built_envs_dir, free_port
+
+    port = free_port()
+    env = dict(os.environ, VOICEGEN_ENVS_DIR=str(built_envs_dir()), VOICEGEN_EXTRA_SPEC_DIRS=str(TEST_SPECS))
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--no-browser", "--port", str(port), "--data-dir",
+                                str(tmp_path / "data")], cwd=str(PROJECT_ROOT), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = "http://127.0.0.1:%d/" % port
+    early = []  # what answered before the app: only the starting page
+    readiness, speech = None, None
+    try:
+        deadline = time.monotonic() + 180
+        while (readiness is None or speech is None) and time.monotonic() < deadline:
+            for method, path, body in (("GET", "readyz", None), ("POST", "v1/audio/speech", {"input": "Hi.", "cache": False})):
+                try:
+                    answer = httpx.request(method, url + path, json=body, timeout=60)
+                except httpx.TransportError:
+                    continue  # not bound yet, or the app taking the address over
+                if "voicegen-starting" in answer.text:
+                    early.append((method, answer.status_code, answer.headers.get("Retry-After")))
+                elif path == "readyz":
+                    readiness = readiness or answer
+                else:
+                    speech = speech or answer
+            time.sleep(0.05)
+        assert early and set(early) <= {("GET", 503, "1"), ("POST", 503, "1")}, early
+        assert readiness is not None and speech is not None
+        assert readiness.status_code == 200, readiness.text
+        assert readiness.json()["pipeline_warm"] and readiness.json()["workers_prewarmed"]  # the first answer the app gave
+        assert speech.status_code == 200 and speech.headers["content-type"] == "audio/wav", speech.text
+    finally:
+        process.terminate()
+        process.wait(30)
