@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     """The Hugging Face hub the model manager downloads from (default: huggingface.co; a mirror or a test hub)."""
     max_parallel_downloads: int = 3
     download_timeout_s: float = 30.0
+    allow_private_urls: str = ""
+    """Networks (comma-separated, e.g. ``10.0.5.0/24,127.0.0.1``) the model manager may fetch from though not public: a
+    private mirror. By default catalogue and model URLs reaching loopback, link-local or private addresses are refused."""
     layer: Optional[str] = None
     """Requirement layer for envs (cpu/cuda); default: cuda when an NVIDIA GPU is present."""
 

@@ -6,7 +6,9 @@ ModelError
 │   ├── ChecksumMismatchError the bytes are not the ones the catalogue names
 │   └── NotEnoughSpaceError   the disk cannot hold what is about to be fetched
 ├── DownloadCancelledError    a person cancelled; nothing was installed
-└── ImportRefusedError        an upload or folder that cannot be installed (unsafe zip, unknown layout)
+├── ImportRefusedError        an upload or folder that cannot be installed (unsafe zip, unknown layout)
+└── UrlRefusedError           a URL the model manager will not fetch (not a public address, a redirect to another
+                              scheme); deliberately not an OSError, so no library's retry loop swallows it
 """
 
 from __future__ import annotations
@@ -41,4 +43,8 @@ class DownloadCancelledError(ModelError):
 
 
 class ImportRefusedError(ModelError):
+    pass
+
+
+class UrlRefusedError(ModelError):
     pass

@@ -1,7 +1,8 @@
 """Fetching one file: Hugging Face through ``huggingface_hub`` (its resume and retries), Google Drive
 through ``gdown`` (its confirm pages, resume, retries, progress and cancel), other URLs over HTTP(S)
 with ``Range`` resume; Mega is not fetched (no maintained downloader installs here): a clear message
-says to download by hand and import. Progress in bytes, cancel at any chunk."""
+says to download by hand and import. Progress in bytes, cancel at any chunk. Every request, each
+library's included, goes only where the ``UrlPolicy`` allows (``models.urls``)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from typing import Any, Dict, Optional
 import httpx
 
 from models.catalogue import FileSpec
-from models.errors import DownloadCancelledError, DownloadError
+from models.errors import DownloadCancelledError, DownloadError, UrlRefusedError
 from models.store import file_digest
+from models.urls import UrlPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -61,22 +63,30 @@ class Transfer:
 
 
 class Fetcher:
-    def __init__(self, hf_endpoint: Optional[str] = None, timeout_s: float = 30.0, retries: int = 5) -> None:
+    def __init__(self, hf_endpoint: Optional[str] = None, timeout_s: float = 30.0, retries: int = 5,
+                 policy: UrlPolicy = UrlPolicy()) -> None:
         self.hf_endpoint = hf_endpoint
         self.timeout_s = timeout_s
         self.retries = retries
+        self.policy = policy
+        self._opener = policy.opener()
 
     def fetch(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> Optional[str]:
-        """Write ``spec``'s bytes to ``dest`` (its folder exists), resuming what a failed try left.
-        Returns the sha256 when it was computed on the way (else the caller reads the file)."""
+        """Write ``spec``'s bytes to ``dest`` (its folder exists), resuming what a failed try (or an earlier run
+        of the app) left. Returns the sha256 when it was computed on the way (else the caller reads the file)."""
         if spec.source == "mega":
             raise DownloadError("%s: Mega downloads are not supported (no maintained downloader installs here): download it by "
                                 "hand from %s and import the folder or zip (Models tab, Import)" % (spec.save_as, spec.url))
-        if spec.source == "gdrive":
-            return self._gdrive(spec, dest, transfer, cancel)
-        if spec.source == "huggingface":
-            return self._huggingface(spec, dest, transfer, cancel)
-        return self._http(spec, dest, transfer, cancel)
+        try:
+            with self.policy.guard():
+                if spec.source == "huggingface":
+                    return self._huggingface(spec, dest, transfer, cancel)
+                self.policy.check(str(spec.url))
+                if spec.source == "gdrive":
+                    return self._gdrive(spec, dest, transfer, cancel)
+                return self._http(spec, dest, transfer, cancel)
+        except UrlRefusedError as exc:
+            raise UrlRefusedError("%s: %s" % (spec.save_as, exc)) from None
 
     def _huggingface(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> str:
         """``huggingface_hub`` resolves the file (endpoint, revision, repo type, redirects to its CDN, size,
@@ -104,6 +114,7 @@ class Fetcher:
         headers = build_hf_headers()
         if location != url:
             headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
+            self.policy.check(location)
         return self._http(spec, dest, transfer, cancel, location, headers)
 
     def _gdrive(self, spec: FileSpec, dest: Path, transfer: Transfer, cancel: threading.Event) -> str:
@@ -122,6 +133,8 @@ class Fetcher:
                            timeout=self.timeout_s, retries=self.retries, cancel=cancel)
         except DownloadCancelled:
             raise DownloadCancelledError("cancelled") from None
+        except UrlRefusedError:
+            raise  # a connection gdown opened (a redirect it followed) went where the policy does not allow
         except Exception as exc:  # gdown's own errors (a file Drive will not hand out), requests' (a dead link, offline)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 raise  # the installer says what filled up
@@ -133,6 +146,7 @@ class Fetcher:
     def _hub_reachable(self, spec: FileSpec) -> None:
         """One quick request first: offline, huggingface_hub would retry with backoff for many seconds."""
         endpoint = self.hf_endpoint or "https://huggingface.co"
+        self.policy.check(endpoint)
         try:
             httpx.head(endpoint, timeout=min(self.timeout_s, 10.0))
         except httpx.TransportError:
@@ -151,7 +165,7 @@ class Fetcher:
             wanted = dict(headers or {}, **({"Range": "bytes=%d-" % have} if have else {}))
             request = urllib.request.Request(url or str(spec.url), headers=wanted)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                with self._opener.open(request, timeout=self.timeout_s) as response:
                     if have and response.status != 206:
                         have = 0  # the server sent the whole file again
                     length = response.headers.get("Content-Length")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import threading
+import urllib.error
 from pathlib import Path
-from typing import Any, Dict, List, Optional
-
-import httpx
+from typing import Any, Dict, List, Optional, Sequence
 
 from models.catalogue import RUNNABLE_NOTE, Catalogue, Entry, load_catalogue, parse_entries
 from models.errors import CatalogueError, ModelError
@@ -17,20 +17,26 @@ from models.fetch import Fetcher
 from models.importer import Describe, import_model
 from models.installer import Installer, InstallTask
 from models.store import Layout, delete, installed
+from models.urls import UrlPolicy, shown
 
 logger = logging.getLogger(__name__)
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "catalogues"
+MAX_CATALOGUE_BYTES = 20 << 20
+"""A catalogue fetched from a URL is refused above this (the shipped one of 421 characters is ~0.3 MB)."""
 
 
 class ModelManager:
     def __init__(self, data_dir: Path, runnable: Dict[str, Describe], hf_endpoint: Optional[str] = None,
-                 max_parallel_downloads: int = 3, timeout_s: float = 30.0) -> None:
+                 max_parallel_downloads: int = 3, timeout_s: float = 30.0, allow_private_urls: Sequence[str] = ()) -> None:
+        """``allow_private_urls``: networks (``10.0.5.0/24``, ``127.0.0.1``) fetched though not public, e.g. a private
+        mirror; by default only public addresses are (``models.urls``)."""
         self.layout = Layout(data_dir)
         self.runnable = runnable
         """Architectures this app runs, with their folder describers."""
         self.timeout_s = timeout_s
-        self.installer = Installer(self.layout, Fetcher(hf_endpoint, timeout_s), max_parallel_downloads)
+        self.policy = UrlPolicy.allowing(allow_private_urls)
+        self.installer = Installer(self.layout, Fetcher(hf_endpoint, timeout_s, policy=self.policy), max_parallel_downloads)
         self._catalogue_lock = threading.Lock()
         self._catalogue: Optional[Catalogue] = None
 
@@ -67,17 +73,26 @@ class ModelManager:
         return {"file": Path(file_name).name, "entries": len(entries), "skipped": problems}
 
     def refresh_from_url(self, url: str) -> Dict[str, Any]:
+        """Fetch a catalogue (a public address, or the operator's allowed networks; at most ``MAX_CATALOGUE_BYTES``)."""
         if not url.startswith(("https://", "http://")):
             raise CatalogueError("a catalogue URL must start with https:// or http://")
+        self.policy.check(url)
+        too_big = CatalogueError("the catalogue at %s is larger than %d MB; refused" % (shown(url), MAX_CATALOGUE_BYTES >> 20))
         try:
-            response = httpx.get(url, timeout=self.timeout_s, follow_redirects=True)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise CatalogueError("the catalogue at %s could not be fetched: %s" % (url, exc)) from None
+            with self.policy.guard(), self.policy.opener().open(url, timeout=self.timeout_s) as response:
+                length = response.headers.get("Content-Length") or ""
+                if length.isdigit() and int(length) > MAX_CATALOGUE_BYTES:
+                    raise too_big
+                data = response.read(MAX_CATALOGUE_BYTES + 1)
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            reason = "HTTP %d" % exc.code if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", None) or exc
+            raise CatalogueError("the catalogue at %s could not be fetched: %s" % (shown(url), reason)) from None
+        if len(data) > MAX_CATALOGUE_BYTES:
+            raise too_big
         name = Path(url.split("?")[0]).name
         if not name.endswith(".json") or not name.split(".")[0]:
             name = "remote-%s.json" % hashlib.sha256(url.encode()).hexdigest()[:10]
-        return self.add_catalogue(response.content, name)
+        return self.add_catalogue(data, name)
 
     def search(self, query: str = "", architecture: str = "", kind: str = "character") -> List[Dict[str, Any]]:
         """Matching entries, what can be used here first: characters of installed architectures, then assets and

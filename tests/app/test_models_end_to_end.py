@@ -49,7 +49,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, hub: Hub, rvc_models: Path)
     ]
     (data_dir / "catalogues").mkdir()
     (data_dir / "catalogues" / "test.json").write_text(json.dumps({"format": "voicegen-catalogue", "version": 1, "entries": entries}))
-    app = start_app(data_dir, extra_env={"VOICEGEN_PREWARM": "", "VOICEGEN_HF_ENDPOINT": hub.url})
+    app = start_app(data_dir, extra_env={"VOICEGEN_PREWARM": "", "VOICEGEN_HF_ENDPOINT": hub.url,
+                                         "VOICEGEN_ALLOW_PRIVATE_URLS": "127.0.0.1"})  # the stand-in hub is a private mirror
     yield app
     app.stop()
 

@@ -1,6 +1,7 @@
 """A local stand-in for the Hugging Face hub (the headers ``huggingface_hub`` needs) and for plain
 HTTP file hosts (``Range`` requests), with faults a test can ask for: a connection dropped after N
-bytes (once), a slow body, a missing file. Counts the bytes it serves per path."""
+bytes (once), a slow body, a missing file, a redirect, a body without a length. Counts the bytes it serves
+per path and keeps every request's method, path and headers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -21,6 +22,10 @@ class Fault:
     """Close the connection after this many body bytes, the first time only."""
     delay_per_chunk_s: float = 0.0
     ignore_range: bool = False
+    redirect_to: Optional[str] = None
+    """Answer GET with a 302 to this URL (HEAD still answers as the file would: a server whose GET goes elsewhere)."""
+    no_length: bool = False
+    """Send the body without Content-Length, ending it by closing the connection."""
 
 
 @dataclass
@@ -33,6 +38,8 @@ class Hub:
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     etags: Dict[int, str] = field(default_factory=dict)
+    requests: List[Tuple[str, str, Dict[str, str]]] = field(default_factory=list)
+    """(method, path, headers) of every request, in order."""
 
     def etag(self, data: bytes) -> str:
         """The sha256 the hub sends as ETag, computed once per file (not per request: a 200 MB hash each time
@@ -59,11 +66,17 @@ def _handler(hub: Hub) -> type:
 
         def _lookup(self) -> Tuple[str, Optional[bytes]]:
             path = unquote(self.path.split("?")[0])
+            with hub.lock:
+                hub.requests.append((self.command, path, dict(self.headers.items())))
             return path, hub.files.get(path)
 
         def _headers(self, path: str, data: bytes, status: int, start: int) -> None:
             self.send_response(status)
-            self.send_header("Content-Length", str(len(data) - start))
+            if hub.faults.get(path, Fault()).no_length:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(data) - start))
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("ETag", '"%s"' % hub.etag(data))
             self.send_header("X-Repo-Commit", COMMIT)
@@ -86,9 +99,15 @@ def _handler(hub: Hub) -> type:
 
         def do_GET(self) -> None:
             path, data = self._lookup()
+            fault = hub.faults.get(path, Fault())
+            if fault.redirect_to:
+                self.send_response(302)
+                self.send_header("Location", fault.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if data is None:
                 return self._missing()
-            fault = hub.faults.get(path, Fault())
             start = 0
             wanted = self.headers.get("Range")
             if wanted and not fault.ignore_range:
@@ -120,10 +139,11 @@ def _handler(hub: Hub) -> type:
     return Handler
 
 
-def start_hub() -> Tuple[Hub, ThreadingHTTPServer]:
+def start_hub(address: str = "127.0.0.1", name: Optional[str] = None) -> Tuple[Hub, ThreadingHTTPServer]:
+    """A hub listening on ``address``, its URL naming the host ``name`` (default: the address)."""
     hub = Hub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
+    server = ThreadingHTTPServer((address, 0), _handler(hub))
     server.daemon_threads = True
-    hub.url = "http://127.0.0.1:%d" % server.server_address[1]
+    hub.url = "http://%s:%d" % (name or address, server.server_address[1])
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return hub, server

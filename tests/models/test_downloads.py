@@ -36,11 +36,16 @@ def random_bytes(size: int, seed: int = 0) -> bytes:
     return hashlib.shake_256(b"%d" % seed).digest(size)
 
 
+LOOPBACK = ("127.0.0.0/8",)
+"""The operator's setting for a private mirror: the local stand-in hub listens on loopback."""
+
+
 def manager_with(tmp_path: Path, hub: Hub, entries: List[Dict[str, Any]]) -> ModelManager:
     data = tmp_path / "data"
     (data / "catalogues").mkdir(parents=True, exist_ok=True)
     (data / "catalogues" / "test.json").write_text(json.dumps({"format": "voicegen-catalogue", "version": 1, "entries": entries}))
-    return ModelManager(data, {"rvc": RvcAdapter.describe, "sovits": SovitsAdapter.describe}, hf_endpoint=hub.url, timeout_s=10)
+    return ModelManager(data, {"rvc": RvcAdapter.describe, "sovits": SovitsAdapter.describe}, hf_endpoint=hub.url, timeout_s=10,
+                        allow_private_urls=LOOPBACK)
 
 
 def hf_file(repo: str, path: str, **extra: Any) -> Dict[str, Any]:
@@ -135,7 +140,8 @@ def test_offline_is_one_clear_message(tmp_path: Path) -> None:
     (data / "catalogues").mkdir(parents=True)
     (data / "catalogues" / "test.json").write_text(json.dumps({"format": "voicegen-catalogue", "version": 1, "entries": [
         character("Far", [hf_file("someone/voices", "model.pth")])]}))
-    manager = ModelManager(data, {"rvc": RvcAdapter.describe}, hf_endpoint="http://127.0.0.1:9", timeout_s=2)
+    manager = ModelManager(data, {"rvc": RvcAdapter.describe}, hf_endpoint="http://127.0.0.1:9", timeout_s=2,
+                           allow_private_urls=LOOPBACK)
     manager.download("Far")
     summary = finished(manager, "rvc/Far")
     assert summary["state"] == "failed" and summary["error"].startswith("model.pth:") and "Traceback" not in summary["error"]
@@ -181,7 +187,7 @@ def test_a_disk_that_fills_up_mid_download_leaves_nothing(tmp_path: Path, hub: H
         (small / "catalogues").mkdir()
         (small / "catalogues" / "test.json").write_text(json.dumps({"format": "voicegen-catalogue", "version": 1, "entries": [
             character("Big", [hf_file("someone/voices", "model.pth")])]}))
-        manager = ModelManager(small, {"rvc": RvcAdapter.describe}, hf_endpoint=hub.url, timeout_s=10)
+        manager = ModelManager(small, {"rvc": RvcAdapter.describe}, hf_endpoint=hub.url, timeout_s=10, allow_private_urls=LOOPBACK)
         import models.installer as installer_module  # its free-space reserve (256 MB) would refuse before a byte
 
         reserve = installer_module.FREE_SPACE_RESERVE_BYTES
