@@ -2,7 +2,8 @@
 through ``gdown`` (its confirm pages, resume, retries, progress and cancel), other URLs over HTTP(S)
 with ``Range`` resume; Mega is not fetched (no maintained downloader installs here): a clear message
 says to download by hand and import. Progress in bytes, cancel at any chunk. Every request, each
-library's included, goes only where the ``UrlPolicy`` allows (``models.urls``)."""
+library's included, goes only where the ``UrlPolicy`` allows (``models.urls``); the bytes of an unfinished
+file are kept with where they came from (``models.partial``), so a later try resumes them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import errno
 import hashlib
 import http.client
 import logging
-import os
 import queue
 import threading
 import time
@@ -24,6 +24,7 @@ import httpx
 
 from models.catalogue import FileSpec
 from models.errors import DownloadCancelledError, DownloadError, UrlRefusedError
+from models.partial import Partial
 from models.store import file_digest
 from models.urls import UrlPolicy
 
@@ -158,23 +159,25 @@ class Fetcher:
         without progress), a server that ignores ``Range`` restarts the file. The standard library's
         client: its reads go straight into C buffers (httpx's pure-Python parsing halves throughput on a
         fast line); the hash runs in a thread beside the reads (hashlib releases the GIL)."""
-        partial = dest.with_name(dest.name + ".part")
+        partial = Partial(dest.with_name(dest.name + ".part"), spec.where())
         failures = 0
         while True:
-            have = partial.stat().st_size if partial.exists() else 0
-            wanted = dict(headers or {}, **({"Range": "bytes=%d-" % have} if have else {}))
+            have, validator = partial.kept()
+            wanted = dict(headers or {}, **partial.range_headers(have, validator))
             request = urllib.request.Request(url or str(spec.url), headers=wanted)
             try:
                 with self._opener.open(request, timeout=self.timeout_s) as response:
                     if have and response.status != 206:
-                        have = 0  # the server sent the whole file again
+                        have = 0  # the server sent the whole file again (or it changed since the kept bytes)
+                    if not have:
+                        partial.begin(response.headers)
                     length = response.headers.get("Content-Length")
                     expected = have + int(length) if length and length.isdigit() else None
                     if transfer.total_bytes is None or not have:
                         transfer.total_bytes = expected
                     transfer.done_bytes = 0
                     transfer.add(have)
-                    with _BackgroundHash(partial, have) as digest, partial.open("ab" if have else "wb") as handle:
+                    with _BackgroundHash(partial.path, have) as digest, partial.path.open("ab" if have else "wb") as handle:
                         while chunk := response.read(CHUNK_BYTES):
                             if cancel.is_set():
                                 raise DownloadCancelledError("cancelled")
@@ -185,12 +188,12 @@ class Fetcher:
                         handle.flush()
                         if expected is not None and handle.tell() < expected:
                             raise ConnectionResetError("the server closed the connection at %d of %d bytes" % (handle.tell(), expected))
-                return self._finish(partial, dest, digest)
+                return partial.finish(dest, digest.hexdigest())
             except urllib.error.HTTPError as exc:
                 if exc.code == 416 and have:  # already complete
-                    with _BackgroundHash(partial, have) as digest:
+                    with _BackgroundHash(partial.path, have) as digest:
                         pass
-                    return self._finish(partial, dest, digest)
+                    return partial.finish(dest, digest.hexdigest())
                 raise DownloadError("%s: dead link (HTTP %d from %s)" % (spec.save_as, exc.code, spec.where())) from None
             except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -203,11 +206,6 @@ class Fetcher:
                 logger.warning("%s: %s; resuming (try %d)", spec.save_as, reason, failures + 1)
                 if cancel.wait(min(2.0 ** failures / 4, 5.0)):
                     raise DownloadCancelledError("cancelled") from None
-
-    @staticmethod
-    def _finish(partial: Path, dest: Path, digest: _BackgroundHash) -> str:
-        os.replace(partial, dest)
-        return digest.hexdigest()
 
 
 class _BackgroundHash:

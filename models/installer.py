@@ -1,7 +1,9 @@
 """Installing catalogue entries: dependencies first (each once, even when two downloads need it), every
 file fetched into a staging folder, verified, unpacked, linked, then renamed into place, so that a
 character appears only complete. Several installs run at once under a limit; each can be cancelled
-at any point and leaves nothing behind."""
+at any point and leaves nothing behind. A download stopped by the app closing (or by a connection that
+would not come back) keeps the bytes it fetched for the next try, even after a restart; what such stops
+leave is swept after a grace period when the installer starts (``models.leftovers``)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from models.archive import extract, remove_tree
 from models.catalogue import Catalogue, Entry
-from models.errors import ChecksumMismatchError, DownloadCancelledError, ModelError, NotEnoughSpaceError
+from models.errors import ChecksumMismatchError, DownloadCancelledError, DownloadError, ModelError, NotEnoughSpaceError
 from models.fetch import Fetcher, Transfer
+from models.leftovers import keep_only_partials, sweep
 from models.store import HashLedger, Layout, folder_name, sha256_of, single_file_asset, write_record
 
 logger = logging.getLogger(__name__)
@@ -63,7 +66,20 @@ class Installer:
         self.tasks: Dict[str, InstallTask] = {}
         self._lock = threading.Lock()
         self._entry_locks: Dict[str, threading.Lock] = {}
+        self._busy: Set[Path] = set()
+        """Staging folders of the installs running now (never swept)."""
+        self._closing = False
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="download")
+        self.sweep()
+
+    def sweep(self, now: Optional[float] = None) -> List[Path]:
+        """Remove what interrupted downloads, imports and deletions left, once older than their grace period."""
+        with self._lock:
+            busy = set(self._busy)
+        removed = sweep(self.layout.staging_dir, time.time() if now is None else now, busy)
+        if removed:
+            logger.info("swept %d leftover(s) from %s", len(removed), self.layout.staging_dir)
+        return removed
 
     def start(self, catalogue: Catalogue, entry: Entry) -> InstallTask:
         with self._lock:
@@ -87,6 +103,8 @@ class Installer:
         return True
 
     def shutdown(self) -> None:
+        """Stop every download, keeping what each fetched for the next start."""
+        self._closing = True
         for task in list(self.tasks.values()):
             task.cancel.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -118,7 +136,8 @@ class Installer:
                 "the disk is full" if exc.errno == errno.ENOSPC else "could not write to the data folder (%s)" % exc.strerror,
                 task.entry.name)
         except DownloadCancelledError:
-            task.state, task.error = "cancelled", "cancelled; nothing of it was installed"
+            task.state, task.error = "cancelled", ("the app stopped; downloading it again resumes where it stopped" if self._closing
+                                                   else "cancelled; nothing of it was installed")
         except ModelError as exc:
             task.state, task.error = "failed", str(exc)
         except Exception as exc:  # a thread boundary: report, never vanish
@@ -142,9 +161,12 @@ class Installer:
     def _install(self, entry: Entry, transfers: List[Transfer], task: InstallTask) -> None:
         staging = self.layout.staging_dir / folder_name(entry.id.replace("/", "--"))
         target = self.layout.target(entry)
-        remove_tree(staging)
-        staging.mkdir(parents=True)
+        with self._lock:
+            self._busy.add(staging)
         try:
+            if staging.is_dir():
+                keep_only_partials(staging)  # what an earlier try (or run) fetched is resumed
+            staging.mkdir(parents=True, exist_ok=True)
             files = []
             for spec, transfer in zip(entry.files, transfers, strict=True):
                 destination = staging / spec.save_as
@@ -172,8 +194,22 @@ class Installer:
             else:
                 write_record(staging / ".voicegen-model.json", record)
                 os.rename(staging, target)  # the one step that makes it appear, complete
-        finally:
+        except BaseException as exc:
+            if self._resumable(exc):
+                keep_only_partials(staging)
+            else:
+                remove_tree(staging)
+            raise
+        else:
             remove_tree(staging)
+        finally:
+            with self._lock:
+                self._busy.discard(staging)
+
+    def _resumable(self, exc: BaseException) -> bool:
+        """Stopped by the app closing, or by the network (a plain ``DownloadError``: retries used up, a dead link):
+        the bytes fetched are kept for the next try. A person's cancel, a wrong checksum, a full disk keep nothing."""
+        return (isinstance(exc, DownloadCancelledError) and self._closing) or type(exc) is DownloadError
 
     def _verify(self, spec: Any, path: Path, transfer: Transfer, task: InstallTask, computed: Optional[str]) -> Dict[str, Any]:
         digest = computed or sha256_of(path)
