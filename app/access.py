@@ -10,6 +10,8 @@ default: one person on their own machine) that person is the operator.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,25 @@ class Access:
         for user, password in self.passwords.items():
             return user, password.decode("utf-8", "surrogateescape")
         return None
+
+
+def authenticate_header(authorization: bytes, access: Access) -> Optional[str]:
+    """The user an ``Authorization`` header proves ("" when the app needs no login); None: not authorised.
+    HTTP Basic, or ``Bearer user:password`` (what an OpenAI client sends as its api_key); the header's raw bytes."""
+    if not access.needs_login:
+        return ""
+    scheme, _, value = authorization.strip().partition(b" ")
+    if scheme.lower() == b"basic":
+        try:
+            value = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    elif scheme.lower() != b"bearer":
+        return None
+    user, sep, password = value.strip().partition(b":") if scheme.lower() == b"bearer" else value.partition(b":")
+    if sep and access.check_bytes(user, password):
+        return user.decode("utf-8")
+    return None
 
 
 def parse_pairs(text: str, origin: str) -> Dict[str, bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import math
+import os
 import re
 import threading
 import time
@@ -24,11 +24,14 @@ from app.public_errors import new_error_id, redact, unexpected
 from app.settings import Settings
 from app.version import app_version
 from jobs.errors import JobError, UnknownJobError
+from jobs.quotas import OwnerQuotas
+from jobs.retention import RetentionLoop, RetentionPolicy
 from jobs.service import JobService
 from jobs.spec import JobSpec
 from jobs.store import JobStore, sqlite_url
 from models.manager import ModelManager
 from models.store import FileHashes
+from pipeline.atomic_file import write_text_atomic
 from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, output_sample_rate, probe
 from pipeline.cache import AudioCache, audio_digest, key_of
 from pipeline.errors import PipelineError
@@ -75,25 +78,6 @@ def estimated_output_s(job: _Job) -> float:
     return float(seconds) / job.post.speed
 
 
-def prune_outputs(folder: Path, keep: int, max_bytes: int, max_age_s: float, grace_s: float = 120.0) -> int:
-    """Remove the oldest outputs beyond ``keep`` files, ``max_bytes`` or ``max_age_s``; never one made in the
-    last ``grace_s`` (it may still be on its way to a person). Returns how many went."""
-    files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
-    now = time.time()
-    total, removed = 0, 0
-    for index, path in enumerate(files):
-        stat = path.stat()
-        total += stat.st_size
-        age_s = now - stat.st_mtime
-        if age_s > grace_s and (index >= keep or total > max_bytes or age_s > max_age_s):
-            path.unlink(missing_ok=True)
-            removed += 1
-    for day in (p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
-        if not any(day.iterdir()):
-            day.rmdir()
-    return removed
-
-
 def loudness_note(post: PostOptions, audio: np.ndarray, sample_rate: int, measured_lufs: Optional[float] = None) -> Dict[str, Any]:
     """The loudness the result reached; where it is not the target, why (a person asked for a number).
     ``measured_lufs``: what the loudness stage measured as it finished (else it is measured here)."""
@@ -110,6 +94,15 @@ def loudness_note(post: PostOptions, audio: np.ndarray, sample_rate: int, measur
         note["why"] = ("the true-peak ceiling of %.1f dBTP held it back: reaching the target would take more than %.0f dB of "
                        "limiting on the peaks" % (post.true_peak_db, LoudnessNormalize.MAX_LIMITING_DB))
     return {"loudness": note}
+
+
+def _linked(existing: Path, new: Path) -> bool:
+    """A second name for a file (same bytes on disk, each name removable on its own); False where links cannot be made."""
+    try:
+        os.link(existing, new)
+    except OSError:
+        return False
+    return True
 
 
 def output_formats() -> List[str]:
@@ -192,18 +185,23 @@ class Workstation:
     models: ModelManager
     access: Access = field(default_factory=Access)
     jobs: JobService = field(init=False)
-    _prune_lock: threading.Lock = field(default_factory=threading.Lock)
     _hashes: FileHashes = field(default_factory=FileHashes)
     _descriptions: Dict[str, DescriptionMemo] = field(default_factory=dict)
     _memory_samples: Deque[Dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=900))
     _closed: threading.Event = field(default_factory=threading.Event)
-    _last_prune: float = -math.inf
 
     def __post_init__(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = JobStore(self.settings.jobs_database_url or sqlite_url(self.settings.data_dir / "jobs.sqlite3"))
-        self.jobs = JobService(store, self, self.settings.data_dir / "jobs" / "inputs", self.settings.max_concurrent_jobs,
-                               self.settings.max_jobs_per_architecture, self.settings.history_input_max_mb << 20)
+        settings = self.settings
+        inputs_dir = settings.data_dir / "jobs" / "inputs"
+        quotas = OwnerQuotas(settings.max_queued_jobs_per_client, settings.max_kept_inputs_mb_per_client << 20)
+        self.jobs = JobService(store, self, inputs_dir, settings.max_concurrent_jobs, settings.max_jobs_per_architecture,
+                               settings.history_input_max_mb << 20, quotas)
+        policy = RetentionPolicy(settings.outputs_keep, settings.outputs_max_mb << 20, settings.outputs_max_age_h * 3600,
+                                 (settings.outputs_dir, inputs_dir))
+        self._retention = RetentionLoop(store, policy, every_s=30.0)
+        self._retention.start()
 
     # catalogue
     def architectures(self) -> List[Dict[str, Any]]:
@@ -292,18 +290,20 @@ class Workstation:
         use_cache: bool = True,
         speak_with: Optional[Dict[str, Any]] = None,
         owner: Optional[str] = None,
+        client: Optional[str] = None,
     ) -> Generation:
         """Submit a job and wait for it. ``speak_with`` ({"architecture", "character", "options"}): for a
         conversion architecture given text and no recording, the TTS that speaks the text first (default: the
         default architecture). ``owner``: whose history it joins (default: the session)."""
         spec = JobSpec(architecture, character_id, text or "", audio_path, dict(options or {}), output_format, preprocess, postprocess,
                        bool(use_cache), speak_with)
-        return self.wait(self.submit(spec, session if owner is None else owner, session), progress)
+        return self.wait(self.submit(spec, session if owner is None else owner, session, client=client), progress)
 
-    def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None) -> str:
-        """Validate and queue a job; its id at once (a mistake in the request is raised here, not recorded)."""
+    def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None, client: Optional[str] = None) -> str:
+        """Validate and queue a job; its id at once (a mistake in the request is raised here, not recorded). ``client``:
+        the stable identity its quotas and turn count against (``app.identity``)."""
         try:
-            return self.jobs.submit(spec, owner, session, batch_id)
+            return self.jobs.submit(spec, owner, session, batch_id, client=client)
         except JobError as exc:
             raise UserFacingError(str(exc)) from None
 
@@ -332,9 +332,10 @@ class Workstation:
         return self._prepare(spec.architecture, spec.character, spec.text, spec.audio_path, spec.options, spec.output_format,
                              spec.preprocess, spec.postprocess, spec.speak_with, spec.use_cache)
 
-    def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event) -> Tuple[Generation, Dict[str, Any]]:
+    def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event,
+                client: str = "") -> Tuple[Generation, Dict[str, Any]]:
         job: _Job = prepared
-        generation = replace(self._run(job, progress, cancel, job_id), job_id=job_id)
+        generation = replace(self._run(job, progress, cancel, job_id, client), job_id=job_id)
         master = generation.path.with_suffix(".master.flac")
         columns = {
             "output_path": str(generation.path), "master_path": str(master) if master.is_file() else None,
@@ -393,16 +394,7 @@ class Workstation:
         if post.sample_rate_hz and post.sample_rate_hz > self.settings.max_output_rate_hz:
             raise UserFacingError("an output rate of %d Hz is above this server's limit of %d Hz"
                                   % (post.sample_rate_hz, self.settings.max_output_rate_hz))
-        decoded: Optional[DecodedAudio] = None
-        if audio_path and manifest.needs_audio:
-            self._check_header(Path(audio_path))
-            try:
-                decoded = decode(Path(audio_path))
-            except PipelineError as exc:
-                raise UserFacingError(str(exc)) from exc
-            if decoded.audio.shape[-1] < MIN_INPUT_S * decoded.sample_rate:
-                raise UserFacingError("the recording is too short (%d samples, %.3f s): give at least %.1f s"
-                                      % (decoded.audio.shape[-1], decoded.audio.shape[-1] / decoded.sample_rate, MIN_INPUT_S))
+        decoded = self.decode_input(Path(audio_path)) if audio_path and manifest.needs_audio else None
         job = _Job(manifest, character, text, decoded, resolved, output_format, pre, post, speak_first, use_cache,
                    audio_digest(decoded.audio, decoded.sample_rate) if decoded is not None else None)
         estimate_s = estimated_output_s(job)
@@ -411,16 +403,18 @@ class Workstation:
                                   "the speed" % (minutes(estimate_s), minutes(self.settings.max_output_s)))
         return job
 
-    def _prune_now_and_then(self, every_s: float = 30.0) -> None:
-        """Output retention walks the outputs folder: at most every ``every_s``, not in every job's hot path."""
-        now = time.monotonic()
-        with self._prune_lock:
-            if now - self._last_prune < every_s:
-                return
-            self._last_prune = now
-        self.jobs.prune(self.settings.outputs_keep, self.settings.outputs_max_mb << 20, self.settings.outputs_max_age_h * 3600)
-        prune_outputs(self.settings.outputs_dir, self.settings.outputs_keep, self.settings.outputs_max_mb << 20,
-                      self.settings.outputs_max_age_h * 3600)
+    def decode_input(self, path: Path) -> DecodedAudio:
+        """The one decoder of a person's recording, on every path: the limits checked on its header first, then decoded,
+        then checked for a usable length."""
+        self._check_header(path)
+        try:
+            decoded = decode(path)
+        except PipelineError as exc:
+            raise UserFacingError(str(exc)) from exc
+        if decoded.audio.shape[-1] < MIN_INPUT_S * decoded.sample_rate:
+            raise UserFacingError("the recording is too short (%d samples, %.3f s): give at least %.1f s"
+                                  % (decoded.audio.shape[-1], decoded.audio.shape[-1] / decoded.sample_rate, MIN_INPUT_S))
+        return decoded
 
     def _check_header(self, path: Path) -> None:
         """Refuse what is too long or too wide from the header alone: decoding it first is what would hurt."""
@@ -450,7 +444,22 @@ class Workstation:
             raise UserFacingError("speak_with: %s" % exc) from exc
         return _SpeakFirst(manifest, character, options)
 
-    def _run(self, job: _Job, progress: ProgressFn, cancel: threading.Event, job_id: str) -> Generation:
+    def _from_cache(self, job: _Job, hit: Tuple[bytes, Dict[str, Any]], path: Path, client: str) -> Generation:
+        """An identical earlier result, as this job's own file (a hard link to the earlier one: one stored copy; a new
+        file where linking cannot be done), with its lossless master likewise. ``cached`` is said only to the client
+        that asked before: nobody learns from it what someone else asked."""
+        data, info = hit
+        earlier = Path(str(info.get("path", "")))
+        if not (info.get("path") and earlier.is_file() and earlier.stat().st_size == len(data) and _linked(earlier, path)):
+            path.write_bytes(data)
+        earlier_master = earlier.with_suffix(".master.flac")
+        if earlier_master.is_file():
+            _linked(earlier_master, path.with_suffix(".master.flac"))
+        same_client = bool(client) and info.get("client") == client
+        return Generation(path, job.manifest.architecture, job.character.id, job.text, int(info["sample_rate"]),
+                          float(info["duration_s"]), False, {"total_s": 0.0}, cached=same_client)
+
+    def _run(self, job: _Job, progress: ProgressFn, cancel: threading.Event, job_id: str, client: str = "") -> Generation:
         manifest, character = job.manifest, job.character
         output_key = key_of(
             "output",
@@ -469,15 +478,7 @@ class Workstation:
         if job.use_cache:
             hit = self.cache.get_output(output_key)
             if hit is not None:
-                data, info = hit
-                earlier = Path(str(info.get("path", "")))
-                if info.get("path") and earlier.is_file() and earlier.stat().st_size == len(data):
-                    path = earlier  # the file it made is still there: no second copy
-                else:
-                    path = target.with_suffix(OUTPUT_FORMATS[job.output_format][2])
-                    path.write_bytes(data)
-                return Generation(path, manifest.architecture, character.id, job.text, int(info["sample_rate"]),
-                                  float(info["duration_s"]), False, {"total_s": 0.0}, cached=True)
+                return self._from_cache(job, hit, target.with_suffix(OUTPUT_FORMATS[job.output_format][2]), client)
 
         speak_s = 0.0
         source = (job.decoded.audio, job.decoded.sample_rate) if job.decoded is not None else None
@@ -548,8 +549,11 @@ class Workstation:
         stage = next((s for s in chain.stages if isinstance(s, LoudnessNormalize)), None)
         notes = loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None)
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
-        self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s, "path": str(path)})
-        self._prune_now_and_then()
+        try:  # the result is made and written: a cache that cannot take it must not fail the job
+            self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s,
+                                                                  "path": str(path), "client": client})
+        except Exception:
+            logger.exception("could not keep job %s's result in the output cache", job_id)
         return Generation(path, manifest.architecture, character.id, job.text, written_rate, duration_s, result.cold, timings,
                           notes=notes)
 
@@ -627,9 +631,9 @@ class Workstation:
         manifest = self.manifest(architecture)
         if not audio_path:
             raise UserFacingError("upload or record audio to preview its preprocessing")
+        decoded = self.decode_input(Path(audio_path))
         try:
             pre = PreOptions.from_dict(preprocess)
-            decoded = decode(Path(audio_path))
             target_hz = manifest.input_sample_rate or decoded.sample_rate
             audio, rate = self.cache.apply(pre.chain(target_hz), decoded.audio, decoded.sample_rate)
             folder = self.settings.outputs_dir / "previews"
@@ -659,9 +663,7 @@ class Workstation:
         except ValueError as exc:
             raise UserFacingError(str(exc)) from exc
         changed = {option.name: resolved[option.name] for option in manifest.options if resolved[option.name] != option.default}
-        path = self._defaults_path(architecture, character.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(changed, indent=1), encoding="utf-8")
+        write_text_atomic(self._defaults_path(architecture, character.id), json.dumps(changed, indent=1))  # never torn
         return "saved %d option(s) as %s / %s's defaults" % (len(changed), architecture, character.id)
 
     def default_processing(self) -> Dict[str, Dict[str, Any]]:
@@ -797,6 +799,7 @@ class Workstation:
 
     def close(self) -> None:
         self._closed.set()
+        self._retention.stop()
         self.jobs.close()
         self.models.close()
         self.supervisor.shutdown()

@@ -9,16 +9,18 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.middleware import Middleware
 
-from app.access import Access
+from app.access import Access, authenticate_header
 from app.actions import Generation, Workstation
 from app.aliases import Aliases
 from app.errors import UserFacingError
+from app.guard import HostPolicy, LoginThrottle, RequestGuard
+from app.identity import client_identity
 from app.public_errors import redact, unexpected
 from app.ui_processing import parse_json_object
 from jobs.errors import JobError
@@ -43,28 +45,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message}}, status_code=status)
 
 
-BASIC = HTTPBasic(auto_error=False)
-BEARER = HTTPBearer(auto_error=False)
-
-
 async def caller(request: Request, access: Access) -> Optional[str]:
-    """The user a request authenticates as ("" when the app needs no login); None: not authorised.
-    HTTP Basic through FastAPI's helper; ``Bearer user:password`` for OpenAI-style clients (their api_key)."""
-    if not access.needs_login:
-        return ""
-    try:
-        basic = await BASIC(request)
-    except HTTPException:  # not base64, not ASCII, no colon: the same answer as a wrong password
-        return None
-    if basic is not None:
-        return basic.username if access.check(basic.username, basic.password) else None
-    bearer = await BEARER(request)
-    if bearer is not None:
-        # Starlette hands header values over as latin-1 text: back to the bytes the client sent
-        user, sep, password = bearer.credentials.encode("latin-1").partition(b":")
-        if sep and access.check_bytes(user, password):
-            return user.decode("utf-8")
-    return None
+    """The user a request authenticates as ("" when the app needs no login); None: not authorised. (The request
+    guard has checked the same before the body was read: see ``app.guard``.)"""
+    return authenticate_header(request.headers.get("authorization", "").encode("latin-1"), access)
 
 
 def add_http_routes(app: FastAPI, station: Workstation) -> None:
@@ -73,10 +57,12 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
     async def authorised(request: Request) -> Optional[str]:
         return await caller(request, station.access)
 
-    def owner_and_session(user: str) -> Tuple[str, str]:
-        # each request is its own session: a /cancel from one client never reaches another's jobs
+    def owner_and_session(user: str, request: Request) -> Tuple[str, str, str]:
+        """(owner, session, client): each request is its own session (a /cancel from one never reaches another's jobs);
+        the client, for quotas and turns, is the login, else the address."""
         session = "http:%s:%s" % (user, uuid.uuid4().hex)
-        return ("user:%s" % user if user else session), session
+        client = client_identity(user, None, request.client.host if request.client else "")
+        return ("user:%s" % user if user else session), session, client
 
     def voice_of(model: str, voice: Optional[str]) -> Tuple[str, str]:
         """(architecture, character) for a model and voice name, ours or OpenAI's (through the aliases)."""
@@ -91,7 +77,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
     def speech(body: SpeechRequest, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
             return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
-        owner, session = owner_and_session(user)
+        owner, session, client = owner_and_session(user, request)
         try:
             architecture, voice_id = voice_of(body.model, body.voice)
             manifest = station.manifest(architecture)
@@ -103,6 +89,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
             generation = station.generate(
                 architecture, voice_id, text=body.input, options=options, output_format=body.response_format,
                 postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with, session=session, owner=owner,
+                client=client,
             )
         except UserFacingError as exc:
             return _error(400, redact(str(exc)))
@@ -124,7 +111,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
     ) -> Response:
         if user is None:
             return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
-        owner, session = owner_and_session(user)
+        owner, session, client = owner_and_session(user, request)
         suffix = Path(file.filename or "input.wav").suffix.lower()[:8] or ".wav"
         limit_bytes = station.settings.max_upload_mb << 20
         with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
@@ -143,6 +130,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
                 generation = station.generate(
                     architecture, voice_id, audio_path=str(upload), options=parsed["options"], output_format=response_format,
                     preprocess=parsed["preprocess"], postprocess=parsed["postprocess"], use_cache=cache, session=session, owner=owner,
+                    client=client,
                 )
             except UserFacingError as exc:
                 return _error(400, redact(str(exc)))
@@ -177,3 +165,12 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
     for route in reversed(routes):
         app.router.routes.insert(0, route)
 
+
+
+def guard_middleware(station: Workstation) -> Middleware:
+    """The request guard (``app.guard``) for the server's middleware list, so it is there from the first request."""
+    settings = station.settings
+    hosts = HostPolicy(frozenset(h.strip().lower() for h in settings.trusted_hosts.split(",") if h.strip()), settings.share)
+    throttle = LoginThrottle(settings.failed_login_limit, settings.failed_login_window_s)
+    return Middleware(RequestGuard, access=station.access, hosts=hosts, throttle=throttle,
+                      max_body_bytes=settings.max_upload_mb << 20)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from app.actions import Generation, ProgressFn, Workstation
 from app.errors import UserFacingError
+from app.identity import owner_of  # noqa: F401  (re-exported: the UI's one derivation)
 from app.public_errors import redact
 from jobs.errors import JobError
 from jobs.spec import JobSpec
@@ -24,18 +25,6 @@ from pipeline.errors import PipelineError
 
 T = TypeVar("T")
 HISTORY_COLUMNS = ["time", "state", "architecture", "character", "text", "duration_s", "job_id"]
-MAX_BATCH_ITEMS = 500
-
-
-def owner_of(username: Optional[str], session: str, browser: Optional[str] = None) -> str:
-    """Whose history a job joins: the user (with logins), else the browser (a random id it keeps), else the
-    client's session (one gradio_client ``Client``)."""
-    if username:
-        return "user:%s" % username
-    if browser and re.fullmatch(r"[0-9a-f]{32}", browser):
-        return "browser:%s" % browser
-    # no session at all: a history of its own that nobody else shares (never one owner for every such call)
-    return "session:%s" % (session or "none-%s" % uuid.uuid4().hex)
 
 
 def _translated(call: Callable[[], T]) -> T:
@@ -73,8 +62,8 @@ def editable_settings(record: Dict[str, Any]) -> Dict[str, Any]:
     return {"text": record.get("text") or "", "character": record.get("character"), **request}
 
 
-def submit(station: Workstation, owner: str, session: str, spec: JobSpec) -> Dict[str, Any]:
-    job_id = station.submit(spec, owner, session)
+def submit(station: Workstation, owner: str, session: str, spec: JobSpec, client: Optional[str] = None) -> Dict[str, Any]:
+    job_id = station.submit(spec, owner, session, client=client)
     return station.jobs.status(job_id, owner)
 
 
@@ -94,7 +83,8 @@ def retry(station: Workstation, job_id: str, owner: str) -> Dict[str, Any]:
     return station.jobs.status(retried, owner)
 
 
-def regenerate(station: Workstation, job_id: str, owner: str, session: str, changes: Optional[Dict[str, Any]] = None) -> str:
+def regenerate(station: Workstation, job_id: str, owner: str, session: str, changes: Optional[Dict[str, Any]] = None,
+               client: Optional[str] = None) -> str:
     """A new job with an earlier job's settings (edited by ``changes``), never answered from the cache: a new take."""
     row = _translated(lambda: station.jobs.get((job_id or "").strip(), owner))
     spec = JobSpec.from_row(row)
@@ -104,7 +94,7 @@ def regenerate(station: Workstation, job_id: str, owner: str, session: str, chan
         spec = spec.edited({"use_cache": False, **(changes or {})})
     except ValueError as exc:
         raise UserFacingError(str(exc)) from None
-    return station.submit(spec, owner, session)
+    return station.submit(spec, owner, session, client=client)
 
 
 def history(station: Workstation, owner: str, query: str = "", architecture: str = "", state: str = "", limit: int = 50,
@@ -163,6 +153,7 @@ def batch(
     postprocess: Optional[Dict[str, Any]] = None,
     speak_with: Optional[Dict[str, Any]] = None,
     progress: ProgressFn = lambda fraction, message: None,
+    client: Optional[str] = None,
 ) -> Tuple[str, List[Dict[str, Any]]]:
     """Many lines of text (one output each) or many recordings, each its own job; one bad item is reported in the
     manifest and does not stop the others. Returns a zip of the outputs with manifest.json and manifest.csv."""
@@ -170,8 +161,9 @@ def batch(
     recordings = [str(f) for f in (files or []) if f]
     if not texts and not recordings:
         raise UserFacingError("a batch needs lines of text (one per output) or recordings")
-    if len(texts) + len(recordings) > MAX_BATCH_ITEMS:
-        raise UserFacingError("a batch takes up to %d items; this one has %d" % (MAX_BATCH_ITEMS, len(texts) + len(recordings)))
+    limit = station.settings.max_batch_items
+    if len(texts) + len(recordings) > limit:
+        raise UserFacingError("a batch takes up to %d items; this one has %d" % (limit, len(texts) + len(recordings)))
     batch_id = uuid.uuid4().hex
     items: List[Dict[str, Any]] = []
     for text in texts:
@@ -183,7 +175,7 @@ def batch(
                                       True, speak_with)})
     for entry in items:
         try:
-            entry["job_id"] = station.submit(entry["spec"], owner, session, batch_id)
+            entry["job_id"] = station.submit(entry["spec"], owner, session, batch_id, client=client)
         except UserFacingError as exc:
             entry["error"] = redact(str(exc))  # it goes into a manifest a remote person reads
     done = [0]

@@ -101,6 +101,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     warmers[0].start()
     from app.access import ConfigurationError
     from app.bootstrap import make_workstation
+    from app.http_api import guard_middleware
     from app.ui import build_ui
 
     try:
@@ -160,7 +161,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
                 quiet=True,
                 max_file_size="%dmb" % settings.max_upload_mb,
                 footer_links=["api", "settings"],
-                app_kwargs={"routes": routes},
+                app_kwargs={"routes": routes, "middleware": [guard_middleware(station)]},
             )
     except OSError as exc:
         station.close()

@@ -81,10 +81,24 @@ class Settings(BaseSettings):
     """OpenAI voice names mapped to characters, e.g. ``alloy=joe,echo=piper:amy``; an OpenAI voice not named here
     speaks with the architecture's first character."""
     outputs_keep: int = 500
-    """Outputs kept on disk (newest first), also bounded by ``outputs_max_mb`` and ``outputs_max_age_h``."""
+    """Ended jobs kept per owner (newest first, with their files), also bounded by ``outputs_max_mb`` per owner and
+    ``outputs_max_age_h``; files no job names are swept after an hour."""
     outputs_max_mb: int = 2000
     outputs_max_age_h: float = 72.0
     history_size: int = 10
+    max_queued_jobs_per_client: int = 100
+    """Jobs one client (a login, a browser, else an address) may have waiting at once (0: no limit)."""
+    max_kept_inputs_mb_per_client: int = 2000
+    """Megabytes of input recordings kept for one client's jobs (0: no limit); History's Delete frees them."""
+    max_batch_items: int = 100
+    """Lines or recordings one batch call may hold."""
+    trusted_hosts: str = ""
+    """Host names (comma-separated) the app answers to besides loopback names and IP addresses, e.g. the name a
+    proxy serves it under; any other Host header is refused (DNS rebinding)."""
+    failed_login_limit: int = 10
+    """Failed logins (HTTP Basic, Bearer, Gradio's form) from one address within ``failed_login_window_s`` before
+    that address is refused for the rest of the window."""
+    failed_login_window_s: float = 300.0
     cache_size_bytes: int = 2 << 30
     """Disk cache of processed audio and outputs; least recently used entries go first."""
     hf_endpoint: Optional[str] = None

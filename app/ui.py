@@ -68,6 +68,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
     catalogue = {entry["id"]: entry for entry in station.architectures()}
     architectures = list(catalogue)
     default_arch = settings.default_architecture if settings.default_architecture in architectures else architectures[0]
+    operator_note = " (operator only: shared by everyone)" if station.access.restricted else ""
 
     def character_choices(architecture: str) -> List[Tuple[str, str]]:
         return [(c.label, c.id) for c in station.characters(architecture)]
@@ -95,7 +96,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
         speak_with: Optional[Dict[str, Any]] = None,
         browser_id: Optional[str] = None,
     ) -> Generation:
-        owner, session = request_owner(request, browser_id)
+        owner, session, client = request_owner(request, browser_id)
         return shown_to_person(
             lambda: station.generate(
                 architecture,
@@ -111,6 +112,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                 postprocess=processing.get("postprocess"),
                 use_cache=use_cache,
                 speak_with=speak_with,
+                client=client,
             )
         )
 
@@ -164,7 +166,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                                     option_specs.append(option)
                             option_groups[arch] = group
                         with gr.Row():
-                            save_defaults_button = gr.Button("Save as this character's defaults", size="sm")
+                            save_defaults_button = gr.Button("Save as this character's defaults" + operator_note, size="sm")
                             defaults_message = gr.Markdown()
                     processing = build_processing_controls(station.default_processing()["preprocess"],
                                                            station.default_processing()["postprocess"], show_pre=converts)
@@ -180,7 +182,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
                             preset_choice = gr.Dropdown(choices=station.presets(), label="Preset", allow_custom_value=False)
                             preset_load = gr.Button("Load preset")
                             preset_name = gr.Textbox(label="Save current settings as", placeholder="preset name")
-                            preset_save = gr.Button("Save preset")
+                            preset_save = gr.Button("Save preset" + operator_note)
                         preset_message = gr.Markdown()
                 with gr.Column(scale=2):
                     audio_out = gr.Audio(type="filepath", label="Result", interactive=False, buttons=["download"])
@@ -311,9 +313,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         option_inputs = [architecture, character] + [c for _, _, c in option_components]
 
-        def save_defaults(arch: str, char: str, *values: Any) -> str:
+        def save_defaults(arch: str, char: str, *values: Any, request: gr.Request) -> str:
             chosen = {name: value for (owner, name, _), value in zip(option_components, values, strict=True) if owner == arch}
-            return shown_to_person(lambda: station.save_character_defaults(arch, char, chosen))
+            return as_operator(station.access, request, lambda: station.save_character_defaults(arch, char, chosen))
 
         save_defaults_button.click(save_defaults, inputs=option_inputs, outputs=defaults_message, api_visibility="private")
         character.change(on_character, inputs=option_inputs, outputs=[c for _, _, c in option_components], api_visibility="private")
@@ -512,12 +514,13 @@ def build_ui(station: Workstation) -> gr.Blocks:
             """Names of saved processing presets."""
             return station.presets()
 
-        def save_preset(name: str, preprocess: Any = None, postprocess: Any = None) -> str:
-            """Save pre/post-processing settings under a name."""
+        def save_preset(name: str, preprocess: Any = None, postprocess: Any = None,
+                        request: gr.Request = None) -> str:  # type: ignore[assignment]
+            """Save pre/post-processing settings under a name (presets are shared: on a shared server, the operator's)."""
             def run() -> str:
                 return station.save_preset(name, parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"))
 
-            return shown_to_person(run)
+            return as_operator(station.access, request, run)
 
         def load_preset(name: str) -> Dict[str, Any]:
             """A saved preset's settings: {"preprocess": {...}, "postprocess": {...}}."""
@@ -536,9 +539,9 @@ def build_ui(station: Workstation) -> gr.Blocks:
         preview_button.click(ui_preview, inputs=[architecture, audio_in, *processing.components], outputs=preview_audio,
                              api_visibility="private")
 
-        def ui_save_preset(name: str, *values: Any) -> Tuple[str, Any]:
+        def ui_save_preset(name: str, *values: Any, request: gr.Request) -> Tuple[str, Any]:
             chosen = processing.to_dicts(list(values))
-            message = save_preset(name, chosen["preprocess"], chosen["postprocess"])
+            message = save_preset(name, chosen["preprocess"], chosen["postprocess"], request)
             return message, gr.update(choices=station.presets(), value=name)
 
         preset_save.click(ui_save_preset, inputs=[preset_name, *processing.components], outputs=[preset_message, preset_choice],
@@ -572,10 +575,11 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
             return shown_to_person(run)
 
-        def save_character_defaults(architecture: str, character: str, options: Any) -> str:
-            """Save options as a character's defaults: the UI opens on them and /generate fills them in."""
-            return shown_to_person(lambda: station.save_character_defaults(architecture, character,
-                                                                           parse_json_object(options, "options")))
+        def save_character_defaults(architecture: str, character: str, options: Any, request: gr.Request) -> str:
+            """Save options as a character's defaults: the UI opens on them and /generate fills them in (shared by everyone:
+            on a shared server, the operator's)."""
+            return as_operator(station.access, request, lambda: station.save_character_defaults(
+                architecture, character, parse_json_object(options, "options")))
 
         api_defaults_button.click(character_defaults, inputs=[api_architecture, api_character], outputs=api_defaults_out,
                                   api_name="character_defaults")

@@ -10,7 +10,8 @@ import gradio as gr
 
 from app import job_actions as actions
 from app.actions import Workstation, output_formats
-from app.job_actions import HISTORY_COLUMNS, owner_of
+from app.identity import client_identity, owner_of
+from app.job_actions import HISTORY_COLUMNS
 from app.ui_errors import shown_to_person
 from app.ui_processing import parse_json_object
 from jobs.schema import STATES
@@ -19,10 +20,12 @@ from jobs.spec import JobSpec
 PRIVATE: Dict[str, Any] = {"api_visibility": "private"}
 
 
-def request_owner(request: Optional[gr.Request], browser: Optional[str] = None) -> Tuple[str, str]:
-    """(owner, session) of a Gradio call: the user with logins, else the browser's kept id, else the client's session."""
+def request_owner(request: Optional[gr.Request], browser: Optional[str] = None) -> Tuple[str, str, str]:
+    """(owner, session, client) of a Gradio call (``app.identity``)."""
     session = str(getattr(request, "session_hash", "") or "")
-    return owner_of(getattr(request, "username", None), session, browser), session
+    username = getattr(request, "username", None)
+    address = str(getattr(getattr(request, "client", None), "host", "") or "")
+    return owner_of(username, session, browser), session, client_identity(username, browser, address)
 
 
 def parsed_spec(architecture: str, character: str, text: Optional[str], audio: Optional[str], options: Any, output_format: str,
@@ -81,9 +84,9 @@ def register_job_endpoints(station: Workstation, request_in: RequestInputs) -> N
                output_format: str = "wav", preprocess: Any = None, postprocess: Any = None, use_cache: bool = True,
                speak_with: Any = None, request: gr.Request = None) -> Dict[str, Any]:  # type: ignore[assignment]
         """Queue a job and return at once: {"job_id", "state", "queue_position", ...}. Same parameters as /generate."""
-        owner, session = request_owner(request)
+        owner, session, client = request_owner(request)
         return shown_to_person(lambda: actions.submit(station, owner, session, parsed_spec(
-            architecture, character, text, audio, options, output_format, preprocess, postprocess, use_cache, speak_with)))
+            architecture, character, text, audio, options, output_format, preprocess, postprocess, use_cache, speak_with), client))
 
     def job(job_id: str, request: gr.Request) -> Dict[str, Any]:
         """A job's state (queued, running, succeeded, failed, cancelled, interrupted), place in line, progress, timings, error."""
@@ -99,10 +102,10 @@ def register_job_endpoints(station: Workstation, request_in: RequestInputs) -> N
 
     def regenerate(job_id: str, changes: Any = None, request: gr.Request = None) -> Dict[str, Any]:  # type: ignore[assignment]
         """A new take of an earlier job, with its settings edited by ``changes`` (e.g. {"text": "...", "options": {...}})."""
-        owner, session = request_owner(request)
+        owner, session, client = request_owner(request)
 
         def run() -> Dict[str, Any]:
-            new_id = actions.regenerate(station, job_id, owner, session, parse_json_object(changes, "changes"))
+            new_id = actions.regenerate(station, job_id, owner, session, parse_json_object(changes, "changes"), client)
             return station.jobs.status(new_id, owner)
 
         return shown_to_person(run)
@@ -131,12 +134,12 @@ def register_job_endpoints(station: Workstation, request_in: RequestInputs) -> N
               progress: gr.Progress = gr.Progress(),
               request: gr.Request = None) -> Tuple[str, List[Dict[str, Any]]]:  # type: ignore[assignment]
         """Many lines of text (one output each) or many recordings: a zip of the outputs with manifest.json/.csv, and the manifest."""
-        owner, session = request_owner(request)
+        owner, session, client = request_owner(request)
         return shown_to_person(lambda: actions.batch(
             station, owner, session, architecture, character, lines or "", files, parse_json_object(options, "options"),
             output_format or "wav",
             parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"),
-            parse_json_object(speak_with, "speak_with"), lambda fraction, message: progress(fraction, desc=message)))
+            parse_json_object(speak_with, "speak_with"), lambda fraction, message: progress(fraction, desc=message), client))
 
     generate_inputs = list(request_in)
     endpoints: List[Tuple[Any, List[Any], Any, str]] = [
@@ -202,13 +205,13 @@ def build_history_tab(station: Workstation, browser: gr.BrowserState, architectu
 
     def act(kind: str, job_id: str, token: Optional[str], settings: str, previous: Optional[str], request: gr.Request,
             progress: gr.Progress = gr.Progress()) -> Tuple[str, Any, Any]:
-        owner, session = request_owner(request, token)
+        owner, session, client = request_owner(request, token)
         if not job_id:
             raise gr.Error("click a job in the list first", print_exception=False)
         if kind == "regenerate":
             def run() -> Tuple[str, Any, Any]:
                 changes = parse_json_object(settings, "the settings") if (settings or "").strip() else None
-                new_id = actions.regenerate(station, job_id, owner, session, changes)
+                new_id = actions.regenerate(station, job_id, owner, session, changes, client)
                 generation = station.wait(new_id, lambda fraction, text_: progress(fraction, desc=text_))
                 # the new take in A, the one it came from in B: ready to compare
                 return "new take: job %s (take B is the one it came from)" % new_id, str(generation.path), previous
@@ -263,9 +266,10 @@ def build_batch_tab(station: Workstation, browser: gr.BrowserState, architecture
 
     def on_run(arch: str, char: str, text: str, paths: Optional[List[str]], output_format: str, token: Optional[str],
                request: gr.Request, progress: gr.Progress = gr.Progress()) -> Tuple[str, List[List[Any]]]:
-        owner, session = request_owner(request, token)
+        owner, session, client = request_owner(request, token)
         path, items = shown_to_person(lambda: actions.batch(station, owner, session, arch, char, text, paths, None, output_format,
-                                                            progress=lambda fraction, message: progress(fraction, desc=message)))
+                                                            progress=lambda fraction, message: progress(fraction, desc=message),
+                                                            client=client))
         return path, [[item[k] for k in ("item", "text", "input", "file", "state", "error", "job_id", "duration_s", "sample_rate")]
                       for item in items]
 

@@ -36,8 +36,9 @@ class Runner(Protocol):
     def prepare(self, spec: JobSpec) -> Any:
         """Validate and decode everything the person gave; raise with a message naming the problem."""
 
-    def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event) -> Tuple[Any, Dict[str, Any]]:
-        """Run it: the result a waiter gets, and the store columns it sets (output, timings, provenance)."""
+    def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event, client: str) -> Tuple[Any, Dict[str, Any]]:
+        """Run it: the result a waiter gets, and the store columns it sets (output, timings, provenance). ``client``: who
+        asked (a stable identity: an identical earlier result of the same client may say it came from the cache)."""
 
     def message_for(self, exc: BaseException) -> str:
         """The message a person sees for a failure (unexpected ones logged with an id)."""
@@ -233,7 +234,7 @@ class JobService:
                 raise JobError("the job was cancelled")
             if active.prepared is None and active.spec is not None:
                 active.prepared = self.runner.prepare(active.spec)  # a recording's job that waited: decoded now
-            return self.runner.execute(active.prepared, active.job_id, active.report, active.cancel)
+            return self.runner.execute(active.prepared, active.job_id, active.report, active.cancel, active.client)
         except BaseException as exc:  # a thread boundary: every failure ends the job with what the person should read
             state = INTERRUPTED if self._closed else CANCELLED if active.cancel.is_set() else FAILED
             message = {INTERRUPTED: INTERRUPTED_REASON, CANCELLED: "the job was cancelled"}.get(state) or self.runner.message_for(exc)

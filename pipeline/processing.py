@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
+from pipeline.atomic_file import write_text_atomic
 from pipeline.errors import StageConfigError
 from pipeline.stages import (
     Chain,
@@ -146,7 +147,7 @@ class PresetStore:
             "pre_chain": Chain(pre.to_chain_parts()).to_dict(),
             "post_chain": post.chain().to_dict(),
         }
-        path.write_text(json.dumps(document, indent=2))
+        write_text_atomic(path, json.dumps(document, indent=2))  # a reader never sees half a preset
         return path
 
     def load(self, name: str) -> Tuple[PreOptions, PostOptions]:

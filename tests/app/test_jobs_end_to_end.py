@@ -189,6 +189,17 @@ def test_http_conversion_and_job_routes(app_server: AppServer, tone: Path) -> No
     assert httpx.get(app_server.url + "v1/jobs/" + "0" * 32).status_code == 404
 
 
+def test_without_logins_a_client_is_its_address(client: Client, app_server: AppServer) -> None:
+    """Issue 17, defect 8: HTTP requests (each its own session) and gradio_client sessions from one address are one
+    client for quotas and turns, not a new one per request."""
+    from tests.app.test_strangers import job_clients
+
+    ids = [httpx.post(app_server.url + "v1/audio/speech", json={"model": "piper", "input": "Turn %d." % index, "cache": False},
+                      timeout=60).headers["x-job-id"] for index in range(2)]
+    ids.append(client.predict("piper", "joe", "From a script.", api_name="/submit")["job_id"])
+    assert job_clients(app_server, ids) == {"addr:127.0.0.1"}
+
+
 def test_the_openai_client_with_hard_coded_names(app_server: AppServer) -> None:
     import openai
 

@@ -4,7 +4,6 @@ header), output rate; outputs bounded on disk; a cache hit makes no second copy.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +15,6 @@ import soundfile
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from app.actions import prune_outputs
 from tests.conftest import AppServer, start_app
 
 
@@ -78,31 +76,15 @@ def test_uploads_are_checked_on_their_header(client: Client, tmp_path: Path) -> 
     still_serving(client)
 
 
-def test_a_cache_hit_writes_no_second_copy(client: Client, server: AppServer) -> None:
-    first, _ = client.predict("piper", "joe", "Say it once.", None, {}, "wav", {}, {}, True, None, api_name="/generate")
-    assert Path(first).exists()
-    count = sum(1 for p in (server.data_dir / "outputs").rglob("*") if p.is_file())
+def test_a_cache_hit_is_the_jobs_own_file_but_no_second_copy(client: Client, server: AppServer) -> None:
+    first, first_info = client.predict("piper", "joe", "Say it once.", None, {}, "wav", {}, {}, True, None, api_name="/generate")
     second, info = client.predict("piper", "joe", "Say it once.", None, {}, "wav", {}, {}, True, None, api_name="/generate")
     assert info["cached"] and Path(second).read_bytes() == Path(first).read_bytes()
-    assert sum(1 for p in (server.data_dir / "outputs").rglob("*") if p.is_file()) == count
-
-
-def test_retention_removes_the_oldest_and_never_a_fresh_one(tmp_path: Path) -> None:
-    day = tmp_path / "2026-11-26"
-    day.mkdir()
-    now = time.time()
-    for index in range(6):
-        path = day / ("out-%d.wav" % index)
-        path.write_bytes(b"x" * 1000)
-        os.utime(path, (now - 3600 * (index + 1), now - 3600 * (index + 1)))  # out-0 newest
-    fresh = tmp_path / "2026-11-27" / "being-served.wav"
-    fresh.parent.mkdir()
-    fresh.write_bytes(b"x" * 10_000)
-    removed = prune_outputs(tmp_path, keep=3, max_bytes=1 << 20, max_age_s=5 * 3600)
-    left = sorted(p.name for p in tmp_path.rglob("*.wav"))
-    assert left == ["being-served.wav", "out-0.wav", "out-1.wav"] and removed == 4
-    prune_outputs(tmp_path, keep=0, max_bytes=0, max_age_s=0)
-    assert fresh.exists()  # made in the last two minutes: never removed
+    [mine] = list((server.data_dir / "outputs").rglob("*%s*" % first_info["job_id"]))
+    [again] = list((server.data_dir / "outputs").rglob("*%s*" % info["job_id"]))  # its own name, under its own job id
+    assert again.stat().st_ino == mine.stat().st_ino and mine.stat().st_nlink == 2  # one stored copy
+    client.predict(first_info["job_id"], api_name="/delete_history_item")
+    assert not mine.exists() and again.is_file()  # deleting one person's job never takes another's file
 
 
 def test_loudness_targets_are_reached_on_piper_speech(client: Client) -> None:

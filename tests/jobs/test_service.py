@@ -40,7 +40,7 @@ class FileRunner:
             raise JobError("the text 'bad' is refused")
         return spec
 
-    def execute(self, prepared: Any, job_id: str, progress: Any, cancel: threading.Event) -> Tuple[Path, Dict[str, Any]]:
+    def execute(self, prepared: Any, job_id: str, progress: Any, cancel: threading.Event, client: str) -> Tuple[Path, Dict[str, Any]]:
         spec: JobSpec = prepared
         with self.lock:
             self.started.append(spec.text)

@@ -294,3 +294,30 @@ def test_the_default_chains_compile_nothing_at_run_time() -> None:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", script], cwd=str(root), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_preset_being_saved_is_never_read_half_written(tmp_path: Path) -> None:
+    """Issue 17, defect 13: presets were written in place, so a reader at the wrong moment found a torn file (and the
+    UI dropped it silently)."""
+
+    store = PresetStore(tmp_path)
+    store.save("house", PreOptions(), PostOptions(loudness_lufs=-16))
+    stop, torn = threading.Event(), []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                store.load("house")
+            except ValueError as exc:
+                torn.append(str(exc))
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    for index in range(300):
+        store.save("house", PreOptions(), PostOptions(loudness_lufs=-16 - index % 10))
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert torn == [] and store.names() == ["house"]  # and no temporary file left beside it
+    assert [p.name for p in tmp_path.iterdir()] == ["house.json"]
