@@ -313,7 +313,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
 
         option_inputs = [architecture, character] + [c for _, _, c in option_components]
 
-        def save_defaults(arch: str, char: str, *values: Any, request: gr.Request) -> str:
+        def save_defaults(request: gr.Request, arch: str, char: str, *values: Any) -> str:  # Gradio injects a request only before *values
             chosen = {name: value for (owner, name, _), value in zip(option_components, values, strict=True) if owner == arch}
             return as_operator(station.access, request, lambda: station.save_character_defaults(arch, char, chosen))
 
@@ -539,7 +539,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
         preview_button.click(ui_preview, inputs=[architecture, audio_in, *processing.components], outputs=preview_audio,
                              api_visibility="private")
 
-        def ui_save_preset(name: str, *values: Any, request: gr.Request) -> Tuple[str, Any]:
+        def ui_save_preset(request: gr.Request, name: str, *values: Any) -> Tuple[str, Any]:
             chosen = processing.to_dicts(list(values))
             message = save_preset(name, chosen["preprocess"], chosen["postprocess"], request)
             return message, gr.update(choices=station.presets(), value=name)
