@@ -11,7 +11,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from pipeline.dsp import loud_frames_span, resample
+from pipeline.dsp import integrated_loudness, loud_frames_span, resample
 from pipeline.errors import StageConfigError
 
 Audio = np.ndarray
@@ -255,7 +255,7 @@ class ChangeSpeed(Stage):
 
 
 class LoudnessNormalize(Stage):
-    """Integrated loudness to ``target_lufs`` (ITU-R BS.1770, pyloudnorm) with a true-peak ceiling
+    """Integrated loudness to ``target_lufs`` (ITU-R BS.1770, measured as pyloudnorm does) with a true-peak ceiling
     ``true_peak_db`` (dBTP, measured 4x oversampled). Where the gain would push peaks past the ceiling,
     pedalboard's limiter (JUCE's) takes them down, and the gain is re-aimed at the target (limiting lowers
     loudness): speech's short peaks no longer hold the whole signal several LU below the target."""
@@ -341,12 +341,8 @@ def limited(audio: Audio, sample_rate: int, ceiling_db: float) -> Audio:
 
 
 def integrated_lufs(audio: Audio, sample_rate: int) -> float:
-    import pyloudnorm
-
-    frames = audio if audio.ndim == 1 else audio.T
-    # float32 as it is: pyloudnorm copies its input anyway, and a float64 copy of a long result doubles the
-    # memory (the measurement agrees with float64's to 1e-7 LU)
-    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(frames))
+    """BS.1770-4 integrated loudness, pyloudnorm's figures (``pipeline.dsp.integrated_loudness``: no scipy import)."""
+    return integrated_loudness(audio, sample_rate)
 
 
 def true_peak(audio: Audio, sample_rate: int) -> float:

@@ -273,7 +273,8 @@ def test_cache_is_safe_under_concurrent_requests(tmp_path: Path) -> None:
 
 def test_the_default_chains_compile_nothing_at_run_time() -> None:
     """The default pre and post chains and encoding run without numba (librosa's trim and resample compiled its kernels
-    on first use: 7.7 s at the app's start, paid by the first request); librosa stays for pitch shift and speed."""
+    on first use: 7.7 s at the app's start, paid by the first request) and without scipy.signal (pyloudnorm imported it
+    for one lfilter: 1.7 s of CPU at start); librosa stays for pitch shift and speed."""
     import subprocess
     import sys
 
@@ -289,7 +290,7 @@ def test_the_default_chains_compile_nothing_at_run_time() -> None:
         "audio, rate = PreOptions(trim_silence=True, loudness_lufs=-23.0).chain(16000).apply(np.stack([signal, signal]), rate)\n"
         "audio, rate = PostOptions(sample_rate_hz=44100).chain().apply(audio, rate)\n"
         "encode(audio, rate, pathlib.Path(tempfile.mkdtemp()) / 'out', 'opus')\n"
-        "print(sorted(name for name in ('numba', 'librosa.core', 'librosa.effects') if name in sys.modules))\n"
+        "print(sorted(name for name in ('numba', 'librosa.core', 'librosa.effects', 'scipy.signal') if name in sys.modules))\n"
     )
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", script], cwd=str(root), capture_output=True, text=True, check=True)
@@ -321,3 +322,21 @@ def test_a_preset_being_saved_is_never_read_half_written(tmp_path: Path) -> None
         thread.join()
     assert torn == [] and store.names() == ["house"]  # and no temporary file left beside it
     assert [p.name for p in tmp_path.iterdir()] == ["house.json"]
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 11025, 22050, 44100, 48000, 96000])
+def test_the_loudness_meter_gives_pyloudnorms_figures(sample_rate: int) -> None:
+    """``integrated_lufs`` measures as pyloudnorm does (K-weighting, gating, channel weights), mono and multichannel,
+    quiet passages and silence, without importing scipy."""
+    rng = np.random.default_rng(sample_rate)
+    for channels, seconds in ((1, 0.41), (1, 3.3), (2, 2.0), (5, 1.2)):
+        length = int(sample_rate * seconds)
+        audio = rng.standard_normal((channels, length)) * np.sin(np.linspace(0.0, 9.0, length)) ** 2 * 0.2
+        audio[:, : length // 3] *= 1e-4  # a quiet stretch the gates leave out
+        audio = audio.astype(np.float32)
+        frames = audio[0] if channels == 1 else audio.T
+        expected = pyloudnorm.Meter(sample_rate).integrated_loudness(frames.astype(np.float64))
+        assert integrated_lufs(audio[0] if channels == 1 else audio, sample_rate) == pytest.approx(expected, abs=1e-6)
+    assert integrated_lufs(np.zeros(sample_rate, dtype=np.float32), sample_rate) == -np.inf
+    with pytest.raises(ValueError):
+        integrated_lufs(np.ones(sample_rate // 4, dtype=np.float32), sample_rate)
