@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from fnmatch import fnmatchcase
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 OPTION_KINDS = ("float", "int", "bool", "choice", "text")
 
@@ -67,6 +68,43 @@ class Asset:
     needed_for: str = ""
     """Empty: every job needs it; else the options or option values that need it, comma-separated
     (e.g. "f0_method=rmvpe")."""
+    hay_say_dependency: bool = False
+    """A character converted from the established app's (Hay Say's) lists depends on it (those lists name no
+    assets), so the model manager downloads it with the first such character."""
+
+
+@dataclass(frozen=True)
+class DurationScale:
+    """An option whose value scales the output's length (read by the output-length estimate and by the HTTP
+    speech route's ``speed``, which prefers the model's own tempo to a stretch afterwards)."""
+
+    option: str
+    inverse: bool = False
+    """False: the length is multiplied by the value (Piper's ``length_scale``, >1 slower); True: divided by it
+    (a speed or tempo, >1 faster)."""
+
+
+@dataclass(frozen=True)
+class Detect:
+    """How an imported folder of files is told to hold this architecture's model (the model manager reads it)."""
+
+    model: str
+    """Glob of the file that is the model (``*.onnx``, ``G_*.pth``)."""
+    beside: Sequence[str] = ()
+    """Globs of files that must be beside it (``*.onnx.json``, ``config.json``)."""
+
+    def patterns(self) -> Tuple[str, ...]:
+        return (self.model, *self.beside)
+
+    def score(self, names: Iterable[str]) -> int:
+        """0: these file names are not this architecture's model; else how many globs they fill (the architecture
+        whose rule fills most wins: ``G_*.pth`` + ``config.json`` over ``*.pth`` alone)."""
+        names = list(names)
+        patterns = self.patterns()
+        return len(patterns) if all(any(fnmatchcase(name, pattern) for name in names) for pattern in patterns) else 0
+
+    def describe(self) -> str:
+        return " + ".join(self.patterns())
 
 
 @dataclass(frozen=True)
@@ -83,6 +121,53 @@ class Manifest:
     options: Sequence[Option] = ()
     builtin_characters: Dict[str, str] = field(default_factory=dict)
     assets: Sequence[Asset] = ()
+    duration_scale: Optional[DurationScale] = None
+    """The option that scales the output's length, if one does."""
+    pause_option: str = ""
+    """The option giving seconds of silence after each sentence (text to speech), if one does."""
+    detect: Optional[Detect] = None
+    """How a person's own model files are recognised on import; None: none are imported."""
+    hay_say_names: Sequence[str] = ()
+    """The established app's (Hay Say's) ids of this architecture: its catalogue files are named
+    ``<id>.character_models.json`` (so-vits-svc 4: ``so_vits_svc_4``)."""
+
+    def __post_init__(self) -> None:
+        known = {option.name for option in self.options}
+        for name in (self.duration_scale.option if self.duration_scale else "", self.pause_option):
+            if name and name not in known:
+                raise ValueError("%s's manifest names option %r, which it does not declare" % (self.architecture, name))
+
+    def _declared(self, name: str) -> Optional[Option]:
+        return next((option for option in self.options if name and option.name == name), None)
+
+    def _number(self, name: str, options: Dict[str, Any]) -> Optional[float]:
+        option = self._declared(name)
+        return None if option is None else float(options.get(name, option.default))
+
+    def length_factor(self, options: Dict[str, Any]) -> float:
+        """How many times its usual length the output is with ``options`` (1.0 when no option scales it)."""
+        scale = self.duration_scale
+        value = self._number(scale.option, options) if scale else None
+        if scale is None or value is None or value <= 0:
+            return 1.0
+        return 1.0 / value if scale.inverse else value
+
+    def pause_s(self, options: Dict[str, Any]) -> float:
+        """Seconds of silence ``options`` add after each sentence."""
+        return self._number(self.pause_option, options) or 0.0
+
+    def speed_options(self, speed: float) -> Dict[str, Any]:
+        """The options that make the output ``speed`` times as fast in the model itself; empty when no option
+        scales the length or ``speed`` is beyond its range (then the caller stretches the result)."""
+        if self.duration_scale is None:
+            return {}
+        option = self._declared(self.duration_scale.option)
+        if option is None or speed <= 0:
+            return {}
+        try:
+            return {option.name: option.validate(speed if self.duration_scale.inverse else 1.0 / speed)}
+        except ValueError:
+            return {}
 
     def option(self, name: str) -> Option:
         for option in self.options:
@@ -110,6 +195,8 @@ class Manifest:
         data["capabilities"] = list(self.capabilities)
         data["options"] = [dict(asdict(option), choices=list(option.choices)) for option in self.options]
         data["assets"] = [asdict(asset) for asset in self.assets]
+        data["detect"] = dict(model=self.detect.model, beside=list(self.detect.beside)) if self.detect else None
+        data["hay_say_names"] = list(self.hay_say_names)
         return data
 
     @classmethod
@@ -118,5 +205,9 @@ class Manifest:
         for raw in data.get("options", []):
             options.append(Option(**dict(raw, choices=tuple(raw.get("choices", ())))))
         assets = tuple(Asset(**raw) for raw in data.get("assets", []))
-        fields = dict(data, options=tuple(options), capabilities=tuple(data.get("capabilities", ())), assets=assets)
+        scale, detect = data.get("duration_scale"), data.get("detect")
+        fields = dict(data, options=tuple(options), capabilities=tuple(data.get("capabilities", ())), assets=assets,
+                      duration_scale=DurationScale(**scale) if scale else None,
+                      detect=Detect(str(detect["model"]), tuple(detect.get("beside", ()))) if detect else None,
+                      hay_say_names=tuple(data.get("hay_say_names", ())))
         return cls(**fields)

@@ -11,7 +11,7 @@ import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
 from runtimes.errors import BadRequestError
-from runtimes.manifest import Manifest, Option
+from runtimes.manifest import Detect, DurationScale, Manifest, Option
 
 MANIFEST = Manifest(
     architecture="piper",
@@ -27,6 +27,9 @@ MANIFEST = Manifest(
         Option("sentence_silence_s", "Silence between sentences (s)", "float", 0.0, 0.0, 5.0, 0.05),
     ),
     builtin_characters={"joe": "Joe (US English, offline)"},
+    duration_scale=DurationScale("length_scale"),
+    pause_option="sentence_silence_s",
+    detect=Detect("*.onnx", ("*.onnx.json",)),
 )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from runtimes.adapter import Adapter, GenerateRequest, GenerateResult, ModelRef
 from runtimes.errors import BadRequestError
-from runtimes.manifest import Manifest, Option
+from runtimes.manifest import DurationScale, Manifest, Option
 
 # builtin characters: starting points a person then tunes with the options
 CHARACTERS: Dict[str, Dict[str, float]] = {
@@ -36,6 +36,7 @@ MANIFEST = Manifest(
         Option("pitch_ceiling_hz", "Highest pitch in the recording (Hz)", "float", 600.0, 200.0, 1200.0, 10.0),
     ),
     builtin_characters={"higher": "Higher, brighter voice", "lower": "Lower, darker voice", "as-recorded": "As recorded"},
+    duration_scale=DurationScale("duration_factor"),
 )
 
 

@@ -25,7 +25,7 @@ from runtimes.adapters.checkpoint_meta import (
 )
 from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add, slices
 from runtimes.errors import BadRequestError
-from runtimes.manifest import Asset, Manifest, Option
+from runtimes.manifest import Asset, Detect, Manifest, Option
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,13 @@ MANIFEST = Manifest(
         Option("cross_fade_s", "Cross-fade between slices (s)", "float", 0.1, 0.0, 2.0, 0.01),
     ),
     assets=(
-        Asset(HUBERT, "content encoder (HuBERT, 768 wide)", "Hugging Face r3gm/hubert_base (config.json + weights) as a folder"),
-        Asset(RMVPE, "rmvpe pitch extractor", "rmvpe.pt from Hugging Face lj1995/VoiceConversionWebUI", "f0_method=rmvpe"),
+        Asset(HUBERT, "content encoder (HuBERT, 768 wide)", "Hugging Face r3gm/hubert_base (config.json + weights) as a folder",
+              hay_say_dependency=True),
+        Asset(RMVPE, "rmvpe pitch extractor", "rmvpe.pt from Hugging Face lj1995/VoiceConversionWebUI", "f0_method=rmvpe",
+              hay_say_dependency=True),
     ),
+    detect=Detect("*.pth"),  # [+ an .index]
+    hay_say_names=("rvc",),
 )
 
 

@@ -27,7 +27,7 @@ from runtimes.adapters.checkpoint_meta import UnreadableCheckpointError, UnsafeC
 from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add
 from runtimes.adapters.nsf_enhancer import ENHANCER_ASSET, ENHANCER_WEIGHTS_FILE, NsfHifiganEnhancer
 from runtimes.errors import BadRequestError
-from runtimes.manifest import Asset, Manifest, Option
+from runtimes.manifest import Asset, Detect, Manifest, Option
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +72,11 @@ MANIFEST = Manifest(
                help="for voices above the enhancer's range: it hears the take this many semitones lower"),
     ),
     assets=(Asset(CONTENT_ENCODER, "content encoder (ContentVec)",
-                  "Hugging Face lengyue233/content-vec-best (config.json + weights) as a folder"),
+                  "Hugging Face lengyue233/content-vec-best (config.json + weights) as a folder", hay_say_dependency=True),
             Asset(ENHANCER_ASSET, "NSF-HiFiGAN enhancer (openvpi vocoder)", ENHANCER_SOURCE,
                   "nsf_hifigan_enhance,enhancer_adaptive_key")),
+    detect=Detect("G_*.pth", ("config.json",)),
+    hay_say_names=("so_vits_svc_4",),
 )
 
 

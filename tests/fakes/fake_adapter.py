@@ -4,7 +4,12 @@ crash, hang, load slowly, spawn a child, or hog memory on request. Runs in a rea
 Its shared asset is a counter of how often ``load_shared`` ran (reported in every result's first
 sample when ``mode`` is "report"); a character may hold memory (``FAKE_CHARACTER_MB``), which its
 unload frees. ``FAKE_IMPORT_SLEEP_S`` delays the module's import (a worker slow to connect);
-``FAKE_UNLOAD_S`` makes each unload take that long (a model slow to free)."""
+``FAKE_UNLOAD_S`` makes each unload take that long (a model slow to free).
+
+Like every architecture it declares its own facts in its manifest, which the app and the model manager
+read without knowing it: ``stretch`` scales the output's length, a folder with a ``*.fakevoice`` and a
+``fake.json`` is imported as a fake character, and the established app's lists named ``fake_hay_say``
+are its characters (tests/models/test_architecture_facts.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import numpy as np
 
 from runtimes.adapter import Adapter, GenerateRequest, GenerateResult, ModelRef
 from runtimes.errors import BadRequestError
-from runtimes.manifest import Manifest, Option
+from runtimes.manifest import Detect, DurationScale, Manifest, Option
 
 SAMPLE_RATE = 16000
 time.sleep(float(os.environ.get("FAKE_IMPORT_SLEEP_S", "0")))
@@ -40,8 +45,12 @@ MANIFEST = Manifest(
         Option("crash_after_jobs", "Crash after N jobs (0 = never)", "int", 0, 0, 100, 1),
         Option("sleep_s", "Sleep per job (s)", "float", 0.0, 0.0, 600.0, 0.1),
         Option("hog_mb", "Memory to hold (MB)", "int", 0, 0, 4096, 1),
+        Option("stretch", "Length (x; >1 longer)", "float", 1.0, 0.1, 10.0, 0.1),
     ),
     builtin_characters={"plain": "Plain", "slow-load": "Slow to load", "broken-load": "Fails to load", "oom-once": "Out of memory once"},
+    duration_scale=DurationScale("stretch"),
+    detect=Detect("*.fakevoice", ("fake.json",)),
+    hay_say_names=("fake_hay_say",),
 )
 
 
@@ -111,4 +120,8 @@ class FakeAdapter(Adapter):
         else:
             t = np.arange(SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
             audio = 0.5 * np.sin(2 * np.pi * 220.0 * t)
+        stretch = float(options.get("stretch", 1.0))
+        if stretch != 1.0:  # every sample held for ``stretch`` samples' time
+            length = np.shape(audio)[-1]
+            audio = np.asarray(audio)[..., np.minimum((np.arange(round(length * stretch)) / stretch).astype(np.int64), length - 1)]
         return GenerateResult(audio=np.asarray(audio, dtype=np.float32), sample_rate=SAMPLE_RATE)
