@@ -81,5 +81,6 @@ def make_workstation(settings: Settings) -> Workstation:
             max_parallel_downloads=settings.max_parallel_downloads,
             timeout_s=settings.download_timeout_s,
             allow_private_urls=[part for part in settings.allow_private_urls.split(",") if part.strip()],
+            manifests=list(manifests.values()),
         ),
     )

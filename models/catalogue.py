@@ -1,7 +1,7 @@
 """The model catalogue: what can be downloaded, validated with pydantic, one bad entry never fatal.
 
 Format (``{"format": "voicegen-catalogue", "version": 1, "entries": [...]}``), an entry:
-``name``, ``architecture`` (ours: ``sovits``, ``rvc``, ``piper``; others are kept and shown as not
+``name``, ``architecture`` (an id of ours, ``envs/<id>/``; others are kept and shown as not
 installed), ``kind`` (``character``; ``shared``: a multi-speaker model several characters link to;
 ``asset``: a pretrained file every character of an architecture needs), ``files`` (Hugging Face
 ``repo``/``path``/``revision``, or a ``url`` with its ``source``; ``save_as``, ``size_bytes``,
@@ -17,12 +17,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, Iterable, List, Literal, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import CatalogueError
+from runtimes.inspection import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +170,12 @@ class Catalogue:
         return ordered
 
 
-def parse_entries(data: Any, origin: str) -> Tuple[List[Entry], List[str]]:
-    """Entries of one catalogue document (ours, or the established app's lists), and the problems."""
+def parse_entries(data: Any, origin: str, manifests: Sequence[Manifest] = ()) -> Tuple[List[Entry], List[str]]:
+    """Entries of one catalogue document (ours, or the established app's lists, read through ``manifests``), and the problems."""
     from models.hay_say import convert_hay_say, looks_like_hay_say
 
     if looks_like_hay_say(data):
-        return convert_hay_say(data, origin)
+        return convert_hay_say(data, origin, manifests)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CatalogueError("%s is not a catalogue (expected {\"format\": \"%s\", ...} or a Hay Say model list)" % (origin, FORMAT))
     if int(data.get("version", 0)) > VERSION:
@@ -196,15 +197,16 @@ def _first_error(exc: ValidationError) -> str:
     return "%s: %s" % (where, error["msg"]) if where else str(error["msg"])
 
 
-def load_catalogue(paths: Iterable[Path]) -> Catalogue:
+def load_catalogue(paths: Iterable[Path], manifests: Sequence[Manifest] = ()) -> Catalogue:
     """Every catalogue file in order (later ones override entries of earlier ones); a file or entry
-    that cannot be read is reported in ``problems`` and skipped."""
+    that cannot be read is reported in ``problems`` and skipped. ``manifests``: our architectures (their
+    names in the established app's lists)."""
     started = time.perf_counter()
     catalogue = Catalogue()
     for path in paths:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            entries, problems = parse_entries(data, path.name)
+            entries, problems = parse_entries(data, path.name, manifests)
         except (OSError, ValueError, CatalogueError) as exc:
             catalogue.problems.append("%s skipped: %s" % (path.name, exc))
             continue

@@ -3,22 +3,22 @@
 ``<arch>.character_models.json`` and ``<arch>.multi_speaker_models.json``: lists of ``{"Model Name",
 "Files": [{"URL", "Download With", "Download As", "Size (bytes)", "Unzip Strategy"?}], "License"?,
 "Creator"?, "Originally Acquired From"?, "Multi-speaker Model Dependency"?, "Symlinks"?}``. The
-architecture comes from the file name; ours get their shared assets as dependencies.
+architecture comes from the file name, read through our architectures' manifests (``hay_say_names``:
+Hay Say's ``so_vits_svc_4`` is our ``sovits``; the others keep their names); a character of ours depends on
+the assets its manifest marks ``hay_say_dependency``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 from urllib.parse import unquote, urlparse
 
 from pydantic import ValidationError
 
 from models.catalogue import Entry, _first_error, entry_id
+from runtimes.inspection import Manifest
 
-ARCHITECTURES = {"so_vits_svc_4": "sovits", "rvc": "rvc"}
-"""Hay Say's folder names of the architectures this app runs; the others keep their names."""
-ASSETS_NEEDED = {"sovits": ("sovits/asset/contentvec",), "rvc": ("rvc/asset/hubert", "rvc/asset/rmvpe.pt")}
 SOURCES = {"HUGGINGFACE_HUB": "huggingface", "REQUESTS": "url", "GDOWN": "gdrive", "MEGA": "mega"}
 UNZIP = {"UNZIP_IN_PLACE": "in_place", "FLATTEN": "flatten", "REMOVE_OUTERMOST_DIR": "remove_outermost_dir"}
 FILE_NAME = re.compile(r"^(?P<arch>[a-z0-9_]+)\.(?P<list>character_models|multi_speaker_models)(\.[^.]+)*\.json$")
@@ -29,14 +29,15 @@ def looks_like_hay_say(data: Any) -> bool:
     return isinstance(data, list) and all(isinstance(item, dict) and "Model Name" in item for item in data)
 
 
-def architecture_of(origin: str) -> Tuple[str, str]:
+def architecture_of(origin: str, manifests: Sequence[Manifest] = ()) -> Tuple[str, str]:
     """(our architecture id, "character" or "shared") from a Hay Say file name."""
     match = FILE_NAME.match(origin)
     if not match:
         raise ValueError("a Hay Say list must be named <architecture>.character_models.json or "
                          "<architecture>.multi_speaker_models.json (got %s)" % origin)
     arch = match.group("arch")
-    return ARCHITECTURES.get(arch, arch), "shared" if match.group("list") == "multi_speaker_models" else "character"
+    ours = next((m.architecture for m in manifests if arch in m.hay_say_names), arch)
+    return ours, "shared" if match.group("list") == "multi_speaker_models" else "character"
 
 
 def convert_file(item: Dict[str, Any]) -> Dict[str, Any]:
@@ -61,8 +62,14 @@ def convert_file(item: Dict[str, Any]) -> Dict[str, Any]:
     return converted
 
 
-def convert_entry(item: Dict[str, Any], architecture: str, kind: str) -> Dict[str, Any]:
-    depends = list(ASSETS_NEEDED.get(architecture, ()))
+def assets_needed(architecture: str, manifests: Sequence[Manifest]) -> List[str]:
+    """Catalogue ids of the assets a converted character of ``architecture`` depends on (its manifest says which)."""
+    return [entry_id(architecture, "asset", asset.name) for m in manifests if m.architecture == architecture
+            for asset in m.assets if asset.hay_say_dependency]
+
+
+def convert_entry(item: Dict[str, Any], architecture: str, kind: str, manifests: Sequence[Manifest] = ()) -> Dict[str, Any]:
+    depends = assets_needed(architecture, manifests)
     if item.get("Multi-speaker Model Dependency"):
         depends.insert(0, entry_id(architecture, "shared", item["Multi-speaker Model Dependency"]))
     origin = item.get("Originally Acquired From") or ""
@@ -79,13 +86,14 @@ def convert_entry(item: Dict[str, Any], architecture: str, kind: str) -> Dict[st
     }
 
 
-def convert_hay_say(data: List[Dict[str, Any]], origin: str) -> Tuple[List[Entry], List[str]]:
-    architecture, kind = architecture_of(origin)
+def convert_hay_say(data: List[Dict[str, Any]], origin: str, manifests: Sequence[Manifest] = ()) -> Tuple[List[Entry], List[str]]:
+    """``manifests``: our architectures, whose ``hay_say_names`` and assets the conversion reads."""
+    architecture, kind = architecture_of(origin, manifests)
     entries, problems = [], []
     for item in data:
         name = item.get("Model Name", "?")
         try:
-            entries.append(Entry.model_validate(convert_entry(item, architecture, kind)))
+            entries.append(Entry.model_validate(convert_entry(item, architecture, kind, manifests)))
         except ValidationError as exc:
             problems.append("%s: entry %r skipped: %s" % (origin, name, _first_error(exc)))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -1,10 +1,10 @@
 """Importing a person's own model: a zip or a folder becomes a character, usable at once.
 
-The architecture is told from the files (Piper: ``.onnx`` + ``.onnx.json``; so-vits-svc: ``G_*.pth``
-+ ``config.json``; RVC: one ``.pth``), the layout and version checked by the architecture's own
-``describe`` (the same the character list uses; RVC's reads the checkpoint's plain values without
-torch), every pickle checked against the weights-only allow-list, and the folder renamed into place
-only when all of it passed.
+The architecture is told from the files by each architecture's own ``Manifest.detect`` (Piper: ``*.onnx`` +
+``*.onnx.json``; so-vits-svc: ``G_*.pth`` + ``config.json``; RVC: ``*.pth``; the rule that fills most globs
+wins), the layout and version checked by the architecture's own ``describe`` (the same the character list
+uses; RVC's reads the checkpoint's plain values without torch), every pickle checked against the weights-only
+allow-list, and the folder renamed into place only when all of it passed.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from models.archive import ZipLimits, extract, remove_tree
 from models.errors import ImportRefusedError
 from models.store import Layout, folder_name, sha256_of, write_record
-from runtimes.adapter import CharacterInfo
-from runtimes.adapters.checkpoint_meta import (
+from runtimes.inspection import (
+    CharacterInfo,
+    Manifest,
     UnreadableCheckpointError,
     UnsafeCheckpointError,
     is_legacy_torch_file,
@@ -31,18 +32,22 @@ Describe = Callable[[str], CharacterInfo]
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
 
 
-def detect_architecture(folder: Path) -> str:
+def detect_architecture(folder: Path, manifests: Sequence[Manifest], wanted: Optional[str] = None) -> str:
+    """The architecture whose ``detect`` rule the folder's files fill best; ``wanted`` settles a tie."""
     names = [p.name for p in folder.iterdir() if p.is_file()]
-    onnx = [n for n in names if n.endswith(".onnx")]
-    if onnx and any(n.endswith(".onnx.json") for n in names):
-        return "piper"
-    generators = [n for n in names if n.startswith("G_") and n.endswith(".pth")]
-    if generators and "config.json" in names:
-        return "sovits"
-    if any(n.endswith(".pth") for n in names):
-        return "rvc"
-    raise ImportRefusedError("cannot tell the architecture from %s: expected a Piper voice (.onnx + .onnx.json), a so-vits-svc "
-                             "model (G_*.pth + config.json) or an RVC model (.pth [+ .index])" % (", ".join(sorted(names)) or "no files"))
+    rules = [(m.architecture, m.detect) for m in manifests if m.detect is not None]
+    scores = {architecture: rule.score(names) for architecture, rule in rules}
+    best = max(scores.values(), default=0)
+    if best == 0:
+        expected = ", ".join("%s (%s)" % (architecture, rule.describe()) for architecture, rule in rules) or "none known"
+        raise ImportRefusedError("cannot tell the architecture from %s: expected one of %s"
+                                 % (", ".join(sorted(names)) or "no files", expected))
+    tied = sorted(architecture for architecture, score in scores.items() if score == best)
+    if wanted in tied:
+        return str(wanted)
+    if len(tied) > 1:
+        raise ImportRefusedError("these files fit several architectures (%s): choose one" % ", ".join(tied))
+    return tied[0]
 
 
 def check_pickles(folder: Path) -> None:
@@ -77,8 +82,9 @@ def _single_top_folder(staging: Path) -> Path:
 
 
 def import_model(layout: Layout, source: Path, name: str, license_name: str, describers: Dict[str, Describe],
-                 architecture: Optional[str] = None, limits: ZipLimits = ZipLimits()) -> Dict[str, str]:
-    """Install ``source`` (a zip or a folder) as character ``name``; returns its id, architecture and folder."""
+                 architecture: Optional[str] = None, limits: ZipLimits = ZipLimits(), manifests: Sequence[Manifest] = ()) -> Dict[str, str]:
+    """Install ``source`` (a zip or a folder) as character ``name``; returns its id, architecture and folder.
+    ``manifests``: the architectures whose ``detect`` rules tell the files' architecture."""
     if not name.strip():
         raise ImportRefusedError("give the character a name")
     if not source.exists():
@@ -90,7 +96,7 @@ def import_model(layout: Layout, source: Path, name: str, license_name: str, des
         else:
             extract(source, staging, limits)
         folder = _single_top_folder(staging)
-        detected = detect_architecture(folder)
+        detected = detect_architecture(folder, manifests, architecture)
         if architecture and architecture != detected:
             raise ImportRefusedError("these files look like a %s model, not %s" % (detected, architecture))
         if detected not in describers:

@@ -18,6 +18,7 @@ from models.importer import Describe, import_model
 from models.installer import Installer, InstallTask
 from models.store import Layout, delete, installed
 from models.urls import UrlPolicy, shown
+from runtimes.inspection import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +29,15 @@ MAX_CATALOGUE_BYTES = 20 << 20
 
 class ModelManager:
     def __init__(self, data_dir: Path, runnable: Dict[str, Describe], hf_endpoint: Optional[str] = None,
-                 max_parallel_downloads: int = 3, timeout_s: float = 30.0, allow_private_urls: Sequence[str] = ()) -> None:
+                 max_parallel_downloads: int = 3, timeout_s: float = 30.0, allow_private_urls: Sequence[str] = (),
+                 manifests: Sequence[Manifest] = ()) -> None:
         """``allow_private_urls``: networks (``10.0.5.0/24``, ``127.0.0.1``) fetched though not public, e.g. a private
-        mirror; by default only public addresses are (``models.urls``)."""
+        mirror; by default only public addresses are (``models.urls``). ``manifests``: the architectures' own facts
+        this manager reads (``detect`` for imports; ``hay_say_names`` and assets for the established app's lists)."""
         self.layout = Layout(data_dir)
         self.runnable = runnable
         """Architectures this app runs, with their folder describers."""
+        self.manifests = tuple(manifests)
         self.timeout_s = timeout_s
         self.policy = UrlPolicy.allowing(allow_private_urls)
         self.installer = Installer(self.layout, Fetcher(hf_endpoint, timeout_s, policy=self.policy), max_parallel_downloads)
@@ -50,7 +54,7 @@ class ModelManager:
     def catalogue(self) -> Catalogue:
         with self._catalogue_lock:
             if self._catalogue is None:
-                self._catalogue = load_catalogue(self.catalogue_files())
+                self._catalogue = load_catalogue(self.catalogue_files(), self.manifests)
             return self._catalogue
 
     def reload(self) -> Catalogue:
@@ -64,7 +68,7 @@ class ModelManager:
             parsed = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise CatalogueError("%s is not JSON: %s" % (file_name, exc)) from None
-        entries, problems = parse_entries(parsed, file_name)
+        entries, problems = parse_entries(parsed, file_name, self.manifests)
         if not entries:
             raise CatalogueError("%s has no usable entries%s" % (file_name, (": " + "; ".join(problems[:3])) if problems else ""))
         self.layout.catalogues_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +154,7 @@ class ModelManager:
         return {"deleted": item_id, "freed_mb": round(freed / 1e6, 1)}
 
     def import_model(self, source: Path, name: str, license_name: str = "", architecture: Optional[str] = None) -> Dict[str, str]:
-        return import_model(self.layout, source, name, license_name, self.runnable, architecture or None)
+        return import_model(self.layout, source, name, license_name, self.runnable, architecture or None, manifests=self.manifests)
 
     def close(self) -> None:
         self.installer.shutdown()

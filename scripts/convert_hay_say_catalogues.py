@@ -3,7 +3,9 @@
     .venv/bin/python scripts/convert_hay_say_catalogues.py ../shared/reference/hay-say-catalogues models/catalogues/hay-say.json
 
 Every character and multi-speaker model of every architecture is kept (those this app does not run
-yet are shown as "architecture not installed"); entries that cannot be converted are printed.
+yet are shown as "architecture not installed"); entries that cannot be converted are printed. Which of
+the established app's architectures are ours, and the assets their characters need, each architecture's
+manifest says (``hay_say_names``, ``Asset.hay_say_dependency``; read from ``envs/``).
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.catalogue import document
 from models.hay_say import convert_hay_say
+from runtimes.registry import discover, read_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
     source, target = Path(sys.argv[1]), Path(sys.argv[2])
+    manifests = [read_manifest(spec) for spec in discover([ROOT / "envs"]).values()]
     entries, problems = [], []
     for path in sorted(source.glob("*_models.json")):
         if path.name.startswith("sample_architecture."):
             continue  # the established app's schema example, not models
-        converted, skipped = convert_hay_say(json.loads(path.read_text(encoding="utf-8")), path.name)
+        converted, skipped = convert_hay_say(json.loads(path.read_text(encoding="utf-8")), path.name, manifests)
         entries += converted
         problems += skipped
         print("%s: %d entries" % (path.name, len(converted)))

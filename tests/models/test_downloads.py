@@ -45,7 +45,7 @@ def manager_with(tmp_path: Path, hub: Hub, entries: List[Dict[str, Any]]) -> Mod
     (data / "catalogues").mkdir(parents=True, exist_ok=True)
     (data / "catalogues" / "test.json").write_text(json.dumps({"format": "voicegen-catalogue", "version": 1, "entries": entries}))
     return ModelManager(data, {"rvc": RvcAdapter.describe, "sovits": SovitsAdapter.describe}, hf_endpoint=hub.url, timeout_s=10,
-                        allow_private_urls=LOOPBACK)
+                        allow_private_urls=LOOPBACK, manifests=[RvcAdapter.manifest, SovitsAdapter.manifest])
 
 
 def hf_file(repo: str, path: str, **extra: Any) -> Dict[str, Any]:

@@ -21,7 +21,9 @@ from runtimes.adapters.sovits import SovitsAdapter
 
 @pytest.fixture
 def manager(tmp_path: Path) -> ModelManager:
-    return ModelManager(tmp_path / "data", {"piper": PiperAdapter.describe, "sovits": SovitsAdapter.describe, "rvc": RvcAdapter.describe})
+    adapters = (PiperAdapter, SovitsAdapter, RvcAdapter)
+    return ModelManager(tmp_path / "data", {a.manifest.architecture: a.describe for a in adapters},
+                        manifests=[a.manifest for a in adapters])
 
 
 def zip_folder(folder: Path, target: Path, top: str = "") -> Path:
