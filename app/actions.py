@@ -68,13 +68,17 @@ def minutes(seconds: float) -> str:
 
 def estimated_output_s(job: _Job) -> float:
     """A generous guess of the result's length before generating (TTS: ~0.1 s per character at normal speed),
-    so that a request for an hour of audio is refused before it takes the memory."""
+    so that a request for an hour of audio is refused before it takes the memory. Which options lengthen it
+    (a duration scale, pauses between sentences) each architecture's manifest says."""
     if job.decoded is not None:
         seconds = job.decoded.audio.shape[-1] / float(job.decoded.sample_rate)
     else:
-        options = job.speak_first.options if job.speak_first is not None else job.options
+        first = job.speak_first
+        manifest, options = (first.manifest, first.options) if first is not None else (job.manifest, job.options)
         sentences = max(1, len(re.findall(r"[.!?;:]+", job.text)))
-        seconds = 0.06 * len(job.text) * float(options.get("length_scale", 1.0)) + sentences * float(options.get("sentence_silence_s", 0.0))
+        seconds = 0.06 * len(job.text) * manifest.length_factor(options) + sentences * manifest.pause_s(options)
+    if job.decoded is not None or job.speak_first is not None:  # the conversion's own duration option
+        seconds *= job.manifest.length_factor(job.options)
     return float(seconds) / job.post.speed
 
 

@@ -81,11 +81,8 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         try:
             architecture, voice_id = voice_of(body.model, body.voice)
             manifest = station.manifest(architecture)
-            options, postprocess = {}, {}
-            if any(option.name == "length_scale" for option in manifest.options):
-                options["length_scale"] = 1.0 / body.speed  # the model's own tempo sounds better than a stretch
-            elif body.speed != 1.0:
-                postprocess["speed"] = body.speed
+            options = manifest.speed_options(body.speed)  # the model's own tempo sounds better than a stretch
+            postprocess = {"speed": body.speed} if not options and body.speed != 1.0 else {}
             generation = station.generate(
                 architecture, voice_id, text=body.input, options=options, output_format=body.response_format,
                 postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with, session=session, owner=owner,

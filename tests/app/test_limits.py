@@ -118,3 +118,19 @@ def test_a_characters_saved_defaults_fill_what_a_request_leaves_out(client: Clie
     with pytest.raises(AppError, match="unknown character 'nobody'"):
         client.predict("piper", "nobody", api_name="/character_defaults")
     client.predict("piper", "joe", {}, api_name="/save_character_defaults")
+
+
+def test_the_estimate_reads_each_architectures_own_duration_option(client: Client, server: AppServer, tmp_path: Path) -> None:
+    """The fake test architecture's manifest names its ``stretch`` as the option that scales the output's length:
+    app/ refuses a 4 s recording stretched 10 times (40 s) before generating, with no line of app/ knowing the fake."""
+    rate = 16000
+    tone = tmp_path / "tone.wav"
+    soundfile.write(str(tone), (0.3 * np.sin(2 * np.pi * 220 * np.arange(4 * rate) / rate)).astype(np.float32), rate)
+    with pytest.raises(AppError, match="the result would be about 40 s long; this server's limit is 30 s"):
+        generate(client, "fake", "plain", "", handle_file(str(tone)), {"stretch": 10.0}, "wav", {}, {}, False, None)
+    response = httpx.post(server.url + "v1/audio/conversion", files={"file": ("tone.wav", tone.read_bytes(), "audio/wav")},
+                          data={"model": "fake", "voice": "plain", "options": '{"stretch": 10}'}, timeout=60)
+    assert response.status_code == 400 and "this server's limit is 30 s" in response.json()["error"]["message"]
+    path, _ = generate(client, "fake", "plain", "", handle_file(str(tone)), {"stretch": 2.0}, "wav", {}, {"trim_silence": False},
+                       False, None)
+    assert abs(soundfile.info(path).duration - 8.0) < 0.1
