@@ -7,6 +7,7 @@ architecture (a slow conversion never takes every slot from Piper); which waitin
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import shutil
 import threading
@@ -23,11 +24,19 @@ from jobs.quotas import OwnerQuotas
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
 from jobs.spec import JobSpec
 from jobs.store import JobStore
-from models.store import file_digest
 
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[Optional[float], str], None]
 INTERRUPTED_REASON = "the app stopped while this job was running; Retry runs it again"
+
+
+def sha256_of(path: Path) -> str:
+    """The recording's sha256 (its provenance), read in 1 MB pieces."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class Runner(Protocol):
@@ -166,7 +175,7 @@ class JobService:
         if not audio_path:
             return None, None, None
         source = Path(audio_path)
-        digest = file_digest(source).hexdigest()
+        digest = sha256_of(source)
         if source.stat().st_size > self.input_copy_max_bytes:
             return source.name, digest, None
         self.inputs_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import sys
 from pathlib import Path
-from typing import Iterator, Set, Tuple
+from typing import Iterator, Optional, Set, Tuple
 
 import pytest
 
@@ -62,13 +62,14 @@ def test_adapters_import_model_libraries_only_inside_functions() -> None:
     [
         ("pipeline/*.py", ("app", "runtimes", "gradio")),
         ("runtimes/**/*.py", ("app", "pipeline", "gradio", "models")),
-        ("models/*.py", ("app", "pipeline", "gradio")),
+        ("models/*.py", ("app", "pipeline", "gradio", "jobs")),
+        ("jobs/**/*.py", ("app", "models", "gradio", "runtimes", "pipeline")),
         ("app/actions.py", ("gradio",)),
         ("app/bootstrap.py", ("gradio",)),
         ("app/characters.py", ("gradio",)),
         ("app/model_actions.py", ("gradio",)),
         ("app/settings.py", ("gradio",)),
-        ("app/ui.py", ("runtimes", "pipeline")),
+        ("app/ui*.py", ("runtimes", "pipeline")),
     ],
 )
 def test_layers_do_not_reach_across(pattern: str, forbidden: Tuple[str, ...]) -> None:
@@ -78,3 +79,43 @@ def test_layers_do_not_reach_across(pattern: str, forbidden: Tuple[str, ...]) ->
 def test_package_init_files_stay_empty() -> None:
     for init in files("runtimes/**/__init__.py") | files("app/__init__.py") | files("pipeline/__init__.py") | files("models/__init__.py"):
         assert init.read_text().strip() == "", init
+
+
+def imported(path: Path) -> Iterator[Tuple[str, Optional[str], int]]:
+    """(module, name or None, line) for every import: ``from jobs import service`` is ("jobs.service", None)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, None, node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if "." not in node.module and (ROOT / node.module / (alias.name + ".py")).exists():
+                    yield "%s.%s" % (node.module, alias.name), None, node.lineno
+                else:
+                    yield node.module, alias.name, node.lineno
+
+
+JOB_STATES = {"QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED", "STATES", "ACTIVE_STATES", "ENDED_STATES"}
+
+
+def test_the_ui_knows_a_job_by_its_request_and_states_not_the_service_or_the_store() -> None:
+    """``app/ui*`` may import ``jobs.spec`` (what a person asks for), ``jobs.errors`` and the state names of
+    ``jobs.schema``; the service, the store, the table and the scheduling are the actions' business."""
+    found = []
+    for path in sorted(files("app/ui*.py")):
+        for module, name, line in imported(path):
+            if module.split(".")[0] != "jobs" or module in ("jobs.spec", "jobs.errors") or (module == "jobs.schema" and name in JOB_STATES):
+                continue
+            found.append("%s:%d imports %s%s" % (path.relative_to(ROOT), line, module, " " + name if name else ""))
+    assert found == []
+
+
+def test_models_see_runtimes_only_through_its_public_inspection_api() -> None:
+    """An architecture's facts (manifests: import patterns, names in the established app's lists), a character folder's
+    description and the weights-only checkpoint reader: ``runtimes.inspection``, nothing else of ``runtimes``."""
+    found = []
+    for path in sorted(files("models/*.py")):
+        for module, _, line in imported(path):
+            if module.split(".")[0] == "runtimes" and module != "runtimes.inspection":
+                found.append("%s:%d imports %s" % (path.relative_to(ROOT), line, module))
+    assert found == []
