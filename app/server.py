@@ -12,7 +12,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 from app.settings import Settings
 
@@ -32,31 +32,35 @@ def prepare_process_environment(settings: Settings) -> None:
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.temp_dir))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # Gradio wraps every event in a matplotlib backend switch; a server has no screen: with the backend named,
+    # matplotlib need not import pyplot to find one (the switch's first run 1.1 -> 0.4 s of CPU here)
+    os.environ.setdefault("MPLBACKEND", "agg")
 
 
-def warm_request_cycle(url: str, auth: Optional[Tuple[str, str]]) -> None:
-    """Gradio's first request through its queue costs ~1 s here; pay it now rather than in a person's first job."""
-    from gradio_client import Client
+def warm_gradio_events() -> None:
+    """Gradio runs every event inside its matplotlib backend switch (``gradio.utils.MatplotlibBackendMananger``): the
+    first event imported matplotlib (0.4 s of CPU here; 1.1 s with pyplot before MPLBACKEND was set; more the first
+    time on a machine: its font cache) while a person's or a script's first request ran beside it, ~1.3 s slower than
+    a warm one. Paid before the app takes its address."""
+    from gradio.utils import MatplotlibBackendMananger
 
-    try:
-        Client(url, auth=auth, verbose=False).predict(api_name="/list_architectures")
-    except Exception as exc:  # a failed warm-up must not stop the app
-        logger.warning("warming the request cycle failed: %s", exc)
+    with MatplotlibBackendMananger():
+        pass
 
 
 @dataclass
 class Warmth:
-    """What start-up has paid for. The app takes its address over from the starting page only once the HTTP API
-    serves at warm speed (the audio pipeline's first run and the prewarmed workers are behind it); the UI's first
-    request cycle is paid right after, before "Ready."."""
+    """What start-up has paid for. The app takes its address over from the starting page only once all of it is
+    behind it, so that its first request runs at warm speed: the audio pipeline's first run, the prewarmed workers,
+    and the first Gradio event's one-off import."""
 
     pipeline: bool = False
     workers: bool = False
-    ui: bool = False
+    gradio_events: bool = False
 
     @property
-    def api(self) -> bool:
-        return self.pipeline and self.workers
+    def ready(self) -> bool:
+        return self.pipeline and self.workers and self.gradio_events
 
 
 def readiness_route(warmth: Warmth) -> APIRoute:
@@ -66,8 +70,9 @@ def readiness_route(warmth: Warmth) -> APIRoute:
     from fastapi.routing import APIRoute
 
     def readyz() -> Response:
-        body = {"ready": warmth.api, "pipeline_warm": warmth.pipeline, "workers_prewarmed": warmth.workers, "ui_warm": warmth.ui}
-        return JSONResponse(body, status_code=200 if warmth.api else 503, headers=None if warmth.api else {"Retry-After": "1"})
+        body = {"ready": warmth.ready, "pipeline_warm": warmth.pipeline, "workers_prewarmed": warmth.workers,
+                "gradio_events_warm": warmth.gradio_events}
+        return JSONResponse(body, status_code=200 if warmth.ready else 503, headers=None if warmth.ready else {"Retry-After": "1"})
 
     return APIRoute("/readyz", readyz, methods=["GET"], response_class=Response)
 
@@ -104,12 +109,17 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     from app.http_api import guard_middleware
     from app.ui import build_ui
 
+    def warm_gradio() -> None:
+        warm_gradio_events()
+        warmth.gradio_events = True
+
+    warmers.append(threading.Thread(target=warm_gradio, name="gradio-warmup", daemon=True))
+    warmers[-1].start()
     try:
         station = make_workstation(settings)
     except ConfigurationError as exc:
         raise SystemExit(str(exc)) from None
     access = station.access
-    auth = access.first_credentials()
     recovered = station.jobs.recover()
     if recovered["interrupted"] or recovered["requeued"] or recovered["failed"]:
         print("Jobs from the last run: %(interrupted)d interrupted (Retry in History), %(requeued)d queued again, "
@@ -173,8 +183,6 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
             print("Share link: %s" % share_url, flush=True)
         else:
             print("Share link could not be made (offline or tunnel blocked); serving locally at %s" % url, flush=True)
-    warm_request_cycle(url, auth)
-    warmth.ui = True
     print("Ready.", flush=True)
     try:
         demo.block_thread()

@@ -106,8 +106,9 @@ def test_the_starting_page_answers_every_method_with_503_and_retry_after(method:
 
 
 def test_the_app_takes_its_address_only_once_requests_run_at_warm_speed(tmp_path: Path) -> None:
-    """"Ready" means warm: until the pipeline's first run and the prewarmed worker are behind it, the starting page
-    keeps the address (503 + Retry-After to every method), and from the first moment the app answers, /v1 is there.
+    """"Ready" means warm: until the pipeline's first run, the prewarmed worker and Gradio's first-event import are behind
+    it, the starting page keeps the address (503 + Retry-After to every method); from the first moment the app answers,
+    /v1 is there.
     Before, the app served while the pipeline's warm-up (7.7 s of numba compilation) still ran, so the first speech
     request paid for it, and /v1/audio/speech answered 404 until its routes were added after the launch."""
     import os
@@ -143,7 +144,8 @@ def test_the_app_takes_its_address_only_once_requests_run_at_warm_speed(tmp_path
         assert early and set(early) <= {("GET", 503, "1"), ("POST", 503, "1")}, early
         assert readiness is not None and speech is not None
         assert readiness.status_code == 200, readiness.text
-        assert readiness.json()["pipeline_warm"] and readiness.json()["workers_prewarmed"]  # the first answer the app gave
+        warm = readiness.json()  # the first answer the app gave
+        assert warm["ready"] and warm["pipeline_warm"] and warm["workers_prewarmed"] and warm["gradio_events_warm"], warm
         assert speech.status_code == 200 and speech.headers["content-type"] == "audio/wav", speech.text
     finally:
         process.terminate()
