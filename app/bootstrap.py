@@ -5,11 +5,21 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from app.access import load_access
 from app.actions import Workstation
+from app.catalog import Catalog
+from app.preferences import Preferences
+from app.provenance import Provenance
+from app.request_checks import RequestChecks
+from app.runner import JobRunner, JobServiceRunner
+from app.runtime_controls import RuntimeControls
 from app.settings import Settings
+from jobs.quotas import OwnerQuotas
+from jobs.retention import RetentionLoop, RetentionPolicy
+from jobs.service import JobService
+from jobs.store import JobStore, sqlite_url
 from models.manager import ModelManager
 from pipeline.cache import AudioCache
 from pipeline.processing import PresetStore
@@ -66,21 +76,37 @@ def make_workstation(settings: Settings) -> Workstation:
         resolve_python,
     )
     access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host)
-    return Workstation(
-        access=access,
-        settings=settings,
-        specs=specs,
-        manifests=manifests,
-        supervisor=supervisor,
-        cache=AudioCache(settings.cache_dir, settings.cache_size_bytes),
-        preset_store=PresetStore(settings.presets_dir),
-        models=ModelManager(
-            settings.data_dir,
-            {name: adapter_class(spec).describe for name, spec in specs.items()},
-            hf_endpoint=settings.hf_endpoint,
-            max_parallel_downloads=settings.max_parallel_downloads,
-            timeout_s=settings.download_timeout_s,
-            allow_private_urls=[part for part in settings.allow_private_urls.split(",") if part.strip()],
-            manifests=list(manifests.values()),
-        ),
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cache = AudioCache(settings.cache_dir, settings.cache_size_bytes)
+    catalog = Catalog(settings, specs, manifests)
+    preferences = Preferences(settings.presets_dir, catalog, PresetStore(settings.presets_dir))
+    checks = RequestChecks(settings, catalog, preferences, cache)
+    provenance = Provenance(catalog)
+    service_runner = JobServiceRunner(checks, JobRunner(settings, supervisor, cache, provenance), provenance)
+    jobs, retention = make_jobs(settings, service_runner)
+    models = ModelManager(
+        settings.data_dir,
+        {name: adapter_class(spec).describe for name, spec in specs.items()},
+        hf_endpoint=settings.hf_endpoint,
+        max_parallel_downloads=settings.max_parallel_downloads,
+        timeout_s=settings.download_timeout_s,
+        allow_private_urls=[part for part in settings.allow_private_urls.split(",") if part.strip()],
+        manifests=list(manifests.values()),
     )
+    return Workstation(settings=settings, catalog=catalog, checks=checks, service_runner=service_runner, preferences=preferences,
+                       controls=RuntimeControls(settings, catalog, supervisor, access), jobs=jobs, retention=retention,
+                       supervisor=supervisor, cache=cache, models=models, access=access)
+
+
+def make_jobs(settings: Settings, runner: JobServiceRunner) -> Tuple[JobService, RetentionLoop]:
+    """The job service over the job store (SQLite in the data folder, or the configured database), and its retention."""
+    store = JobStore(settings.jobs_database_url or sqlite_url(settings.data_dir / "jobs.sqlite3"))
+    inputs_dir = settings.data_dir / "jobs" / "inputs"
+    quotas = OwnerQuotas(settings.max_queued_jobs_per_client, settings.max_kept_inputs_mb_per_client << 20)
+    jobs = JobService(store, runner, inputs_dir, settings.max_concurrent_jobs, settings.max_jobs_per_architecture,
+                      settings.history_input_max_mb << 20, quotas)
+    policy = RetentionPolicy(settings.outputs_keep, settings.outputs_max_mb << 20, settings.outputs_max_age_h * 3600,
+                             (settings.outputs_dir, inputs_dir))
+    retention = RetentionLoop(store, policy, every_s=30.0)
+    retention.start()
+    return jobs, retention

@@ -31,10 +31,12 @@ def test_the_file_hash_memo_stays_bounded_and_follows_changes(tmp_path: Path) ->
     assert len(hashes) == 64
 
 
-def test_the_workstation_hashes_model_files_through_a_bounded_memo() -> None:
-    from app.actions import Workstation
+def test_the_workstation_hashes_model_files_through_a_bounded_memo(tmp_path: Path) -> None:
+    from app.catalog import Catalog
+    from app.provenance import Provenance
+    from app.settings import Settings
 
-    memo = Workstation.__dataclass_fields__["_hashes"].default_factory()  # type: ignore[misc]
+    memo = Provenance(Catalog(Settings(data_dir=tmp_path), {}, {})).file_hashes
     assert isinstance(memo, FileHashes) and memo.limit <= 10_000
 
 

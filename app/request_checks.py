@@ -1,0 +1,174 @@
+"""Request checks: what a person asked for (a ``JobSpec``) becomes a prepared job, or is refused with a message
+naming the problem, before any work is done. Every recording a person gives is decoded here, by one checked
+decoder (the limits read from its header first)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from app.catalog import Catalog
+from app.characters import Character
+from app.errors import UserFacingError
+from app.generation import minutes
+from app.preferences import Preferences
+from app.settings import Settings
+from jobs.spec import JobSpec
+from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, probe
+from pipeline.cache import AudioCache, audio_digest
+from pipeline.errors import PipelineError
+from pipeline.processing import PostOptions, PreOptions
+from runtimes.manifest import Manifest
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+MIN_INPUT_S = 0.1
+"""Shorter recordings give no voice to convert (and break pitch trackers)."""
+
+
+@dataclass(frozen=True)
+class SpeakFirst:
+    """Text to any voice: a TTS architecture speaks the text, then the conversion takes that speech."""
+
+    manifest: Manifest
+    character: Character
+    options: Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    manifest: Manifest
+    character: Character
+    text: str
+    decoded: Optional[DecodedAudio]
+    options: Dict[str, Any]
+    output_format: str
+    pre: PreOptions
+    post: PostOptions
+    speak_first: Optional[SpeakFirst] = None
+    use_cache: bool = True
+    input_digest: Optional[str] = None
+    """The decoded recording's content hash: the output cache key and the provenance both need it (hashed once)."""
+
+
+def estimated_output_s(job: PreparedJob) -> float:
+    """A generous guess of the result's length before generating (TTS: ~0.1 s per character at normal speed),
+    so that a request for an hour of audio is refused before it takes the memory. Which options lengthen it
+    (a duration scale, pauses between sentences) each architecture's manifest says."""
+    if job.decoded is not None:
+        seconds = job.decoded.audio.shape[-1] / float(job.decoded.sample_rate)
+    else:
+        first = job.speak_first
+        manifest, options = (first.manifest, first.options) if first is not None else (job.manifest, job.options)
+        sentences = max(1, len(re.findall(r"[.!?;:]+", job.text)))
+        seconds = 0.06 * len(job.text) * manifest.length_factor(options) + sentences * manifest.pause_s(options)
+    if job.decoded is not None or job.speak_first is not None:  # the conversion's own duration option
+        seconds *= job.manifest.length_factor(job.options)
+    return float(seconds) / job.post.speed
+
+
+class RequestChecks:
+    def __init__(self, settings: Settings, catalog: Catalog, preferences: Preferences, cache: AudioCache) -> None:
+        self.settings, self.catalog, self.preferences, self.cache = settings, catalog, preferences, cache
+
+    def prepare(self, spec: JobSpec) -> PreparedJob:
+        """Validate everything a person gave, before any work is done."""
+        settings, catalog = self.settings, self.catalog
+        manifest = catalog.manifest(spec.architecture)
+        character = catalog.character(spec.architecture, spec.character)
+        if not character.info.usable:
+            raise UserFacingError("the %s character %r cannot be used: %s" % (manifest.display_name, character.id, character.info.problem))
+        text = CONTROL_CHARACTERS.sub("", spec.text or "").strip()  # NUL and friends break libraries and mean nothing spoken
+        if spec.output_format not in OUTPUT_FORMATS:
+            raise UserFacingError("unknown output format %r (choose one of %s)" % (spec.output_format, ", ".join(OUTPUT_FORMATS)))
+        audio_path = spec.audio_path
+        speak_first = self.speak_first(spec.speak_with) if manifest.needs_audio and not audio_path and text else None
+        if manifest.needs_text and not text:
+            raise UserFacingError("%s needs text: type what it should say" % manifest.display_name)
+        if text and speak_first is None and not manifest.needs_text and "tts" not in manifest.capabilities:
+            raise UserFacingError(
+                "%s converts recordings: give a recording, or only text (it is then spoken first), not both" % manifest.display_name
+            )
+        if len(text) > settings.max_text_chars:
+            raise UserFacingError("the text is %d characters long; the limit is %d" % (len(text), settings.max_text_chars))
+        if manifest.needs_audio and not audio_path and speak_first is None:
+            raise UserFacingError("%s needs input audio: upload or record a recording, or type text to speak first"
+                                  % manifest.display_name)
+        try:
+            # the character's saved defaults under what this request says
+            saved = self.preferences.character_defaults(spec.architecture, character.id)
+            resolved = manifest.resolve_options({**saved, **(spec.options or {})})
+            pre = PreOptions.from_dict(spec.preprocess)
+            post = PostOptions.from_dict(spec.postprocess)
+        except ValueError as exc:  # StageConfigError is a ValueError too
+            raise UserFacingError(str(exc)) from exc
+        if post.sample_rate_hz and post.sample_rate_hz > settings.max_output_rate_hz:
+            raise UserFacingError("an output rate of %d Hz is above this server's limit of %d Hz"
+                                  % (post.sample_rate_hz, settings.max_output_rate_hz))
+        decoded = self.decode_input(Path(audio_path)) if audio_path and manifest.needs_audio else None
+        job = PreparedJob(manifest, character, text, decoded, resolved, spec.output_format, pre, post, speak_first, spec.use_cache,
+                          audio_digest(decoded.audio, decoded.sample_rate) if decoded is not None else None)
+        estimate_s = estimated_output_s(job)
+        if estimate_s > settings.max_output_s:
+            raise UserFacingError("the result would be about %s long; this server's limit is %s: shorten the text, or raise "
+                                  "the speed" % (minutes(estimate_s), minutes(settings.max_output_s)))
+        return job
+
+    def decode_input(self, path: Path) -> DecodedAudio:
+        """The one decoder of a person's recording, on every path: the limits checked on its header first, then decoded,
+        then checked for a usable length."""
+        self._check_header(path)
+        try:
+            decoded = decode(path)
+        except PipelineError as exc:
+            raise UserFacingError(str(exc)) from exc
+        if decoded.audio.shape[-1] < MIN_INPUT_S * decoded.sample_rate:
+            raise UserFacingError("the recording is too short (%d samples, %.3f s): give at least %.1f s"
+                                  % (decoded.audio.shape[-1], decoded.audio.shape[-1] / decoded.sample_rate, MIN_INPUT_S))
+        return decoded
+
+    def _check_header(self, path: Path) -> None:
+        """Refuse what is too long or too wide from the header alone: decoding it first is what would hurt."""
+        header = probe(path)
+        if header is None:
+            return  # decode names the problem
+        if header.duration_s > self.settings.max_input_s:
+            raise UserFacingError("the recording is %s long; this server takes up to %s" % (minutes(header.duration_s),
+                                                                                           minutes(self.settings.max_input_s)))
+        if header.channels > self.settings.max_input_channels:
+            raise UserFacingError("the recording has %d channels; up to %d are taken" % (header.channels, self.settings.max_input_channels))
+
+    def speak_first(self, speak_with: Optional[Dict[str, Any]]) -> SpeakFirst:
+        given = dict(speak_with or {})
+        unknown = sorted(set(given) - {"architecture", "character", "options"})
+        if unknown:
+            raise UserFacingError("speak_with takes architecture, character and options, not %s" % ", ".join(unknown))
+        architecture = str(given.get("architecture") or self.settings.default_architecture)
+        manifest = self.catalog.manifest(architecture)
+        if "tts" not in manifest.capabilities:
+            raise UserFacingError("%s cannot speak text first: choose a text-to-speech architecture" % manifest.display_name)
+        characters = self.catalog.characters(architecture)
+        character = self.catalog.character(architecture, str(given["character"])) if given.get("character") else characters[0]
+        try:
+            options = manifest.resolve_options(given.get("options") or {})
+        except ValueError as exc:
+            raise UserFacingError("speak_with: %s" % exc) from exc
+        return SpeakFirst(manifest, character, options)
+
+    def preview_preprocess(self, architecture: str, audio_path: Optional[str], preprocess: Optional[Dict[str, Any]]) -> Path:
+        """What the model would get from this recording, as a WAV a person can listen to."""
+        manifest = self.catalog.manifest(architecture)
+        if not audio_path:
+            raise UserFacingError("upload or record audio to preview its preprocessing")
+        decoded = self.decode_input(Path(audio_path))
+        try:
+            pre = PreOptions.from_dict(preprocess)
+            target_hz = manifest.input_sample_rate or decoded.sample_rate
+            audio, rate = self.cache.apply(pre.chain(target_hz), decoded.audio, decoded.sample_rate)
+            folder = self.settings.outputs_dir / "previews"
+            folder.mkdir(parents=True, exist_ok=True)
+            return encode(audio, rate, folder / ("preview-%s.wav" % datetime.now().strftime("%H%M%S-%f")), "wav")
+        except (PipelineError, ValueError) as exc:
+            raise UserFacingError(str(exc)) from exc

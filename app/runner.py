@@ -1,0 +1,227 @@
+"""The runner: one prepared job through the output cache, pre-processing, its worker(s), post-processing and encoding,
+to a typed result. ``JobServiceRunner`` is what the job service calls (prepare, execute, message_for)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from app.errors import UserFacingError
+from app.generation import Generation, ProgressFn, minutes, prefixed
+from app.provenance import Provenance
+from app.public_errors import new_error_id, redact, unexpected
+from app.request_checks import PreparedJob, RequestChecks
+from app.settings import Settings
+from jobs.errors import JobError
+from jobs.output import JobOutput
+from jobs.spec import JobSpec
+from pipeline.audio_io import OUTPUT_FORMATS, encode, output_sample_rate
+from pipeline.cache import AudioCache, key_of
+from pipeline.errors import PipelineError
+from pipeline.processing import PostOptions
+from pipeline.stages import LoudnessNormalize, integrated_lufs
+from runtimes.errors import (
+    ArchitectureUnavailableError,
+    BadRequestError,
+    EnvironmentBuildError,
+    JobCancelledError,
+    JobTimeoutError,
+    RemoteError,
+    RuntimeLayerError,
+    WorkerBootError,
+    WorkerCrashedError,
+)
+from runtimes.manifest import Manifest
+from runtimes.supervisor import JobRequest, JobResult, Supervisor
+
+logger = logging.getLogger(__name__)
+LOSSLESS_FORMATS = ("wav", "wav24", "wav-float", "flac", "flac24")
+AUDIO = Tuple[np.ndarray, int]
+
+
+def loudness_note(post: PostOptions, audio: np.ndarray, sample_rate: int, measured_lufs: Optional[float] = None) -> Dict[str, Any]:
+    """The loudness the result reached; where it is not the target, why (a person asked for a number).
+    ``measured_lufs``: what the loudness stage measured as it finished (else it is measured here)."""
+    if post.loudness_lufs is None:
+        return {}
+    if audio.shape[-1] < LoudnessNormalize.MIN_SECONDS * sample_rate:
+        return {"loudness": {"target_lufs": post.loudness_lufs, "reached_lufs": None,
+                             "why": "too short to measure (under %.1f s): left as it was" % LoudnessNormalize.MIN_SECONDS}}
+    reached = integrated_lufs(audio, sample_rate) if measured_lufs is None else measured_lufs
+    note: Dict[str, Any] = {"target_lufs": post.loudness_lufs, "reached_lufs": round(reached, 2) if np.isfinite(reached) else None}
+    if not np.isfinite(reached):
+        note["why"] = "the result is silent"
+    elif abs(reached - post.loudness_lufs) > 0.5:
+        note["why"] = ("the true-peak ceiling of %.1f dBTP held it back: reaching the target would take more than %.0f dB of "
+                       "limiting on the peaks" % (post.true_peak_db, LoudnessNormalize.MAX_LIMITING_DB))
+    return {"loudness": note}
+
+
+def _linked(existing: Path, new: Path) -> bool:
+    """A second name for a file (same bytes on disk, each name removable on its own); False where links cannot be made."""
+    try:
+        os.link(existing, new)
+    except OSError:
+        return False
+    return True
+
+
+def _tags(job: PreparedJob) -> Dict[str, str]:
+    return {"title": job.text[:120] or "conversion", "artist": job.character.label, "album": job.manifest.display_name,
+            "comment": "architecture: %s; character: %s" % (job.manifest.architecture, job.character.id),
+            "software": "voice workstation"}
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, supervisor: Supervisor, cache: AudioCache, provenance: Provenance) -> None:
+        self.settings, self.supervisor, self.cache, self.provenance = settings, supervisor, cache, provenance
+
+    def run(self, job: PreparedJob, job_id: str, progress: ProgressFn, cancel: threading.Event, client: str = "") -> Generation:
+        manifest, character = job.manifest, job.character
+        output_key = key_of(
+            "output", manifest.architecture, character.id, self.provenance.model_fingerprint(manifest.architecture, character),
+            job.text, job.input_digest, job.options, job.pre.to_dict() if job.decoded or job.speak_first else None,
+            job.post.to_dict(), job.output_format, self.provenance.speak_first_key(job.speak_first),
+        )
+        target = self.output_path(manifest.architecture, character.id, job_id)
+        if job.use_cache:
+            hit = self.cache.get_output(output_key)
+            if hit is not None:
+                return self._from_cache(job, hit, target.with_suffix(OUTPUT_FORMATS[job.output_format][2]), client)
+        source, speak_s, progress = self._source(job, progress, cancel)
+        started = time.perf_counter()
+        audio, audio_rate = self._preprocessed(job, source, progress) if source is not None else (None, None)
+        pre_s = time.perf_counter() - started
+        request = JobRequest(architecture=manifest.architecture, character=character.id, character_path=character.model_path,
+                             text="" if job.speak_first else job.text, audio=audio, audio_sample_rate=audio_rate, options=job.options)
+        result = self.on_worker(manifest, request, progress, cancel)
+        result_s = result.audio.shape[-1] / float(result.sample_rate) / job.post.speed
+        if result_s > self.settings.max_output_s:
+            raise UserFacingError("the result is %s long; this server's limit is %s"
+                                  % (minutes(result_s), minutes(self.settings.max_output_s)))
+        if job.speak_first is not None:
+            result = replace(result, timings_s=dict(result.timings_s, speak_s=speak_s))
+        return self._finished(job, job_id, result, pre_s, target, output_key, client, progress)
+
+    def _source(self, job: PreparedJob, progress: ProgressFn, cancel: threading.Event) -> Tuple[Optional[AUDIO], float, ProgressFn]:
+        """The audio a conversion starts from: the person's recording, or the text spoken first by a TTS voice."""
+        if job.speak_first is None:
+            return ((job.decoded.audio, job.decoded.sample_rate) if job.decoded is not None else None), 0.0, progress
+        first = job.speak_first
+        started = time.perf_counter()
+        spoken = self.on_worker(
+            first.manifest,
+            JobRequest(architecture=first.manifest.architecture, character=first.character.id,
+                       character_path=first.character.model_path, text=job.text, options=first.options),
+            lambda fraction, message: progress(None, "1/2 speaking (%s): %s" % (first.character.id, message)),
+            cancel,
+        )
+        return (spoken.audio, spoken.sample_rate), time.perf_counter() - started, prefixed(progress, "2/2 converting: ")
+
+    def _preprocessed(self, job: PreparedJob, source: AUDIO, progress: ProgressFn) -> Tuple[np.ndarray, int]:
+        progress(None, "preprocessing the input audio")
+        try:
+            return self.cache.apply(job.pre.chain(job.manifest.input_sample_rate or source[1]), source[0], source[1])
+        except PipelineError as exc:
+            raise UserFacingError(str(exc)) from exc
+
+    def _finished(self, job: PreparedJob, job_id: str, result: JobResult, pre_s: float, target: Path, output_key: str, client: str,
+                  progress: ProgressFn) -> Generation:
+        progress(None, "post-processing")
+        started = time.perf_counter()
+        try:
+            # not through the stage cache: a new take is new audio (it would only miss and write); the output cache answers repeats
+            chain = job.post.chain()
+            out_audio, out_rate = chain.apply(result.audio, result.sample_rate)
+            post_s = time.perf_counter() - started
+            path = encode(out_audio, out_rate, target, job.output_format, _tags(job))
+            if job.output_format not in LOSSLESS_FORMATS:  # exports are re-encoded from a lossless master, not from mp3
+                encode(out_audio, out_rate, target.with_suffix(".master.flac"), "flac24", _tags(job))
+        except PipelineError as exc:
+            raise UserFacingError(str(exc)) from exc
+        timings = dict(result.timings_s, pre_s=pre_s, post_s=post_s, encode_s=time.perf_counter() - started - post_s)
+        duration_s = out_audio.shape[-1] / float(out_rate)
+        stage = next((s for s in chain.stages if isinstance(s, LoudnessNormalize)), None)
+        notes = loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None)
+        written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
+        try:  # the result is made and written: a cache that cannot take it must not fail the job
+            self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s,
+                                                                  "path": str(path), "client": client})
+        except Exception:
+            logger.exception("could not keep job %s's result in the output cache", job_id)
+        return Generation(path, job.manifest.architecture, job.character.id, job.text, written_rate, duration_s, result.cold, timings,
+                          notes=notes)
+
+    def _from_cache(self, job: PreparedJob, hit: Tuple[bytes, Dict[str, Any]], path: Path, client: str) -> Generation:
+        """An identical earlier result, as this job's own file (a hard link to the earlier one: one stored copy; a new
+        file where linking cannot be done), with its lossless master likewise. ``cached`` is said only to the client
+        that asked before: nobody learns from it what someone else asked."""
+        data, info = hit
+        earlier = Path(str(info.get("path", "")))
+        if not (info.get("path") and earlier.is_file() and earlier.stat().st_size == len(data) and _linked(earlier, path)):
+            path.write_bytes(data)
+        earlier_master = earlier.with_suffix(".master.flac")
+        if earlier_master.is_file():
+            _linked(earlier_master, path.with_suffix(".master.flac"))
+        same_client = bool(client) and info.get("client") == client
+        return Generation(path, job.manifest.architecture, job.character.id, job.text, int(info["sample_rate"]),
+                          float(info["duration_s"]), False, {"total_s": 0.0}, cached=same_client)
+
+    def on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> JobResult:
+        try:
+            return self.supervisor.generate(request, progress=progress, cancel=cancel)
+        except BadRequestError as exc:
+            raise UserFacingError(exc.message) from exc
+        except RemoteError as exc:  # an unexpected failure inside the model code: the details are for the log
+            error_id = new_error_id()
+            logger.error("error %s: %s failed in its worker: %s: %s", error_id, manifest.display_name, exc.error_type, exc.message)
+            first_line = (exc.message.splitlines() or [""])[0][:200]
+            raise UserFacingError("%s failed: %s (error id %s; the details are in the server log)"
+                                  % (manifest.display_name, first_line or "an error in the model code", error_id)) from exc
+        except JobCancelledError as exc:
+            raise UserFacingError("the job was cancelled") from exc
+        except (WorkerCrashedError, WorkerBootError, JobTimeoutError, EnvironmentBuildError, ArchitectureUnavailableError) as exc:
+            raise UserFacingError(str(exc)) from exc
+        except RuntimeLayerError as exc:
+            raise UserFacingError("%s: %s" % (manifest.display_name, exc)) from exc
+
+    def output_path(self, architecture: str, character_id: str, job_id: str) -> Path:
+        """Named by time, voice and the job's random id: a file of another session cannot be fetched by guessing."""
+        folder = self.settings.outputs_dir / datetime.now().strftime("%Y-%m-%d")
+        folder.mkdir(parents=True, exist_ok=True)
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "_", character_id)[:40]
+        stamp = datetime.now().strftime("%H%M%S")
+        return folder / ("%s-%s-%s-%s.wav" % (stamp, architecture, slug, job_id or uuid.uuid4().hex))
+
+
+class JobServiceRunner:
+    """What the job service calls (``jobs.service.Runner``): request checks, the runner, and the message a person reads."""
+
+    def __init__(self, checks: RequestChecks, runner: JobRunner, provenance: Provenance) -> None:
+        self.checks, self.runner, self.provenance = checks, runner, provenance
+
+    def prepare(self, spec: JobSpec) -> PreparedJob:
+        return self.checks.prepare(spec)
+
+    def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event,
+                client: str = "") -> Tuple[Generation, Dict[str, Any]]:
+        job: PreparedJob = prepared
+        generation = replace(self.runner.run(job, job_id, progress, cancel, client), job_id=job_id)
+        output = JobOutput(generation.path, generation.path.with_suffix(".master.flac"), generation.sample_rate, generation.duration_s,
+                           generation.cached, generation.timings_s, self.provenance.record(job))
+        return generation, output.columns()
+
+    def message_for(self, exc: BaseException) -> str:
+        if isinstance(exc, (UserFacingError, JobError)):
+            return redact(str(exc))
+        return unexpected(exc, "a job", logger)
