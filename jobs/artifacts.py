@@ -178,11 +178,12 @@ class LocalFolderStore:
             path.unlink()
         except FileNotFoundError:
             return False
+        # an empty folder (a day's outputs) goes with its last file; the top-level ones (inputs, outputs) stay
         folder = path.parent
-        while folder != self.root and self.root in folder.parents:  # empty folders (a day's outputs) go with their last file
+        while folder.parent != self.root and self.root in folder.parents:
             try:
                 folder.rmdir()
-            except OSError:
+            except OSError:  # not empty
                 break
             folder = folder.parent
         return True

@@ -2,31 +2,37 @@
 
 Scheduling: at most ``max_concurrent`` jobs run at once and at most ``max_per_architecture`` of one
 architecture (a slow conversion never takes every slot from Piper); which waiting job goes next is
-``jobs.fairness.pick_next``. A job slot is always given back, whatever fails (the store included)."""
+``jobs.fairness.pick_next``. A job slot is always given back, whatever fails (the store included).
+
+``JobService`` is the in-process implementation of the job-queue seam (``jobs.queue.JobQueue``). The recordings it
+keeps go to the artifact store by key (``jobs.artifacts``); rows written before keys name them by absolute path and
+are read as before."""
 
 from __future__ import annotations
 
 import collections
 import hashlib
 import logging
-import shutil
+import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
+from pathlib import Path, PurePosixPath
+from typing import Any, Deque, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from jobs import retention
-from jobs.errors import JobError, QuotaError, UnknownJobError
+from jobs.artifacts import ArtifactStore, LocalFolderStore, check_prefix, local_path
+from jobs.errors import JobError, MissingArtifactError, QuotaError, UnknownJobError
 from jobs.fairness import bounded, pick_next
+from jobs.queue import JobQueue, ProgressFn, no_progress
 from jobs.quotas import OwnerQuotas
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
 from jobs.spec import JobSpec
 from jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
-ProgressFn = Callable[[Optional[float], str], None]
+__all__ = ["INTERRUPTED_REASON", "JobService", "ProgressFn", "Runner", "sha256_of"]
 INTERRUPTED_REASON = "the app stopped while this job was running; Retry runs it again"
 
 
@@ -101,12 +107,26 @@ class _RunFailed(Exception):
         self.state, self.message = state, message
 
 
-class JobService:
-    def __init__(self, store: JobStore, runner: Runner, inputs_dir: Path, max_concurrent: int = 4, max_per_architecture: int = 2,
-                 input_copy_max_bytes: int = 50 << 20, quotas: OwnerQuotas = OwnerQuotas()) -> None:
+class JobService(JobQueue):
+    """Jobs queued and run in this process.
+
+    Kept recordings go to ``artifacts`` under ``<inputs_prefix>/<job id><suffix>``. Given only ``inputs_dir`` (how the
+    app builds it today), the store is ``LocalFolderStore(inputs_dir.parent)`` and the prefix ``inputs_dir.name``: the
+    files stay where they were, and a store given later with that same root reads every key written before."""
+
+    def __init__(self, store: JobStore, runner: Runner, inputs_dir: Optional[Path] = None, max_concurrent: int = 4,
+                 max_per_architecture: int = 2, input_copy_max_bytes: int = 50 << 20, quotas: OwnerQuotas = OwnerQuotas(),
+                 artifacts: Optional[ArtifactStore] = None, inputs_prefix: Optional[str] = None) -> None:
+        if artifacts is None:
+            if inputs_dir is None:
+                raise ValueError("a job service needs an artifact store (or an inputs folder, whose parent becomes one)")
+            artifacts = LocalFolderStore(inputs_dir.parent)
+        if inputs_prefix is None:
+            inputs_prefix = (artifacts.key_of(inputs_dir) if inputs_dir is not None else None) or "inputs"
         self.store = store
         self.runner = runner
-        self.inputs_dir = inputs_dir
+        self.artifacts = artifacts
+        self.inputs_prefix = check_prefix(inputs_prefix)
         self.max_concurrent = max(1, max_concurrent)
         self.max_per_architecture = max(1, max_per_architecture)
         self.input_copy_max_bytes = input_copy_max_bytes
@@ -134,18 +154,18 @@ class JobService:
         self._check_quotas(client, input_bytes if input_bytes <= self.input_copy_max_bytes else 0)
         prepared = self.runner.prepare(spec) if prepared is None else prepared
         job_id = uuid.uuid4().hex
-        input_name, input_sha256, input_path = self._keep_input(job_id, spec.audio_path)
+        input_name, input_sha256, input_key = self._keep_input(job_id, spec.audio_path)
         if spec.audio_path and not self._starts_now(spec.architecture):
             prepared = None
         now = time.time()
         self.store.add({
             "id": job_id, "owner": owner, "session": session, "batch_id": batch_id, "state": QUEUED,
             "architecture": spec.architecture, "character": spec.character, "text": spec.text, "input_name": input_name,
-            "input_sha256": input_sha256, "input_path": input_path, "request": spec.request(), "created_at": now, "attempts": 0,
+            "input_sha256": input_sha256, "input_path": input_key, "request": spec.request(), "created_at": now, "attempts": 0,
             "timings": {}, "output_bytes": 0, "cached": False, "provenance": {}, "client": client,
-            "input_bytes": input_bytes if input_path else 0,
+            "input_bytes": input_bytes if input_key else 0,
         })
-        kept = spec.with_input(input_path) if input_path else spec
+        kept = spec.with_input(str(self.artifacts.path_for(input_key))) if input_key else spec
         self._enqueue(_Active(job_id, owner, session, spec.architecture, now, prepared, batch_id, spec=kept, client=client))
         return job_id
 
@@ -171,17 +191,36 @@ class JobService:
                 and sum(1 for a in self._running.values() if a.architecture == architecture) < self.max_per_architecture)
 
     def _keep_input(self, job_id: str, audio_path: Optional[str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
-        """A copy of the input recording (if within the size limit): a queued job must survive a restart."""
+        """(name, sha256, key) of the input recording, kept in the artifact store if within the size limit (a queued job
+        must survive a restart); another take of a kept recording shares its stored copy."""
         if not audio_path:
             return None, None, None
         source = Path(audio_path)
         digest = sha256_of(source)
         if source.stat().st_size > self.input_copy_max_bytes:
             return source.name, digest, None
-        self.inputs_dir.mkdir(parents=True, exist_ok=True)
-        copy = self.inputs_dir / (job_id + source.suffix.lower()[:8])
-        shutil.copyfile(source, copy)
-        return source.name, digest, str(copy)
+        name = job_id + re.sub(r"[^a-z0-9.]", "", source.suffix.lower())[:8]
+        key = "%s/%s" % (self.inputs_prefix, name) if self.inputs_prefix else name
+        stored = self.artifacts.key_of(source)
+        if stored is not None and self.artifacts.exists(stored):
+            self.artifacts.link(stored, key)
+        else:
+            self.artifacts.put(key, source)
+        return source.name, digest, key
+
+    def _spec_of(self, row: Dict[str, Any]) -> JobSpec:
+        """The job's request as the runner reads it: its kept recording as a local path (a key, or a legacy path)."""
+        spec = JobSpec.from_row(row)
+        kept = row.get("input_path")
+        if row.get("input_name") and not kept:
+            raise JobError("job %s's input recording was not kept (over %d MB): submit it again"
+                           % (row["id"], self.input_copy_max_bytes >> 20))
+        if not kept:
+            return spec
+        try:
+            return spec.with_input(str(local_path(self.artifacts, kept)))
+        except MissingArtifactError:
+            raise JobError("job %s's input recording is no longer kept: submit it again" % row["id"]) from None
 
     def _enqueue(self, active: _Active) -> None:
         with self._lock:
@@ -298,7 +337,7 @@ class JobService:
             return "queued: next for %s (%d of its jobs running)" % (active.architecture, running_here)
         return "queued: %d job(s) ahead for %s" % (position - 1, active.architecture)
 
-    def wait(self, job_id: str, progress: ProgressFn = lambda fraction, message: None, cancel: Optional[threading.Event] = None) -> Any:
+    def wait(self, job_id: str, progress: ProgressFn = no_progress, cancel: Optional[threading.Event] = None) -> Any:
         """Block until the job ends; relay its progress (and its place in line) from the waiting thread. Returns
         the runner's result, or raises ``JobError`` with the message the person should see."""
         active = self._find_active(job_id)
@@ -345,13 +384,10 @@ class JobService:
 
     def retry(self, job_id: str, owner: Optional[str]) -> str:
         """Run an ended job again with the same settings, in the same row (its attempts count up)."""
-        row = self.get(job_id, owner)
+        row = self._row(job_id, owner)
         if row["state"] not in ENDED_STATES or row["state"] == SUCCEEDED:
             raise JobError("job %s is %s: only a failed, cancelled or interrupted job can be retried" % (job_id, row["state"]))
-        spec = JobSpec.from_row(row)
-        if row.get("input_name") and not spec.audio_path:
-            raise JobError("job %s's input recording was not kept (over %d MB): submit it again"
-                           % (job_id, self.input_copy_max_bytes >> 20))
+        spec = self._spec_of(row)
         prepared = self.runner.prepare(spec)
         now = time.time()
         if not self.store.move(job_id, list(ENDED_STATES), state=QUEUED, created_at=now, started_at=None, finished_at=None, error=None):
@@ -368,9 +404,7 @@ class JobService:
             if row["id"] in self._active:
                 continue
             try:
-                spec = JobSpec.from_row(row)
-                if row.get("input_name") and not spec.audio_path:
-                    raise JobError("its input recording was not kept (over %d MB)" % (self.input_copy_max_bytes >> 20))
+                spec = self._spec_of(row)
                 prepared = self.runner.prepare(spec)
             except Exception as exc:  # one bad row must not stop the others from running
                 self.store.update(row["id"], state=FAILED, finished_at=time.time(),
@@ -384,15 +418,26 @@ class JobService:
         return {"interrupted": interrupted, "requeued": requeued, "failed": failed}
 
     # reading
-    def get(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
-        """A job's row; another owner's job is reported exactly like a job that does not exist."""
+    def _row(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
+        """A job's row as stored (files by key); another owner's job is reported exactly like a job that does not exist."""
         row = self.store.get(job_id) if job_id else None
         if row is None or (owner is not None and row["owner"] != owner):
             raise UnknownJobError("no job %r in your history" % job_id)
         return row
 
+    def get(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
+        """A job's row, its kept recording (``input_path``) as a local path to read, or None where it is no longer kept
+        (``JobSpec.from_row`` of it is another take's request); another owner's job reads as one that does not exist."""
+        row = self._row(job_id, owner)
+        if row.get("input_path"):
+            try:
+                row["input_path"] = str(local_path(self.artifacts, row["input_path"]))
+            except MissingArtifactError:
+                row["input_path"] = None
+        return row
+
     def status(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
-        row = self.get(job_id, owner)
+        row = self._row(job_id, owner)
         active = self._find_active(job_id)
         fraction, message = active.progress if active is not None and not active.done else (None, "")
         if row["state"] == QUEUED and active is not None:
@@ -402,7 +447,7 @@ class JobService:
             "progress": fraction, "message": message, "architecture": row["architecture"], "character": row["character"],
             "created_at": row["created_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
             "attempts": row["attempts"], "timings_s": row["timings"], "error": row["error"], "batch_id": row["batch_id"],
-            "file": Path(row["output_path"]).name if row.get("output_path") else None,
+            "file": PurePosixPath(row["output_path"]).name if row.get("output_path") else None,
         }
 
     def queue_summary(self) -> List[Dict[str, Any]]:
@@ -419,20 +464,24 @@ class JobService:
         with self._lock:
             return job_id in self._active
 
-    # retention (jobs.retention)
+    # retention (jobs.retention), through the artifact store
     def prune(self, keep: int, max_bytes: int, max_age_s: float, grace_s: float = 120.0) -> int:
         """Per owner: remove the oldest ended jobs (rows and files) beyond ``keep``, ``max_bytes`` or ``max_age_s``;
         never a queued or running one, never one made in the last ``grace_s``. Returns how many went."""
-        return retention.prune(self.store, keep, max_bytes, max_age_s, grace_s)
+        return retention.prune(self.store, keep, max_bytes, max_age_s, grace_s, places=[(self.artifacts, "")])
 
-    def sweep_orphans(self, folders: List[Path], grace_s: float) -> int:
-        return retention.sweep_orphans(self.store, folders, grace_s)
+    def sweep_orphans(self, where: Sequence[Union[str, Path]], grace_s: float) -> int:
+        """Remove files no job names, untouched for ``grace_s``: ``where`` holds folders of keys of the artifact store
+        (str, "" for all of it), or local folders (``Path``, as ``RetentionPolicy.folders``)."""
+        places = [(self.artifacts, check_prefix(item)) if isinstance(item, str) else retention.folder_place(item, self.artifacts)
+                  for item in where]
+        return retention.sweep_orphans(self.store, places, grace_s, also=[(self.artifacts, "")])
 
     def delete(self, job_id: str, owner: Optional[str]) -> None:
-        row = self.get(job_id, owner)
+        row = self._row(job_id, owner)
         if row["state"] in ACTIVE_STATES:
             raise JobError("job %s is %s: cancel it first" % (job_id, row["state"]))
-        retention.remove_jobs(self.store, [row])
+        retention.remove_jobs(self.store, [row], places=[(self.artifacts, "")])
 
     def close(self) -> None:
         with self._lock:

@@ -139,6 +139,7 @@ def test_the_local_folder_refuses_a_link_out_of_it_and_tidies_empty_folders(tmp_
     assert list(store.keys()) == [] and not (tmp_path / "secret" / "new.wav").exists()
     store.put("outputs/2025-01-31/a.wav", b"a")
     store.delete("outputs/2025-01-31/a.wav")
-    assert not (tmp_path / "store" / "outputs").exists() and (tmp_path / "store").is_dir()  # the root stays
+    assert not (tmp_path / "store" / "outputs" / "2025-01-31").exists()
+    assert (tmp_path / "store" / "outputs").is_dir()  # the top-level folders stay (the app names them in its settings)
     store.put("outputs/2025-01-31/b.wav", b"b")  # and a later put makes its folder again
     assert store.path_for("outputs/2025-01-31/b.wav").read_bytes() == b"b"

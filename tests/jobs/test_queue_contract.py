@@ -1,0 +1,220 @@
+"""The job-queue seam: the same cases against every implementation of ``jobs.queue.JobQueue`` (today the in-process
+``JobService``; a Celery queue on Redis joins with one line in IMPLEMENTATIONS), over a real SQLite job store, a
+real artifact folder and real threads. The runner stands in for the app's Workstation (``FileRunner``: writes a real
+file per job; "hold" runs until released or cancelled, "explode" fails unexpectedly, "bad" is refused)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+from jobs.artifacts import LocalFolderStore, is_legacy_path
+from jobs.errors import JobError, QuotaError, UnknownJobError
+from jobs.queue import JobQueue
+from jobs.quotas import OwnerQuotas
+from jobs.schema import CANCELLED, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
+from jobs.service import INTERRUPTED_REASON, JobService
+from jobs.spec import JobSpec
+from jobs.store import JobStore, sqlite_url
+from tests.conftest import wait_until
+from tests.jobs.test_service import FileRunner
+
+Factory = Callable[..., JobQueue]
+
+
+def in_process(database_url: str, artifacts_root: Path, runner: FileRunner, max_concurrent: int, max_per_architecture: int,
+               quotas: OwnerQuotas) -> JobQueue:
+    return JobService(JobStore(database_url), runner, max_concurrent=max_concurrent, max_per_architecture=max_per_architecture,
+                      quotas=quotas, artifacts=LocalFolderStore(artifacts_root))
+
+
+IMPLEMENTATIONS: Dict[str, Callable[..., JobQueue]] = {"in-process": in_process}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Tuple[JobQueue, FileRunner]]]:
+    """Queues of one implementation over one database and one artifact folder: a second one made is what a restarted
+    app finds."""
+    made: List[Tuple[JobQueue, FileRunner]] = []
+    (tmp_path / "outputs").mkdir()
+
+    def factory(max_concurrent: int = 4, max_per_architecture: int = 2, quotas: OwnerQuotas = OwnerQuotas()) -> Tuple[JobQueue, FileRunner]:
+        runner = FileRunner(tmp_path / "outputs")
+        queue = IMPLEMENTATIONS[request.param](sqlite_url(tmp_path / "jobs.sqlite3"), tmp_path / "artifacts", runner, max_concurrent,
+                                               max_per_architecture, quotas)
+        made.append((queue, runner))
+        return queue, runner
+
+    yield factory
+    for queue, runner in made:
+        runner.release.set()
+        queue.close()
+        queue.store.close()
+
+
+def state(queue: JobQueue, job_id: str) -> str:
+    return str(queue.status(job_id, None)["state"])
+
+
+def recording(folder: Path, content: bytes = b"RIFF....WAVEfmt ") -> str:
+    path = folder / "upload.wav"
+    path.write_bytes(content)
+    return str(path)
+
+
+def test_the_queue_is_the_seam() -> None:
+    for implementation in (JobService,):
+        assert JobQueue in implementation.__mro__  # declared, so mypy checks every method against the protocol
+
+
+def test_a_job_is_submitted_run_and_waited_on(make: Any) -> None:
+    queue, _ = make()
+    job_id = queue.submit(JobSpec("piper", "joe", "hello"), "a", "tab-1", client="browser-1")
+    result = queue.wait(job_id)
+    assert Path(result).read_text() == "hello"
+    status = queue.status(job_id, "a")
+    assert status["state"] == SUCCEEDED and status["error"] is None and status["file"] == Path(result).name
+    assert status["queue_position"] is None and not queue.is_active(job_id)
+    row = queue.get(job_id, "a")
+    assert row["attempts"] == 1 and row["client"] == "browser-1" and row["session"] == "tab-1"
+    assert queue.store.get(job_id)["state"] == SUCCEEDED
+
+
+def test_progress_and_the_place_in_line_are_watched(make: Any) -> None:
+    queue, runner = make(max_concurrent=1, max_per_architecture=1)
+    running = queue.submit(JobSpec("piper", "joe", "hold"), "a")
+    assert wait_until(lambda: queue.status(running, "a")["progress"] == 0.5, 5)
+    assert queue.status(running, "a")["message"] == "half way" and state(queue, running) == RUNNING
+    waiting = queue.submit(JobSpec("piper", "joe", "next"), "b")
+    later = queue.submit(JobSpec("piper", "joe", "after"), "b")
+    assert queue.queue_position(waiting) == 1 and queue.queue_position(later) == 2
+    assert queue.status(waiting, "b")["message"] == "queued: next for piper (1 of its jobs running)"
+    assert queue.status(later, "b")["message"] == "queued: 1 job(s) ahead for piper"
+    assert queue.queue_summary() == [{"architecture": "piper", "running": 1, "queued": 2, "owners_waiting": 1}]
+    seen: Dict[str, List[Tuple[Optional[float], str]]] = {running: [], waiting: []}
+    watchers = [threading.Thread(target=queue.wait, args=(job_id, lambda fraction, message, job_id=job_id: seen[job_id].append(
+        (fraction, message)))) for job_id in (running, waiting)]
+    for watcher in watchers:
+        watcher.start()
+    assert wait_until(lambda: (0.5, "half way") in seen[running], 5)  # a running job's progress, as it reports it
+    assert wait_until(lambda: (None, "queued: next for piper (1 of its jobs running)") in seen[waiting], 5)  # a place in line
+    runner.release.set()
+    for watcher in watchers:
+        watcher.join(10)
+        assert not watcher.is_alive()
+    queue.wait(later)
+    assert queue.queue_summary() == []
+
+
+def test_cancel_a_queued_job_a_running_one_and_one_whose_waiter_gives_up(make: Any) -> None:
+    queue, _ = make(max_concurrent=1, max_per_architecture=1)
+    running = queue.submit(JobSpec("piper", "joe", "hold"), "a", "tab-1")
+    queued = queue.submit(JobSpec("piper", "joe", "never"), "a", "tab-1")
+    other_tab = queue.submit(JobSpec("piper", "joe", "hold, other tab"), "a", "tab-2")
+    assert wait_until(lambda: state(queue, running) == RUNNING, 5)
+    assert not queue.cancel(queued, "b")  # another owner's job: nothing happens
+    assert queue.cancel(queued, "a") and state(queue, queued) == CANCELLED
+    assert queue.store.get(queued)["started_at"] is None  # it never started
+    with pytest.raises(JobError, match="cancelled"):
+        queue.wait(queued)
+    assert queue.cancel_session("tab-1") == 1  # the running one; the queued one had ended
+    with pytest.raises(JobError, match="the job was cancelled"):
+        queue.wait(running)
+    assert state(queue, running) == CANCELLED and not queue.cancel(running, "a")
+    gave_up = threading.Event()
+    gave_up.set()
+    with pytest.raises(JobError, match="cancelled"):
+        queue.wait(other_tab, cancel=gave_up)  # the waiter left (a closed browser tab): the job goes too
+    assert state(queue, other_tab) == CANCELLED
+    assert queue.store.get(queued)["error"] == "cancelled before it started"
+
+
+def test_clients_take_turns(make: Any) -> None:
+    """The fair pick counts the stable client, not the owner or the request: a client with four jobs waiting does not
+    keep another client (of the same shared owner) behind all four."""
+    queue, runner = make(max_concurrent=1, max_per_architecture=1)
+    blocker = queue.submit(JobSpec("piper", "joe", "hold"), "shared", client="c")
+    assert wait_until(lambda: state(queue, blocker) == RUNNING, 5)
+    greedy = [queue.submit(JobSpec("piper", "joe", "a%d" % index), "shared", client="a") for index in range(4)]
+    other = queue.submit(JobSpec("piper", "joe", "b0"), "shared", client="b")
+    runner.release.set()
+    for job_id in [*greedy, other]:
+        queue.wait(job_id)
+    order = runner.started[1:]
+    assert order.index("b0") <= 1, order
+    assert order.index("a0") < order.index("a1") < order.index("a2") < order.index("a3")  # one client's own in order
+
+
+def test_a_restart_interrupts_what_ran_and_runs_what_waited_from_its_kept_recording(make: Any, tmp_path: Path) -> None:
+    first, _ = make(max_concurrent=1, max_per_architecture=1)
+    running = first.submit(JobSpec("piper", "joe", "hold"), "a")
+    assert wait_until(lambda: state(first, running) == RUNNING, 5)
+    upload = recording(tmp_path, b"RIFF kept for after the restart")
+    queued = first.submit(JobSpec("rvc", "x", "converted after the restart", audio_path=upload), "a")
+    lost = first.submit(JobSpec("rvc", "x", "its copy went", audio_path=upload), "a")
+    Path(upload).unlink()  # the person's upload goes: the job has its own copy, by key
+    assert not is_legacy_path(first.store.get(queued)["input_path"])
+    first.artifacts.delete(first.store.get(lost)["input_path"])
+    # a second queue over the same database and artifacts: what a restarted app finds after the first one died
+    second, second_runner = make(max_concurrent=1, max_per_architecture=1)
+    assert second.recover() == {"interrupted": 1, "requeued": 1, "failed": 1}
+    assert second.store.get(running)["state"] == INTERRUPTED and second.store.get(running)["error"] == INTERRUPTED_REASON
+    assert second.store.get(lost)["state"] == FAILED
+    assert "input recording is no longer kept" in second.store.get(lost)["error"]
+    assert Path(second.wait(queued)).read_text() == "converted after the restart"
+    again = second_runner.prepared[-1]
+    assert again.audio_path is not None and Path(again.audio_path).read_bytes() == b"RIFF kept for after the restart"
+    second_runner.release.set()
+    assert second.retry(running, "a") == running
+    second.wait(running)
+    assert second.store.get(running)["state"] == SUCCEEDED and second.store.get(running)["attempts"] == 2
+    assert second.recover() == {"interrupted": 0, "requeued": 0, "failed": 0}  # nothing twice
+
+
+def test_failures_come_back_as_clear_messages(make: Any, tmp_path: Path) -> None:
+    queue, runner = make(max_concurrent=1, max_per_architecture=1, quotas=OwnerQuotas(max_queued_jobs=1))
+    with pytest.raises(JobError, match="the text 'bad' is refused"):
+        queue.submit(JobSpec("piper", "joe", "bad"), "a")
+    assert queue.store.count() == 0  # refused before anything is recorded
+    exploded = queue.submit(JobSpec("piper", "joe", "explode"), "a")
+    with pytest.raises(JobError, match=r"something went wrong \(error id test\)"):
+        queue.wait(exploded)
+    assert queue.status(exploded, "a")["error"] == "something went wrong (error id test)"  # not the internal details
+    fine = queue.submit(JobSpec("piper", "joe", "fine"), "a")
+    queue.wait(fine)
+    with pytest.raises(JobError, match="job %s is succeeded: only a failed, cancelled or interrupted job can be retried" % fine):
+        queue.retry(fine, "a")
+    for call in (lambda: queue.status(exploded, "b"), lambda: queue.get(exploded, "b"), lambda: queue.retry(exploded, "b"),
+                 lambda: queue.delete(exploded, "b")):
+        with pytest.raises(UnknownJobError, match="no job '%s' in your history" % exploded):
+            call()  # another owner's job reads as one that does not exist
+    with pytest.raises(UnknownJobError, match="is not running"):
+        queue.wait("0" * 32)
+    blocker = queue.submit(JobSpec("piper", "joe", "hold"), "a")
+    assert wait_until(lambda: state(queue, blocker) == RUNNING, 5)
+    with pytest.raises(JobError, match="is running: cancel it first"):
+        queue.delete(blocker, "a")
+    queue.submit(JobSpec("piper", "joe", "waits"), "a")
+    with pytest.raises(QuotaError, match="you have 1 jobs waiting; this server takes up to 1 per person"):
+        queue.submit(JobSpec("piper", "joe", "one too many"), "a")
+    runner.release.set()
+
+
+def test_the_kept_recording_is_a_key_in_the_artifact_store(make: Any, tmp_path: Path) -> None:
+    queue, _ = make()
+    job_id = queue.submit(JobSpec("rvc", "x", "converted", audio_path=recording(tmp_path, b"RIFF mine")), "a")
+    queue.wait(job_id)
+    key = queue.store.get(job_id)["input_path"]
+    assert key == "inputs/%s.wav" % job_id and queue.artifacts.exists(key)
+    local = queue.get(job_id, "a")["input_path"]  # what another take reads: a local path
+    assert Path(local).read_bytes() == b"RIFF mine"
+    again = queue.submit(JobSpec.from_row(queue.get(job_id, "a")).edited({"use_cache": False}), "a")
+    queue.wait(again)
+    assert queue.artifacts.exists("inputs/%s.wav" % again)
+    queue.delete(job_id, "a")
+    assert not queue.artifacts.exists(key) and queue.artifacts.exists("inputs/%s.wav" % again)  # each take its own key
+    queue.delete(again, "a")
+    assert list(queue.artifacts.keys("inputs")) == []
