@@ -97,13 +97,21 @@ def k_weighting_response(sample_rate: int) -> np.ndarray:
     return np.asarray(response[: n - quiet_run + 1], dtype=np.float64)
 
 
+@functools.lru_cache(maxsize=32)
+def _response_spectrum(sample_rate: int, size: int) -> np.ndarray:
+    return np.fft.rfft(k_weighting_response(sample_rate), size)
+
+
 def _k_weighted_squares_cumsum(channel: Audio, sample_rate: int) -> Audio:
     """Running sum (from 0, ``len + 1`` long) of the K-weighted signal's squares: FFT convolution with the filter's
-    impulse response, in pieces (overlap-add), so memory stays one float64 array of the signal's length."""
+    impulse response; a long signal in pieces (overlap-add) of 4x the response (small transforms stay in cache), so
+    memory stays one float64 array of the signal's length; a short one in one transform."""
     response = k_weighting_response(sample_rate)
-    size = 1 << max(12, int(math.ceil(math.log2(4 * response.size))))  # small transforms stay in cache: faster than one big
+    piece_size = 1 << max(12, int(math.ceil(math.log2(4 * response.size))))
+    whole = channel.size + response.size - 1
+    size = piece_size if whole > 4 * piece_size else 1 << int(math.ceil(math.log2(whole)))
     step = size - response.size + 1
-    spectrum = np.fft.rfft(response, size)
+    spectrum = _response_spectrum(sample_rate, size)
     squares = np.zeros(channel.size + 1, dtype=np.float64)
     carry = np.zeros(response.size - 1, dtype=np.float64)  # the tail of the previous piece's convolution
     for start in range(0, channel.size, step):
