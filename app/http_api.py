@@ -18,12 +18,10 @@ from starlette.middleware import Middleware
 from app.access import Access, authenticate_header
 from app.actions import Generation, Workstation
 from app.aliases import Aliases
-from app.errors import UserFacingError
 from app.guard import HostPolicy, LoginThrottle, RequestGuard
 from app.identity import client_identity
-from app.public_errors import redact, unexpected
+from app.public_errors import for_person
 from app.ui_processing import parse_json_object
-from jobs.errors import JobError
 
 logger = logging.getLogger(__name__)
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg", "ogg": "audio/ogg"}
@@ -43,6 +41,12 @@ class SpeechRequest(BaseModel):
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message}}, status_code=status)
+
+
+def _failure(exc: Exception, route: str) -> JSONResponse:
+    """A failure as the person reads it (``app.public_errors.for_person``, the mapping Gradio uses too)."""
+    public = for_person(exc, route, logger)
+    return _error(public.status, public.message)
 
 
 async def caller(request: Request, access: Access) -> Optional[str]:
@@ -88,10 +92,8 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
                 postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with, session=session, owner=owner,
                 client=client,
             )
-        except UserFacingError as exc:
-            return _error(400, redact(str(exc)))
-        except Exception as exc:  # the boundary to a remote client: log it whole, answer with its id
-            return _error(500, unexpected(exc, "/v1/audio/speech", logger))
+        except Exception as exc:  # the boundary to a remote client: the unexpected is logged whole, answered with its id
+            return _failure(exc, "/v1/audio/speech")
         return answer(generation, body.response_format)
 
     def conversion(
@@ -129,10 +131,8 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
                     preprocess=parsed["preprocess"], postprocess=parsed["postprocess"], use_cache=cache, session=session, owner=owner,
                     client=client,
                 )
-            except UserFacingError as exc:
-                return _error(400, redact(str(exc)))
             except Exception as exc:  # the boundary to a remote client
-                return _error(500, unexpected(exc, "/v1/audio/conversion", logger))
+                return _failure(exc, "/v1/audio/conversion")
             return answer(generation, response_format)
 
     def job(job_id: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
@@ -140,8 +140,8 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
             return _error(401, "this server needs credentials")
         try:  # without logins a job id (random, 128 bits) is what proves it is yours
             return JSONResponse(station.jobs.status(job_id, "user:%s" % user if user else None))
-        except JobError as exc:
-            return _error(404, str(exc))
+        except Exception as exc:  # the boundary to a remote client (no such job for this caller: 404)
+            return _failure(exc, "/v1/jobs")
 
     def models(request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:

@@ -1,5 +1,8 @@
 """What a remote person may read in an error: the problem and what to do, never the server's paths,
-library class names or tracebacks. The details go to the log under a short id the message shows."""
+library class names or tracebacks. The details go to the log under a short id the message shows.
+
+``for_person`` is the one mapping from a failure to what a person reads (and the HTTP status that fits), used
+by Gradio (``app.ui_errors``) and the HTTP routes (``app.http_api``)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ import logging
 import re
 import secrets
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Iterable, List, NamedTuple, Optional
+
+from app.errors import UserFacingError
+from jobs.errors import JobError, UnknownJobError
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +51,17 @@ def unexpected(exc: BaseException, where: str, log: Optional[logging.Logger] = N
     error_id = new_error_id()
     (log or logger).error("error %s in %s: %s", error_id, where, exc, exc_info=exc)
     return "something went wrong on the server (error id %s); the operator finds the details in its log" % error_id
+
+
+class PublicError(NamedTuple):
+    status: int
+    """The HTTP status that fits: 400 a problem the person can act on, 404 no such job for them, 500 the server's."""
+    message: str
+
+
+def for_person(exc: BaseException, where: str, log: Optional[logging.Logger] = None) -> PublicError:
+    """What a person reads of a failure in ``where``: a problem they can act on (``UserFacingError``, the job
+    layer's ``JobError``) as its message, redacted; anything else logged whole, the message naming its id."""
+    if isinstance(exc, (UserFacingError, JobError)):
+        return PublicError(404 if isinstance(exc, UnknownJobError) else 400, redact(str(exc)))
+    return PublicError(500, unexpected(exc, where, log))

@@ -1,5 +1,5 @@
-"""How an action's failure reaches a person through Gradio: a ``gr.Error`` with a message that names the
-problem and never the server's paths, class names or tracebacks (``app.public_errors``)."""
+"""How an action's failure reaches a person through Gradio: a ``gr.Error`` with the message
+``app.public_errors.for_person`` gives (the problem, never the server's paths, class names or tracebacks)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Callable, Optional, TypeVar
 import gradio as gr
 
 from app.access import Access
-from app.errors import UserFacingError
-from app.public_errors import redact, unexpected
+from app.public_errors import for_person
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -21,12 +20,10 @@ def shown_to_person(call: Callable[[], T]) -> T:
     ``AppError`` carrying the message for gradio_client); anything unexpected is logged with an id."""
     try:
         return call()
-    except UserFacingError as exc:
-        raise gr.Error(redact(str(exc)), print_exception=False) from None
     except gr.Error:
         raise
-    except Exception as exc:  # the boundary to a remote person: log it whole, show its id
-        raise gr.Error(unexpected(exc, getattr(call, "__qualname__", "an action"), logger), print_exception=False) from None
+    except Exception as exc:  # the boundary to a remote person: ``for_person`` logs the unexpected whole
+        raise gr.Error(for_person(exc, getattr(call, "__qualname__", "an action"), logger).message, print_exception=False) from None
 
 
 def as_operator(access: Access, request: Optional[gr.Request], action: Callable[[], T]) -> T:
