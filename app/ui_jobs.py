@@ -1,162 +1,21 @@
-"""The History and Batch tabs and the job endpoints (submit, job, cancel_job, retry_job, regenerate, history,
-history_item, delete_history_item, export, batch). Thin wiring over ``app.job_actions``."""
+"""The History and Batch tabs. Thin wiring over ``app.job_actions`` (their endpoints: ``app.ui_api_jobs``)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import gradio as gr
 
 from app import job_actions as actions
 from app.actions import Workstation, output_formats
-from app.identity import client_identity, owner_of
 from app.job_actions import HISTORY_COLUMNS
+from app.ui_caller import request_owner
 from app.ui_errors import shown_to_person
 from app.ui_processing import parse_json_object
 from jobs.schema import STATES
-from jobs.spec import JobSpec
 
 PRIVATE: Dict[str, Any] = {"api_visibility": "private"}
-
-
-def request_owner(request: Optional[gr.Request], browser: Optional[str] = None) -> Tuple[str, str, str]:
-    """(owner, session, client) of a Gradio call (``app.identity``)."""
-    session = str(getattr(request, "session_hash", "") or "")
-    username = getattr(request, "username", None)
-    address = str(getattr(getattr(request, "client", None), "host", "") or "")
-    return owner_of(username, session, browser), session, client_identity(username, browser, address)
-
-
-def parsed_spec(architecture: str, character: str, text: Optional[str], audio: Optional[str], options: Any, output_format: str,
-                preprocess: Any, postprocess: Any, use_cache: bool, speak_with: Any) -> JobSpec:
-    return JobSpec(architecture, character, text or "", audio, parse_json_object(options, "options") or {}, output_format or "wav",
-                   parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"),
-                   True if use_cache is None else bool(use_cache), parse_json_object(speak_with, "speak_with"))
-
-
-class RequestInputs(NamedTuple):
-    """The hidden inputs of a generation request (``/generate``, ``/submit``, ``/batch``, ...): one set, shared."""
-
-    architecture: gr.Textbox
-    character: gr.Textbox
-    text: gr.Textbox
-    audio: gr.Audio
-    options: gr.JSON
-    output_format: gr.Textbox
-    preprocess: gr.JSON
-    postprocess: gr.JSON
-    use_cache: gr.Checkbox
-    speak_with: gr.JSON
-
-
-def request_inputs() -> RequestInputs:
-    """Made inside an invisible group: stable API parameters (their labels are the parameter names)."""
-    return RequestInputs(
-        gr.Textbox(label="architecture"), gr.Textbox(label="character"), gr.Textbox(label="text"),
-        gr.Audio(type="filepath", label="audio"), gr.JSON(label="options"), gr.Textbox(label="output_format", value="wav"),
-        gr.JSON(label="preprocess"), gr.JSON(label="postprocess"), gr.Checkbox(label="use_cache", value=True),
-        gr.JSON(label="speak_with"),
-    )
-
-
-def register_job_endpoints(station: Workstation, request_in: RequestInputs) -> None:
-    """Named endpoints over hidden components: stable parameters for gradio_client, whatever the layout."""
-    architecture_in, character_in, options_in, format_in = request_in.architecture, request_in.character, request_in.options, \
-        request_in.output_format
-    pre_in, post_in, speak_in = request_in.preprocess, request_in.postprocess, request_in.speak_with
-    with gr.Group(visible=False):
-        job_in = gr.Textbox(label="job_id")
-        changes_in = gr.JSON(label="changes")
-        query_in = gr.Textbox(label="query")
-        state_in = gr.Textbox(label="state")
-        limit_in = gr.Number(label="limit", value=50, precision=0)
-        offset_in = gr.Number(label="offset", value=0, precision=0)
-        lines_in = gr.Textbox(label="lines")
-        files_in = gr.File(label="files", file_count="multiple", type="filepath")
-        json_out = gr.JSON(label="result")
-        text_out = gr.Textbox(label="message")
-        audio_out = gr.Audio(type="filepath", label="audio")
-        file_out = gr.File(label="file")
-        buttons = [gr.Button() for _ in range(10)]
-
-    def submit(architecture: str, character: str, text: Optional[str] = None, audio: Optional[str] = None, options: Any = None,
-               output_format: str = "wav", preprocess: Any = None, postprocess: Any = None, use_cache: bool = True,
-               speak_with: Any = None, request: gr.Request = None) -> Dict[str, Any]:  # type: ignore[assignment]
-        """Queue a job and return at once: {"job_id", "state", "queue_position", ...}. Same parameters as /generate."""
-        owner, session, client = request_owner(request)
-        return shown_to_person(lambda: actions.submit(station, owner, session, parsed_spec(
-            architecture, character, text, audio, options, output_format, preprocess, postprocess, use_cache, speak_with), client))
-
-    def job(job_id: str, request: gr.Request) -> Dict[str, Any]:
-        """A job's state (queued, running, succeeded, failed, cancelled, interrupted), place in line, progress, timings, error."""
-        return shown_to_person(lambda: actions.status(station, job_id, request_owner(request)[0]))
-
-    def cancel_job(job_id: str, request: gr.Request) -> str:
-        """Cancel one of your queued or running jobs."""
-        return shown_to_person(lambda: actions.cancel(station, job_id, request_owner(request)[0]))
-
-    def retry_job(job_id: str, request: gr.Request) -> Dict[str, Any]:
-        """Run a failed, cancelled or interrupted job again with the same settings."""
-        return shown_to_person(lambda: actions.retry(station, job_id, request_owner(request)[0]))
-
-    def regenerate(job_id: str, changes: Any = None, request: gr.Request = None) -> Dict[str, Any]:  # type: ignore[assignment]
-        """A new take of an earlier job, with its settings edited by ``changes`` (e.g. {"text": "...", "options": {...}})."""
-        owner, session, client = request_owner(request)
-
-        def run() -> Dict[str, Any]:
-            new_id = actions.regenerate(station, job_id, owner, session, parse_json_object(changes, "changes"), client)
-            return station.jobs.status(new_id, owner)
-
-        return shown_to_person(run)
-
-    def history(query: Optional[str] = None, architecture: Optional[str] = None, state: Optional[str] = None, limit: float = 50,
-                offset: float = 0,
-                request: gr.Request = None) -> List[Dict[str, Any]]:  # type: ignore[assignment]
-        """Your jobs, newest first; ``query`` searches text and character; filters by architecture and state."""
-        return shown_to_person(lambda: actions.history(station, request_owner(request)[0], query or "", architecture or "", state or "",
-                                                       int(limit or 50), int(offset or 0)))
-
-    def history_item(job_id: str, request: gr.Request) -> Tuple[Optional[str], Dict[str, Any]]:
-        """One of your jobs: its output (if kept) and its whole record: request, timings, provenance."""
-        return shown_to_person(lambda: actions.item(station, job_id, request_owner(request)[0]))
-
-    def delete_history_item(job_id: str, request: gr.Request) -> str:
-        """Delete one of your ended jobs and its files."""
-        return shown_to_person(lambda: actions.delete(station, job_id, request_owner(request)[0]))
-
-    def export(job_id: str, output_format: str = "wav", request: gr.Request = None) -> str:  # type: ignore[assignment]
-        """One of your results in another format (wav, wav24, wav-float, flac, flac24, ogg, opus, mp3), from its lossless master."""
-        return shown_to_person(lambda: actions.export(station, job_id, request_owner(request)[0], output_format))
-
-    def batch(architecture: str, character: str, lines: Optional[str] = None, files: Optional[List[str]] = None, options: Any = None,
-              output_format: str = "wav", preprocess: Any = None, postprocess: Any = None, speak_with: Any = None,
-              progress: gr.Progress = gr.Progress(),
-              request: gr.Request = None) -> Tuple[str, List[Dict[str, Any]]]:  # type: ignore[assignment]
-        """Many lines of text (one output each) or many recordings: a zip of the outputs with manifest.json/.csv, and the manifest."""
-        owner, session, client = request_owner(request)
-        return shown_to_person(lambda: actions.batch(
-            station, owner, session, architecture, character, lines or "", files, parse_json_object(options, "options"),
-            output_format or "wav",
-            parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"),
-            parse_json_object(speak_with, "speak_with"), lambda fraction, message: progress(fraction, desc=message), client))
-
-    generate_inputs = list(request_in)
-    endpoints: List[Tuple[Any, List[Any], Any, str]] = [
-        (submit, generate_inputs, json_out, "submit"),
-        (job, [job_in], json_out, "job"),
-        (cancel_job, [job_in], text_out, "cancel_job"),
-        (retry_job, [job_in], json_out, "retry_job"),
-        (regenerate, [job_in, changes_in], json_out, "regenerate"),
-        (history, [query_in, architecture_in, state_in, limit_in, offset_in], json_out, "history"),
-        (history_item, [job_in], [audio_out, json_out], "history_item"),
-        (delete_history_item, [job_in], text_out, "delete_history_item"),
-        (export, [job_in, format_in], file_out, "export"),
-        (batch, [architecture_in, character_in, lines_in, files_in, options_in, format_in, pre_in, post_in, speak_in],
-         [file_out, json_out], "batch"),
-    ]
-    for button, (function, inputs, output, name) in zip(buttons, endpoints, strict=True):
-        button.click(function, inputs=inputs, outputs=output, api_name=name, concurrency_limit=None)
 
 
 def build_history_tab(station: Workstation, browser: gr.BrowserState, architectures: List[Tuple[str, str]]) -> None:

@@ -1,22 +1,21 @@
-"""The Models tab (catalogue, downloads, installed models and disk use, import) and its API endpoints.
-Thin wiring over ``app.model_actions``."""
+"""The Models tab: catalogue, downloads, installed models and disk use, import. Thin wiring over
+``app.model_actions`` (its endpoints: ``app.ui_api_models``)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, List, Optional, Tuple
 
 import gradio as gr
 
 from app import model_actions as actions
 from app.actions import Workstation
-from app.ui_errors import as_operator, shown_to_person
+from app.ui_api_models import ModelEndpoints
+from app.ui_errors import as_operator
 
-T = TypeVar("T")
 
-
-def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
-    """Call inside the app's ``gr.Blocks``: adds the tab and the endpoints. Downloads, deletions, imports and
-    catalogue changes fill or empty the server's disk: on a shared server they are the operator's."""
+def build_models_tab(station: Workstation, calls: ModelEndpoints, demo: gr.Blocks) -> None:
+    """Call inside the app's ``gr.Blocks``. Downloads, deletions, imports and catalogue changes fill or empty the
+    server's disk: on a shared server they are the operator's."""
 
     architectures = sorted({row["architecture"] for row in actions.catalogue(station, kind="")})
 
@@ -55,79 +54,6 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
                 refresh_button = gr.Button("Fetch")
             problems = gr.JSON(label="Entries skipped (by file and name)")
 
-    # API endpoints (stable names for gradio_client) on hidden components, after the tab: a hidden block between
-    # two tabs would split them into two tab bars
-    with gr.Group(visible=False):
-        query_in = gr.Textbox(label="query")
-        architecture_in = gr.Textbox(label="architecture")
-        kind_in = gr.Textbox(label="kind", value="character")
-        id_in = gr.Textbox(label="id")
-        file_in = gr.File(label="file")
-        path_in = gr.Textbox(label="path")
-        name_in = gr.Textbox(label="name")
-        license_in = gr.Textbox(label="license")
-        url_in = gr.Textbox(label="url")
-        json_out = gr.JSON(label="result")
-        text_out = gr.Textbox(label="message")
-        buttons = [gr.Button() for _ in range(10)]
-
-    def api_catalogue(query: str, architecture: str, kind: str) -> List[Dict[str, Any]]:
-        """Search the catalogue (query words in name or creator; architecture and kind filters, "" = all)."""
-        return shown_to_person(lambda: actions.catalogue(station, query, architecture, kind))
-
-    def api_download(entry_id: str, request: gr.Request) -> Dict[str, Any]:
-        """Start downloading a catalogue entry (id or unique name) and what it depends on; returns its progress."""
-        return as_operator(station.access, request, lambda: actions.download(station, entry_id))
-
-    def api_downloads() -> List[Dict[str, Any]]:
-        """Every download of this app run: state, bytes, speed, time left, per file."""
-        return actions.downloads(station)
-
-    def api_cancel(entry_id: str, request: gr.Request) -> str:
-        """Cancel a download; nothing of it stays."""
-        return as_operator(station.access, request, lambda: actions.cancel_download(station, entry_id))
-
-    def api_installed() -> List[Dict[str, Any]]:
-        """Installed characters, shared models and assets with their size, license and source."""
-        return actions.installed(station)
-
-    def api_disk_usage() -> Dict[str, Any]:
-        """Disk used by models, in total and per architecture (MB)."""
-        return actions.disk_usage(station)
-
-    def api_delete(item_id: str, request: gr.Request) -> Dict[str, Any]:
-        """Delete an installed model by id (see /installed_models); returns the space freed."""
-        return as_operator(station.access, request, lambda: actions.delete(station, item_id))
-
-    def api_import(file: Optional[str], path: str, name: str, license_name: str, architecture: str,
-                   request: gr.Request) -> Dict[str, str]:
-        """Import a zip (file) or a folder or zip on the server (path) as a character named ``name``."""
-        return as_operator(station.access, request,
-                           lambda: actions.import_model(station, file or path or None, name, license_name, architecture or None))
-
-    def api_add_catalogue(file: Optional[str], request: gr.Request) -> Dict[str, Any]:
-        """Add a catalogue file (ours, or the established app's <architecture>.character_models.json as it is)."""
-        return as_operator(station.access, request, lambda: actions.add_catalogue(station, file))
-
-    def api_refresh(url: str, request: gr.Request) -> Dict[str, Any]:
-        """Fetch a catalogue from a URL and keep it in the data folder."""
-        return as_operator(station.access, request, lambda: actions.refresh_catalogue(station, url))
-
-    endpoints: List[Tuple[Callable[..., Any], List[Any], Any, str]] = [
-        (api_catalogue, [query_in, architecture_in, kind_in], json_out, "catalogue"),
-        (api_download, [id_in], json_out, "download_model"),
-        (api_downloads, [], json_out, "downloads"),
-        (api_cancel, [id_in], text_out, "cancel_download"),
-        (api_installed, [], json_out, "installed_models"),
-        (api_disk_usage, [], json_out, "disk_usage"),
-        (api_delete, [id_in], json_out, "delete_model"),
-        (api_import, [file_in, path_in, name_in, license_in, architecture_in], json_out, "import_model"),
-        (api_add_catalogue, [file_in], json_out, "add_catalogue"),
-        (api_refresh, [url_in], json_out, "refresh_catalogue"),
-    ]
-    for button, (function, inputs, output, name) in zip(buttons, endpoints, strict=True):
-        button.click(function, inputs=inputs, outputs=output, api_name=name)
-
     def refresh_all(query: str, architecture: str) -> Tuple[Any, ...]:
         return (actions.catalogue_table(station, query, architecture), actions.downloads_table(station),
                 actions.installed_table(station), actions.disk_usage_text(station), actions.catalogue_problems(station))
@@ -144,14 +70,14 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
     installed_table.select(on_select, outputs=delete_id, **private)
 
     def start(entry_id: str, request: gr.Request) -> str:
-        summary = as_operator(station.access, request, lambda: actions.download(station, entry_id))
+        summary = calls.download_model(entry_id, request)
         return "Downloading **%s** (%s)" % (summary["id"], summary["state"])
 
     download_button.click(start, inputs=chosen, outputs=message, **private)
-    cancel_button.click(api_cancel, inputs=chosen, outputs=message, **private)
+    cancel_button.click(calls.cancel_download, inputs=chosen, outputs=message, **private)
 
     def remove(item_id: str, request: gr.Request) -> str:
-        result = as_operator(station.access, request, lambda: actions.delete(station, item_id))
+        result = calls.delete_model(item_id, request)
         return "Deleted **%s**: %.1f MB freed" % (result["deleted"], result["freed_mb"])
 
     delete_button.click(remove, inputs=delete_id, outputs=message, **private).then(
@@ -160,8 +86,7 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
     def do_import(file: Optional[str], folder: Optional[List[str]], name: str, license_name: str, architecture: str,
                   request: gr.Request) -> str:
         if file:
-            result = as_operator(station.access, request, lambda: actions.import_model(station, file, name, license_name,
-                                                                                       architecture or None))
+            result = calls.import_model(file, "", name, license_name, architecture, request)
         else:
             result = as_operator(station.access, request, lambda: actions.import_folder_files(station, folder or [], name,
                                                                                               license_name, architecture or None))
@@ -173,14 +98,14 @@ def build_models_tab(station: Workstation, demo: gr.Blocks) -> None:
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
     def add_file(file: Optional[str], request: gr.Request) -> str:
-        result = as_operator(station.access, request, lambda: actions.add_catalogue(station, file))
+        result = calls.add_catalogue(file, request)
         return "Added %s: %d entries, %d skipped" % (result["file"], result["entries"], len(result["skipped"]))
 
     catalogue_file.upload(add_file, inputs=catalogue_file, outputs=message, **private).then(
         refresh_all, inputs=[search, only], outputs=all_outputs, **private)
 
     def fetch(url: str, request: gr.Request) -> str:
-        result = as_operator(station.access, request, lambda: actions.refresh_catalogue(station, url))
+        result = calls.refresh_catalogue(url, request)
         return "Fetched %s: %d entries, %d skipped" % (result["file"], result["entries"], len(result["skipped"]))
 
     refresh_button.click(fetch, inputs=catalogue_url, outputs=message, **private).then(

@@ -1,16 +1,22 @@
 """One mapping from a failure to what a person reads (``app.public_errors.for_person``), used by Gradio and the
-HTTP routes alike."""
+HTTP routes alike; the named endpoints' table (``app.ui_api``), checked without starting the app."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Callable, List
 
 import gradio as gr
 import pytest
 
 from app.errors import UserFacingError
 from app.public_errors import for_person
+from app.ui_api import PARAMETERS, RESULTS, Endpoints, api_parameters, endpoint_table
+from app.ui_api_generation import GenerationEndpoints
+from app.ui_api_jobs import JobEndpoints
+from app.ui_api_models import ModelEndpoints
+from app.ui_api_runtimes import RuntimeEndpoints
 from app.ui_errors import shown_to_person
 from jobs.errors import QuotaError, UnknownJobError
 
@@ -39,3 +45,14 @@ def test_gradio_shows_what_the_mapping_gives(failure: Exception) -> None:
         shown_to_person(fail)
     assert raised.value.message == for_person(failure, "a test").message
 
+
+def test_every_endpoint_parameter_and_result_has_its_hidden_component() -> None:
+    calls = Endpoints(*(kind.__new__(kind) for kind in (GenerationEndpoints, JobEndpoints, RuntimeEndpoints, ModelEndpoints)))
+    table = endpoint_table(calls)
+    assert len({endpoint.name for endpoint in table}) == len(table)
+    for endpoint in table:
+        fn: Callable[..., Any] = endpoint.fn
+        parameters: List[str] = api_parameters(fn)
+        assert set(parameters) <= set(PARAMETERS), endpoint.name
+        assert "request" not in parameters and "progress" not in parameters
+        assert set(endpoint.results) <= set(RESULTS), endpoint.name
