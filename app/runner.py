@@ -76,6 +76,19 @@ def _linked(existing: Path, new: Path) -> bool:
     return True
 
 
+def _encoded(audio: np.ndarray, sample_rate: int, target: Path, output_format: str, tags: Dict[str, str]) -> Path:
+    """Encode into the target's day folder, made now: retention removes a day folder with its last file, so one made
+    when the job started may be gone by the time its result is written (then it is made again)."""
+    for attempt in range(3):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return encode(audio, sample_rate, target, output_format, tags)
+        except PipelineError:
+            if target.parent.is_dir() or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _tags(job: PreparedJob) -> Dict[str, str]:
     return {"title": job.text[:120] or "conversion", "artist": job.character.label, "album": job.manifest.display_name,
             "comment": "architecture: %s; character: %s" % (job.manifest.architecture, job.character.id),
@@ -144,9 +157,9 @@ class JobRunner:
             chain = job.post.chain()
             out_audio, out_rate = chain.apply(result.audio, result.sample_rate)
             post_s = time.perf_counter() - started
-            path = encode(out_audio, out_rate, target, job.output_format, _tags(job))
+            path = _encoded(out_audio, out_rate, target, job.output_format, _tags(job))
             if job.output_format not in LOSSLESS_FORMATS:  # exports are re-encoded from a lossless master, not from mp3
-                encode(out_audio, out_rate, target.with_suffix(".master.flac"), "flac24", _tags(job))
+                _encoded(out_audio, out_rate, target.with_suffix(".master.flac"), "flac24", _tags(job))
         except PipelineError as exc:
             raise UserFacingError(str(exc)) from exc
         timings = dict(result.timings_s, pre_s=pre_s, post_s=post_s, encode_s=time.perf_counter() - started - post_s)
@@ -168,6 +181,7 @@ class JobRunner:
         that asked before: nobody learns from it what someone else asked."""
         data, info = hit
         earlier = Path(str(info.get("path", "")))
+        path.parent.mkdir(parents=True, exist_ok=True)
         if not (info.get("path") and earlier.is_file() and earlier.stat().st_size == len(data) and _linked(earlier, path)):
             path.write_bytes(data)
         earlier_master = earlier.with_suffix(".master.flac")
@@ -197,8 +211,7 @@ class JobRunner:
 
     def output_path(self, architecture: str, character_id: str, job_id: str) -> Path:
         """Named by time, voice and the job's random id: a file of another session cannot be fetched by guessing."""
-        folder = self.settings.outputs_dir / datetime.now().strftime("%Y-%m-%d")
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self.settings.outputs_dir / datetime.now().strftime("%Y-%m-%d")  # made when the file is written
         slug = re.sub(r"[^A-Za-z0-9_-]+", "_", character_id)[:40]
         stamp = datetime.now().strftime("%H%M%S")
         return folder / ("%s-%s-%s-%s.wav" % (stamp, architecture, slug, job_id or uuid.uuid4().hex))
