@@ -60,6 +60,8 @@ class GenerateRequest:
     audio: Optional[np.ndarray] = None
     audio_sample_rate: Optional[int] = None
     options: Dict[str, Any] = field(default_factory=dict)
+    """Every option of the manifest: the worker checked them (known, in range) and filled in the defaults,
+    and checked that the text or recording the manifest needs is there, before ``generate``."""
     report_progress: Callable[[float, str], None] = lambda fraction, message: None
     is_cancelled: Callable[[], bool] = lambda: False
 

@@ -163,11 +163,12 @@ class Worker:
                 text=header.get("text") or "",
                 audio=audio,
                 audio_sample_rate=header.get("audio_sample_rate"),
-                options=header.get("options") or {},
+                options=self.checked_options(header, audio),
                 report_progress=lambda fraction, message: self.report_progress(job, fraction, message),
                 is_cancelled=lambda: self.cancelled_job == job,
             )
             result = self.adapter.generate(self.characters[key], request)
+            request.check_cancelled()  # cancelled while its last step ran: the person no longer wants the result
             self.data.send(
                 {
                     "type": "result",
@@ -180,6 +181,19 @@ class Worker:
             )
         else:
             raise BadRequestError("unknown message type %r" % kind)
+
+    def checked_options(self, header: Dict[str, Any], audio: Any) -> Dict[str, Any]:
+        """The request checked against the manifest, as the adapter may rely on: the text or recording it
+        needs is there, and its options are known, in range and complete (defaults filled in)."""
+        manifest = self.adapter.manifest
+        if manifest.needs_text and not str(header.get("text") or "").strip():
+            raise BadRequestError("%s needs text to speak" % manifest.display_name)
+        if manifest.needs_audio and (audio is None or not getattr(audio, "size", 0)):
+            raise BadRequestError("%s needs a recording (audio) to convert" % manifest.display_name)
+        try:
+            return manifest.resolve_options(header.get("options"))
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from None
 
     def report_progress(self, job: Optional[str], fraction: Optional[float], message: str) -> None:
         self.progress_count += 1
