@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Any, List
+from typing import Any, Dict, List
 
 import numpy as np
 
@@ -104,6 +104,9 @@ class PiperAdapter(Adapter):
         voice = PiperVoice(session=session, config=config)
         list(voice.synthesize(WARM_UP_TEXT))  # the session's and espeak's first run (~20% of a line) is paid here, not by a job
         return voice
+
+    def details(self, character: Any) -> Dict[str, Any]:
+        return {"sample_rate": int(character.config.sample_rate)}
 
     def generate(self, character: Any, request: GenerateRequest) -> GenerateResult:
         from piper import SynthesisConfig

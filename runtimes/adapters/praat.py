@@ -58,8 +58,12 @@ class PraatAdapter(Adapter):
 
     def load(self, model: ModelRef) -> Dict[str, float]:
         if model.path is not None or model.character not in CHARACTERS:
-            raise BadRequestError("the Praat voice changer has the characters %s" % ", ".join(CHARACTERS))
+            raise BadRequestError("the Praat voice changer has no character %r: it has the characters %s"
+                                  % (model.path or model.character, ", ".join(CHARACTERS)))
         return CHARACTERS[model.character]
+
+    def details(self, character: Dict[str, float]) -> Dict[str, Any]:
+        return {"sample_rate": MANIFEST.input_sample_rate}  # Praat keeps the recording's rate: the manifest's
 
     def generate(self, character: Dict[str, float], request: GenerateRequest) -> GenerateResult:
         if request.audio is None or request.audio_sample_rate is None or request.audio.size == 0:

@@ -142,7 +142,8 @@ class RvcAdapter(Adapter):
         from infer_rvc_python.main import load_trained_model
 
         if model.path is None:
-            raise BadRequestError("RVC characters are folders: put one under the data folder's characters/rvc/")
+            raise BadRequestError("RVC has no character %r: its characters are folders, under the data folder's characters/rvc/"
+                                  % model.character)
         info = self.describe(model.path)
         if not info.usable:
             raise BadRequestError("%s: %s" % (os.path.basename(model.path), info.problem))

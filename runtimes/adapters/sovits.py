@@ -269,7 +269,8 @@ class SovitsAdapter(Adapter):
         from so_vits_svc_fork.inference.core import Svc
 
         if model.path is None:
-            raise BadRequestError("so-vits-svc characters are folders: put one under the data folder's characters/sovits/")
+            raise BadRequestError("so-vits-svc has no character %r: its characters are folders, under the data folder's "
+                                  "characters/sovits/" % model.character)
         info = self.describe(model.path)
         if not info.usable:
             raise BadRequestError("%s: %s" % (os.path.basename(model.path), info.problem))

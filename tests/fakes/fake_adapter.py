@@ -70,7 +70,13 @@ class FakeAdapter(Adapter):
         time.sleep(float(os.environ.get("FAKE_UNLOAD_S", "0")))
         character.clear()
 
+    def details(self, character: Dict[str, object]) -> Dict[str, object]:
+        return {"sample_rate": SAMPLE_RATE}
+
     def load(self, model: ModelRef) -> Dict[str, object]:
+        if model.path is None and model.character not in MANIFEST.builtin_characters:
+            known = ", ".join(MANIFEST.builtin_characters)
+            raise BadRequestError("the fake architecture has no character %r (it has %s)" % (model.character, known))
         self.loaded[model.key] = self.loaded.get(model.key, 0) + 1
         if model.character == "slow-load":
             deadline = time.monotonic() + float(os.environ.get("FAKE_LOAD_S", "2"))
@@ -115,6 +121,7 @@ class FakeAdapter(Adapter):
             request.check_cancelled()
             request.report_progress(0.0, "sleeping")
             time.sleep(0.05)
+        request.report_progress(1.0, "converted")
         if request.audio is not None:
             audio = request.audio * float(options.get("gain", 1.0))
         else:
