@@ -24,6 +24,8 @@ from runtimes.environments import EnvironmentBuilder, EnvSpec, load_spec
 from runtimes.memory import DeviceReading, MemorySource, SystemRamSource
 from runtimes.supervisor import Supervisor, SupervisorSettings
 
+pytest.register_assert_rewrite("tests.contract")  # the adapter contract's asserts say what differed
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_SPECS = PROJECT_ROOT / "tests" / "envs"
 GIB_BYTES = 1 << 30

@@ -11,6 +11,7 @@ from runtimes.environments import EnvironmentBuilder, load_spec
 from runtimes.errors import BadRequestError, RemoteError
 from runtimes.supervisor import JobRequest
 from tests.conftest import PROJECT_ROOT, SupervisorFactory
+from tests.contract import adapter_contract
 
 RATE = 44100
 DEFAULTS = {"formant_shift_ratio": 0.0, "pitch_shift_ratio": 0.0, "pitch_range_factor": 1.0, "duration_factor": 1.0,
@@ -65,3 +66,6 @@ def test_unvoiced_input_is_a_clear_error(praat: object) -> None:
         praat.generate(job("as-recorded", silence))  # type: ignore[attr-defined]
     with pytest.raises(RemoteError, match="has the characters higher, lower, as-recorded"):
         praat.generate(replace(job("as-recorded", voiced(150.0)), character="robot"))  # type: ignore[attr-defined]
+
+
+TestContract = adapter_contract("praat")

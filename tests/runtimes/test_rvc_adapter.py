@@ -16,6 +16,7 @@ from runtimes.errors import BadRequestError, RemoteError
 from runtimes.memory import SystemRamSource
 from runtimes.supervisor import JobRequest, Supervisor, SupervisorSettings
 from tests.conftest import PROJECT_ROOT, SupervisorFactory
+from tests.contract import adapter_contract
 
 RATE = 16000
 
@@ -196,3 +197,6 @@ def test_applio_models_with_another_vocoder_or_encoder_are_listed_with_why(rvc_m
     assert not any("trained on" in extra for extra in RvcAdapter.describe(str(tmp_path / "HiFi-GAN")).extras)
     flagged = RvcAdapter.describe(str(other_encoder))
     assert flagged.usable and "trained on japanese-hubert-base features, converted with the shared HuBERT" in " ".join(flagged.extras)
+
+
+TestContract = adapter_contract("rvc", "tiny-v2", models="rvc_models", cancel_options={"slice_length_s": 5})

@@ -16,6 +16,7 @@ from runtimes.errors import BadRequestError, RemoteError
 from runtimes.memory import SystemRamSource
 from runtimes.supervisor import JobRequest, Supervisor, SupervisorSettings
 from tests.conftest import PROJECT_ROOT, SupervisorFactory
+from tests.contract import adapter_contract
 
 RATE = 44100
 
@@ -355,6 +356,9 @@ def test_an_early_4_0_model_without_a_pitch_predictor_converts(sovits: Superviso
     assert sovits.generate(early).sample_rate == RATE
     with pytest.raises(BadRequestError, match="early-40 was trained without pitch prediction"):
         sovits.generate(replace(early, options=full({"auto_predict_f0": True})))
+
+
+TestContract = adapter_contract("sovits", "tiny-41", models="sovits_models")
 
 
 HALF_AND_FLOAT32 = """
