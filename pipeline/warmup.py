@@ -11,10 +11,12 @@ import time
 
 import numpy as np
 
+from pipeline.dsp import k_weighting_response
 from pipeline.processing import PostOptions, PreOptions
 from pipeline.stages import limited
 
 logger = logging.getLogger(__name__)
+COMMON_RATES_HZ = (16000, 22050, 24000, 32000, 40000, 44100, 48000)
 
 
 def warm_up() -> float:
@@ -22,9 +24,11 @@ def warm_up() -> float:
     started = time.perf_counter()
     rate = 22050
     signal = (0.1 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)).astype(np.float32)
-    audio, rate = PreOptions(trim_silence=True, loudness_lufs=-23.0).chain(16000).apply(np.stack([signal, signal]), rate)
-    PostOptions().chain().apply(audio, rate)
+    PreOptions(trim_silence=True, loudness_lufs=-23.0).chain(16000).apply(np.stack([signal, signal]), rate)
+    PostOptions().chain().apply(signal, rate)  # at the rate most voices speak at
     limited(signal * 8, rate, -1.0)  # the limiter's library and first call
+    for common in COMMON_RATES_HZ:  # the loudness meter's filter response, made once per rate
+        k_weighting_response(common)
     took = time.perf_counter() - started
     logger.info("audio pipeline warmed up in %.1f s", took)
     return took
