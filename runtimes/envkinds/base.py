@@ -1,0 +1,156 @@
+"""The environment-kind seam: how an architecture's environment is built and how a worker runs in it.
+
+An ``EnvironmentKind`` (``venv`` today; ``conda`` and ``container`` next) builds the environment a spec
+describes (``build``: cached by the spec's hash, a new version built beside the working one and swapped
+in only once complete; a failed update keeps the working one), says whether what is built matches the
+spec (``is_current``), starts a worker in it (``launch``) and maps a host path to the path the worker
+sees (``map_path``: identity for a venv; a container maps its mounts). ``launch`` returns a
+``WorkerHandle``: everything the supervisor does to a running worker goes through it (its processes,
+exit, stop signals, memory on the CPU, its output, and the record entry a restarted app reaps from).
+The supervisor never branches on the kind: it picks the kind object by ``spec.kind`` from the registry
+(``runtimes.envkinds.registry``) and calls these methods.
+
+One module per kind beside this one (``venv.py``); ``tests/runtimes/test_envkinds.py`` runs the same
+cases against every kind the registry names.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence
+
+from runtimes.envspec import EnvSpec, Progress
+from runtimes.errors import EnvironmentBuildError
+
+
+def no_progress(line: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class KindSettings:
+    """Where every kind builds and logs: one set for all kinds, from the app's settings."""
+
+    envs_dir: Path
+    """Built environments (a venv's versions and the link to the current one)."""
+    logs_dir: Path
+    """Build logs (``env-<name>.log``)."""
+    layer: str = "cpu"
+    """Which requirement layer is installed: ``cpu`` or ``cuda``."""
+
+
+@dataclass(frozen=True)
+class BuiltEnv:
+    """A built environment a worker can be launched in."""
+
+    spec: EnvSpec
+    kind: str
+    """The registry name of the kind that built it (and launches in it)."""
+    interpreter: str
+    """The Python a worker runs, as the kind's ``launch`` names it (a venv: its ``bin/python`` on this host)."""
+    location: str = ""
+    """Where the build lives, as the kind knows it (a venv: its versioned folder); "" when not known."""
+    spec_hash: str = ""
+    """The hash of what it was built from; "" when not known (an interpreter a caller handed in)."""
+    current: bool = True
+    """False when an update failed and the earlier build was kept; ``note`` says why."""
+    note: str = ""
+
+    @classmethod
+    def given(cls, spec: EnvSpec, interpreter: Path, note: str = "") -> BuiltEnv:
+        """An environment a caller built (or chose) itself and hands over as its interpreter."""
+        return cls(spec=spec, kind=spec.kind, interpreter=str(interpreter), current=not note, note=note)
+
+
+class WorkerHandle(ABC):
+    """A launched worker, as the supervisor sees it whatever the kind: all of its processes, its exit,
+    stop signals, its memory on the CPU, its output, and what the reaper needs to find it later."""
+
+    kind: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def main_pid(self) -> int:
+        """The worker's main process on this host, as launched (status rows, logs; never signalled by callers)."""
+
+    @abstractmethod
+    def pids(self) -> List[int]:
+        """Every process to watch: the main one first, then those it started that still run. Calling it
+        also notes them, so ``terminate`` and ``kill`` reach them after the main process is gone."""
+
+    @abstractmethod
+    def poll(self) -> Optional[int]:
+        """The main process's exit code once it has exited (and been reaped); None while it runs."""
+
+    @abstractmethod
+    def wait(self, timeout_s: float) -> Optional[int]:
+        """Wait up to ``timeout_s`` for the main process to exit (reaping it); its exit code, or None."""
+
+    @abstractmethod
+    def wait_all(self, timeout_s: float) -> bool:
+        """Wait (bounded) until the main process and every process noted with it are gone; True when they are."""
+
+    @abstractmethod
+    def terminate(self) -> None:
+        """Ask every process of the worker to end (SIGTERM to the group and to each one noted)."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """End every process of the worker now (SIGKILL)."""
+
+    @abstractmethod
+    def memory_bytes(self) -> Optional[int]:
+        """Resident memory of its processes on the CPU (RSS summed); None where the kind cannot say."""
+
+    @abstractmethod
+    def output(self) -> Iterator[bytes]:
+        """The worker's output (stdout and stderr together), line by line until it closes."""
+
+    @abstractmethod
+    def record_entry(self) -> Dict[str, Any]:
+        """A JSON-able entry for the record of live workers: enough for ``EnvironmentKind.reap_leftover``
+        in a later app to find this worker and to tell it from a stranger; carries ``kind``."""
+
+
+class EnvironmentKind(ABC):
+    """One way of building an environment and running a worker in it. Made once per app with the
+    ``KindSettings``; a kind made without them can launch, map paths and reap, but not build."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: Optional[KindSettings] = None) -> None:
+        self.settings = settings
+
+    def require_settings(self) -> KindSettings:
+        if self.settings is None:
+            raise EnvironmentBuildError("the %s environment kind was made without settings: it cannot build" % self.name)
+        return self.settings
+
+    @abstractmethod
+    def build(self, spec: EnvSpec, progress: Progress = no_progress) -> BuiltEnv:
+        """The spec's environment, built first when missing or out of date (progress line by line).
+        A failed update keeps the working build (``current`` False, ``note`` says why, also told to
+        ``progress``); a failed first build raises ``EnvironmentBuildError``."""
+
+    @abstractmethod
+    def is_current(self, spec: EnvSpec) -> bool:
+        """Whether a complete build of the spec as it is now exists (nothing to build)."""
+
+    @abstractmethod
+    def launch(
+        self, built: BuiltEnv, argv_tail: Sequence[str], env: Mapping[str, str], cwd: Path, stdin_data: bytes = b""
+    ) -> WorkerHandle:
+        """Start ``built.interpreter`` with ``argv_tail`` in its own process group, with exactly ``env``
+        (paths in it already mapped), in ``cwd`` (a host path); ``stdin_data`` is written to its stdin,
+        which is then closed. Raises ``OSError`` when it cannot start."""
+
+    @abstractmethod
+    def map_path(self, host_path: str) -> str:
+        """The path under which the worker sees ``host_path`` (identity where it shares the host's files)."""
+
+    @abstractmethod
+    def reap_leftover(self, entry: Mapping[str, Any]) -> bool:
+        """End what a dead app left running, as its ``record_entry`` describes it, if that is still the
+        same worker (never a stranger that reuses an id); True when something was ended."""
