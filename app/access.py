@@ -15,7 +15,7 @@ import binascii
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, FrozenSet, Optional, Tuple
+from typing import Dict, FrozenSet, Optional
 
 from app.errors import UserFacingError
 
@@ -61,12 +61,6 @@ class Access:
     def require_admin(self, username: Optional[str]) -> None:
         if not self.is_admin(username):
             raise UserFacingError("this is for the server's operator: ask them (runtime controls need an admin login)")
-
-    def first_credentials(self) -> Optional[Tuple[str, str]]:
-        """One login the app can use to call itself (warming its request cycle)."""
-        for user, password in self.passwords.items():
-            return user, password.decode("utf-8", "surrogateescape")
-        return None
 
 
 def authenticate_header(authorization: bytes, access: Access) -> Optional[str]:

@@ -169,12 +169,6 @@ class Manifest:
         except ValueError:
             return {}
 
-    def option(self, name: str) -> Option:
-        for option in self.options:
-            if option.name == name:
-                return option
-        raise KeyError(name)
-
     def resolve_options(self, given: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         """Defaults overlaid with ``given``; unknown names and bad values raise ``ValueError``."""
         given = dict(given or {})
