@@ -25,6 +25,7 @@ from app.request_checks import PreparedJob, RequestChecks
 from app.runner import JobServiceRunner
 from app.runtime_controls import RuntimeControls
 from app.settings import Settings
+from jobs.artifacts import local_path
 from jobs.errors import JobError, UnknownJobError
 from jobs.retention import RetentionLoop
 from jobs.service import JobService
@@ -116,7 +117,8 @@ class Workstation:
         row = self.jobs.store.get(job_id)
         if row is None or row["state"] != "succeeded" or not row.get("output_path"):
             raise UserFacingError((row or {}).get("error") or "job %s did not succeed" % job_id)
-        return Generation(Path(row["output_path"]), row["architecture"], row["character"], row["text"], int(row["sample_rate"] or 0),
+        return Generation(local_path(self.jobs.artifacts, row["output_path"]), row["architecture"], row["character"], row["text"],
+                          int(row["sample_rate"] or 0),
                           float(row["duration_s"] or 0.0), False, dict(row["timings"] or {}), bool(row["cached"]), job_id=job_id)
 
     def cancel(self, session: str) -> int:

@@ -16,6 +16,7 @@ from app.request_checks import RequestChecks
 from app.runner import JobRunner, JobServiceRunner
 from app.runtime_controls import RuntimeControls
 from app.settings import Settings
+from jobs.artifacts import ArtifactStore, LocalFolderStore
 from jobs.quotas import OwnerQuotas
 from jobs.retention import RetentionLoop, RetentionPolicy
 from jobs.service import JobService
@@ -82,8 +83,9 @@ def make_workstation(settings: Settings) -> Workstation:
     preferences = Preferences(settings.presets_dir, catalog, PresetStore(settings.presets_dir))
     checks = RequestChecks(settings, catalog, preferences, cache)
     provenance = Provenance(catalog)
-    service_runner = JobServiceRunner(checks, JobRunner(settings, supervisor, cache, provenance), provenance)
-    jobs, retention = make_jobs(settings, service_runner)
+    artifacts = LocalFolderStore(settings.data_dir)  # keys: outputs/<day>/<file>, jobs/inputs/<job id>.<ext>
+    service_runner = JobServiceRunner(checks, JobRunner(settings, supervisor, cache, provenance, artifacts), provenance)
+    jobs, retention = make_jobs(settings, service_runner, artifacts)
     models = ModelManager(
         settings.data_dir,
         {name: adapter_class(spec).describe for name, spec in specs.items()},
@@ -98,15 +100,15 @@ def make_workstation(settings: Settings) -> Workstation:
                        supervisor=supervisor, cache=cache, models=models, access=access)
 
 
-def make_jobs(settings: Settings, runner: JobServiceRunner) -> Tuple[JobService, RetentionLoop]:
-    """The job service over the job store (SQLite in the data folder, or the configured database), and its retention."""
+def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactStore) -> Tuple[JobService, RetentionLoop]:
+    """The job service over the job store (SQLite in the data folder, or the configured database), its files in
+    ``artifacts`` by key, and its retention (which sweeps only the outputs and kept inputs, never the rest of the store)."""
     store = JobStore(settings.jobs_database_url or sqlite_url(settings.data_dir / "jobs.sqlite3"))
-    inputs_dir = settings.data_dir / "jobs" / "inputs"
     quotas = OwnerQuotas(settings.max_queued_jobs_per_client, settings.max_kept_inputs_mb_per_client << 20)
-    jobs = JobService(store, runner, inputs_dir, settings.max_concurrent_jobs, settings.max_jobs_per_architecture,
-                      settings.history_input_max_mb << 20, quotas)
+    jobs = JobService(store, runner, None, settings.max_concurrent_jobs, settings.max_jobs_per_architecture,
+                      settings.history_input_max_mb << 20, quotas, artifacts=artifacts, inputs_prefix="jobs/inputs")
     policy = RetentionPolicy(settings.outputs_keep, settings.outputs_max_mb << 20, settings.outputs_max_age_h * 3600,
-                             (settings.outputs_dir, inputs_dir))
-    retention = RetentionLoop(store, policy, every_s=30.0)
+                             prefixes=("outputs", "jobs/inputs"))
+    retention = RetentionLoop(store, policy, every_s=30.0, artifacts=artifacts)
     retention.start()
     return jobs, retention

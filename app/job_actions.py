@@ -18,6 +18,7 @@ from app.actions import Generation, ProgressFn, Workstation
 from app.errors import UserFacingError
 from app.identity import owner_of  # noqa: F401  (re-exported: the UI's one derivation)
 from app.public_errors import redact
+from jobs.artifacts import local_path
 from jobs.errors import JobError
 from jobs.spec import JobSpec
 from pipeline.audio_io import OUTPUT_FORMATS, decode, encode
@@ -38,14 +39,25 @@ def _when(epoch_s: Optional[float]) -> Optional[str]:
     return datetime.fromtimestamp(epoch_s).isoformat(timespec="seconds") if epoch_s else None
 
 
-def public_record(row: Dict[str, Any], full: bool = False) -> Dict[str, Any]:
-    """A job as a person or a script sees it: no server paths."""
+def kept_file(station: Workstation, value: Optional[str]) -> Optional[Path]:
+    """A row's file (a key in the artifact store, or a path written before keys) as a local file, if it is still kept."""
+    if not value:
+        return None
+    try:
+        path = local_path(station.jobs.artifacts, value)
+    except JobError:  # gone from the store (retention, or a delete)
+        return None
+    return path if path.is_file() else None
+
+
+def public_record(row: Dict[str, Any], full: bool = False, kept: Optional[Path] = None) -> Dict[str, Any]:
+    """A job as a person or a script sees it: no server paths. ``kept``: its output file, if still kept."""
     output = Path(row["output_path"]) if row.get("output_path") else None
     record: Dict[str, Any] = {
         "job_id": row["id"], "state": row["state"], "created": _when(row["created_at"]), "finished": _when(row.get("finished_at")),
         "architecture": row["architecture"], "character": row["character"], "text": row["text"], "input": row.get("input_name"),
         "duration_s": round(row["duration_s"], 3) if row.get("duration_s") is not None else None, "sample_rate": row.get("sample_rate"),
-        "file": output.name if output else None, "file_kept": bool(output and output.is_file()), "cached": bool(row.get("cached")),
+        "file": output.name if output else None, "file_kept": kept is not None, "cached": bool(row.get("cached")),
         "attempts": row.get("attempts"), "error": row.get("error"), "timings_s": row.get("timings") or {}, "batch_id": row.get("batch_id"),
     }
     if full:
@@ -101,7 +113,7 @@ def history(station: Workstation, owner: str, query: str = "", architecture: str
             offset: int = 0) -> List[Dict[str, Any]]:
     rows = station.jobs.store.page(owner, (query or "").strip(), architecture or "", state or "", max(1, min(int(limit or 50), 1000)),
                                    max(0, int(offset or 0)))
-    return [public_record(row) for row in rows]
+    return [public_record(row, kept=kept_file(station, row.get("output_path"))) for row in rows]
 
 
 def history_table(station: Workstation, owner: str, query: str = "", architecture: str = "", state: str = "") -> List[List[Any]]:
@@ -112,8 +124,8 @@ def history_table(station: Workstation, owner: str, query: str = "", architectur
 def item(station: Workstation, job_id: str, owner: str) -> Tuple[Optional[str], Dict[str, Any]]:
     """A job's output (if still kept) and its whole record, provenance included."""
     row = _translated(lambda: station.jobs.get((job_id or "").strip(), owner))
-    output = row.get("output_path")
-    return (output if output and Path(output).is_file() else None), public_record(row, full=True)
+    output = kept_file(station, row.get("output_path"))
+    return (str(output) if output else None), public_record(row, full=True, kept=output)
 
 
 def delete(station: Workstation, job_id: str, owner: str) -> str:
@@ -126,12 +138,14 @@ def export(station: Workstation, job_id: str, owner: str, output_format: str) ->
     row = _translated(lambda: station.jobs.get((job_id or "").strip(), owner))
     if output_format not in OUTPUT_FORMATS:
         raise UserFacingError("unknown output format %r (choose one of %s)" % (output_format, ", ".join(OUTPUT_FORMATS)))
-    source = row.get("master_path") or row.get("output_path")
-    if not source or not Path(source).is_file():
+    source = kept_file(station, row.get("master_path")) or kept_file(station, row.get("output_path"))
+    if source is None:
         raise UserFacingError("job %s has no output kept (%s)" % (row["id"], row["state"]))
     try:
-        decoded = decode(Path(source))
-        target = Path(row["output_path"]).with_name("%s-%s.wav" % (Path(row["output_path"]).stem, output_format))
+        decoded = decode(source)
+        folder = station.settings.outputs_dir / "exports"  # served like the outputs; swept an hour later (no job names it)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / ("%s-%s.wav" % (Path(row["output_path"]).name.split(".")[0], output_format))
         tags = {"title": (row["text"] or "conversion")[:120], "artist": row["character"], "album": row["architecture"],
                 "software": "voice workstation"}
         return str(encode(decoded.audio, decoded.sample_rate, target, output_format, tags))

@@ -4,8 +4,9 @@ to a typed result. ``JobServiceRunner`` is what the job service calls (prepare, 
 from __future__ import annotations
 
 import logging
-import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from app.provenance import Provenance
 from app.public_errors import new_error_id, redact, unexpected
 from app.request_checks import PreparedJob, RequestChecks
 from app.settings import Settings
+from jobs.artifacts import ArtifactStore
 from jobs.errors import JobError
 from jobs.output import JobOutput
 from jobs.spec import JobSpec
@@ -67,26 +69,8 @@ def loudness_note(post: PostOptions, audio: np.ndarray, sample_rate: int, measur
     return {"loudness": note}
 
 
-def _linked(existing: Path, new: Path) -> bool:
-    """A second name for a file (same bytes on disk, each name removable on its own); False where links cannot be made."""
-    try:
-        os.link(existing, new)
-    except OSError:
-        return False
-    return True
-
-
-def _encoded(audio: np.ndarray, sample_rate: int, target: Path, output_format: str, tags: Dict[str, str]) -> Path:
-    """Encode into the target's day folder, made now: retention removes a day folder with its last file, so one made
-    when the job started may be gone by the time its result is written (then it is made again)."""
-    for attempt in range(3):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return encode(audio, sample_rate, target, output_format, tags)
-        except PipelineError:
-            if target.parent.is_dir() or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+def _master_key(key: str) -> str:
+    return key.rsplit(".", 1)[0] + ".master.flac"
 
 
 def _tags(job: PreparedJob) -> Dict[str, str]:
@@ -96,8 +80,11 @@ def _tags(job: PreparedJob) -> Dict[str, str]:
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, supervisor: Supervisor, cache: AudioCache, provenance: Provenance) -> None:
+    def __init__(self, settings: Settings, supervisor: Supervisor, cache: AudioCache, provenance: Provenance,
+                 artifacts: ArtifactStore) -> None:
         self.settings, self.supervisor, self.cache, self.provenance = settings, supervisor, cache, provenance
+        self.artifacts = artifacts
+        """Where results are kept, by key (``outputs/<day>/<name>``)."""
 
     def run(self, job: PreparedJob, job_id: str, progress: ProgressFn, cancel: threading.Event, client: str = "") -> Generation:
         manifest, character = job.manifest, job.character
@@ -106,11 +93,11 @@ class JobRunner:
             job.text, job.input_digest, job.options, job.pre.to_dict() if job.decoded or job.speak_first else None,
             job.post.to_dict(), job.output_format, self.provenance.speak_first_key(job.speak_first),
         )
-        target = self.output_path(manifest.architecture, character.id, job_id)
+        target = self.output_key(manifest.architecture, character.id, job_id)
         if job.use_cache:
             hit = self.cache.get_output(output_key)
             if hit is not None:
-                return self._from_cache(job, hit, target.with_suffix(OUTPUT_FORMATS[job.output_format][2]), client)
+                return self._from_cache(job, hit, target.rsplit(".", 1)[0] + OUTPUT_FORMATS[job.output_format][2], client)
         source, speak_s, progress = self._source(job, progress, cancel)
         started = time.perf_counter()
         audio, audio_rate = self._preprocessed(job, source, progress) if source is not None else (None, None)
@@ -148,7 +135,7 @@ class JobRunner:
         except PipelineError as exc:
             raise UserFacingError(str(exc)) from exc
 
-    def _finished(self, job: PreparedJob, job_id: str, result: JobResult, pre_s: float, target: Path, output_key: str, client: str,
+    def _finished(self, job: PreparedJob, job_id: str, result: JobResult, pre_s: float, target: str, output_key: str, client: str,
                   progress: ProgressFn) -> Generation:
         progress(None, "post-processing")
         started = time.perf_counter()
@@ -157,9 +144,9 @@ class JobRunner:
             chain = job.post.chain()
             out_audio, out_rate = chain.apply(result.audio, result.sample_rate)
             post_s = time.perf_counter() - started
-            path = _encoded(out_audio, out_rate, target, job.output_format, _tags(job))
+            path = self._stored(out_audio, out_rate, target, job.output_format, _tags(job))
             if job.output_format not in LOSSLESS_FORMATS:  # exports are re-encoded from a lossless master, not from mp3
-                _encoded(out_audio, out_rate, target.with_suffix(".master.flac"), "flac24", _tags(job))
+                self._stored(out_audio, out_rate, _master_key(target), "flac24", _tags(job))
         except PipelineError as exc:
             raise UserFacingError(str(exc)) from exc
         timings = dict(result.timings_s, pre_s=pre_s, post_s=post_s, encode_s=time.perf_counter() - started - post_s)
@@ -169,26 +156,39 @@ class JobRunner:
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         try:  # the result is made and written: a cache that cannot take it must not fail the job
             self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s,
-                                                                  "path": str(path), "client": client})
+                                                                  "key": self.artifacts.key_of(path), "client": client})
         except Exception:
             logger.exception("could not keep job %s's result in the output cache", job_id)
         return Generation(path, job.manifest.architecture, job.character.id, job.text, written_rate, duration_s, result.cold, timings,
                           notes=notes)
 
-    def _from_cache(self, job: PreparedJob, hit: Tuple[bytes, Dict[str, Any]], path: Path, client: str) -> Generation:
-        """An identical earlier result, as this job's own file (a hard link to the earlier one: one stored copy; a new
-        file where linking cannot be done), with its lossless master likewise. ``cached`` is said only to the client
-        that asked before: nobody learns from it what someone else asked."""
+    def _stored(self, audio: np.ndarray, sample_rate: int, key: str, output_format: str, tags: Dict[str, str]) -> Path:
+        """Encode into a scratch file, keep it in the artifact store under ``key``; the stored file to serve."""
+        self.settings.temp_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=self.settings.temp_dir))
+        try:
+            encoded = encode(audio, sample_rate, scratch / key.rsplit("/", 1)[-1], output_format, tags)
+            key = key.rsplit(".", 1)[0] + encoded.suffix  # the format's own suffix (flac, mp3, ogg, ...)
+            self.artifacts.put(key, encoded)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return self.artifacts.path_for(key)
+
+    def _from_cache(self, job: PreparedJob, hit: Tuple[bytes, Dict[str, Any]], key: str, client: str) -> Generation:
+        """An identical earlier result, as this job's own file under its own key (linked to the earlier one: one stored
+        copy where the store can), with its lossless master likewise. ``cached`` is said only to the client that asked
+        before: nobody learns from it what someone else asked."""
         data, info = hit
-        earlier = Path(str(info.get("path", "")))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not (info.get("path") and earlier.is_file() and earlier.stat().st_size == len(data) and _linked(earlier, path)):
-            path.write_bytes(data)
-        earlier_master = earlier.with_suffix(".master.flac")
-        if earlier_master.is_file():
-            _linked(earlier_master, path.with_suffix(".master.flac"))
+        artifacts = self.artifacts
+        earlier = info.get("key") or (artifacts.key_of(str(info["path"])) if info.get("path") else None)
+        if earlier and artifacts.exists(earlier) and artifacts.size(earlier) == len(data):
+            artifacts.link(earlier, key)
+            if artifacts.exists(_master_key(earlier)):
+                artifacts.link(_master_key(earlier), _master_key(key))
+        else:
+            artifacts.put(key, data)
         same_client = bool(client) and info.get("client") == client
-        return Generation(path, job.manifest.architecture, job.character.id, job.text, int(info["sample_rate"]),
+        return Generation(artifacts.path_for(key), job.manifest.architecture, job.character.id, job.text, int(info["sample_rate"]),
                           float(info["duration_s"]), False, {"total_s": 0.0}, cached=same_client)
 
     def on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> JobResult:
@@ -209,12 +209,13 @@ class JobRunner:
         except RuntimeLayerError as exc:
             raise UserFacingError("%s: %s" % (manifest.display_name, exc)) from exc
 
-    def output_path(self, architecture: str, character_id: str, job_id: str) -> Path:
-        """Named by time, voice and the job's random id: a file of another session cannot be fetched by guessing."""
-        folder = self.settings.outputs_dir / datetime.now().strftime("%Y-%m-%d")  # made when the file is written
+    def output_key(self, architecture: str, character_id: str, job_id: str) -> str:
+        """``outputs/<day>/...``, named by time, voice and the job's random id: a file of another session cannot be fetched by
+        guessing (the suffix follows the format when it is written)."""
+        now = datetime.now()
         slug = re.sub(r"[^A-Za-z0-9_-]+", "_", character_id)[:40]
-        stamp = datetime.now().strftime("%H%M%S")
-        return folder / ("%s-%s-%s-%s.wav" % (stamp, architecture, slug, job_id or uuid.uuid4().hex))
+        return "outputs/%s/%s-%s-%s-%s.wav" % (now.strftime("%Y-%m-%d"), now.strftime("%H%M%S"), architecture, slug,
+                                                job_id or uuid.uuid4().hex)
 
 
 class JobServiceRunner:
@@ -230,8 +231,14 @@ class JobServiceRunner:
                 client: str = "") -> Tuple[Generation, Dict[str, Any]]:
         job: PreparedJob = prepared
         generation = replace(self.runner.run(job, job_id, progress, cancel, client), job_id=job_id)
-        output = JobOutput(generation.path, generation.path.with_suffix(".master.flac"), generation.sample_rate, generation.duration_s,
-                           generation.cached, generation.timings_s, self.provenance.record(job))
+        artifacts = self.runner.artifacts
+        key = artifacts.key_of(generation.path)
+        if key is None:
+            raise RuntimeError("the result %s is not in the artifact store" % generation.path.name)
+        master: Optional[str] = _master_key(key)
+        master = master if master and master != key and artifacts.exists(master) else None
+        output = JobOutput(key, master, artifacts.size(key) + (artifacts.size(master) if master else 0), generation.sample_rate,
+                           generation.duration_s, generation.cached, generation.timings_s, self.provenance.record(job))
         return generation, output.columns()
 
     def message_for(self, exc: BaseException) -> str:
