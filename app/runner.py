@@ -20,11 +20,10 @@ import numpy as np
 from app.errors import UserFacingError
 from app.generation import Generation, ProgressFn, minutes, prefixed
 from app.provenance import Provenance
-from app.public_errors import new_error_id, redact, unexpected
+from app.public_errors import for_person, new_error_id
 from app.request_checks import PreparedJob, RequestChecks
 from app.settings import Settings
 from jobs.artifacts import ArtifactStore
-from jobs.errors import JobError
 from jobs.output import JobOutput
 from jobs.spec import JobSpec
 from pipeline.audio_io import OUTPUT_FORMATS, encode, output_sample_rate
@@ -242,6 +241,4 @@ class JobServiceRunner:
         return generation, output.columns()
 
     def message_for(self, exc: BaseException) -> str:
-        if isinstance(exc, (UserFacingError, JobError)):
-            return redact(str(exc))
-        return unexpected(exc, "a job", logger)
+        return for_person(exc, "a job", logger).message
