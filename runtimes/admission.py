@@ -63,7 +63,7 @@ class Admission:
         return measured if measured is not None else estimate_from_files(folder, 0)
 
     def measure(self, worker: ManagedWorker) -> Optional[int]:
-        used = self.devices.process_bytes(worker.device, [worker.process.pid])
+        used = self.devices.worker_bytes(worker.device, worker.process.handle)
         if used:
             worker.peak_bytes = max(worker.peak_bytes, used)
         return used

@@ -18,6 +18,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, 
 
 import psutil
 
+from runtimes.envkinds.base import WorkerHandle
+
 logger = logging.getLogger(__name__)
 
 GIB = 1 << 30
@@ -288,6 +290,13 @@ class DeviceSet:
 
     def process_bytes(self, device: str, pids: Sequence[int]) -> Optional[int]:
         return self._source(device).process_bytes(device, pids)
+
+    def worker_bytes(self, device: str, handle: WorkerHandle) -> Optional[int]:
+        """What a worker holds on ``device``: on the CPU its processes' resident memory as its
+        environment kind reads it; on a GPU the driver's figure for its processes."""
+        if device == "cpu" or self.gpus is None:
+            return handle.memory_bytes()
+        return self.gpus.process_bytes(device, handle.pids())
 
 
 def make_devices(ram_budget_bytes: Optional[int] = None, gpus: Optional[MemorySource] = None) -> DeviceSet:

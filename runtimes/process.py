@@ -1,4 +1,4 @@
-"""One worker subprocess: spawn in its own process group, handshake, talk, stop with escalation."""
+"""One worker: launched through its environment kind (a ``WorkerHandle``), handshake, talk, stop with escalation."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, Mapping, Optional
 
 import numpy as np
-import psutil
 
+from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, WorkerHandle
 from runtimes.errors import ProtocolError, WorkerBootError
 from runtimes.manifest import Manifest
 from runtimes.protocol import (
@@ -68,14 +67,18 @@ class WorkerProcess:
     def __init__(
         self,
         name: str,
-        python: Path,
-        adapter: str,
+        kind: EnvironmentKind,
+        built: BuiltEnv,
         project_root: Path,
         private_dir: Path,
         authkey: bytes,
         extra_env: Optional[Dict[str, str]] = None,
+        path_env: Optional[Dict[str, Path]] = None,
     ) -> None:
+        """Launch a worker of ``built`` through its ``kind``. ``path_env``: variables naming host paths
+        (the shared assets folder), handed to the worker mapped as it sees them."""
         self.name = name
+        self.kind = kind
         self.log_tail: Deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self.worker_logger = logging.getLogger("worker.%s" % name)
         family = socket_family()
@@ -86,34 +89,18 @@ class WorkerProcess:
         self._listener_closed = False
         env = worker_environment(os.environ)
         env.update(extra_env or {})
-        env["PYTHONPATH"] = os.pathsep.join([str(project_root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.update({variable: self.map_path(str(path)) for variable, path in (path_env or {}).items()})
+        env["PYTHONPATH"] = os.pathsep.join([self.map_path(str(project_root)), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["PYTHONUNBUFFERED"] = "1"
         address = address_to_text(self._address)
-        command = [str(python), "-m", "runtimes.worker", "--adapter", adapter, "--address", address, "--name", name]
-        # The env's own interpreter directly (no shell, no `conda run`) so signals reach it; its own
-        # session makes it a process group we can kill whole, children included.
-        self.popen = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=str(project_root),
-            env=env,
-            start_new_session=True,
-        )
-        self.pid = self.popen.pid
-        self._reap_lock = threading.Lock()
-        """Held by whoever reaps the leader or signals its group: a group id is only safe while unreaped."""
+        if family == "AF_UNIX":
+            address = self.map_path(address)
+        argv_tail = ["-m", "runtimes.worker", "--adapter", built.spec.adapter, "--address", address, "--name", name]
         try:
-            self._identity: Optional[psutil.Process] = psutil.Process(self.pid)
-        except psutil.Error:  # already gone: nothing to identify
-            self._identity = None
-        assert self.popen.stdin is not None
-        try:
-            self.popen.stdin.write(authkey.hex().encode() + b"\n")
-            self.popen.stdin.close()
-        except OSError:  # died before reading its key: the handshake reports it
-            pass
+            self.handle: WorkerHandle = kind.launch(built, argv_tail, env, project_root, authkey.hex().encode() + b"\n")
+        except BaseException:
+            self._close_listener()
+            raise
         self._log_thread = threading.Thread(target=self._pump_log, name="log-%s" % name, daemon=True)
         self._log_thread.start()
         self.data: Optional[Channel] = None
@@ -121,6 +108,16 @@ class WorkerProcess:
         self.control_lock = threading.Lock()
         self.manifest: Optional[Manifest] = None
         self.hello: Header = {}
+
+    @property
+    def pid(self) -> int:
+        """The worker's main process id (status rows, tests): the handle's ``main_pid``."""
+        return self.handle.main_pid
+
+    def map_path(self, host_path: str) -> str:
+        """The one place a host path (a character folder, the assets folder, the socket, the code) becomes
+        the path the worker sees: the environment kind's mapping (identity for a venv)."""
+        return self.kind.map_path(host_path)
 
     # start-up
     def handshake(self, timeout_s: float) -> Manifest:
@@ -199,13 +196,11 @@ class WorkerProcess:
 
     # log
     def _pump_log(self) -> None:
-        assert self.popen.stdout is not None
-        with self.popen.stdout:  # closed at EOF, when the worker is gone
-            for raw in self.popen.stdout:
-                line = raw.decode("utf-8", errors="replace").rstrip()
-                if line:
-                    self.log_tail.append(line)
-                    self.worker_logger.info("%s", line)
+        for raw in self.handle.output():
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if line:
+                self.log_tail.append(line)
+                self.worker_logger.info("%s", line)
 
     def wait_log_drained(self, timeout_s: float) -> None:
         if not self.alive():
@@ -233,76 +228,37 @@ class WorkerProcess:
 
     # exit and reaping
     def returncode(self) -> Optional[int]:
-        with self._reap_lock:
-            return self.popen.poll()
+        return self.handle.poll()
 
     def alive(self) -> bool:
         return self.returncode() is None
 
     def wait_exit(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the worker process to exit (and reap it); True when it has."""
-        deadline = time.monotonic() + timeout_s
-        while self.returncode() is None:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return self.handle.wait(timeout_s) is not None
 
     # stop: ask -> wait -> terminate group -> kill group -> reap
     def stop(self, graceful_timeout_s: float = 3.0) -> None:
-        members = self._members()  # taken while the leader lives: its children are still its children
+        self.handle.pids()  # noted while the main process lives: its children are still its children
         if self.alive() and self.control is not None:
             try:
                 self.send_control({"type": "shutdown"})
             except (OSError, ValueError):
                 pass
             self.wait_exit(graceful_timeout_s)
-        for sig, wait_s in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-            members = [p for p in members + self._members() if _running(p)]
-            self._signal_group(sig)
-            for process in members:
-                try:
-                    process.send_signal(sig)  # psutil checks the pid still names the same process
-                except psutil.Error:
-                    pass
-            _, still = psutil.wait_procs(members, timeout=wait_s)
-            if self.wait_exit(wait_s) and not still:
+        for signal_all, wait_s in ((self.handle.terminate, 2.0), (self.handle.kill, 5.0)):
+            signal_all()
+            if self.handle.wait_all(wait_s):
                 break
         self.wait_exit(1.0)
         self.close_channels()
         self._close_listener()
 
     def kill(self) -> None:
-        members = self._members()
-        self._signal_group(signal.SIGKILL)
-        for process in members:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
+        self.handle.kill()
         self.wait_exit(5.0)
         self.close_channels()
         self._close_listener()
-
-    def _members(self) -> List[psutil.Process]:
-        """The leader's descendants (while the leader is this very process). The leader itself is
-        signalled through its group and reaped by ``Popen`` alone, so its exit code is kept."""
-        if self._identity is None or not _running(self._identity):
-            return []
-        try:
-            return list(self._identity.children(recursive=True))
-        except psutil.Error:
-            return []
-
-    def _signal_group(self, sig: int) -> None:
-        """Signal the whole group only while its leader is unreaped: after that the id may be a stranger's."""
-        with self._reap_lock:
-            if self.popen.poll() is not None:
-                return
-            try:
-                os.killpg(self.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def close_channels(self) -> None:
         for channel in (self.data, self.control):
@@ -315,9 +271,3 @@ class WorkerProcess:
     def describe_exit(self) -> str:
         return describe_exit(self.returncode())
 
-
-def _running(process: psutil.Process) -> bool:
-    try:
-        return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

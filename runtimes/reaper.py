@@ -1,5 +1,6 @@
 """No orphans across app restarts: a record of live workers per app process, and reaping what an app
-that died left behind (workers and stale private socket directories)."""
+that died left behind (workers and stale private socket directories). Each worker's entry is its
+handle's ``record_entry`` (it names its environment kind); the kind reaps what its entry describes."""
 
 from __future__ import annotations
 
@@ -8,23 +9,18 @@ import logging
 import os
 import re
 import shutil
-import signal
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import psutil
+
+from runtimes.envkinds.registry import EnvironmentKinds
+from runtimes.errors import EnvironmentBuildError
 
 logger = logging.getLogger(__name__)
 
 PRIVATE_DIR_PREFIX = "voicegen-"
-
-
-def create_time(pid: int) -> Optional[float]:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
 
 
 def make_private_dir() -> Path:
@@ -43,17 +39,22 @@ def clean_stale_private_dirs() -> List[Path]:
     return removed
 
 
+LEGACY_KIND = "venv"
+"""The kind of an entry written before entries named their kind (every worker was a venv's then)."""
+
+
 class WorkerRecord:
-    """``<run_dir>/workers-<app pid>.json``: the pids (and start times) of this app's live workers."""
+    """``<run_dir>/workers-<app pid>.json``: the entries of this app's live workers (each its handle's
+    ``record_entry``: its kind, and what that kind needs to find it again, e.g. a pid and its start time)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / ("workers-%d.json" % os.getpid())
 
-    def write(self, pids: Sequence[int]) -> None:
+    def write(self, entries: Sequence[Mapping[str, Any]]) -> None:
         """Replace the record atomically; a unique temporary name, so writers never share one."""
-        rows = [{"pid": pid, "create_time": create_time(pid), "owner": os.getpid()} for pid in pids]
+        rows = [{**entry, "owner": os.getpid()} for entry in entries]
         fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.run_dir)
         with os.fdopen(fd, "w") as out:
             out.write(json.dumps(rows))
@@ -62,9 +63,9 @@ class WorkerRecord:
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
 
-    def reap_leftovers(self) -> List[int]:
-        """Kill the process groups of workers recorded by app processes that no longer exist."""
-        reaped: List[int] = []
+    def reap_leftovers(self, kinds: EnvironmentKinds) -> List[Dict[str, Any]]:
+        """End the workers recorded by app processes that no longer exist, each by its own kind."""
+        reaped: List[Dict[str, Any]] = []
         for path in self.run_dir.glob("workers-*.json"):
             try:
                 owner = int(path.stem.split("-", 1)[1])
@@ -75,13 +76,12 @@ class WorkerRecord:
             if owner == os.getpid() or psutil.pid_exists(owner):
                 continue
             for row in rows:
-                pid = int(row["pid"])
-                if create_time(pid) == row.get("create_time"):  # not a recycled pid
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                        reaped.append(pid)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                try:
+                    kind = kinds.named(str(row.get("kind", LEGACY_KIND)))
+                    if kind.reap_leftover(row):
+                        reaped.append(row)
+                except (EnvironmentBuildError, AttributeError, KeyError, TypeError, ValueError) as exc:  # an unknown kind, a malformed row
+                    logger.warning("cannot reap a worker an earlier app recorded (%r): %s", row, exc)
             path.unlink(missing_ok=True)
         if reaped:
             logger.warning("reaped %d worker(s) left by an earlier app: %s", len(reaped), reaped)

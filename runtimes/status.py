@@ -53,7 +53,7 @@ def status_rows(table: WorkerTable, policy: KeepAlivePolicy, crashes: CrashPolic
             "activity": worker.activity,
             "jobs_in_line": line,
             "device": worker.device,
-            "pid": worker.process.pid,
+            "pid": worker.process.handle.main_pid,
             "memory_mb": round(worker.accounted_bytes / MIB, 1),
             "base_memory_mb": round(worker.base_bytes / MIB, 1),
             "measured_peak_mb": round(worker.peak_bytes / MIB, 1) if worker.peak_bytes else None,

@@ -3,8 +3,10 @@ places it by memory and device policy, loads many characters into it, runs jobs 
 keeps it warm, restarts it with backoff, and stops it without leaving orphans.
 
 Parts: ``workers`` (the table: the one owner of state, lines of waiting jobs, the live-worker record),
-``admission`` and ``memory`` (needs, devices, placement, making room), ``process`` (spawn, handshake,
-stop escalation), ``conversation`` (one request and its reply, watched), ``policy`` and ``backoff``
+``admission`` and ``memory`` (needs, devices, placement, making room), ``envkinds`` (each environment
+kind: build, launch, a handle on the running worker, host paths as the worker sees them; chosen by
+``spec.kind``, never branched on here), ``process`` (launch through the kind, handshake, stop
+escalation), ``conversation`` (one request and its reply, watched), ``policy`` and ``backoff``
 (keep-alive, pins, crash accounting), ``monitor`` (the one loop), ``status`` (the rows people see).
 This module starts workers, runs jobs and stops workers with them.
 
@@ -21,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -29,7 +31,9 @@ from runtimes.admission import Admission
 from runtimes.backoff import CrashPolicy
 from runtimes.config import SupervisorSettings
 from runtimes.conversation import Limits, ask, safe_progress
-from runtimes.environments import EnvSpec, update_failed_note
+from runtimes.envkinds.base import BuiltEnv
+from runtimes.envkinds.registry import EnvironmentKinds
+from runtimes.envspec import EnvSpec, update_failed_note
 from runtimes.errors import (
     EnvironmentBuildError,
     JobCancelledError,
@@ -51,7 +55,9 @@ from runtimes.workers import CharacterSlot, ManagedWorker, ProgressFn, Ticket, W
 
 logger = logging.getLogger(__name__)
 
-PythonResolver = Callable[[EnvSpec, ProgressFn], Path]
+EnvResolver = Callable[[EnvSpec, ProgressFn], Union[BuiltEnv, Path]]
+"""Builds (or finds) a spec's environment: what its kind's ``build`` returned, or the interpreter of one
+the caller built itself (the app's venv builder, tests)."""
 __all__ = ["JobRequest", "JobResult", "Supervisor", "SupervisorSettings"]
 
 
@@ -104,13 +110,19 @@ class Supervisor:
         self,
         settings: SupervisorSettings,
         specs: Dict[str, EnvSpec],
-        resolve_python: PythonResolver,
+        resolve_python: Optional[EnvResolver] = None,
         memory: Optional[MemorySource] = None,
+        kinds: Optional[EnvironmentKinds] = None,
     ) -> None:
-        """``memory``: the GPUs to use (an NVML-like source), a RAM source for "no GPU", or None to ask NVML."""
+        """``memory``: the GPUs to use (an NVML-like source), a RAM source for "no GPU", or None to ask NVML.
+        ``kinds``: the environment kinds (made with their settings, they build too); ``resolve_python``
+        builds instead of them when given (and must be, when ``kinds`` is not)."""
+        if resolve_python is None and kinds is None:
+            raise TypeError("the supervisor needs the environment kinds (with their settings) or a resolver that builds")
         self.settings = settings
         self.specs = specs
-        self.resolve_python = resolve_python
+        self.kinds = kinds if kinds is not None else EnvironmentKinds()
+        self.resolve_python: EnvResolver = resolve_python or self._build_with_kind
         self.authkey = secrets.token_bytes(32)
         clean_stale_private_dirs()
         self.private_dir = make_private_dir()  # mode 0700
@@ -122,7 +134,7 @@ class Supervisor:
         self.crashes = CrashPolicy(settings.crash_backoff_base_s, settings.crash_backoff_max_s, settings.crash_retry_limit)
         self.policy = KeepAlivePolicy(settings.keep_alive_s)
         self.table = WorkerTable(WorkerRecord(settings.run_dir))
-        self.table.record.reap_leftovers()
+        self.table.record.reap_leftovers(self.kinds)
         self.admission = Admission(settings, self.devices, self.ledger, self.policy, self.table, self._unload, self._finish_stop)
         self._locks_lock = threading.Lock()
         self._placement_locks: Dict[str, threading.Lock] = {}
@@ -242,7 +254,7 @@ class Supervisor:
             if self._find_worker(spec.name, request.model_key) is not None:
                 return None
             progress(None, "preparing the %s environment" % spec.name)
-            python = self._python_for(spec, progress)
+            built = self._built_for(spec, progress)
             started = time.perf_counter()
             device = self.admission.place(spec, lambda device: self._character_need(request, device), request.label, progress, cancel)
             device_lock = self._lock_for(self._device_locks, device)
@@ -251,7 +263,7 @@ class Supervisor:
                 need = self.admission.base_need(spec, device) + self._character_need(request, device)
                 self.admission.make_room(device, need, None, None, "the %s worker" % spec.name, progress, cancel)
                 timings["admit_s"] = time.perf_counter() - started
-                worker = self._spawn(spec, python, device, ticket, progress)
+                worker = self._spawn(spec, built, device, ticket, progress)
                 placement_lock.release()  # it is registered: later requests wait in its line
                 placement_held = False
                 try:
@@ -266,32 +278,39 @@ class Supervisor:
             if placement_held:
                 placement_lock.release()
 
-    def _python_for(self, spec: EnvSpec, progress: ProgressFn) -> Path:
-        """The env's interpreter; when an update of the env failed and the working one was kept, that
-        one (said in the job's progress and the log): an offline update never loses the architecture."""
+    def _build_with_kind(self, spec: EnvSpec, progress: ProgressFn) -> BuiltEnv:
+        return self.kinds.build(spec, lambda line: progress(None, line))
+
+    def _built_for(self, spec: EnvSpec, progress: ProgressFn) -> BuiltEnv:
+        """The spec's built environment (its kind is checked first: an unknown one is refused by name);
+        when an update of the env failed and the working one was kept, that one (said in the job's
+        progress and the log): an offline update never loses the architecture."""
+        self.kinds.of(spec)
         try:
-            return self.resolve_python(spec, progress)
+            found = self.resolve_python(spec, progress)
         except EnvironmentBuildError as exc:
             if exc.kept_python is None:
                 raise
             logger.warning("%s", exc)
-            progress(None, update_failed_note(spec.name, exc))
-            return Path(exc.kept_python)
+            note = update_failed_note(spec.name, exc)
+            progress(None, note)
+            return BuiltEnv.given(spec, Path(exc.kept_python), note)
+        return found if isinstance(found, BuiltEnv) else BuiltEnv.given(spec, found)
 
-    def _spawn(self, spec: EnvSpec, python: Path, device: str, ticket: Ticket, progress: ProgressFn) -> ManagedWorker:
+    def _spawn(self, spec: EnvSpec, built: BuiltEnv, device: str, ticket: Ticket, progress: ProgressFn) -> ManagedWorker:
         progress(None, "starting the %s worker" % spec.name)
         name = "%s-%d" % (spec.name, next(self._ids))
         # Model code runs offline, finds shared assets in one place, and never unpickles arbitrary objects.
         extra_env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
-        if self.settings.assets_dir is not None:
-            extra_env[ASSETS_ENV] = str(self.settings.assets_dir)
+        path_env = {ASSETS_ENV: self.settings.assets_dir} if self.settings.assets_dir is not None else {}
         if device != "cpu":
             extra_env["CUDA_VISIBLE_DEVICES"] = device  # pinned to the device's UUID
         elif self.devices.gpus is not None:
             extra_env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker on a GPU machine sees no GPU
         self._check_open()
         try:
-            process = WorkerProcess(name, python, spec.adapter, self.settings.project_root, self.private_dir, self.authkey, extra_env)
+            process = WorkerProcess(name, self.kinds.named(built.kind), built, self.settings.project_root, self.private_dir, self.authkey,
+                                    extra_env, path_env)
         except OSError as exc:
             self._check_open()
             raise WorkerBootError("could not start the %s worker: %s" % (spec.name, exc)) from exc
@@ -397,7 +416,8 @@ class Supervisor:
         self.table.set_activity(worker, WorkerState.LOADING, "loading %s" % request.character)
         progress(None, "loading %s" % request.character)
         before = self.admission.measure(worker)
-        model = {"character": request.character, "path": request.character_path, "device": "cpu" if worker.device == "cpu" else "cuda"}
+        path = worker.process.map_path(request.character_path) if request.character_path is not None else None
+        model = {"character": request.character, "path": path, "device": "cpu" if worker.device == "cpu" else "cuda"}
         started = time.perf_counter()
         header = {"type": "load", "job": self._job_id(), "model": model}
         reply, _ = self._ask(worker, header, None, "loaded", self._load_limits(), cancel, progress, request.key)
@@ -411,7 +431,8 @@ class Supervisor:
         if size is None:
             size = self._character_need(request, worker.device)
         details = reply.get("details")
-        slot = CharacterSlot(request.model_key, request.character, size, measured, load_s, details=dict(details or {}))
+        slot = CharacterSlot(request.model_key, request.character, size, measured, load_s, details=dict(details or {}),
+                             worker_key=path if path is not None and path != request.model_key else "")
         with self.table.lock:
             worker.characters[request.model_key] = slot
         self.table.set_activity(worker, WorkerState.BUSY, request.model_id)
@@ -423,7 +444,7 @@ class Supervisor:
         if slot is None:
             return 0
         self.table.set_activity(worker, WorkerState.BUSY, "unloading %s" % slot.character)
-        header = {"type": "unload", "job": self._job_id(), "key": key}
+        header = {"type": "unload", "job": self._job_id(), "key": slot.key_in_worker}
         self._ask(worker, header, None, "unloaded", self._load_limits(), None, _no_progress, (worker.architecture, key))
         with self.table.lock:
             worker.characters.pop(key, None)
@@ -434,10 +455,11 @@ class Supervisor:
         self, worker: ManagedWorker, request: JobRequest, progress: ProgressFn, cancel: threading.Event
     ) -> Tuple[Header, Optional[np.ndarray]]:
         progress(None, "generating")
+        loaded = worker.characters.get(request.model_key)
         header = {
             "type": "generate",
             "job": self._job_id(),
-            "key": request.model_key,
+            "key": loaded.key_in_worker if loaded is not None else request.model_key,
             "text": request.text,
             "audio_sample_rate": request.audio_sample_rate,
             "options": request.options,

@@ -50,6 +50,12 @@ class CharacterSlot:
     last_used: float = field(default_factory=time.monotonic)
     details: Dict[str, Any] = field(default_factory=dict)
     """What the adapter found loading it (version, sample rate, ...)."""
+    worker_key: str = ""
+    """Its key inside the worker: ``key`` with a folder mapped as the worker sees it ("" when the same)."""
+
+    @property
+    def key_in_worker(self) -> str:
+        return self.worker_key or self.key
 
 
 @dataclass(eq=False)
@@ -118,7 +124,7 @@ class WorkerTable:
             return list(self._workers.values())
 
     def _write_record(self) -> None:
-        self.record.write([worker.process.pid for worker in self._workers.values()])
+        self.record.write([worker.process.handle.record_entry() for worker in self._workers.values()])
 
     # the one place a state changes
     def transition(self, worker: ManagedWorker, to: WorkerState, reason: str = "") -> bool:

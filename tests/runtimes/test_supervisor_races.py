@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from runtimes.environments import EnvSpec
+from runtimes.envkinds.venv import VenvHandle
 from runtimes.errors import (
     ArchitectureUnavailableError,
     JobCancelledError,
@@ -140,9 +141,12 @@ def test_boot_timeout_backs_off_instead_of_failing(make_supervisor: SupervisorFa
     assert supervisor.generate(fake_job()).sample_rate == 16000
 
 
-def test_malformed_manifest_leaves_no_half_started_worker(make_supervisor: SupervisorFactory, fake_spec: EnvSpec) -> None:
+def test_malformed_manifest_leaves_no_half_started_worker(make_supervisor: SupervisorFactory, fake_spec: EnvSpec,
+                                                          fake_python: Path) -> None:
     broken = replace(fake_spec, adapter="tests.fakes.bad_handshake:MalformedManifestAdapter")
-    supervisor = make_supervisor({"fake": broken})
+    # The fake's own env (the adapter line is part of the spec's hash: building "broken" would swap the
+    # shared fake env for a copy and remove the one the session's other tests run from).
+    supervisor = make_supervisor({"fake": broken}, resolve_python=lambda spec, progress: fake_python)
     with pytest.raises(WorkerBootError, match="malformed manifest"):
         supervisor.generate(fake_job())
     assert all(row["pid"] is None for row in supervisor.status()) and supervisor.table.live() == []
@@ -169,7 +173,7 @@ def test_concurrent_record_writes(tmp_path: Path) -> None:
     def write(index: int) -> None:
         for _ in range(50):
             try:
-                record.write([os.getpid()] * index)
+                record.write([{"kind": "venv", "pid": os.getpid(), "create_time": None}] * index)
             except BaseException as exc:  # collected for the assertion below
                 errors.append(exc)
 
@@ -331,16 +335,18 @@ def test_no_killpg_after_the_leader_was_reaped(make_supervisor: SupervisorFactor
     supervisor.generate(fake_job())
     [worker] = supervisor.table.live()
     process: WorkerProcess = worker.process
+    handle = process.handle
+    assert isinstance(handle, VenvHandle)  # the venv kind's process group
     sent_after_reap: List[int] = []
     real_killpg = os.killpg
 
     def watching_killpg(pgid: int, sig: int) -> None:
-        if process.popen.returncode is not None and pgid == process.pid:
+        if handle.popen.returncode is not None and pgid == handle.main_pid:
             sent_after_reap.append(sig)
         real_killpg(pgid, sig)
 
     monkeypatch.setattr(os, "killpg", watching_killpg)
-    os.kill(process.pid, signal.SIGKILL)
+    os.kill(handle.main_pid, signal.SIGKILL)
     assert process.wait_exit(5)  # reaped
     process.stop(0.1)
     process.kill()
@@ -365,11 +371,11 @@ def test_shutdown_during_a_spawn_leaves_nothing(make_supervisor: SupervisorFacto
 def test_a_failing_memory_reading_does_not_stop_keep_alive(make_supervisor: SupervisorFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     supervisor = make_supervisor(keep_alive_s=1.0, monitor_interval_s=0.1)
     supervisor.generate(fake_job())
-    original = supervisor.devices.process_bytes
+    original = supervisor.devices.worker_bytes
 
-    def flaky(device: str, pids: Any) -> Optional[int]:
+    def flaky(device: str, handle: Any) -> Optional[int]:
         raise KeyError(device)  # what NVML did for "cpu" before
 
-    monkeypatch.setattr(supervisor.devices, "process_bytes", flaky)
+    monkeypatch.setattr(supervisor.devices, "worker_bytes", flaky)
     assert wait_until(lambda: supervisor.status() == [], 10)  # keep-alive still enforced
-    monkeypatch.setattr(supervisor.devices, "process_bytes", original)
+    monkeypatch.setattr(supervisor.devices, "worker_bytes", original)
