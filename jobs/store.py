@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -138,10 +138,11 @@ class JobStore:
 
     def client_holdings(self, client: str) -> Tuple[int, int]:
         """(jobs waiting, bytes of kept recordings) of one client: what its quotas count."""
+        statement = select(func.coalesce(func.sum(case((TABLE.c.state == QUEUED, 1), else_=0)), 0),
+                           func.coalesce(func.sum(case((TABLE.c.input_path.is_not(None), TABLE.c.input_bytes), else_=0)), 0)
+                           ).where(TABLE.c.client == client)  # one query on the submit path
         with self.engine.connect() as connection:
-            queued = connection.execute(select(func.count()).where(TABLE.c.client == client, TABLE.c.state == QUEUED)).scalar_one()
-            kept = connection.execute(select(func.coalesce(func.sum(TABLE.c.input_bytes), 0))
-                                      .where(TABLE.c.client == client, TABLE.c.input_path.is_not(None))).scalar_one()
+            queued, kept = connection.execute(statement).one()
         return int(queued), int(kept)
 
     def delete(self, job_ids: Sequence[str]) -> int:
