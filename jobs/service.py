@@ -173,11 +173,16 @@ class JobService(JobQueue):
         quotas = self.quotas
         if not (quotas.max_queued_jobs or quotas.max_kept_input_bytes):
             return
-        queued, kept_bytes = self.store.client_holdings(client)
-        if quotas.max_queued_jobs and queued >= quotas.max_queued_jobs:
-            raise QuotaError("you have %d jobs waiting; this server takes up to %d per person at once: wait for some to "
-                             "finish, or cancel some" % (queued, quotas.max_queued_jobs))
-        if quotas.max_kept_input_bytes and kept_bytes + input_bytes > quotas.max_kept_input_bytes:
+        if quotas.max_queued_jobs:
+            with self._lock:  # this service's own line holds every queued job of this app (recovered ones too)
+                queued = sum(1 for waiting in self._queue if waiting.client == client)
+            if queued >= quotas.max_queued_jobs:
+                raise QuotaError("you have %d jobs waiting; this server takes up to %d per person at once: wait for some to "
+                                 "finish, or cancel some" % (queued, quotas.max_queued_jobs))
+        if not (quotas.max_kept_input_bytes and input_bytes):
+            return  # nothing to keep (text to speech): no query on the hot path
+        _, kept_bytes = self.store.client_holdings(client)
+        if kept_bytes + input_bytes > quotas.max_kept_input_bytes:
             raise QuotaError("your kept recordings take %.1f MB and this one %.1f MB; this server keeps up to %.1f MB per person: "
                              "delete older jobs in History" % (kept_bytes / 1e6, input_bytes / 1e6, quotas.max_kept_input_bytes / 1e6))
 
