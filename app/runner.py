@@ -95,8 +95,9 @@ class JobRunner:
         target = self.output_key(manifest.architecture, character.id, job_id)
         if job.use_cache:
             hit = self.cache.get_output(output_key)
-            if hit is not None:
-                return self._from_cache(job, hit, target.rsplit(".", 1)[0] + OUTPUT_FORMATS[job.output_format][2], client)
+            cached = self._from_cache(job, hit, target.rsplit(".", 1)[0] + OUTPUT_FORMATS[job.output_format][2], client) if hit else None
+            if cached is not None:
+                return cached
         source, speak_s, progress = self._source(job, progress, cancel)
         started = time.perf_counter()
         audio, audio_rate = self._preprocessed(job, source, progress) if source is not None else (None, None)
@@ -154,8 +155,9 @@ class JobRunner:
         notes = loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None)
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         try:  # the result is made and written: a cache that cannot take it must not fail the job
-            self.cache.put_output(output_key, path.read_bytes(), {"sample_rate": written_rate, "duration_s": duration_s,
-                                                                  "key": self.artifacts.key_of(path), "client": client})
+            # the entry names the stored result (one copy: the artifact store's), not its bytes
+            self.cache.put_output(output_key, b"", {"sample_rate": written_rate, "duration_s": duration_s,
+                                                    "key": self.artifacts.key_of(path), "client": client})
         except Exception:
             logger.exception("could not keep job %s's result in the output cache", job_id)
         return Generation(path, job.manifest.architecture, job.character.id, job.text, written_rate, duration_s, result.cold, timings,
@@ -173,19 +175,21 @@ class JobRunner:
             shutil.rmtree(scratch, ignore_errors=True)
         return self.artifacts.path_for(key)
 
-    def _from_cache(self, job: PreparedJob, hit: Tuple[bytes, Dict[str, Any]], key: str, client: str) -> Generation:
+    def _from_cache(self, job: PreparedJob, hit: Tuple[bytes, Dict[str, Any]], key: str, client: str) -> Optional[Generation]:
         """An identical earlier result, as this job's own file under its own key (linked to the earlier one: one stored
-        copy where the store can), with its lossless master likewise. ``cached`` is said only to the client that asked
-        before: nobody learns from it what someone else asked."""
+        copy where the store can), with its lossless master likewise; None when the earlier result is no longer kept.
+        ``cached`` is said only to the client that asked before: nobody learns from it what someone else asked."""
         data, info = hit
         artifacts = self.artifacts
         earlier = info.get("key") or (artifacts.key_of(str(info["path"])) if info.get("path") else None)
-        if earlier and artifacts.exists(earlier) and artifacts.size(earlier) == len(data):
+        if earlier and artifacts.exists(earlier):
             artifacts.link(earlier, key)
             if artifacts.exists(_master_key(earlier)):
                 artifacts.link(_master_key(earlier), _master_key(key))
-        else:
+        elif data:  # an entry from before entries named their result
             artifacts.put(key, data)
+        else:
+            return None
         same_client = bool(client) and info.get("client") == client
         return Generation(artifacts.path_for(key), job.manifest.architecture, job.character.id, job.text, int(info["sample_rate"]),
                           float(info["duration_s"]), False, {"total_s": 0.0}, cached=same_client)

@@ -54,6 +54,8 @@ BUILDER_VERSION = "1"
 MARKER_NAME = ".voicegen-env.json"
 VERSION_HASH_CHARS = 12
 POINTER_FILE_SUFFIX = ".current"
+MEMBERS_MAX_AGE_S = 2.0
+"""How old a list of a worker's child processes may be for a memory reading."""
 """Where symbolic links cannot be made (Windows without the right): ``<name>.current`` names the version."""
 
 
@@ -340,6 +342,7 @@ class VenvHandle(WorkerHandle):
             self._identity = None
         self._noted: List[psutil.Process] = []
         self._noted_lock = threading.Lock()
+        self._members_listed_at = -1e9
 
     @property
     def main_pid(self) -> int:
@@ -348,10 +351,17 @@ class VenvHandle(WorkerHandle):
     def pids(self) -> List[int]:
         return [self._pid, *(process.pid for process in self._members())]
 
-    def _members(self) -> List[psutil.Process]:
+    def _members(self, max_age_s: float = 0.0) -> List[psutil.Process]:
         """The leader's descendants still running: those it has now (while the leader is this very
         process), and those noted before (a child of an exited leader is no longer its child). The
-        leader itself is signalled through its group and reaped by ``Popen`` alone, so its exit code is kept."""
+        leader itself is signalled through its group and reaped by ``Popen`` alone, so its exit code is kept.
+        ``max_age_s``: a list found that recently will do (listing children reads every process on the machine:
+        a memory reading after each job need not pay that; signals always look again)."""
+        now = time.monotonic()
+        if max_age_s and now - self._members_listed_at < max_age_s:
+            with self._noted_lock:
+                return [process for process in self._noted if _running(process)]
+        self._members_listed_at = now
         found: List[psutil.Process] = []
         if self._identity is not None and _running(self._identity):
             try:
@@ -413,7 +423,7 @@ class VenvHandle(WorkerHandle):
     def memory_bytes(self) -> Optional[int]:
         processes = [self._identity] if self._identity is not None and _running(self._identity) else []
         total = 0
-        for process in [*processes, *self._members()]:
+        for process in [*processes, *self._members(max_age_s=MEMBERS_MAX_AGE_S)]:
             try:
                 total += int(process.memory_info().rss)
             except psutil.Error:

@@ -85,6 +85,9 @@ def test_a_cache_hit_is_the_jobs_own_file_but_no_second_copy(client: Client, ser
     assert again.stat().st_ino == mine.stat().st_ino and mine.stat().st_nlink == 2  # one stored copy
     client.predict(first_info["job_id"], api_name="/delete_history_item")
     assert not mine.exists() and again.is_file()  # deleting one person's job never takes another's file
+    client.predict(info["job_id"], api_name="/delete_history_item")
+    fresh, fresh_info = client.predict("piper", "joe", "Say it once.", None, {}, "wav", {}, {}, True, None, api_name="/generate")
+    assert not fresh_info["cached"] and soundfile.info(fresh).duration > 0.3  # made again: no stored copy outlives its jobs
 
 
 def test_loudness_targets_are_reached_on_piper_speech(client: Client) -> None:
