@@ -133,14 +133,13 @@ class RequestGuard:
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        if origin and origin != "null" and (scope["type"] == "websocket" or scope.get("method") in STATE_CHANGING):
-            if urlsplit(origin).netloc.lower() != host.lower():
-                if scope["type"] == "http":
-                    await _answer(send, 403, "a page of another site (%s) may not use this app" % origin[:100])
-                else:
-                    await send({"type": "websocket.close", "code": 1008})
-                return
+        if (scope["type"] == "websocket" or scope.get("method") in STATE_CHANGING) and self._cross_site(headers, host):
+            origin = headers.get(b"origin", b"").decode("latin-1") or "another site"
+            if scope["type"] == "http":
+                await _answer(send, 403, "a page of another site (%s) may not use this app" % origin[:100])
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
@@ -172,6 +171,21 @@ class RequestGuard:
             await self._watch_login(scope, receive, send, address)
             return
         await self.app(scope, receive, send)
+
+    def _cross_site(self, headers: Dict[bytes, bytes], host: str) -> bool:
+        """Sent by a page of another site: its Origin is neither this app's address (the Host it was asked under) nor
+        a name the operator trusts (a proxy in front may rewrite Host); ``null`` (sandboxed frames, data: pages) and
+        a browser's own ``Sec-Fetch-Site: cross-site`` count as another site. Scripts send no Origin."""
+        origin = headers.get(b"origin", b"").decode("latin-1").strip()
+        if not origin:
+            return headers.get(b"sec-fetch-site", b"") == b"cross-site"
+        if origin == "null":
+            return True
+        netloc = urlsplit(origin).netloc.lower()
+        if netloc == host.strip().lower():
+            return False
+        name = host_name(netloc)
+        return not (name in self.hosts.trusted or (self.hosts.share and name.endswith(SHARE_SUFFIX)))
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the route with its body counted as it streams: past the limit, reading stops and the answer is 413

@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from app.access import Access, authenticate_header
 from app.actions import Generation, Workstation
 from app.aliases import Aliases
-from app.guard import HostPolicy, LoginThrottle, RequestGuard
+from app.guard import HostPolicy, LoginThrottle, RequestGuard, host_name
 from app.identity import client_identity
 from app.public_errors import for_person
 from app.ui_processing import parse_json_object
@@ -65,7 +65,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         """(owner, session, client): each request is its own session (a /cancel from one never reaches another's jobs);
         the client, for quotas and turns, is the login, else the address."""
         session = "http:%s:%s" % (user, uuid.uuid4().hex)
-        client = client_identity(user, None, request.client.host if request.client else "")
+        client = client_identity(user, request.client.host if request.client else "")
         return ("user:%s" % user if user else session), session, client
 
     def voice_of(model: str, voice: Optional[str]) -> Tuple[str, str]:
@@ -167,7 +167,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
 def guard_middleware(station: Workstation) -> Middleware:
     """The request guard (``app.guard``) for the server's middleware list, so it is there from the first request."""
     settings = station.settings
-    hosts = HostPolicy(frozenset(h.strip().lower() for h in settings.trusted_hosts.split(",") if h.strip()), settings.share)
+    hosts = HostPolicy(frozenset(host_name(h) for h in settings.trusted_hosts.split(",") if h.strip()), settings.share)
     throttle = LoginThrottle(settings.failed_login_limit, settings.failed_login_window_s)
     return Middleware(RequestGuard, access=station.access, hosts=hosts, throttle=throttle,
                       max_body_bytes=settings.max_upload_mb << 20)

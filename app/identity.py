@@ -2,8 +2,8 @@
 
 * owner: whose history a job joins: the user (with logins), else the browser (a random id it keeps), else the
   caller's session (one gradio_client ``Client``; one HTTP request).
-* client: the stable identity quotas and the fair pick count: the user, else the browser, else the address, so
-  that asking through many sessions or requests earns no extra turns and no extra room."""
+* client: the stable identity quotas and the fair pick count: the user, else the address. Not the browser's id: a
+  browser (or a script speaking for one) makes up its own, so a new one per job would earn new turns and new room."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ def owner_of(username: Optional[str], session: str, browser: Optional[str] = Non
     return "session:%s" % (session or "none-%s" % uuid.uuid4().hex)
 
 
-def client_identity(username: Optional[str], browser: Optional[str], address: str) -> str:
+def client_identity(username: Optional[str], address: str) -> str:
     if username:
         return "user:%s" % username
-    if browser and _BROWSER_ID.fullmatch(browser):
-        return "browser:%s" % browser
     return "addr:%s" % (address or "unknown")

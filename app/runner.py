@@ -24,6 +24,7 @@ from app.public_errors import for_person, new_error_id
 from app.request_checks import PreparedJob, RequestChecks
 from app.settings import Settings
 from jobs.artifacts import ArtifactStore
+from jobs.errors import MissingArtifactError
 from jobs.output import JobOutput
 from jobs.spec import JobSpec
 from pipeline.audio_io import OUTPUT_FORMATS, encode, output_sample_rate
@@ -157,7 +158,7 @@ class JobRunner:
         try:  # the result is made and written: a cache that cannot take it must not fail the job
             # the entry names the stored result (one copy: the artifact store's), not its bytes
             self.cache.put_output(output_key, b"", {"sample_rate": written_rate, "duration_s": duration_s,
-                                                    "key": self.artifacts.key_of(path), "client": client})
+                                                    "key": self.artifacts.key_of(path), "client": client, "timings_s": timings})
         except Exception:
             logger.exception("could not keep job %s's result in the output cache", job_id)
         return Generation(path, job.manifest.architecture, job.character.id, job.text, written_rate, duration_s, result.cold, timings,
@@ -182,17 +183,22 @@ class JobRunner:
         data, info = hit
         artifacts = self.artifacts
         earlier = info.get("key") or (artifacts.key_of(str(info["path"])) if info.get("path") else None)
-        if earlier and artifacts.exists(earlier):
-            artifacts.link(earlier, key)
-            if artifacts.exists(_master_key(earlier)):
-                artifacts.link(_master_key(earlier), _master_key(key))
-        elif data:  # an entry from before entries named their result
-            artifacts.put(key, data)
-        else:
+        try:
+            if earlier:
+                artifacts.link(earlier, key)
+                if artifacts.exists(_master_key(earlier)):
+                    artifacts.link(_master_key(earlier), _master_key(key))
+            elif data:  # an entry from before entries named their result
+                artifacts.put(key, data)
+            else:
+                return None
+        except MissingArtifactError:  # no longer kept (retention, a delete), now or meanwhile: made again
             return None
         same_client = bool(client) and info.get("client") == client
+        # to another client the take looks as made: its own timings, not an instant answer's
+        timings = {"total_s": 0.0} if same_client else dict(info.get("timings_s") or {})
         return Generation(artifacts.path_for(key), job.manifest.architecture, job.character.id, job.text, int(info["sample_rate"]),
-                          float(info["duration_s"]), False, {"total_s": 0.0}, cached=same_client)
+                          float(info["duration_s"]), False, timings, cached=same_client)
 
     def on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> JobResult:
         try:

@@ -167,6 +167,7 @@ class LocalFolderStore:
         def fill(part: Path) -> None:
             try:
                 os.link(source, part)  # one stored copy
+                os.utime(part)  # new to the orphan sweep, though the file is old: its row is not written yet
             except OSError:  # a filesystem without hard links, or a store spread over devices
                 shutil.copyfile(source, part)
 

@@ -24,17 +24,20 @@ FILE_COLUMNS = ("output_path", "master_path", "input_path")
 
 def doomed_jobs(rows_newest_first: Sequence[Dict[str, Any]], keep: int, max_bytes: int, max_age_s: float, grace_s: float,
                 now: float) -> List[Dict[str, Any]]:
-    """Per owner: ended jobs beyond ``keep`` jobs or ``max_bytes`` of outputs, and any older than ``max_age_s``;
-    never one that began in the last ``grace_s`` (its file may still be on its way to a person)."""
+    """Per owner, and per client (a login, else an address: one address asking in many sessions or HTTP requests,
+    each its own owner, is still held to one share): ended jobs beyond ``keep`` jobs or ``max_bytes`` of outputs, and
+    any older than ``max_age_s``; never one that began in the last ``grace_s`` (its file may still be on its way)."""
     counted: Dict[str, int] = collections.Counter()
     total_bytes: Dict[str, int] = collections.Counter()
     doomed = []
     for row in rows_newest_first:
-        owner = row["owner"]
-        counted[owner] += 1
-        total_bytes[owner] += int(row["output_bytes"] or 0)
+        over = False
+        for holder in {"owner:" + row["owner"], "client:" + (row.get("client") or row["owner"])}:
+            counted[holder] += 1
+            total_bytes[holder] += int(row["output_bytes"] or 0)
+            over = over or counted[holder] > keep or total_bytes[holder] > max_bytes
         age_s = now - float(row["created_at"])
-        if age_s > grace_s and (counted[owner] > keep or total_bytes[owner] > max_bytes or age_s > max_age_s):
+        if age_s > grace_s and (over or age_s > max_age_s):
             doomed.append(row)
     return doomed
 

@@ -11,6 +11,7 @@ are read as before."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import logging
 import re
@@ -19,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Deque, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from jobs import retention
 from jobs.artifacts import ArtifactStore, LocalFolderStore, check_prefix, local_path
@@ -138,6 +139,8 @@ class JobService(JobQueue):
         self._recent: Deque[_Active] = collections.deque(maxlen=256)
         """Finished jobs whose waiters may not have collected them yet (a result is an object, not a row)."""
         self._last_start: Dict[str, float] = {}
+        self._pending: Dict[str, Tuple[int, int]] = {}
+        """Per client: places and recording bytes of submissions being prepared (not yet in the line)."""
         self.last_start_limit = 4096
         """Clients remembered for the fair pick (one entry per client ever seen would grow without bound)."""
         self._closed = False
@@ -151,7 +154,11 @@ class JobService(JobQueue):
         ``client``: the stable identity its quotas and turn count against (default: the owner)."""
         client = client or owner
         input_bytes = Path(spec.audio_path).stat().st_size if spec.audio_path else 0
-        self._check_quotas(client, input_bytes if input_bytes <= self.input_copy_max_bytes else 0)
+        with self._reserved(client, input_bytes if input_bytes <= self.input_copy_max_bytes else 0):
+            return self._submit(spec, owner, session, batch_id, prepared, client, input_bytes)
+
+    def _submit(self, spec: JobSpec, owner: str, session: str, batch_id: Optional[str], prepared: Any, client: str,
+                input_bytes: int) -> str:
         prepared = self.runner.prepare(spec) if prepared is None else prepared
         job_id = uuid.uuid4().hex
         input_name, input_sha256, input_key = self._keep_input(job_id, spec.audio_path)
@@ -169,19 +176,38 @@ class JobService(JobQueue):
         self._enqueue(_Active(job_id, owner, session, spec.architecture, now, prepared, batch_id, spec=kept, client=client))
         return job_id
 
-    def _check_quotas(self, client: str, input_bytes: int) -> None:
+    @contextlib.contextmanager
+    def _reserved(self, client: str, input_bytes: int) -> Iterator[None]:
+        """Check the client's quotas and hold its place while the job is prepared and recorded (requests sent at once
+        each count the others' places), then give the place back: the job is in the line by then, or refused."""
         quotas = self.quotas
         if not (quotas.max_queued_jobs or quotas.max_kept_input_bytes):
+            yield
             return
+        kept_bytes = self.store.client_holdings(client)[1] if quotas.max_kept_input_bytes and input_bytes else 0
+        with self._lock:
+            places, pending_bytes = self._pending.get(client, (0, 0))
+            self._check_quotas(client, input_bytes, places, kept_bytes + pending_bytes)
+            self._pending[client] = (places + 1, pending_bytes + input_bytes)
+        try:
+            yield
+        finally:
+            with self._lock:
+                places, pending_bytes = self._pending.pop(client, (1, input_bytes))
+                if places > 1:
+                    self._pending[client] = (places - 1, pending_bytes - input_bytes)
+
+    def _check_quotas(self, client: str, input_bytes: int, pending: int, kept_bytes: int) -> None:
+        """(with the lock held) Refuse what would take the client past its quotas."""
+        quotas = self.quotas
         if quotas.max_queued_jobs:
-            with self._lock:  # this service's own line holds every queued job of this app (recovered ones too)
-                queued = sum(1 for waiting in self._queue if waiting.client == client)
+            # this service's own line holds every queued job of this app (recovered ones too)
+            queued = pending + sum(1 for waiting in self._queue if waiting.client == client)
             if queued >= quotas.max_queued_jobs:
                 raise QuotaError("you have %d jobs waiting; this server takes up to %d per person at once: wait for some to "
                                  "finish, or cancel some" % (queued, quotas.max_queued_jobs))
         if not (quotas.max_kept_input_bytes and input_bytes):
             return  # nothing to keep (text to speech): no query on the hot path
-        _, kept_bytes = self.store.client_holdings(client)
         if kept_bytes + input_bytes > quotas.max_kept_input_bytes:
             raise QuotaError("your kept recordings take %.1f MB and this one %.1f MB; this server keeps up to %.1f MB per person: "
                              "delete older jobs in History" % (kept_bytes / 1e6, input_bytes / 1e6, quotas.max_kept_input_bytes / 1e6))
@@ -207,9 +233,11 @@ class JobService(JobQueue):
         name = job_id + re.sub(r"[^a-z0-9.]", "", source.suffix.lower())[:8]
         key = "%s/%s" % (self.inputs_prefix, name) if self.inputs_prefix else name
         stored = self.artifacts.key_of(source)
-        if stored is not None and self.artifacts.exists(stored):
+        try:
+            if stored is None:
+                raise MissingArtifactError(key)
             self.artifacts.link(stored, key)
-        else:
+        except MissingArtifactError:  # not in the store, or gone meanwhile (retention): a copy of the file given
             self.artifacts.put(key, source)
         return source.name, digest, key
 
@@ -393,12 +421,14 @@ class JobService(JobQueue):
         if row["state"] not in ENDED_STATES or row["state"] == SUCCEEDED:
             raise JobError("job %s is %s: only a failed, cancelled or interrupted job can be retried" % (job_id, row["state"]))
         spec = self._spec_of(row)
-        prepared = self.runner.prepare(spec)
-        now = time.time()
-        if not self.store.move(job_id, list(ENDED_STATES), state=QUEUED, created_at=now, started_at=None, finished_at=None, error=None):
-            raise JobError("job %s changed while retrying it; look again" % job_id)
-        self._enqueue(_Active(job_id, row["owner"], row["session"], row["architecture"], now, prepared, row.get("batch_id"),
-                              int(row["attempts"]), spec=spec, client=row.get("client") or ""))
+        with self._reserved(row.get("client") or row["owner"], 0):  # a Retry queues again: the same quotas
+            prepared = self.runner.prepare(spec)
+            now = time.time()
+            if not self.store.move(job_id, list(ENDED_STATES), state=QUEUED, created_at=now, started_at=None, finished_at=None,
+                                   error=None):
+                raise JobError("job %s changed while retrying it; look again" % job_id)
+            self._enqueue(_Active(job_id, row["owner"], row["session"], row["architecture"], now, prepared, row.get("batch_id"),
+                                  int(row["attempts"]), spec=spec, client=row.get("client") or ""))
         return job_id
 
     def recover(self) -> Dict[str, int]:

@@ -120,7 +120,7 @@ class JobStore:
 
     def ended_newest_first(self) -> List[Dict[str, Any]]:
         """What retention may remove (never a queued or running job), with what it needs to decide."""
-        columns = [TABLE.c.id, TABLE.c.owner, TABLE.c.created_at, TABLE.c.output_bytes, *PATH_COLUMNS]
+        columns = [TABLE.c.id, TABLE.c.owner, TABLE.c.client, TABLE.c.created_at, TABLE.c.output_bytes, *PATH_COLUMNS]
         with self.engine.connect() as connection:
             rows = connection.execute(select(*columns).where(TABLE.c.state.in_(ENDED_STATES)).order_by(TABLE.c.created_at.desc()))
             return [dict(row._mapping) for row in rows]

@@ -28,7 +28,8 @@ GUEST = ("guest", "guest-pw")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     app = start_app(tmp_path_factory.mktemp("data"), extra_env={
         "VOICEGEN_AUTH": "%s:%s,%s:%s" % (ADMIN + GUEST), "VOICEGEN_ADMINS": "admin", "VOICEGEN_MAX_INPUT_S": "5",
-        "VOICEGEN_MAX_UPLOAD_MB": "1", "VOICEGEN_FAILED_LOGIN_LIMIT": "3", "VOICEGEN_FAILED_LOGIN_WINDOW_S": "30"})
+        "VOICEGEN_MAX_UPLOAD_MB": "1", "VOICEGEN_FAILED_LOGIN_LIMIT": "3", "VOICEGEN_FAILED_LOGIN_WINDOW_S": "30",
+        "VOICEGEN_TRUSTED_HOSTS": "voices.example:8443"})
     yield app
     app.stop()
 
@@ -121,6 +122,7 @@ def test_identical_requests_of_two_people_each_get_their_own_file(guest: Client,
     second, second_info = admin.predict("piper", "joe", words, api_name="/generate")
     assert second_info["job_id"] in Path(second).name and first_info["job_id"] not in Path(second).name
     assert not second_info["cached"]  # nothing says that someone else asked the same
+    assert "generate_s" in second_info["timings_s"]  # nor an instant answer's timings: the take's own, as it was made
     assert Path(second).read_bytes() == Path(first).read_bytes()
     mine_again, again_info = guest.predict("piper", "joe", words, api_name="/generate")
     assert again_info["cached"] and again_info["job_id"] in Path(mine_again).name
@@ -137,6 +139,11 @@ def test_foreign_hosts_and_other_sites_are_refused(server: AppServer) -> None:
     assert same_site.status_code == 200
     gradio_post = httpx.post(server.url + "gradio_api/queue/join", json={}, headers={"origin": "http://evil.example"})
     assert gradio_post.status_code == 403
+    for hidden in ({"origin": "null"}, {"sec-fetch-site": "cross-site"}):  # a sandboxed frame, a browser's own word
+        assert httpx.post(speech, json=body, auth=GUEST, headers=hidden).status_code == 403, hidden
+    # behind a proxy that rewrites Host, the page's own origin is a name the operator trusts
+    proxied = httpx.post(speech, json=body, auth=GUEST, headers={"origin": "https://voices.example:8443"})
+    assert proxied.status_code == 200
 
 
 def test_guessed_passwords_are_throttled_per_address(server: AppServer) -> None:

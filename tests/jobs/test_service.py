@@ -334,6 +334,11 @@ def test_retention_and_quotas_are_per_owner(made: Any, tmp_path: Path) -> None:
     with pytest.raises(QuotaError, match="2 jobs waiting; this server takes up to 2 per person"):
         service.submit(JobSpec("piper", "joe", "three"), owner="a")
     service.submit(JobSpec("piper", "joe", "b may"), owner="b")
+    cancelled = service.submit(JobSpec("piper", "joe", "b's second"), owner="b")
+    service.cancel(cancelled, "b")
+    service.submit(JobSpec("piper", "joe", "b's third"), owner="b")
+    with pytest.raises(QuotaError, match="2 jobs waiting"):  # a Retry queues again: the same quota
+        service.retry(cancelled, "b")
     recording = tmp_path / "take.wav"
     recording.write_bytes(b"R" * 100)
     service.submit(JobSpec("rvc", "x", "", audio_path=str(recording)), owner="c")
@@ -353,3 +358,15 @@ def test_the_fair_pick_is_a_pure_function_and_its_memory_is_bounded(made: Any) -
     for index in range(30):
         run_to_end(service, JobSpec("piper", "joe", "from %d" % index), "client-%d" % index)
     assert len(service._last_start) <= 8
+
+
+def test_retention_holds_a_client_of_many_sessions_to_one_share() -> None:
+    """Review of issue 17: without logins every HTTP request is an owner of its own, so keeping N jobs per owner kept
+    every job one address ever asked for (up to the age limit)."""
+    from jobs.retention import doomed_jobs
+
+    rows = [{"id": "j%d" % index, "owner": "http::%d" % index, "client": "addr:10.0.0.9", "created_at": 1000.0 - index,
+             "output_bytes": 10} for index in range(5)]
+    rows.append({"id": "other", "owner": "browser:b", "client": "addr:10.0.0.7", "created_at": 900.0, "output_bytes": 10})
+    doomed = {row["id"] for row in doomed_jobs(rows, keep=2, max_bytes=1 << 30, max_age_s=1e9, grace_s=0, now=2000.0)}
+    assert doomed == {"j2", "j3", "j4"}
