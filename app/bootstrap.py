@@ -81,9 +81,9 @@ def make_workstation(settings: Settings) -> Workstation:
     cache = AudioCache(settings.cache_dir, settings.cache_size_bytes)
     catalog = Catalog(settings, specs, manifests)
     preferences = Preferences(settings.presets_dir, catalog, PresetStore(settings.presets_dir))
-    checks = RequestChecks(settings, catalog, preferences, cache)
-    provenance = Provenance(catalog)
     artifacts = LocalFolderStore(settings.data_dir)  # keys: outputs/<day>/<file>, jobs/inputs/<job id>.<ext>
+    checks = RequestChecks(settings, catalog, preferences, cache, artifacts)
+    provenance = Provenance(catalog)
     service_runner = JobServiceRunner(checks, JobRunner(settings, supervisor, cache, provenance, artifacts), provenance)
     jobs, retention = make_jobs(settings, service_runner, artifacts)
     models = ModelManager(

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from app.actions import Generation, ProgressFn, Workstation
 from app.errors import UserFacingError
-from app.identity import owner_of  # noqa: F401  (re-exported: the UI's one derivation)
+from app.keeping import kept
 from app.public_errors import redact
 from jobs.artifacts import local_path
 from jobs.errors import JobError
@@ -143,12 +143,12 @@ def export(station: Workstation, job_id: str, owner: str, output_format: str) ->
         raise UserFacingError("job %s has no output kept (%s)" % (row["id"], row["state"]))
     try:
         decoded = decode(source)
-        folder = station.settings.outputs_dir / "exports"  # served like the outputs; swept an hour later (no job names it)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / ("%s-%s.wav" % (Path(row["output_path"]).name.split(".")[0], output_format))
+        # served like the outputs; swept an hour later (no job names it); each export its own file
+        key = "outputs/exports/%s/%s-%s.wav" % (uuid.uuid4().hex[:12], Path(row["output_path"]).name.split(".")[0], output_format)
         tags = {"title": (row["text"] or "conversion")[:120], "artist": row["character"], "album": row["architecture"],
                 "software": "voice workstation"}
-        return str(encode(decoded.audio, decoded.sample_rate, target, output_format, tags))
+        return str(kept(station.jobs.artifacts, station.settings.temp_dir, key,
+                        lambda scratch: encode(decoded.audio, decoded.sample_rate, scratch, output_format, tags)))
     except PipelineError as exc:
         raise UserFacingError(str(exc)) from exc
 
@@ -216,9 +216,12 @@ def batch(
 
 def _zip_batch(station: Workstation, batch_id: str, items: List[Dict[str, Any]]) -> Tuple[str, List[Dict[str, Any]]]:
     manifest: List[Dict[str, Any]] = []
-    folder = station.settings.outputs_dir / datetime.now().strftime("%Y-%m-%d")
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / ("batch-%s.zip" % batch_id)
+    key = "outputs/%s/batch-%s.zip" % (datetime.now().strftime("%Y-%m-%d"), batch_id)
+    return str(kept(station.jobs.artifacts, station.settings.temp_dir, key, lambda scratch: _write_zip(scratch, batch_id, items,
+                                                                                                      manifest))), manifest
+
+
+def _write_zip(target: Path, batch_id: str, items: List[Dict[str, Any]], manifest: List[Dict[str, Any]]) -> Path:
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:  # audio does not deflate
         for entry in items:
             generation: Optional[Generation] = entry.get("generation")
@@ -239,4 +242,4 @@ def _zip_batch(station: Workstation, batch_id: str, items: List[Dict[str, Any]])
         writer.writeheader()
         writer.writerows(manifest)
         archive.writestr("manifest.csv", table.getvalue())
-    return str(target), manifest
+    return target

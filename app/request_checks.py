@@ -5,6 +5,7 @@ decoder (the limits read from its header first)."""
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,8 +15,10 @@ from app.catalog import Catalog
 from app.characters import Character
 from app.errors import UserFacingError
 from app.generation import minutes
+from app.keeping import kept
 from app.preferences import Preferences
 from app.settings import Settings
+from jobs.artifacts import ArtifactStore
 from jobs.spec import JobSpec
 from pipeline.audio_io import OUTPUT_FORMATS, DecodedAudio, decode, encode, probe
 from pipeline.cache import AudioCache, audio_digest
@@ -70,8 +73,11 @@ def estimated_output_s(job: PreparedJob) -> float:
 
 
 class RequestChecks:
-    def __init__(self, settings: Settings, catalog: Catalog, preferences: Preferences, cache: AudioCache) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, preferences: Preferences, cache: AudioCache,
+                 artifacts: ArtifactStore) -> None:
         self.settings, self.catalog, self.preferences, self.cache = settings, catalog, preferences, cache
+        self.artifacts = artifacts
+        """Where a preview is kept (served like the results; swept an hour after it was made)."""
 
     def prepare(self, spec: JobSpec) -> PreparedJob:
         """Validate everything a person gave, before any work is done."""
@@ -167,8 +173,7 @@ class RequestChecks:
             pre = PreOptions.from_dict(preprocess)
             target_hz = manifest.input_sample_rate or decoded.sample_rate
             audio, rate = self.cache.apply(pre.chain(target_hz), decoded.audio, decoded.sample_rate)
-            folder = self.settings.outputs_dir / "previews"
-            folder.mkdir(parents=True, exist_ok=True)
-            return encode(audio, rate, folder / ("preview-%s.wav" % datetime.now().strftime("%H%M%S-%f")), "wav")
+            key = "outputs/previews/preview-%s-%s.wav" % (datetime.now().strftime("%H%M%S"), uuid.uuid4().hex[:12])
+            return kept(self.artifacts, self.settings.temp_dir, key, lambda scratch: encode(audio, rate, scratch, "wav"))
         except (PipelineError, ValueError) as exc:
             raise UserFacingError(str(exc)) from exc

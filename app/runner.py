@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -19,6 +17,7 @@ import numpy as np
 
 from app.errors import UserFacingError
 from app.generation import Generation, ProgressFn, minutes, prefixed
+from app.keeping import kept
 from app.provenance import Provenance
 from app.public_errors import for_person, new_error_id
 from app.request_checks import PreparedJob, RequestChecks
@@ -165,16 +164,8 @@ class JobRunner:
                           notes=notes)
 
     def _stored(self, audio: np.ndarray, sample_rate: int, key: str, output_format: str, tags: Dict[str, str]) -> Path:
-        """Encode into a scratch file, keep it in the artifact store under ``key``; the stored file to serve."""
-        self.settings.temp_dir.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(dir=self.settings.temp_dir))
-        try:
-            encoded = encode(audio, sample_rate, scratch / key.rsplit("/", 1)[-1], output_format, tags)
-            key = key.rsplit(".", 1)[0] + encoded.suffix  # the format's own suffix (flac, mp3, ogg, ...)
-            self.artifacts.put(key, encoded)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return self.artifacts.path_for(key)
+        """Encode, keep it in the artifact store under ``key`` (its suffix the format's own); the stored file to serve."""
+        return kept(self.artifacts, self.settings.temp_dir, key, lambda scratch: encode(audio, sample_rate, scratch, output_format, tags))
 
     def _from_cache(self, job: PreparedJob, hit: Tuple[bytes, Dict[str, Any]], key: str, client: str) -> Optional[Generation]:
         """An identical earlier result, as this job's own file under its own key (linked to the earlier one: one stored
