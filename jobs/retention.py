@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -154,8 +155,11 @@ class RetentionLoop:
     """Applies a policy now and then on its own thread, off every job's hot path. Files go through ``artifacts`` (the
     job service's store: ``service.artifacts``) and the stores of ``policy.folders``."""
 
-    def __init__(self, store: JobStore, policy: RetentionPolicy, every_s: float = 60.0, artifacts: Optional[ArtifactStore] = None) -> None:
-        self.store, self.policy, self.every_s = store, policy, every_s
+    def __init__(self, store: JobStore, policy: RetentionPolicy, every_s: float = 60.0, artifacts: Optional[ArtifactStore] = None,
+                 sweep_every_s: float = 600.0) -> None:
+        self.store, self.policy, self.every_s, self.sweep_every_s = store, policy, every_s, sweep_every_s
+        self._swept_at = -math.inf
+        """The sweep lists every kept file: it runs every ``sweep_every_s``, pruning every ``every_s``."""
         folders = [folder_place(folder, artifacts) for folder in policy.folders]
         self.places: List[Place] = ([(artifacts, "")] if artifacts is not None else []) + folders
         """Where a row's file is looked for (the whole store first)."""
@@ -171,7 +175,9 @@ class RetentionLoop:
     def run_once(self) -> None:
         policy = self.policy
         prune(self.store, policy.keep, policy.max_bytes, policy.max_age_s, policy.grace_s, self.places)
-        sweep_orphans(self.store, self.swept, policy.orphan_grace_s, also=self.places)
+        if time.monotonic() - self._swept_at >= self.sweep_every_s:
+            self._swept_at = time.monotonic()
+            sweep_orphans(self.store, self.swept, policy.orphan_grace_s, also=self.places)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):

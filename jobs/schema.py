@@ -9,7 +9,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "queued", "running"
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
 ACTIVE_STATES = (QUEUED, RUNNING)
 ENDED_STATES = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The newest migration's revision: a database already there opens without loading Alembic (a test checks it)."""
 
 metadata = MetaData()
@@ -30,7 +30,7 @@ JOBS = Table(
     Column("text", Text, nullable=False),
     Column("input_name", String(300), nullable=True),
     Column("input_sha256", String(64), nullable=True),
-    Column("input_path", Text, nullable=True),
+    Column("input_path", Text, nullable=True, index=True),
     Column("input_bytes", Integer, nullable=False, server_default="0"),
     # a copy of the input recording (within a size limit): a queued job survives a restart and can be made again
     Column("request", JSON, nullable=False),
@@ -42,8 +42,8 @@ JOBS = Table(
     Column("timings", JSON, nullable=False),
     Column("error", Text, nullable=True),
     # the message the person saw (never a traceback: those go to the log with the id it names)
-    Column("output_path", Text, nullable=True),
-    Column("master_path", Text, nullable=True),
+    Column("output_path", Text, nullable=True, index=True),
+    Column("master_path", Text, nullable=True, index=True),
     # a lossless copy when the output format is lossy: exports are re-encoded from it
     Column("output_bytes", Integer, nullable=False),
     Column("sample_rate", Integer, nullable=True),
