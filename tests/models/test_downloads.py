@@ -12,24 +12,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 
 from models.manager import ModelManager
 from runtimes.adapters.rvc import RvcAdapter
 from runtimes.adapters.sovits import SovitsAdapter
-from tests.models.hub_server import Fault, Hub, start_hub
+from tests.models.hub_server import Fault, Hub
 
 MB = 1 << 20
-
-
-@pytest.fixture
-def hub() -> Iterator[Hub]:
-    hub, server = start_hub()
-    yield hub
-    server.shutdown()
-    server.server_close()
 
 
 def random_bytes(size: int, seed: int = 0) -> bytes:

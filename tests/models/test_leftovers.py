@@ -8,23 +8,15 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Iterator, Set
+from typing import Set
 
 import pytest
 
 from models.leftovers import LEFTOVER_GRACE_S, PARTIAL_KEEP_S
 from models.manager import ModelManager
 from runtimes.adapters.rvc import RvcAdapter
-from tests.models.hub_server import Fault, Hub, start_hub
+from tests.models.hub_server import Fault, Hub
 from tests.models.test_downloads import MB, character, finished, hf_file, manager_with, nothing_left, random_bytes
-
-
-@pytest.fixture
-def hub() -> Iterator[Hub]:
-    hub, server = start_hub()
-    yield hub
-    server.shutdown()
-    server.server_close()
 
 
 def wait_for_bytes(manager: ModelManager, entry_id: str, at_least: int) -> None:
