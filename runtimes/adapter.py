@@ -13,7 +13,7 @@ Standard library + numpy only at module level; Python 3.9 syntax.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -103,7 +103,27 @@ class Adapter:
         """Free a character ``load`` returned (dropping the last reference is the default)."""
 
     def generate(self, character: Any, request: GenerateRequest) -> GenerateResult:
-        raise NotImplementedError
+        """The whole take. The default joins what ``stream`` yields; an adapter overrides one of the two."""
+        if type(self).stream is Adapter.stream:
+            raise NotImplementedError("%s implements neither generate nor stream" % type(self).__name__)
+        return join_pieces(list(self.stream(character, request)))
+
+    def stream(self, character: Any, request: GenerateRequest) -> Iterator[GenerateResult]:
+        """The take in pieces as they are made (a sentence, or the architecture's own unit), so the first can
+        be played while the rest is made; the pieces joined are the take. Each piece has the same rate.
+        The default: ``generate``'s whole take as one piece (converters, and architectures that cannot split)."""
+        yield self.generate(character, request)
 
     def report_progress(self, fraction: Optional[float], message: str) -> None:
         """Long loads may call this; the scaffold replaces it with one that reaches the app."""
+
+
+def join_pieces(pieces: List[GenerateResult]) -> GenerateResult:
+    """Pieces of one take joined (they share a rate); at least one piece is needed."""
+    if not pieces:
+        raise ValueError("a take needs at least one piece of audio")
+    rates = {int(piece.sample_rate) for piece in pieces}
+    if len(rates) != 1:
+        raise ValueError("the pieces of a take have different rates: %s" % sorted(rates))
+    audio = np.concatenate([np.asarray(piece.audio, dtype=np.float32).reshape(-1) for piece in pieces])
+    return GenerateResult(audio=audio, sample_rate=rates.pop())

@@ -6,7 +6,8 @@ A folder holds ``spec.toml`` (name, kind, python, adapter; optionally ``device``
 ``cpu-only``, ``gpu-preferred`` (the default) or ``gpu-required``, with ``min_gpu_memory_mb``) and
 layered requirements:
 ``requirements.txt`` plus ``requirements-cpu.txt`` or ``requirements-cuda.txt``, the layer picked by
-whether an NVIDIA GPU is present. ``kind`` names the environment kind that builds and launches it
+whether an NVIDIA GPU is present, and optionally ``requirements-nodeps.txt``, installed last without
+dependencies. ``kind`` names the environment kind that builds and launches it
 (``runtimes.envkinds``: one module per kind, chosen from ``runtimes.envkinds.registry.KINDS``).
 """
 
@@ -29,6 +30,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 from runtimes.errors import EnvironmentBuildError
 
 DEVICE_POLICIES = ("cpu-only", "gpu-preferred", "gpu-required")
+NO_DEPS_FILE = "requirements-nodeps.txt"
 
 Progress = Callable[[str], None]
 
@@ -49,8 +51,16 @@ class EnvSpec:
     this env and that it works without (PyPI's CUDA-built torchaudio native library beside a CPU torch)."""
 
     def requirement_files(self, layer: str) -> List[Path]:
+        """What is installed with dependencies: the shared file and the layer's."""
         files = [self.folder / "requirements.txt", self.folder / ("requirements-%s.txt" % layer)]
         return [path for path in files if path.exists()]
+
+    def no_deps_file(self) -> Optional[Path]:
+        """``requirements-nodeps.txt``: packages installed after the rest without their declared dependencies
+        (an upstream package whose metadata names one that does not exist, or pins an old torch); the
+        dependencies they really need are listed in the other files."""
+        path = self.folder / NO_DEPS_FILE
+        return path if path.exists() else None
 
 
 def load_spec(folder: Path) -> EnvSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import numpy as np
 
@@ -108,7 +108,8 @@ class PiperAdapter(Adapter):
     def details(self, character: Any) -> Dict[str, Any]:
         return {"sample_rate": int(character.config.sample_rate)}
 
-    def generate(self, character: Any, request: GenerateRequest) -> GenerateResult:
+    def stream(self, character: Any, request: GenerateRequest) -> Iterator[GenerateResult]:
+        """One piece per sentence, as Piper speaks them; the silence between sentences leads the next one."""
         from piper import SynthesisConfig
 
         text = request.text.strip()
@@ -123,14 +124,15 @@ class PiperAdapter(Adapter):
         voice = character
         sample_rate = int(voice.config.sample_rate)
         gap = np.zeros(int(round(float(options["sentence_silence_s"]) * sample_rate)), dtype=np.float32)
-        pieces: List[np.ndarray] = []
         total = max(1, len(voice.phonemize(text)))  # sentences, as synthesize splits them (espeak: milliseconds)
+        spoken = 0
         for index, chunk in enumerate(voice.synthesize(text, syn_config=config)):  # one chunk per sentence
             request.check_cancelled()
-            if pieces and gap.size:
-                pieces.append(gap)
-            pieces.append(np.asarray(chunk.audio_float_array, dtype=np.float32))
+            audio = np.asarray(chunk.audio_float_array, dtype=np.float32)
+            if spoken and gap.size:
+                audio = np.concatenate([gap, audio])
+            spoken += 1
             request.report_progress(min(1.0, (index + 1) / total), "spoke sentence %d of %d" % (index + 1, total))
-        if not pieces:
+            yield GenerateResult(audio=audio, sample_rate=sample_rate)
+        if not spoken:
             raise BadRequestError("Piper found nothing to speak in the text")
-        return GenerateResult(audio=np.concatenate(pieces), sample_rate=sample_rate)

@@ -96,7 +96,7 @@ class VenvBuilder:
     def spec_hash(self, spec: EnvSpec) -> str:
         digest = hashlib.sha256()
         digest.update(("%s|%s|%s|%s|%s" % (BUILDER_VERSION, spec.kind, spec.python, spec.adapter, self.layer)).encode())
-        for path in [spec.folder / "spec.toml", *spec.requirement_files(self.layer)]:
+        for path in [spec.folder / "spec.toml", *spec.requirement_files(self.layer), *filter(None, [spec.no_deps_file()])]:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
         return digest.hexdigest()
 
@@ -161,8 +161,9 @@ class VenvBuilder:
         progress("building the %s environment (log: %s)" % (spec.name, log_path))
         try:
             with log_path.open("w", encoding="utf-8") as log:
-                for step, command in enumerate(self._commands(spec, target), start=1):
-                    progress("[%s %d/2] %s" % (spec.name, step, " ".join(command[:3])))
+                commands = self._commands(spec, target)
+                for step, command in enumerate(commands, start=1):
+                    progress("[%s %d/%d] %s" % (spec.name, step, len(commands), " ".join(command[:3])))
                     self._run(command, log, progress, spec.name)
             self._prune(spec, target, progress)
         except BaseException as exc:  # interrupted or failed: never leave a half env, never touch the working one
@@ -276,13 +277,19 @@ class VenvBuilder:
                 find_links += ["--find-links", link]
             create = [uv, "venv", "--quiet", "--python", interpreter or spec.python, str(env_dir)]
             # bytecode now, not at each worker start (PYTHONDONTWRITEBYTECODE, containers): torch's import 3.9 -> 1.2 s CPU
-            install = [uv, "pip", "install", "--compile-bytecode", "--python", str(env_python(env_dir)), *find_links, *requirements]
-            return [create, install]
+            install = [uv, "pip", "install", "--compile-bytecode", "--python", str(env_python(env_dir)), *find_links]
+            return [create, [*install, *requirements], *self._no_deps_step(spec, install)]
         if interpreter is None:
             raise EnvironmentBuildError("no Python %s found for the %s environment, and uv is not installed" % (spec.python, spec.name))
         create = [interpreter, "-m", "venv", str(env_dir)]
-        install = [str(env_python(env_dir)), "-m", "pip", "install", "--disable-pip-version-check", *requirements]
-        return [create, install]
+        install = [str(env_python(env_dir)), "-m", "pip", "install", "--disable-pip-version-check"]
+        return [create, [*install, *requirements], *self._no_deps_step(spec, install)]
+
+    @staticmethod
+    def _no_deps_step(spec: EnvSpec, install: List[str]) -> List[List[str]]:
+        """The spec's no-dependencies packages, after the rest (whose pins, torch's among them, they cannot move)."""
+        path = spec.no_deps_file()
+        return [[*install, "--no-deps", "-r", str(path)]] if path is not None else []
 
     def _run(self, command: List[str], log_file: TextIO, progress: Progress, name: str) -> None:
         log_file.write("$ %s\n" % " ".join(command))
