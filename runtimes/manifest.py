@@ -74,6 +74,29 @@ class Asset:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A text-to-speech architecture that also takes a recording of the voice to speak like (its reference):
+    the app passes the recording with the text, and both sides check its length before any work."""
+
+    required: bool = False
+    """True: no job without one (GPT-SoVITS); False: optional (StyleTTS 2 has other style sources)."""
+    min_s: float = 0.0
+    max_s: float = 0.0
+    """0: no upper limit."""
+    label: str = "Reference recording (the voice to speak like)"
+
+    def problem(self, seconds: float, peak: float) -> str:
+        """Why a recording of ``seconds`` with ``peak`` amplitude cannot be this reference; empty when it can."""
+        if peak < 1e-4:
+            return "the reference recording is silent"
+        if self.min_s and seconds < self.min_s:
+            return "the reference recording is %.1f s; it must be at least %g s" % (seconds, self.min_s)
+        if self.max_s and seconds > self.max_s:
+            return "the reference recording is %.1f s; it must be at most %g s" % (seconds, self.max_s)
+        return ""
+
+
+@dataclass(frozen=True)
 class DurationScale:
     """An option whose value scales the output's length (read by the output-length estimate and by the HTTP
     speech route's ``speed``, which prefers the model's own tempo to a stretch afterwards)."""
@@ -130,6 +153,8 @@ class Manifest:
     hay_say_names: Sequence[str] = ()
     """The established app's (Hay Say's) ids of this architecture: its catalogue files are named
     ``<id>.character_models.json`` (so-vits-svc 4: ``so_vits_svc_4``)."""
+    reference: Optional[Reference] = None
+    """Text to speech that takes a reference recording too (``needs_audio`` stays False: its input is text)."""
 
     def __post_init__(self) -> None:
         known = {option.name for option in self.options}
@@ -191,6 +216,7 @@ class Manifest:
         data["assets"] = [asdict(asset) for asset in self.assets]
         data["detect"] = dict(model=self.detect.model, beside=list(self.detect.beside)) if self.detect else None
         data["hay_say_names"] = list(self.hay_say_names)
+        data["reference"] = asdict(self.reference) if self.reference else None
         return data
 
     @classmethod
@@ -199,9 +225,10 @@ class Manifest:
         for raw in data.get("options", []):
             options.append(Option(**dict(raw, choices=tuple(raw.get("choices", ())))))
         assets = tuple(Asset(**raw) for raw in data.get("assets", []))
-        scale, detect = data.get("duration_scale"), data.get("detect")
+        scale, detect, reference = data.get("duration_scale"), data.get("detect"), data.get("reference")
         fields = dict(data, options=tuple(options), capabilities=tuple(data.get("capabilities", ())), assets=assets,
                       duration_scale=DurationScale(**scale) if scale else None,
                       detect=Detect(str(detect["model"]), tuple(detect.get("beside", ()))) if detect else None,
-                      hay_say_names=tuple(data.get("hay_say_names", ())))
+                      hay_say_names=tuple(data.get("hay_say_names", ())),
+                      reference=Reference(**reference) if reference else None)
         return cls(**fields)

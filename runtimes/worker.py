@@ -190,6 +190,18 @@ class Worker:
             raise BadRequestError("%s needs text to speak" % manifest.display_name)
         if manifest.needs_audio and (audio is None or not getattr(audio, "size", 0)):
             raise BadRequestError("%s needs a recording (audio) to convert" % manifest.display_name)
+        reference = manifest.reference
+        if reference is not None:
+            given = audio is not None and bool(getattr(audio, "size", 0))
+            if reference.required and not given:
+                raise BadRequestError("%s needs a reference recording of the voice to speak like" % manifest.display_name)
+            rate = header.get("audio_sample_rate")
+            if given:
+                if not rate:
+                    raise BadRequestError("the reference recording came without its sample rate")
+                problem = reference.problem(audio.shape[0] / float(rate), float(abs(audio).max()))
+                if problem:
+                    raise BadRequestError(problem)
         try:
             return manifest.resolve_options(header.get("options"))
         except ValueError as exc:
