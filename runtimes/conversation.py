@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from runtimes.workers import ManagedWorker, ProgressFn
 
 logger = logging.getLogger(__name__)
 
+ChunkFn = Callable[[np.ndarray, int], None]
+"""Called on the caller's thread with each piece of a streamed take (its samples and rate) as it arrives."""
 Died = Callable[[ManagedWorker, str], Exception]
 """Accounts for a dead worker and returns the error the job raises."""
 Stop = Callable[[ManagedWorker, str], None]
@@ -56,7 +58,10 @@ def ask(
     progress: ProgressFn,
     died: Died,
     stop: Stop,
+    on_chunk: Optional[ChunkFn] = None,
 ) -> Tuple[Header, Optional[np.ndarray]]:
+    """Send ``header`` and wait for its ``expected`` reply. ``on_chunk``: the take streams (``header["stream"]``); each
+    ``chunk`` goes to it as it comes, and the reply carries the pieces joined."""
     job_id = str(header["job"])
     what = str(header["type"])
     when = WHEN.get(what, "while handling %r" % what)
@@ -71,6 +76,7 @@ def ask(
     deadline = started + limits.timeout_s
     cancel_sent_at: Optional[float] = None
     seen = 0
+    pieces: List[np.ndarray] = []
     while True:
         drained = _drain(worker.events, job_id, progress)
         if drained:
@@ -88,7 +94,16 @@ def ask(
                 if error.get("type") == JobCancelledError.__name__:
                     raise JobCancelledError("the %s job was cancelled" % worker.architecture)
                 raise RemoteError.from_dict(error)
+            if reply["type"] == "chunk" and on_chunk is not None and payload is not None:
+                seen += _drain(worker.events, job_id, progress)  # the progress that came before it, first
+                pieces.append(payload)
+                last_progress = time.monotonic()
+                if cancel is None or not cancel.is_set():
+                    on_chunk(payload, int(reply["sample_rate"]))
+                continue
             if reply["type"] == expected:
+                if pieces and payload is None:
+                    payload = np.concatenate([piece.reshape(-1) for piece in pieces])
                 # Progress travels on the other channel and may trail the reply: deliver all of it first.
                 catch_up_until = time.monotonic() + 1.0
                 seen += _drain(worker.events, job_id, progress)

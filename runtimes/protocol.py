@@ -14,7 +14,10 @@ and unloaded by its key (a folder path or a builtin id); ``generate`` names the 
 
 Messages (``type``):
   worker -> supervisor: ``hello`` (manifest, pid), ``prepared``, ``loaded``, ``unloaded``,
-                        ``progress``, ``result``, ``error``, ``heartbeat``, ``pong``
+                        ``progress``, ``chunk``, ``result``, ``error``, ``heartbeat``, ``pong``
+
+A ``generate`` with ``"stream": true`` is answered by one ``chunk`` (with audio) per piece as the adapter makes
+it, then a ``result`` without audio (``chunks``: how many were sent); without it, by one ``result`` with the take.
   supervisor -> worker: ``prepare``, ``load``, ``unload``, ``generate``, ``ping``, ``cancel``,
                         ``shutdown``
 
@@ -32,7 +35,7 @@ import numpy as np
 
 from runtimes.errors import ProtocolError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_HEADER_BYTES = 1 << 20
 MAX_PAYLOAD_BYTES = 1 << 30
 HEARTBEAT_INTERVAL_S = 0.5

@@ -30,7 +30,7 @@ import numpy as np
 from runtimes.admission import Admission
 from runtimes.backoff import CrashPolicy
 from runtimes.config import SupervisorSettings
-from runtimes.conversation import Limits, ask, safe_progress
+from runtimes.conversation import ChunkFn, Limits, ask, safe_progress
 from runtimes.envkinds.base import BuiltEnv
 from runtimes.envkinds.registry import EnvironmentKinds
 from runtimes.envspec import EnvSpec, update_failed_note
@@ -150,7 +150,10 @@ class Supervisor:
         request: JobRequest,
         progress: ProgressFn = _no_progress,
         cancel: Optional[threading.Event] = None,
+        on_chunk: Optional[ChunkFn] = None,
     ) -> JobResult:
+        """Run one job. ``on_chunk``: the take streams; each piece reaches it (on this thread) as the worker makes
+        it, and the result still holds the whole take."""
         spec = self._spec(request.architecture)
         progress = safe_progress(progress)
         cancel = cancel or threading.Event()
@@ -161,7 +164,7 @@ class Supervisor:
         stop_reason: Optional[str] = None
         try:
             cold = self._ensure_loaded(worker, request, progress, cancel, timings) or cold
-            header, audio = self._generate_on(worker, request, progress, cancel)
+            header, audio = self._generate_on(worker, request, progress, cancel, on_chunk)
             self.admission.account_job_memory(worker, request.model_id, request.model_key)
             self.crashes.succeeded(request.key)
             self.crashes.succeeded((spec.name, BOOT))
@@ -452,7 +455,8 @@ class Supervisor:
         return slot.bytes
 
     def _generate_on(
-        self, worker: ManagedWorker, request: JobRequest, progress: ProgressFn, cancel: threading.Event
+        self, worker: ManagedWorker, request: JobRequest, progress: ProgressFn, cancel: threading.Event,
+        on_chunk: Optional[ChunkFn] = None,
     ) -> Tuple[Header, Optional[np.ndarray]]:
         progress(None, "generating")
         loaded = worker.characters.get(request.model_key)
@@ -463,11 +467,12 @@ class Supervisor:
             "text": request.text,
             "audio_sample_rate": request.audio_sample_rate,
             "options": request.options,
+            "stream": on_chunk is not None,
         }
         limits = Limits(self.settings.job_timeout_s, self.settings.heartbeat_timeout_s, self.settings.graceful_stop_s,
                         self.settings.progress_stall_s)
         try:
-            return self._ask(worker, header, request.audio, "result", limits, cancel, progress, request.key)
+            return self._ask(worker, header, request.audio, "result", limits, cancel, progress, request.key, on_chunk)
         finally:
             slot = worker.characters.get(request.model_key)
             if slot is not None:
@@ -475,10 +480,10 @@ class Supervisor:
 
     def _ask(
         self, worker: ManagedWorker, header: Header, audio: Optional[np.ndarray], expected: str, limits: Limits,
-        cancel: Optional[threading.Event], progress: ProgressFn, crash_key: CharacterKey,
+        cancel: Optional[threading.Event], progress: ProgressFn, crash_key: CharacterKey, on_chunk: Optional[ChunkFn] = None,
     ) -> Tuple[Header, Optional[np.ndarray]]:
         return ask(worker, header, audio, expected, limits, cancel, progress,
-                   lambda w, when: self._died(w, when, crash_key), self._stop_worker)
+                   lambda w, when: self._died(w, when, crash_key), self._stop_worker, on_chunk)
 
     def _load_limits(self) -> Limits:
         """Loads cannot report steady progress: bounded by the load timeout alone."""

@@ -167,6 +167,9 @@ class Worker:
                 report_progress=lambda fraction, message: self.report_progress(job, fraction, message),
                 is_cancelled=lambda: self.cancelled_job == job,
             )
+            if header.get("stream"):
+                self.stream(job, self.characters[key], request, started)
+                return
             result = self.adapter.generate(self.characters[key], request)
             request.check_cancelled()  # cancelled while its last step ran: the person no longer wants the result
             self.data.send(
@@ -181,6 +184,25 @@ class Worker:
             )
         else:
             raise BadRequestError("unknown message type %r" % kind)
+
+    def stream(self, job: Optional[str], character: Any, request: GenerateRequest, started: float) -> None:
+        """Each piece the adapter yields goes out as a ``chunk`` as soon as it is made; the ``result`` that ends the
+        job carries no audio (the pieces are the take)."""
+        rates = set()
+        count = 0
+        for piece in self.adapter.stream(character, request):
+            request.check_cancelled()
+            rates.add(int(piece.sample_rate))
+            if len(rates) > 1:
+                raise RuntimeError("the adapter's pieces changed rate mid-take: %s" % sorted(rates))
+            self.data.send({"type": "chunk", "job": job, "index": count, "sample_rate": int(piece.sample_rate),
+                            "progress_sent": self.job_progress}, audio=piece.audio)
+            count += 1
+        request.check_cancelled()
+        if not count:
+            raise RuntimeError("the adapter made no audio")
+        self.data.send({"type": "result", "job": job, "sample_rate": rates.pop(), "chunks": count,
+                        "generate_s": time.perf_counter() - started, "progress_sent": self.job_progress})
 
     def checked_options(self, header: Dict[str, Any], audio: Any) -> Dict[str, Any]:
         """The request checked against the manifest, as the adapter may rely on: the text or recording it

@@ -15,7 +15,9 @@ which runs, against one warm worker for the module:
 * bad inputs: an unknown option, an out-of-range value, missing text or recording, an unknown character
   are refused with one clear line naming the problem (no traceback), and the worker keeps serving;
 * the output: float32, mono, finite, not silent, at the rate the loaded character declares
-  (``details()["sample_rate"]``); a converter's as long as its input.
+  (``details()["sample_rate"]``); a converter's as long as its input;
+* streaming: a take asked for in pieces arrives in pieces (text to speech: more than one for several
+  sentences) that join to the take the job returns.
 
 What an architecture supplies comes from its manifest (the character: its first builtin one; text or a
 recording, by ``needs_text``/``needs_audio``; the recording's rate) or from the arguments of its one line.
@@ -56,6 +58,10 @@ step (a slice, a sentence) of a torch model on a busy two-core machine (the app'
 UNKNOWN_CHARACTER = "no-such-character"
 UNKNOWN_OPTION = "no_such_option"
 SILENT_PEAK = 1e-3
+REFERENCE_RATE = 24000
+REFERENCE_S = 4.0
+"""The reference recording an architecture that needs one is given (within every such architecture's range)."""
+STREAM_SENTENCES = 3
 
 
 def voiced_phrases(sample_rate: int, seconds: float) -> np.ndarray:
@@ -83,6 +89,10 @@ class Subject:
         text = " ".join([SENTENCE] * (LONG_SENTENCES if long else 1)) if self.manifest.needs_text else ""
         rate = self.manifest.input_sample_rate
         audio = voiced_phrases(rate, LONG_S if long else SAMPLE_S) if self.manifest.needs_audio and rate else None
+        reference = self.manifest.reference
+        if audio is None and reference is not None and reference.required:  # text to speech in the voice of a recording
+            rate = REFERENCE_RATE
+            audio = voiced_phrases(rate, max(reference.min_s + 1.0, REFERENCE_S))
         request = JobRequest(architecture=self.spec.name, character=self.character, character_path=self.character_path,
                              text=text, audio=audio, audio_sample_rate=rate if audio is not None else None)
         return replace(request, **changes)
@@ -274,6 +284,19 @@ class AdapterContract:
             assert subject.worker()["state"] == "ready"
         request = subject.request()
         subject.check_output(supervisor.generate(request), request)
+
+    def test_a_streamed_take_arrives_in_pieces_that_join_to_it(self, subject: Subject) -> None:
+        """Text to speech streams per sentence (or a smaller unit): several sentences arrive as several pieces; a converter
+        may send its take as one. The pieces, at the declared rate, joined are the take the job returns."""
+        text = " ".join([SENTENCE] * STREAM_SENTENCES) if subject.manifest.needs_text else ""
+        pieces: List[Tuple[np.ndarray, int]] = []
+        request = subject.request(text=text)
+        result = subject.supervisor.generate(request, on_chunk=lambda audio, rate: pieces.append((audio.copy(), rate)))
+        subject.check_output(result, request)
+        assert pieces and {rate for _, rate in pieces} == {result.sample_rate}, "pieces at %s" % {rate for _, rate in pieces}
+        if subject.manifest.needs_text:
+            assert len(pieces) >= 2, "%d sentences came as %d piece(s): text to speech streams" % (STREAM_SENTENCES, len(pieces))
+        np.testing.assert_array_equal(np.concatenate([audio for audio, _ in pieces]), result.audio)
 
     @pytest.mark.parametrize("case", BAD_INPUTS)
     def test_bad_input_is_a_clear_error(self, subject: Subject, case: str) -> None:
