@@ -20,6 +20,7 @@ from app.catalog import Catalog
 from app.characters import Character
 from app.errors import UserFacingError
 from app.generation import Generation, ProgressFn, minutes, no_progress, output_formats
+from app.live import LiveTakes
 from app.preferences import Preferences
 from app.request_checks import PreparedJob, RequestChecks
 from app.runner import JobServiceRunner
@@ -55,6 +56,11 @@ class Workstation:
     cache: AudioCache
     models: ModelManager
     access: Access
+
+    @property
+    def live(self) -> LiveTakes:
+        """Takes being made, for the jobs that stream (``app.live``)."""
+        return self.service_runner.runner.live
 
     @property
     def specs(self) -> Dict[str, EnvSpec]:

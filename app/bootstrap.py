@@ -10,6 +10,7 @@ from typing import Callable, Dict, Optional, Tuple
 from app.access import load_access
 from app.actions import Workstation
 from app.catalog import Catalog
+from app.live import LiveTakes
 from app.preferences import Preferences
 from app.provenance import Provenance
 from app.request_checks import RequestChecks
@@ -53,8 +54,12 @@ def build_env(settings: Settings, architecture: str, progress: Callable[[str], N
 def make_workstation(settings: Settings) -> Workstation:
     specs = discover(settings.spec_dirs)
     manifests: Dict[str, Manifest] = {}
-    for name, spec in specs.items():
-        manifests[name] = read_manifest(spec)
+    for name, spec in list(specs.items()):
+        try:
+            manifests[name] = read_manifest(spec)
+        except Exception:  # one architecture's broken adapter (an edited or half-copied envs folder) must not take the app down
+            logger.exception("architecture %s is left out: its adapter %s cannot be read", name, spec.adapter)
+            del specs[name]
     builder = make_builder(settings)
     build_lock = threading.Lock()  # one env build at a time
 
@@ -84,7 +89,7 @@ def make_workstation(settings: Settings) -> Workstation:
     artifacts = LocalFolderStore(settings.data_dir)  # keys: outputs/<day>/<file>, jobs/inputs/<job id>.<ext>
     checks = RequestChecks(settings, catalog, preferences, cache, artifacts)
     provenance = Provenance(catalog)
-    service_runner = JobServiceRunner(checks, JobRunner(settings, supervisor, cache, provenance, artifacts), provenance)
+    service_runner = JobServiceRunner(checks, JobRunner(settings, supervisor, cache, provenance, artifacts, LiveTakes()), provenance)
     jobs, retention = make_jobs(settings, service_runner, artifacts)
     models = ModelManager(
         settings.data_dir,

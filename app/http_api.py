@@ -3,6 +3,8 @@ clients that want audio bytes back without Gradio's request cycle (~0.15 s here)
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import tempfile
 import uuid
@@ -19,31 +21,43 @@ from app.access import Access, authenticate_header
 from app.actions import Generation, Workstation
 from app.aliases import Aliases
 from app.guard import HostPolicy, LoginThrottle, RequestGuard, host_name
+from app.http_stream import first_word, streamed_answer, watch
 from app.identity import client_identity
 from app.public_errors import for_person
+from app.stream_encoding import MEDIA_TYPES, PCM_RATE_HZ
 from app.ui_processing import parse_json_object
+from jobs.spec import JobSpec
 
 logger = logging.getLogger(__name__)
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg", "ogg": "audio/ogg"}
 
 
 class SpeechRequest(BaseModel):
     model: str = Field("piper", description="architecture id, or an alias such as tts-1 (see /v1/models)")
     input: str = Field(..., description="the text to speak")
     voice: Optional[str] = Field(None, description="character id; default: the architecture's first")
-    response_format: Literal["wav", "flac", "mp3", "opus", "ogg"] = "wav"
+    response_format: Literal["wav", "pcm", "flac", "mp3", "opus", "ogg"] = "wav"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     cache: bool = Field(True, description="answer an identical earlier request from the cache")
     speak_with: Optional[Dict[str, Any]] = Field(
         None, description="for a conversion model: the TTS that speaks the input first ({architecture, character, options}); "
         "default: the default voice")
+    stream: bool = Field(True, description="send the audio as it is made (chunked); false: the whole file at the end")
+    stream_format: Literal["audio", "sse"] = Field("audio", description="sse: OpenAI's server-sent events (base64 deltas)")
+
+
+def wav_frames(data: bytes) -> bytes:
+    """A 16-bit wav file's samples without its header."""
+    import soundfile
+
+    frames, _ = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    return bytes(frames[:, 0].astype("<i2").tobytes())
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message}}, status_code=status)
 
 
-def _failure(exc: Exception, route: str) -> JSONResponse:
+def _failure(exc: BaseException, route: str) -> JSONResponse:
     """A failure as the person reads it (``app.public_errors.for_person``, the mapping Gradio uses too)."""
     public = for_person(exc, route, logger)
     return _error(public.status, public.message)
@@ -75,26 +89,37 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         return architecture, character or ""
 
     def answer(generation: Generation, response_format: str) -> Response:
-        return Response(generation.path.read_bytes(), media_type=MEDIA_TYPES.get(response_format, "application/octet-stream"),
+        data = generation.path.read_bytes()
+        if response_format == "pcm":  # the stored wav's samples, headerless
+            data = wav_frames(data)
+        return Response(data, media_type=MEDIA_TYPES.get(response_format, "application/octet-stream"),
                         headers={"X-Job-Id": generation.job_id})
 
-    def speech(body: SpeechRequest, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
+    async def speech(body: SpeechRequest, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
             return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
         owner, session, client = owner_and_session(user, request)
+        streaming = body.stream or body.stream_format == "sse"
         try:
-            architecture, voice_id = voice_of(body.model, body.voice)
+            architecture, voice_id = await asyncio.to_thread(voice_of, body.model, body.voice)
             manifest = station.manifest(architecture)
             options = manifest.speed_options(body.speed)  # the model's own tempo sounds better than a stretch
-            postprocess = {"speed": body.speed} if not options and body.speed != 1.0 else {}
-            generation = station.generate(
-                architecture, voice_id, text=body.input, options=options, output_format=body.response_format,
-                postprocess=postprocess, use_cache=body.cache, speak_with=body.speak_with, session=session, owner=owner,
-                client=client,
-            )
+            postprocess: Dict[str, Any] = {"speed": body.speed} if not options and body.speed != 1.0 else {}
+            if body.response_format == "pcm":  # kept as a wav at the rate OpenAI's pcm promises
+                postprocess["sample_rate_hz"] = PCM_RATE_HZ
+            stored_format = "wav" if body.response_format == "pcm" else body.response_format
+            spec = JobSpec(architecture, voice_id, body.input, None, options, stored_format, None, postprocess, body.cache, body.speak_with,
+                           stream=streaming)
+            job_id = await asyncio.to_thread(station.submit, spec, owner, session, None, client)
+            if not streaming:
+                return answer(await asyncio.to_thread(station.wait, job_id), body.response_format)
+            take = station.live.open(job_id)
+            watch(station, job_id, take)
+            await first_word(take)
         except Exception as exc:  # the boundary to a remote client: the unexpected is logged whole, answered with its id
             return _failure(exc, "/v1/audio/speech")
-        return answer(generation, body.response_format)
+        return streamed_answer(station, job_id, owner, take, body.response_format, lambda exc: _failure(exc, "/v1/audio/speech"),
+                               sse=body.stream_format == "sse")
 
     def conversion(
         request: Request,

@@ -11,13 +11,14 @@ import uuid
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from app.errors import UserFacingError
 from app.generation import Generation, ProgressFn, minutes, prefixed
 from app.keeping import kept
+from app.live import LiveTake, LiveTakes
 from app.provenance import Provenance
 from app.public_errors import for_person, new_error_id
 from app.request_checks import PreparedJob, RequestChecks
@@ -31,6 +32,8 @@ from pipeline.cache import AudioCache, key_of
 from pipeline.errors import PipelineError
 from pipeline.processing import PostOptions
 from pipeline.stages import LoudnessNormalize, integrated_lufs
+from pipeline.streaming import StreamingPost
+from runtimes.conversation import ChunkFn
 from runtimes.errors import (
     ArchitectureUnavailableError,
     BadRequestError,
@@ -78,19 +81,63 @@ def _tags(job: PreparedJob) -> Dict[str, str]:
             "software": "voice workstation"}
 
 
+class Streamed:
+    """A job's take as it streams: each piece from the worker post-processed on the stream (``pipeline.streaming``) and
+    published to the job's live take; what went out, joined, is the take that is stored."""
+
+    def __init__(self, post: PostOptions, take: LiveTake) -> None:
+        self.post, self.take = post, take
+        self.processing: Optional[StreamingPost] = None
+        self.sent: List[np.ndarray] = []
+
+    def piece(self, audio: np.ndarray, sample_rate: int) -> None:
+        if self.processing is None:
+            self.processing = StreamingPost(self.post, sample_rate)
+            self.take.start(self.processing.plan.to_dict())
+        self._send(self.processing.push(audio))
+
+    def finish(self) -> Tuple[np.ndarray, int]:
+        assert self.processing is not None, "a streamed take with no pieces"
+        self._send(self.processing.finish())
+        audio = np.concatenate(self.sent) if self.sent else np.zeros(0, dtype=np.float32)
+        return audio, self.processing.out_rate
+
+    def _send(self, audio: np.ndarray) -> None:
+        if audio.size:
+            assert self.processing is not None
+            self.sent.append(audio)
+            self.take.publish(audio, self.processing.out_rate)
+
+
 class JobRunner:
     def __init__(self, settings: Settings, supervisor: Supervisor, cache: AudioCache, provenance: Provenance,
-                 artifacts: ArtifactStore) -> None:
+                 artifacts: ArtifactStore, live: Optional[LiveTakes] = None) -> None:
         self.settings, self.supervisor, self.cache, self.provenance = settings, supervisor, cache, provenance
         self.artifacts = artifacts
         """Where results are kept, by key (``outputs/<day>/<name>``)."""
+        self.live = live if live is not None else LiveTakes()
+        """Takes being made, for the jobs that stream."""
 
     def run(self, job: PreparedJob, job_id: str, progress: ProgressFn, cancel: threading.Event, client: str = "") -> Generation:
+        if not job.stream:
+            return self._run(job, job_id, progress, cancel, client, None)
+        take = self.live.open(job_id)
+        try:
+            generation = self._run(job, job_id, progress, cancel, client, Streamed(job.post, take))
+        except BaseException as exc:
+            take.end(error=exc)
+            raise
+        take.end(outcome=generation)
+        return generation
+
+    def _run(self, job: PreparedJob, job_id: str, progress: ProgressFn, cancel: threading.Event, client: str,
+             streamed: Optional[Streamed]) -> Generation:
         manifest, character = job.manifest, job.character
         output_key = key_of(
             "output", manifest.architecture, character.id, self.provenance.model_fingerprint(manifest.architecture, character),
             job.text, job.input_digest, job.options, job.pre.to_dict() if job.decoded or job.speak_first else None,
             job.post.to_dict(), job.output_format, self.provenance.speak_first_key(job.speak_first),
+            *(["streamed"] if streamed is not None else []),  # post-processing on a stream is not the batch chain's
         )
         target = self.output_key(manifest.architecture, character.id, job_id)
         if job.use_cache:
@@ -100,18 +147,18 @@ class JobRunner:
                 return cached
         source, speak_s, progress = self._source(job, progress, cancel)
         started = time.perf_counter()
-        audio, audio_rate = self._preprocessed(job, source, progress) if source is not None else (None, None)
+        audio, audio_rate = self._preprocessed(job, source, progress) if source is not None else job.reference_audio()
         pre_s = time.perf_counter() - started
         request = JobRequest(architecture=manifest.architecture, character=character.id, character_path=character.model_path,
                              text="" if job.speak_first else job.text, audio=audio, audio_sample_rate=audio_rate, options=job.options)
-        result = self.on_worker(manifest, request, progress, cancel)
+        result = self.on_worker(manifest, request, progress, cancel, streamed.piece if streamed is not None else None)
         result_s = result.audio.shape[-1] / float(result.sample_rate) / job.post.speed
         if result_s > self.settings.max_output_s:
             raise UserFacingError("the result is %s long; this server's limit is %s"
                                   % (minutes(result_s), minutes(self.settings.max_output_s)))
         if job.speak_first is not None:
             result = replace(result, timings_s=dict(result.timings_s, speak_s=speak_s))
-        return self._finished(job, job_id, result, pre_s, target, output_key, client, progress)
+        return self._finished(job, job_id, result, pre_s, target, output_key, client, progress, streamed)
 
     def _source(self, job: PreparedJob, progress: ProgressFn, cancel: threading.Event) -> Tuple[Optional[AUDIO], float, ProgressFn]:
         """The audio a conversion starts from: the person's recording, or the text spoken first by a TTS voice."""
@@ -136,13 +183,19 @@ class JobRunner:
             raise UserFacingError(str(exc)) from exc
 
     def _finished(self, job: PreparedJob, job_id: str, result: JobResult, pre_s: float, target: str, output_key: str, client: str,
-                  progress: ProgressFn) -> Generation:
+                  progress: ProgressFn, streamed: Optional[Streamed] = None) -> Generation:
         progress(None, "post-processing")
         started = time.perf_counter()
+        notes: Dict[str, Any] = {}
         try:
             # not through the stage cache: a new take is new audio (it would only miss and write); the output cache answers repeats
             chain = job.post.chain()
-            out_audio, out_rate = chain.apply(result.audio, result.sample_rate)
+            if streamed is not None:  # post-processed piece by piece as it streamed: what went out is the take
+                out_audio, out_rate = streamed.finish()
+                assert streamed.processing is not None
+                notes["streamed"] = streamed.processing.plan.to_dict()
+            else:
+                out_audio, out_rate = chain.apply(result.audio, result.sample_rate)
             post_s = time.perf_counter() - started
             path = self._stored(out_audio, out_rate, target, job.output_format, _tags(job))
             if job.output_format not in LOSSLESS_FORMATS:  # exports are re-encoded from a lossless master, not from mp3
@@ -151,8 +204,8 @@ class JobRunner:
             raise UserFacingError(str(exc)) from exc
         timings = dict(result.timings_s, pre_s=pre_s, post_s=post_s, encode_s=time.perf_counter() - started - post_s)
         duration_s = out_audio.shape[-1] / float(out_rate)
-        stage = next((s for s in chain.stages if isinstance(s, LoudnessNormalize)), None)
-        notes = loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None)
+        stage = next((s for s in chain.stages if isinstance(s, LoudnessNormalize)), None) if streamed is None else None
+        notes.update(loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None))
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         try:  # the result is made and written: a cache that cannot take it must not fail the job
             # the entry names the stored result (one copy: the artifact store's), not its bytes
@@ -191,9 +244,10 @@ class JobRunner:
         return Generation(artifacts.path_for(key), job.manifest.architecture, job.character.id, job.text, int(info["sample_rate"]),
                           float(info["duration_s"]), False, timings, cached=same_client)
 
-    def on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event) -> JobResult:
+    def on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event,
+                  on_chunk: Optional[ChunkFn] = None) -> JobResult:
         try:
-            return self.supervisor.generate(request, progress=progress, cancel=cancel)
+            return self.supervisor.generate(request, progress=progress, cancel=cancel, on_chunk=on_chunk)
         except BadRequestError as exc:
             raise UserFacingError(exc.message) from exc
         except RemoteError as exc:  # an unexpected failure inside the model code: the details are for the log
@@ -225,7 +279,7 @@ class JobServiceRunner:
         self.checks, self.runner, self.provenance = checks, runner, provenance
 
     def prepare(self, spec: JobSpec) -> PreparedJob:
-        return self.checks.prepare(spec)
+        return replace(self.checks.prepare(spec), stream=spec.stream)
 
     def execute(self, prepared: Any, job_id: str, progress: ProgressFn, cancel: threading.Event,
                 client: str = "") -> Tuple[Generation, Dict[str, Any]]:

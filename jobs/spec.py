@@ -21,6 +21,8 @@ class JobSpec:
     postprocess: Optional[Dict[str, Any]] = None
     use_cache: bool = True
     speak_with: Optional[Dict[str, Any]] = None
+    stream: bool = False
+    """The take is wanted in pieces as they are made (post-processing then runs on the stream: ``pipeline.streaming``)."""
 
     def request(self) -> Dict[str, Any]:
         """The columns' ``request``: what is not a column of its own."""
@@ -32,8 +34,8 @@ class JobSpec:
     @classmethod
     def from_row(cls, row: Dict[str, Any]) -> JobSpec:
         request = dict(row.get("request") or {})
-        known = {name: request[name] for name in ("options", "output_format", "preprocess", "postprocess", "use_cache", "speak_with")
-                 if name in request}
+        known = {name: request[name] for name in ("options", "output_format", "preprocess", "postprocess", "use_cache", "speak_with",
+                                                       "stream") if name in request}
         return cls(architecture=row["architecture"], character=row["character"], text=row.get("text") or "",
                    audio_path=row.get("input_path"), **known)
 
