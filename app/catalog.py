@@ -26,6 +26,7 @@ class Catalog:
                 "capabilities": list(manifest.capabilities),
                 "needs_text": manifest.needs_text,
                 "needs_audio": manifest.needs_audio,
+                "reference": manifest.to_dict()["reference"],
                 "options": manifest.to_dict()["options"],
                 "unavailable": self.unavailable_options(name, None),
             }

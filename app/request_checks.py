@@ -9,7 +9,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
 
 from app.catalog import Catalog
 from app.characters import Character
@@ -53,7 +55,16 @@ class PreparedJob:
     speak_first: Optional[SpeakFirst] = None
     use_cache: bool = True
     input_digest: Optional[str] = None
-    """The decoded recording's content hash: the output cache key and the provenance both need it (hashed once)."""
+    """The decoded recording's (or reference's) content hash: the output cache key and the provenance both need it (hashed once)."""
+    reference: Optional[DecodedAudio] = None
+    """A text-to-speech architecture's reference recording (``Manifest.reference``), mixed to mono (samples,) at its own
+    rate: the request's audio as given, not pre-processed (that chain is a converter's, and ``decoded`` stays None)."""
+    stream: bool = False
+    """The take goes out in pieces as they are made (``JobSpec.stream``)."""
+
+    def reference_audio(self) -> Tuple[Optional[np.ndarray], Optional[int]]:
+        """The reference as the worker request's (audio, audio_sample_rate); (None, None) without one."""
+        return (self.reference.audio, self.reference.sample_rate) if self.reference is not None else (None, None)
 
 
 def estimated_output_s(job: PreparedJob) -> float:
@@ -70,6 +81,12 @@ def estimated_output_s(job: PreparedJob) -> float:
     if job.decoded is not None or job.speak_first is not None:  # the conversion's own duration option
         seconds *= job.manifest.length_factor(job.options)
     return float(seconds) / job.post.speed
+
+
+def _length_range(min_s: float, max_s: float) -> str:
+    if min_s and max_s:
+        return "%g-%g s" % (min_s, max_s)
+    return "at least %g s" % min_s if min_s else "up to %g s" % max_s if max_s else "any length"
 
 
 class RequestChecks:
@@ -114,13 +131,38 @@ class RequestChecks:
             raise UserFacingError("an output rate of %d Hz is above this server's limit of %d Hz"
                                   % (post.sample_rate_hz, settings.max_output_rate_hz))
         decoded = self.decode_input(Path(audio_path)) if audio_path and manifest.needs_audio else None
+        reference = self.reference(manifest, audio_path)
+        given = decoded if decoded is not None else reference
         job = PreparedJob(manifest, character, text, decoded, resolved, spec.output_format, pre, post, speak_first, spec.use_cache,
-                          audio_digest(decoded.audio, decoded.sample_rate) if decoded is not None else None)
+                          audio_digest(given.audio, given.sample_rate) if given is not None else None, reference)
         estimate_s = estimated_output_s(job)
         if estimate_s > settings.max_output_s:
             raise UserFacingError("the result would be about %s long; this server's limit is %s: shorten the text, or raise "
                                   "the speed" % (minutes(estimate_s), minutes(settings.max_output_s)))
         return job
+
+    def reference(self, manifest: Manifest, audio_path: Optional[str]) -> Optional[DecodedAudio]:
+        """The recording given to a text-to-speech architecture that takes a reference (``Manifest.reference``): decoded by the
+        same checked decoder, mixed to mono, and refused here when missing but required, silent, or out of its length range
+        (the worker checks again; refusing now keeps a bad one out of the queue). None for other architectures."""
+        wanted = manifest.reference
+        if wanted is None:
+            return None
+        if not audio_path:
+            if wanted.required:
+                raise UserFacingError("%s needs a reference recording of the voice to speak like (%s): upload or record one"
+                                      % (manifest.display_name, _length_range(wanted.min_s, wanted.max_s)))
+            return None
+        try:
+            decoded = self.decode_input(Path(audio_path))
+        except UserFacingError as exc:  # said of the reference: the person gave text as well
+            raise UserFacingError("%s: the reference recording: %s" % (manifest.display_name, exc)) from exc
+        mono = decoded.audio.mean(axis=0, dtype=np.float32) if decoded.audio.ndim == 2 else decoded.audio.astype(np.float32, copy=False)
+        peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+        problem = wanted.problem(mono.shape[-1] / float(decoded.sample_rate), peak if np.isfinite(peak) else 0.0)
+        if problem:
+            raise UserFacingError("%s: %s" % (manifest.display_name, problem))
+        return DecodedAudio(np.ascontiguousarray(mono), decoded.sample_rate)
 
     def decode_input(self, path: Path) -> DecodedAudio:
         """The one decoder of a person's recording, on every path: the limits checked on its header first, then decoded,

@@ -71,7 +71,9 @@ class GenerationEndpoints:
         """Generate speech (TTS) or convert audio with the chosen architecture and character; returns the audio and
         its details (job_id, timings, ...). Only architecture and character are required. For a conversion
         architecture, text without audio is spoken first by ``speak_with`` ({"architecture", "character",
-        "options"}; default: the default TTS voice)."""
+        "options"}; default: the default TTS voice). For a TTS architecture that speaks in the voice of a recording
+        (its ``reference`` in /list_architectures: required or optional, with min_s/max_s), ``audio`` is that reference
+        recording, given with the text; one that is missing but required, silent, or out of range is refused before queuing."""
         parsed = shown_to_person(lambda: parse_json_object(options, "options")) or {}
         chosen = shown_to_person(lambda: {
             "preprocess": parse_json_object(preprocess, "preprocess"),

@@ -31,6 +31,21 @@ def first_usable(station: Workstation, architecture: str) -> Optional[str]:
     return (usable or characters)[0].id if characters else None
 
 
+def takes_recording(entry: Mapping[str, Any]) -> bool:
+    """The recording input is shown: a conversion's input, or a text-to-speech architecture's reference."""
+    return bool(entry["needs_audio"] or entry.get("reference"))
+
+
+def recording_label(entry: Mapping[str, Any]) -> str:
+    """A conversion's input, or the reference's own label with whether it is needed and its length range."""
+    reference = entry.get("reference")
+    if not reference:
+        return "Input audio (upload or record)"
+    low, high = reference.get("min_s") or 0, reference.get("max_s") or 0
+    length = "%g-%g s" % (low, high) if low and high else "at least %g s" % low if low else "up to %g s" % high if high else ""
+    return "%s (%s%s)" % (reference["label"], "required" if reference["required"] else "optional", ", " + length if length else "")
+
+
 def ensure_browser_id(token: Optional[str]) -> str:
     return token if token and len(token) == 32 else uuid.uuid4().hex
 
@@ -56,8 +71,8 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
                 takes_text = bool(catalogue[default_arch]["needs_text"])
                 converts = bool(catalogue[default_arch]["needs_audio"])
                 text = gr.Textbox(label="Text", lines=4, placeholder="Type what the voice should say", visible=takes_text)
-                audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input audio (upload or record)",
-                                    visible=converts)
+                audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label=recording_label(catalogue[default_arch]),
+                                    visible=takes_recording(catalogue[default_arch]))
                 speakers = [a for a in architectures if "tts" in catalogue[a]["capabilities"]]
                 with gr.Accordion("No recording? Type text to speak first", open=False, visible=converts) as speak_box:
                     speak_text = gr.Textbox(label="Text to speak first", lines=3,
@@ -103,12 +118,14 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
         history_state = gr.State([])
 
     def on_architecture(arch: str) -> List[Any]:
-        """Controls follow the architecture: the text box for text-to-speech, the recording (and its
-        preprocessing, its spectrogram, the speak-first path) for conversion; its own options."""
+        """Controls follow the architecture: the text box for text-to-speech (with the recording input, under its
+        reference's label, for one that takes a reference), the recording (and its preprocessing, its spectrogram, the
+        speak-first path) for conversion; its own options."""
         converts = bool(catalogue[arch]["needs_audio"])
         updates: List[Any] = [gr.update(choices=character_choices(station, arch), value=first_usable(station, arch))]
         updates += [gr.update(visible=name == arch) for name in architectures]
-        updates += [gr.update(visible=bool(catalogue[arch]["needs_text"])), gr.update(visible=converts),
+        updates += [gr.update(visible=bool(catalogue[arch]["needs_text"])),
+                    gr.update(visible=takes_recording(catalogue[arch]), label=recording_label(catalogue[arch])),
                     gr.update(visible=converts), gr.update(visible=converts), gr.update(visible=converts)]
         return updates
 
@@ -146,9 +163,11 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
     ) -> Tuple[Any, ...]:
         # a Generate before the page's load event gave this browser its id: give it one now (its history is kept)
         browser_id = ensure_browser_id(browser_id)
-        # text-to-speech takes the text box; a conversion its recording, or else the text to speak first
+        # text-to-speech takes the text box (and its reference, if it takes one); a conversion its recording, or else the
+        # text to speak first
         converts = bool(catalogue[arch]["needs_audio"]) if arch in catalogue else False
         text_value = (first_text if not audio_path else "") if converts else typed
+        audio_path = audio_path if arch in catalogue and takes_recording(catalogue[arch]) else None  # a hidden one is not sent
         count = len(options.entries)
         chosen_options = options.chosen(arch, values[:count])
         chosen = processing.to_dicts(list(values[count:]))
