@@ -21,7 +21,7 @@ from app.access import Access, authenticate_header
 from app.actions import Generation, Workstation
 from app.aliases import Aliases
 from app.guard import HostPolicy, LoginThrottle, RequestGuard, host_name
-from app.http_stream import first_word, streamed_answer, watch
+from app.http_stream import first_word, streamed_answer
 from app.identity import client_identity
 from app.public_errors import for_person
 from app.stream_encoding import MEDIA_TYPES, PCM_RATE_HZ
@@ -114,7 +114,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
             if not streaming:
                 return answer(await asyncio.to_thread(station.wait, job_id), body.response_format)
             take = station.live.open(job_id)
-            watch(station, job_id, take)
+            take.watch(lambda: station.wait(job_id))
             await first_word(take)
         except Exception as exc:  # the boundary to a remote client: the unexpected is logged whole, answered with its id
             return _failure(exc, "/v1/audio/speech")
@@ -160,6 +160,16 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
                 return _failure(exc, "/v1/audio/conversion")
             return answer(generation, response_format)
 
+    async def live(job_id: str, request: Request, response_format: str = "mp3") -> Response:
+        """A take as it is made, for the page's player (``<audio src>``: no credentials to send). The job's id, random and
+        given only to whoever asked for it, is what lets one follow it; a take that is not streaming is 404."""
+        take = station.live.get(job_id)
+        if take is None or response_format not in MEDIA_TYPES:
+            return _error(404, "no take is being made under that id (or the format is unknown)")
+        await first_word(take)
+        # the page's player going away is not a cancel (a person may close it and keep the job): no owner to cancel for
+        return streamed_answer(station, job_id, "", take, response_format, lambda exc: _failure(exc, "/live"), cancel_on_leave=False)
+
     def job(job_id: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
             return _error(401, "this server needs credentials")
@@ -183,6 +193,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         APIRoute("/v1/audio/conversion", conversion, methods=["POST"], response_class=Response),
         APIRoute("/v1/jobs/{job_id}", job, methods=["GET"], response_class=Response),
         APIRoute("/v1/models", models, methods=["GET"], response_class=Response),
+        APIRoute("/live/{job_id}", live, methods=["GET"], response_class=Response),
     ]
     for route in reversed(routes):
         app.router.routes.insert(0, route)

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import logging
-import threading
 from typing import Any, AsyncIterator, Callable, Dict, Optional
 
 import numpy as np
@@ -24,18 +23,6 @@ POLL_S = 0.25
 """How often a follower with nothing new looks again (a piece wakes it at once)."""
 
 
-def watch(station: Workstation, job_id: str, take: LiveTake) -> None:
-    """End the take however the job ends, even where its runner never ran (cancelled or failed while queued)."""
-
-    def run() -> None:
-        try:
-            take.end(outcome=station.wait(job_id))
-        except Exception as exc:  # how the job failed is the take's ending; the follower says it
-            take.end(error=exc)
-
-    threading.Thread(target=run, name="live-%s" % job_id[:8], daemon=True).start()
-
-
 async def first_word(take: LiveTake) -> None:
     """Wait until the take has a piece or has ended: an answer's status and headers depend on which."""
     while not take.pieces and not take.ended:
@@ -43,19 +30,21 @@ async def first_word(take: LiveTake) -> None:
 
 
 def streamed_answer(station: Workstation, job_id: str, owner: str, take: LiveTake, response_format: str,
-                    failure: Callable[[BaseException], JSONResponse], sse: bool = False) -> Response:
+                    failure: Callable[[BaseException], JSONResponse], sse: bool = False, cancel_on_leave: bool = True) -> Response:
     """The answer once ``first_word`` returned: the error as JSON if the job failed before any audio, else the stream."""
     if take.error is not None and not take.pieces:
         return failure(take.error)
     headers = {"X-Job-Id": job_id, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # nginx: pass pieces on at once
     if take.plan:
         headers["X-Streamed-Processing"] = json.dumps(take.plan, separators=(",", ":"))
-    body = _sse(follow(station, job_id, owner, take, response_format)) if sse else follow(station, job_id, owner, take, response_format)
+    chunks = follow(station, job_id, owner, take, response_format, cancel_on_leave)
+    body = _sse(chunks) if sse else chunks
     media_type = "text/event-stream" if sse else MEDIA_TYPES.get(response_format, "application/octet-stream")
     return StreamingResponse(body, media_type=media_type, headers=headers)
 
 
-async def follow(station: Workstation, job_id: str, owner: str, take: LiveTake, response_format: str) -> AsyncIterator[bytes]:
+async def follow(station: Workstation, job_id: str, owner: str, take: LiveTake, response_format: str,
+                 cancel_on_leave: bool = True) -> AsyncIterator[bytes]:
     encoder: Optional[StreamEncoder] = None
     sent = 0
     done = False
@@ -81,7 +70,7 @@ async def follow(station: Workstation, job_id: str, owner: str, take: LiveTake, 
             logger.info("stream of job %s ended early: %s", job_id, take.error)
         done = True
     finally:
-        if not done:  # the client went away (or the server is stopping): nobody wants the rest
+        if not done and cancel_on_leave:  # the client went away (or the server is stopping): nobody wants the rest
             station.jobs.cancel(job_id, owner)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -53,6 +53,18 @@ class LiveTake:
             if self.ended_at is None:
                 self.ended_at, self.outcome, self.error = time.monotonic(), outcome, error
                 self._changed.notify_all()
+
+    def watch(self, wait: Callable[[], Any], name: str = "live") -> None:
+        """End the take however its job ends (``wait`` returns its result or raises its failure), even where its runner
+        never ran: cancelled or failed while queued."""
+
+        def run() -> None:
+            try:
+                self.end(outcome=wait())
+            except Exception as exc:  # how the job failed is the take's ending; its followers say it
+                self.end(error=exc)
+
+        threading.Thread(target=run, name=name, daemon=True).start()
 
     @property
     def ended(self) -> bool:

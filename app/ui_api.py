@@ -98,6 +98,7 @@ def endpoint_table(calls: Endpoints) -> List[Endpoint]:
     return [
         # generation, listings, presets and defaults
         Endpoint("generate", generation.generate, ("generated", "info"), queued_by_jobs=True),
+        Endpoint("generate_stream", generation.generate_stream, ("generated", "info"), queued_by_jobs=True),
         Endpoint("cancel", generation.cancel, ("message",)),
         Endpoint("list_architectures", generation.list_architectures, ("architectures",)),
         Endpoint("list_characters", generation.list_characters, ("characters",)),

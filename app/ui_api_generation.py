@@ -3,7 +3,7 @@ defaults (named in ``app.ui_api``); the Generate tab calls them too. Thin wiring
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import gradio as gr
 
@@ -11,6 +11,8 @@ from app.actions import Generation, Workstation
 from app.ui_caller import request_owner, session_of
 from app.ui_errors import as_operator, shown_to_person
 from app.ui_processing import parse_json_object
+from jobs.spec import JobSpec
+from pipeline.audio_io import pcm16
 
 
 class GenerationEndpoints:
@@ -86,6 +88,50 @@ class GenerationEndpoints:
         )
         return str(generation.path), generation.info()
 
+    def generate_stream(
+        self,
+        architecture: str,
+        character: str,
+        text: Optional[str] = None,
+        audio: Optional[str] = None,
+        options: Any = None,
+        output_format: str = "wav",
+        preprocess: Any = None,
+        postprocess: Any = None,
+        use_cache: bool = True,
+        speak_with: Any = None,
+        request: gr.Request = None,  # type: ignore[assignment]  # gradio fills it in
+    ) -> Iterator[Tuple[Any, Dict[str, Any]]]:
+        """As /generate, with the take in pieces as they are made: each piece (a sentence, for text to speech) comes as
+        a wav with {"job_id", "piece", "sample_rate", "final": false} as soon as it is spoken, post-processed on the stream;
+        the last value is the whole stored take with its details ("final": true). Iterate a ``gradio_client`` job for
+        them; cancelling the job (or leaving) cancels the generation."""
+        owner, session, client = request_owner(request)
+        spec = shown_to_person(lambda: JobSpec(
+            architecture, character, text or "", audio, parse_json_object(options, "options") or {}, output_format or "wav",
+            parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"), bool(use_cache),
+            parse_json_object(speak_with, "speak_with"), stream=True))
+        job_id = shown_to_person(lambda: self.station.submit(spec, owner, session, client=client))
+        take = self.station.live.open(job_id)
+        take.watch(lambda: self.station.wait(job_id))
+        done = False
+        sent = 0
+        try:
+            while not (take.ended and sent >= len(take.pieces)):
+                for piece in take.next_pieces(sent, 0.25):
+                    sent += 1
+                    # 16-bit as the stored wav is (Gradio writes integers as they are: a float array it would peak-normalise)
+                    yield (piece.sample_rate, pcm16(piece.audio)), {"job_id": job_id, "piece": sent, "sample_rate": piece.sample_rate,
+                                                                     "final": False}
+            if take.error is not None:
+                shown_to_person(lambda: _raise(take.error))
+            generation: Generation = take.outcome
+            done = True
+            yield str(generation.path), dict(generation.info(), job_id=job_id, final=True)
+        finally:
+            if not done:  # the caller cancelled or went away: nobody wants the rest
+                self.station.jobs.cancel(job_id, owner)
+
     def cancel(self, request: gr.Request) -> str:
         """Cancel this session's running jobs."""
         count = self.station.cancel(session_of(request))
@@ -137,3 +183,8 @@ class GenerationEndpoints:
         on a shared server, the operator's)."""
         return as_operator(self.station.access, request, lambda: self.station.save_character_defaults(
             architecture, character, parse_json_object(options, "options")))
+
+
+def _raise(error: Optional[BaseException]) -> None:
+    if error is not None:
+        raise error

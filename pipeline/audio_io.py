@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -67,6 +68,15 @@ def decode(path: Path, display_name: Optional[str] = None) -> DecodedAudio:
     if not np.all(np.isfinite(frames)):
         raise AudioDecodeError("%s: the audio holds NaN or infinite samples" % name)
     return DecodedAudio(np.ascontiguousarray(frames.T), int(sample_rate))
+
+
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """Mono float samples as the 16-bit integers a PCM_16 file of them holds (libsndfile's own conversion)."""
+    buffer = io.BytesIO()
+    with soundfile.SoundFile(buffer, "w", samplerate=8000, channels=1, format="RAW", subtype="PCM_16") as out:
+        out.write(np.asarray(audio, dtype=np.float32).reshape(-1))
+    samples: np.ndarray = np.frombuffer(buffer.getvalue(), dtype="<i2").copy()
+    return samples
 
 
 def output_sample_rate(output_format: str, sample_rate: int) -> int:

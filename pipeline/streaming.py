@@ -5,8 +5,8 @@ Each post-processing stage either has an incremental form here (with bounded loo
 * trim silence: leading silence is dropped as it comes; silence after the last loud sample is held back until
   more speech follows it (then it is a pause, and goes out) or the take ends (then all but the margin is cut);
 * loudness to a target / peak normalisation: the gain is measured on the first piece (at least one BS.1770 block,
-  ``LOOKAHEAD_MIN_S``), then held for the take; peaks past the ceiling meet a soft knee (a later sentence louder
-  than the first comes out a little louder than the target; the batch chain measures the whole take);
+  ``LOOKAHEAD_MIN_S``), then held for the take; peaks past the ceiling meet a streaming limiter (a later sentence
+  louder than the first comes out a little louder than the target; the batch chain measures the whole take);
 * resampling: soxr's streaming resampler; fades: the fade-out's length is held back;
 * noise reduction, speed change and pitch shift need the whole take: with any of them the stream waits for the
   take and processes it as the batch chain does (one piece at the end).
@@ -16,6 +16,7 @@ What was streamed and what waited is in ``plan`` (a streamed answer says so). Th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -92,13 +93,16 @@ class _Trim(_Step):
 
 
 class _Gain(_Step):
-    """A gain measured on the first ``LOOKAHEAD_MIN_S`` or more (the first piece), held for the take. Peaks it pushes past
-    the ceiling meet a soft knee (stateless, so it streams; the batch chain's limiter needs the whole take): the gain is
-    capped so the first piece's peaks go at most ``KNEE_HEADROOM_DB`` into it."""
+    """A gain measured on the first ``LOOKAHEAD_MIN_S`` or more (the first piece), held for the take. Peaks past the
+    ceiling meet a block limiter whose state carries from piece to piece (gain reduction at once, released over
+    ``RELEASE_S``), then a soft knee for what is left between blocks: a later sentence louder than the first is brought
+    under the ceiling instead of clipped (the batch chain's limiter needs the whole take)."""
 
-    KNEE_DB = 6.0
-    """Below the ceiling by this much the curve starts to bend; samples under it pass untouched."""
+    KNEE_DB = 1.0
+    """Below the ceiling by this much the knee starts to bend; the limiter aims at the knee."""
     KNEE_HEADROOM_DB = 3.0
+    BLOCK_S = 0.005
+    RELEASE_S = 0.08
 
     def __init__(self, stage: Stage, sample_rate: int) -> None:
         self.stage, self.rate = stage, sample_rate
@@ -108,6 +112,24 @@ class _Gain(_Step):
         self.knee = float(self.ceiling * 10.0 ** (-self.KNEE_DB / 20.0))
         self.pending: List[Audio] = []
         self.gain: Optional[float] = None
+        self.block = max(1, int(self.BLOCK_S * sample_rate))
+        self.release = 1.0 - math.exp(-self.BLOCK_S / self.RELEASE_S)
+        self.reduction = 1.0
+        """The limiter's gain at the end of the last piece."""
+
+    def _limited(self, audio: Audio) -> Audio:
+        blocks = -(-audio.size // self.block)
+        padded = np.zeros(blocks * self.block, dtype=np.float32)
+        padded[:audio.size] = np.abs(audio)
+        peaks = padded.reshape(blocks, self.block).max(axis=1)
+        needs = np.minimum(1.0, self.knee / np.maximum(peaks, 1e-9))
+        gains = np.empty(blocks, dtype=np.float32)
+        reduction = self.reduction
+        for index, need in enumerate(needs):  # a few hundred blocks a second: cheap beside the model
+            reduction = float(need) if need < reduction else min(float(need), reduction + (1.0 - reduction) * self.release)
+            gains[index] = reduction
+        self.reduction = reduction
+        return np.asarray(audio * np.repeat(gains, self.block)[:audio.size], dtype=np.float32)
 
     def _decide(self, window: Audio) -> float:
         """The linear gain for the take, from its first piece."""
@@ -124,7 +146,7 @@ class _Gain(_Step):
 
     def _apply(self, audio: Audio) -> Audio:
         assert self.gain is not None
-        out: Audio = np.multiply(audio, np.float32(self.gain), dtype=np.float32)
+        out: Audio = self._limited(np.multiply(audio, np.float32(self.gain), dtype=np.float32))
         over = np.abs(out) > self.knee
         if over.any():  # above the knee: bent smoothly towards the ceiling, never past it
             span = self.ceiling - self.knee

@@ -125,3 +125,18 @@ def test_errors_before_any_audio_are_json_with_a_status(server: AppServer) -> No
     assert bad.status_code == 400 and "needs text" in bad.json()["error"]["message"]
     whole = httpx.post(server.url + "v1/audio/speech", json={"input": "A whole file.", "stream": False}, timeout=60)
     assert whole.status_code == 200 and int(whole.headers["content-length"]) == len(whole.content) > WAV_HEADER_BYTES
+
+
+def test_gradio_client_iterates_the_pieces_and_then_gets_the_whole_take(server: AppServer) -> None:
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    job = client.submit("piper", "joe", FIVE_SENTENCES, None, None, "wav", None, None, False, None, api_name="/generate_stream")
+    outputs = list(job)
+    pieces, final = outputs[:-1], outputs[-1]
+    assert len(pieces) >= 4 and not any(info["final"] for _, info in pieces) and final[1]["final"], [o[1] for o in outputs]
+    joined = np.concatenate([soundfile.read(path, dtype="int16")[0] for path, _ in pieces])
+    whole, rate = soundfile.read(final[0], dtype="int16")
+    assert rate == 22050
+    np.testing.assert_array_equal(joined, whole)  # the pieces heard are the take kept
+    assert final[1]["streamed"]["incremental"] and final[1]["job_id"] == pieces[0][1]["job_id"]
