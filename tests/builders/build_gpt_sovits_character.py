@@ -81,6 +81,8 @@ def sovits_checkpoint(real_size: bool) -> dict:
     torch.manual_seed(1)
     net = SynthesizerTrn(SOVITS_DATA["filter_length"] // 2 + 1, 20480 // SOVITS_DATA["hop_length"], n_speakers=300, **model)
     weights = {name: value for name, value in net.state_dict().items() if not name.startswith("enc_q.")}  # inference drops enc_q
+    for name in [n for n in weights if n.endswith("_codebook.inited")]:  # as trained: else its first use runs k-means (minutes)
+        weights[name] = torch.ones_like(weights[name])
     return {"weight": weights, "config": config, "info": "random %s GPT-SoVITS v1 SoVITS" % ("real-size" if real_size else "tiny")}
 
 
