@@ -55,6 +55,30 @@ class GenerationEndpoints:
             )
         )
 
+    def start(
+        self,
+        architecture: str,
+        character: str,
+        text: str,
+        audio_path: Optional[str],
+        options: Dict[str, Any],
+        output_format: str,
+        request: Optional[gr.Request],
+        processing: Mapping[str, Optional[Dict[str, Any]]],
+        use_cache: bool,
+        speak_with: Optional[Dict[str, Any]] = None,
+        browser_id: Optional[str] = None,
+    ) -> str:
+        """Queue a generation whose take streams (the Generate tab's live player follows it); its job id."""
+        owner, session, client = request_owner(request, browser_id)
+        spec = JobSpec(architecture, character, text or "", audio_path, dict(options or {}), output_format, processing.get("preprocess"),
+                       processing.get("postprocess"), bool(use_cache), speak_with, stream=True)
+        return shown_to_person(lambda: self.station.submit(spec, owner, session, client=client))
+
+    def finish(self, job_id: str, progress: gr.Progress) -> Generation:
+        """Wait for a job ``start`` queued."""
+        return shown_to_person(lambda: self.station.wait(job_id, lambda fraction, message: progress(fraction, desc=message)))
+
     def generate(
         self,
         architecture: str,

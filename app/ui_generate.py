@@ -3,9 +3,10 @@ presets; the result with its spectrograms and this session's outputs. Thin wirin
 
 from __future__ import annotations
 
+import html
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import gradio as gr
 
@@ -54,6 +55,12 @@ class GenerateTab(NamedTuple):
     cancel_button: gr.Button
     runs: List[Any]
     """The Generate and New take events, which Cancel stops."""
+
+
+def live_player_html(job_id: str) -> str:
+    """A player for a take being made: the browser plays the stream (mp3: every browser plays it as it arrives)."""
+    return ('<audio controls autoplay preload="auto" src="live/%s?response_format=mp3" aria-label="Playing as it is spoken">'
+            '</audio>' % html.escape(job_id))
 
 
 def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: gr.Blocks, browser: gr.BrowserState,
@@ -109,6 +116,7 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
                         preset_save = gr.Button("Save preset" + operator_note)
                     preset_message = gr.Markdown()
             with gr.Column(scale=2):
+                live_player = gr.HTML(elem_id="live-player")
                 audio_out = gr.Audio(type="filepath", label="Result", interactive=False, buttons=["download"])
                 spectrogram_out = gr.Image(label="Result: spectrogram", interactive=False, height=200)
                 spectrogram_in = gr.Image(label="Input: spectrogram", interactive=False, height=200, visible=converts)
@@ -160,7 +168,7 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
         *values: Any,  # after the special arguments: gradio fills in only positional ones (a keyword-only one stays unset)
-    ) -> Tuple[Any, ...]:
+    ) -> Iterator[Tuple[Any, ...]]:
         # a Generate before the page's load event gave this browser its id: give it one now (its history is kept)
         browser_id = ensure_browser_id(browser_id)
         # text-to-speech takes the text box (and its reference, if it takes one); a conversion its recording, or else the
@@ -172,28 +180,37 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
         chosen_options = options.chosen(arch, values[:count])
         chosen = processing.to_dicts(list(values[count:]))
         speak_with = {"architecture": first_arch, "character": first_char} if first_arch and first_char else None
-        generation = calls.run(arch, char, text_value, audio_path, chosen_options, fmt, progress, request, chosen, cache_ok, speak_with,
-                               browser_id)
+        if streams(arch):  # text to speech plays while it is spoken: the live player follows the take as it is made
+            job_id = calls.start(arch, char, text_value, audio_path, chosen_options, fmt, request, chosen, cache_ok, speak_with, browser_id)
+            yield (*[gr.skip()] * (len(generate_outputs) - 1), live_player_html(job_id))
+            generation = calls.finish(job_id, progress)
+        else:
+            generation = calls.run(arch, char, text_value, audio_path, chosen_options, fmt, progress, request, chosen, cache_ok,
+                                   speak_with, browser_id)
         row = [generation.path.stem.split("-")[0], arch, char, (text_value or "")[:60], round(generation.duration_s, 2),
                generation.path.name]
         # each entry keeps its own full path: a day's folder changes at midnight, and retention may remove old ones
         history = [{"row": row, "path": str(generation.path)}, *history][: settings.history_size]
         kept = [entry for entry in history if Path(entry["path"]).is_file()]
-        return (str(generation.path), generation.info(), [e["row"] for e in kept], kept, [e["path"] for e in kept],
-                spectrogram_image(str(generation.path)), spectrogram_image(audio_path) if converts else None, browser_id)
+        yield (str(generation.path), generation.info(), [e["row"] for e in kept], kept, [e["path"] for e in kept],
+               spectrogram_image(str(generation.path)), spectrogram_image(audio_path) if converts else None, browser_id, gr.skip())
+
+    def streams(arch: str) -> bool:
+        return arch in catalogue and bool(catalogue[arch]["needs_text"]) and not bool(catalogue[arch]["needs_audio"])
 
     generate_inputs = [architecture, character, text, audio_in, output_format, use_cache, history_state, speak_arch, speak_char,
                        speak_text, browser, *options.components, *processing.components]
-    generate_outputs = [audio_out, info_out, history_table, history_state, history_files, spectrogram_out, spectrogram_in, browser]
+    generate_outputs = [audio_out, info_out, history_table, history_state, history_files, spectrogram_out, spectrogram_in, browser,
+                        live_player]
     generate_event = generate_button.click(on_generate, inputs=generate_inputs, outputs=generate_outputs, concurrency_limit=None,
                                            **PRIVATE)
 
     def on_new_take(arch: str, char: str, typed: str, audio_path: Optional[str], fmt: str, cache_ok: bool,
                     history: List[Dict[str, Any]], first_arch: Optional[str], first_char: Optional[str], first_text: str,
                     browser_id: Optional[str], request: gr.Request, progress: gr.Progress = gr.Progress(),
-                    *values: Any) -> Tuple[Any, ...]:
+                    *values: Any) -> Iterator[Tuple[Any, ...]]:
         """The same request made afresh (no cache): another take of the same line."""
-        return on_generate(arch, char, typed, audio_path, fmt, False, history, first_arch, first_char, first_text, browser_id,
+        yield from on_generate(arch, char, typed, audio_path, fmt, False, history, first_arch, first_char, first_text, browser_id,
                            request, progress, *values)
 
     new_take_event = new_take_button.click(on_new_take, inputs=generate_inputs, outputs=generate_outputs, concurrency_limit=None,

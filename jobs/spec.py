@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Optional
 
-EDITABLE = ("architecture", "character", "text", "options", "output_format", "preprocess", "postprocess", "use_cache", "speak_with")
+EDITABLE = ("architecture", "character", "text", "options", "output_format", "preprocess", "postprocess", "use_cache", "speak_with",
+            "stream")
 """What a person may change for another take: everything they chose, not the file the server reads."""
 
 

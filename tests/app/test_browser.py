@@ -134,3 +134,25 @@ def test_history_survives_a_reload_and_plays_a_take(page: object) -> None:
     assert new_job is not None
     expect(page.get_by_text(new_job.group(0)).filter(visible=True).first).to_be_visible(timeout=10_000)  # the list has it too
     expect(page.locator("a[download][href*='piper-joe-'][href$='.wav']")).to_have_count(2, timeout=10_000)  # takes A and B
+
+
+def test_speech_plays_while_it_is_spoken(page: object) -> None:
+    """The live player gets the first sentences while the rest is still being made (the result player comes at the end)."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.get_by_role("tab", name="Generate").click()
+    sentences = " ".join("This is sentence number %d of a longer paragraph read aloud." % n for n in range(1, 13))
+    page.get_by_label("Text", exact=True).fill(sentences)
+    before = page.locator("a[download][href*='piper-joe-']").count()
+    with page.expect_response(lambda r: "/live/" in r.url) as live_response:
+        page.get_by_role("button", name="Generate").click()
+    response = live_response.value
+    assert response.status == 200 and response.headers["content-type"] == "audio/mpeg"
+    live = page.locator("#live-player audio")
+    expect(live).to_be_attached(timeout=10_000)
+    page.wait_for_function("document.querySelector('#live-player audio').readyState >= 2", timeout=30_000)
+    # audio to play, and the whole take not made yet: the result player has not changed
+    assert page.locator("a[download][href*='piper-joe-']").count() == before, "the take ended before the player had audio"
+    page.wait_for_function("n => document.querySelectorAll(\"a[download][href*='piper-joe-']\").length > n", arg=before,
+                           timeout=60_000)  # then the whole take arrives in the result player and the history
