@@ -4,6 +4,8 @@ clients that want audio bytes back without Gradio's request cycle (~0.15 s here)
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import io
 import logging
 import tempfile
@@ -20,6 +22,7 @@ from starlette.middleware import Middleware
 from app.access import Access, authenticate_header
 from app.actions import Generation, Workstation
 from app.aliases import Aliases
+from app.errors import UserFacingError
 from app.guard import HostPolicy, LoginThrottle, RequestGuard, host_name
 from app.http_stream import first_word, streamed_answer
 from app.identity import client_identity
@@ -42,6 +45,9 @@ class SpeechRequest(BaseModel):
         None, description="for a conversion model: the TTS that speaks the input first ({architecture, character, options}); "
         "default: the default voice")
     stream: bool = Field(True, description="send the audio as it is made (chunked); false: the whole file at the end")
+    reference_audio: Optional[str] = Field(
+        None, description="for a model that speaks in the voice of a recording (its 'reference' in /v1/models): that recording, "
+        "an audio file (wav, flac, ogg, mp3) as base64")
     stream_format: Literal["audio", "sse"] = Field("audio", description="sse: OpenAI's server-sent events (base64 deltas)")
 
 
@@ -51,6 +57,19 @@ def wav_frames(data: bytes) -> bytes:
 
     frames, _ = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
     return bytes(frames[:, 0].astype("<i2").tobytes())
+
+
+def reference_file(encoded: Optional[str], folder: Path) -> Optional[str]:
+    """A base64 recording written to ``folder`` (the request's checks decode it as any upload); None without one."""
+    if not encoded:
+        return None
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise UserFacingError("reference_audio is not base64: give the recording's file bytes as base64") from None
+    path = folder / "reference.audio"
+    path.write_bytes(data)
+    return str(path)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -108,9 +127,11 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
             if body.response_format == "pcm":  # kept as a wav at the rate OpenAI's pcm promises
                 postprocess["sample_rate_hz"] = PCM_RATE_HZ
             stored_format = "wav" if body.response_format == "pcm" else body.response_format
-            spec = JobSpec(architecture, voice_id, body.input, None, options, stored_format, None, postprocess, body.cache, body.speak_with,
-                           stream=streaming)
-            job_id = await asyncio.to_thread(station.submit, spec, owner, session, None, client)
+            with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:  # the job service keeps its own copy
+                reference = reference_file(body.reference_audio, Path(folder))
+                spec = JobSpec(architecture, voice_id, body.input, reference, options, stored_format, None, postprocess, body.cache,
+                               body.speak_with, stream=streaming)
+                job_id = await asyncio.to_thread(station.submit, spec, owner, session, None, client)
             if not streaming:
                 return answer(await asyncio.to_thread(station.wait, job_id), body.response_format)
             take = station.live.open(job_id)
@@ -182,7 +203,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         if user is None:
             return _error(401, "this server needs credentials")
         data: List[Dict[str, Any]] = [{"id": a["id"], "object": "model", "name": a["name"], "capabilities": a["capabilities"],
-                                       "owned_by": "voice-workstation"} for a in station.architectures()]
+                                       "reference": a.get("reference"), "owned_by": "voice-workstation"} for a in station.architectures()]
         data += [{"id": alias["id"], "object": "model", "alias_of": alias["alias_of"], "owned_by": "voice-workstation"}
                  for alias in aliases.listed()]
         return JSONResponse({"object": "list", "data": data})

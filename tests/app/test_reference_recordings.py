@@ -7,6 +7,7 @@ reference itself), from its own spec root (tests/envs_reference), so only this m
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -137,3 +138,23 @@ def test_an_optional_reference_may_be_left_out_and_is_mixed_to_mono(tmp_path: Pa
         checks.reference(optional, tone(tmp_path / "brief.wav", 0.5))
     assert checks.reference(Manifest.from_dict(dict(MANIFEST.to_dict(), reference=None)), tone(tmp_path / "x.wav", 5.0)) is None
     assert Reference(required=True).problem(5.0, 0.0) == "the reference recording is silent"
+
+
+def test_the_http_speech_route_takes_the_reference_as_base64(server: AppServer, tmp_path: Path) -> None:
+    import base64
+
+    models = {m["id"]: m for m in httpx.get(server.url + "v1/models", timeout=30).json()["data"]}
+    assert models[ARCH]["reference"]["required"] is True and models["fake"]["reference"] is None
+    encoded = base64.b64encode(Path(tone(tmp_path / "five.wav", 5.0)).read_bytes()).decode("ascii")
+    body = {"model": ARCH, "voice": "echo", "input": "Said in that voice.", "reference_audio": encoded, "cache": False}
+    spoken = httpx.post(server.url + "v1/audio/speech", json=dict(body, stream=False), timeout=60)
+    assert spoken.status_code == 200, spoken.text
+    audio, rate = soundfile.read(io.BytesIO(spoken.content))
+    assert rate == REFERENCE_RATE and abs(audio.shape[0] / rate - 5.0) < 0.1  # the reference reached the worker as given
+    short = base64.b64encode(Path(tone(tmp_path / "two.wav", 2.0)).read_bytes()).decode("ascii")
+    refused = httpx.post(server.url + "v1/audio/speech", json=dict(body, reference_audio=short), timeout=60)
+    assert refused.status_code == 400 and "at least 3 s" in refused.json()["error"]["message"]
+    missing = httpx.post(server.url + "v1/audio/speech", json={k: v for k, v in body.items() if k != "reference_audio"}, timeout=60)
+    assert missing.status_code == 400 and "reference recording" in missing.json()["error"]["message"]
+    garbled = httpx.post(server.url + "v1/audio/speech", json=dict(body, reference_audio="not base64!"), timeout=60)
+    assert garbled.status_code == 400 and "base64" in garbled.json()["error"]["message"]
