@@ -75,8 +75,10 @@ def main() -> None:
     args = parser.parse_args()
     builder = EnvironmentBuilder(built_envs_dir(), Path(tempfile.mkdtemp()), "cpu")
     python = builder.ensure(load_spec(PROJECT_ROOT / "envs" / "piper"))
-    direct = subprocess.run([str(python), "-c", DIRECT, TEXT, str(args.repeats)], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
-    direct_first, direct_all = zip(*[map(float, line.split()) for line in direct.stdout.split("\n") if line.strip()])
+    direct = subprocess.run([str(python), "-c", DIRECT, TEXT, str(args.repeats)], capture_output=True, text=True, check=True,
+                            cwd=PROJECT_ROOT)
+    rows = [[float(value) for value in line.split()] for line in direct.stdout.split("\n") if line.strip()]
+    direct_first, direct_all = [row[0] for row in rows], [row[1] for row in rows]
     with tempfile.TemporaryDirectory() as data:
         app = start_app(Path(data))
         try:
