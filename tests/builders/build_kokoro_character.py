@@ -9,6 +9,7 @@ OUT_DIR/characters/af_tiny/         af_tiny.pt: a voice pack, a [510, 1, 256] fl
 OUT_DIR/characters/bf_tiny/         bf_tiny.pt (British English, by its name)
 OUT_DIR/characters/ef_tiny/         ef_tiny.pt (Spanish, by its name: espeak-ng's Spanish through KPipeline)
 OUT_DIR/unsafe.pt                   a voice pack whose unpickling would create OUT_DIR/pwned
+OUT_DIR/wrong_shape.pt              a tensor that is no voice pack ([510, 128])
 
 With ``--real-size`` the model has Kokoro-82M's own sizes (for benchmarks), still random.
 
@@ -74,6 +75,7 @@ def main() -> None:
     for seed, name in enumerate(VOICES, start=1):
         voice_pack(out / "characters" / name / ("%s.pt" % name), seed)
     torch.save(RunsOnLoad(str(out / "pwned")), out / "unsafe.pt")
+    torch.save(torch.zeros(510, 128), out / "wrong_shape.pt")
     print("built", out)
 
 
