@@ -64,6 +64,8 @@ class GenerateRequest:
     and checked that the text or recording the manifest needs is there, before ``generate``."""
     report_progress: Callable[[float, str], None] = lambda fraction, message: None
     is_cancelled: Callable[[], bool] = lambda: False
+    streaming: bool = False
+    """The pieces ``stream`` yields are played as they come: an adapter may make its first piece smaller to start sooner."""
 
     def check_cancelled(self) -> None:
         """Adapters call this between steps so a cancel takes effect without killing the worker."""

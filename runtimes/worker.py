@@ -166,6 +166,7 @@ class Worker:
                 options=self.checked_options(header, audio),
                 report_progress=lambda fraction, message: self.report_progress(job, fraction, message),
                 is_cancelled=lambda: self.cancelled_job == job,
+                streaming=bool(header.get("stream")),
             )
             if header.get("stream"):
                 self.stream(job, self.characters[key], request, started)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from typing import Any, Dict, Iterator, List
 
 import numpy as np
@@ -25,6 +26,9 @@ MANIFEST = Manifest(
         Option("noise_scale", "Noise scale (voice variation)", "float", 0.667, 0.0, 2.0, 0.01),
         Option("noise_w", "Noise w (phoneme length variation)", "float", 0.8, 0.0, 2.0, 0.01),
         Option("sentence_silence_s", "Silence between sentences (s)", "float", 0.0, 0.0, 5.0, 0.05),
+        Option("fast_start", "Start speaking sooner when streaming (the first sentence in two parts)", "bool", True,
+               help="While the answer streams, a long first sentence is spoken as a short opening phrase and its rest: "
+                    "the first audio comes in a fraction of a sentence's time (a clause boundary is used where there is one)."),
     ),
     builtin_characters={"joe": "Joe (US English, offline)"},
     duration_scale=DurationScale("length_scale"),
@@ -46,6 +50,24 @@ def session_options(onnxruntime: Any) -> Any:
     for key, value in SESSION_CONFIG.items():
         options.add_session_config_entry(key, value)
     return options
+
+
+OPENING_WORDS = (4, 8)
+"""A streamed answer's first piece: a long first sentence's opening clause of this many words (fewer than twice the
+lower bound: not split), up to its first comma-like break if that is in range, else the lower bound's worth."""
+SENTENCE_END = re.compile(r"[.!?](?:\s+|$)")
+CLAUSE_BREAK = re.compile(r"[,;:\u2013\u2014]$")
+
+
+def opening_phrase(text: str) -> List[str]:
+    """``text`` as [its opening phrase, the rest] when its first sentence is long enough to split, else [text]."""
+    end = SENTENCE_END.search(text)
+    spans = [m.span() for m in re.finditer(r"\S+", text[:end.start() + 1] if end else text)]
+    low, high = OPENING_WORDS
+    if len(spans) < 2 * low:
+        return [text]
+    cut = next((n for n in range(low, min(high, len(spans) - low) + 1) if CLAUSE_BREAK.search(text[slice(*spans[n - 1])])), low)
+    return [text[:spans[cut - 1][1]], text[spans[cut][0]:]]
 
 
 def find_voice_files(folder: str) -> "tuple[str, str]":
@@ -124,9 +146,11 @@ class PiperAdapter(Adapter):
         voice = character
         sample_rate = int(voice.config.sample_rate)
         gap = np.zeros(int(round(float(options["sentence_silence_s"]) * sample_rate)), dtype=np.float32)
-        total = max(1, len(voice.phonemize(text)))  # sentences, as synthesize splits them (espeak: milliseconds)
+        parts = opening_phrase(text) if request.streaming and options["fast_start"] else [text]
+        total = max(1, len(voice.phonemize(text)) + len(parts) - 1)  # sentences, as synthesize splits them (espeak: milliseconds)
         spoken = 0
-        for index, chunk in enumerate(voice.synthesize(text, syn_config=config)):  # one chunk per sentence
+        chunks = (chunk for part in parts for chunk in voice.synthesize(part, syn_config=config))  # one chunk per sentence
+        for index, chunk in enumerate(chunks):
             request.check_cancelled()
             audio = np.asarray(chunk.audio_float_array, dtype=np.float32)
             if spoken and gap.size:
