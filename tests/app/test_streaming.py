@@ -140,3 +140,19 @@ def test_gradio_client_iterates_the_pieces_and_then_gets_the_whole_take(server: 
     assert rate == 22050
     np.testing.assert_array_equal(joined, whole)  # the pieces heard are the take kept
     assert final[1]["streamed"]["incremental"] and final[1]["job_id"] == pieces[0][1]["job_id"]
+
+
+def test_cancelling_a_gradio_client_stream_cancels_the_job(server: AppServer) -> None:
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    job = client.submit("piper", "joe", " ".join([FIVE_SENTENCES] * 8), None, None, "wav", None, None, False, None,
+                        api_name="/generate_stream")
+    assert wait_until(lambda: len(job.outputs()) >= 1, 60), "no first piece"
+    job_id = job.outputs()[0][1]["job_id"]
+    job.cancel()
+
+    def state() -> str:
+        return str(httpx.get(server.url + "v1/jobs/" + job_id, timeout=30).json()["state"])
+
+    assert wait_until(lambda: state() == "cancelled", 30), "the job went on: %s" % state()
