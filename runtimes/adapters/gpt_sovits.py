@@ -104,7 +104,7 @@ def text_symbols(checkpoint: str) -> Optional[int]:
     try:
         weights = read_plain_values(checkpoint).get("weight")
         return int(weights[TEXT_EMBEDDING].shape[0])
-    except (UnsafeCheckpointError, UnreadableCheckpointError, AttributeError, KeyError, TypeError, IndexError):
+    except (UnsafeCheckpointError, UnreadableCheckpointError, OSError, AttributeError, KeyError, TypeError, IndexError):
         return None
 
 
@@ -144,8 +144,8 @@ def cut_text(text: str, strategy: str) -> List[str]:
 
 
 def ended(piece: str, language: str) -> str:
-    """A piece ends with a sentence mark, so the GPT ends the phrase (as upstream's web UI adds one)."""
-    return piece if piece[-1] in ".!?。！？…" else piece + ("." if language == "en" else "。")
+    """A piece ends with a punctuation mark, so the GPT ends the phrase (as upstream's web UI adds one)."""
+    return piece if piece[-1] in ",.;:!?，。；：！？、…" else piece + ("." if language == "en" else "。")
 
 
 def suffix_tagger(nltk: Any) -> Any:

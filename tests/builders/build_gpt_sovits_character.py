@@ -5,7 +5,8 @@ model classes (and transformers for the two Hugging Face models). Run with the g
 
 With ``--real-size`` the models have the real v1 layer sizes (for benchmarks), else tiny. The random GPT never
 predicts its end token (that row of its output layer is zero), so each piece lasts its ``max_sec`` cap: a piece's
-length is known (tiny: 1 s of tokens, 2 s of audio; real size: 3 s of tokens), and a longer text makes more pieces.
+length is known (tiny: 50 tokens, 2 s of audio; real size: 75 tokens, 3 s, about a spoken sentence), and a longer text
+makes more pieces.
 
 OUT_DIR/assets/chinese-roberta-wwm-ext-large/   a random BERT (1024 wide: what the GPT's bert_proj takes) + tokenizer
 OUT_DIR/assets/chinese-hubert-base/             a random HuBERT (768 wide: the SoVITS ssl_dim) + feature extractor
@@ -87,7 +88,7 @@ def sovits_checkpoint(real_size: bool) -> dict:
 
 
 def gpt_checkpoint(real_size: bool) -> dict:
-    config = {"model": dict(GPT_REAL if real_size else GPT_TINY), "data": {"max_sec": 3 if real_size else 1}}
+    config = {"model": dict(GPT_REAL if real_size else GPT_TINY), "data": {"max_sec": 1.5 if real_size else 1}}
     torch.manual_seed(2)
     module = Text2SemanticLightningModule(config, "****", is_train=False)
     weights = module.state_dict()
@@ -116,10 +117,10 @@ def main(out: Path, real_size: bool) -> None:
     noref = out / "characters" / "tiny-noref"
     noref.mkdir()
     for name in ("tiny-e1.ckpt", "tiny_e1_s1.pth"):  # links, as a shared model's files appear in many folders
-        (noref / name).symlink_to(tiny / name)
+        (noref / name).symlink_to(Path("..") / "tiny" / name)
     v2 = out / "characters" / "tiny-v2"  # what the adapter reads to refuse it: the text embedding's rows
     v2.mkdir()
-    (v2 / "tiny-e1.ckpt").symlink_to(tiny / "tiny-e1.ckpt")
+    (v2 / "tiny-e1.ckpt").symlink_to(Path("..") / "tiny" / "tiny-e1.ckpt")
     embedding = torch.zeros(V2_SYMBOLS, SOVITS_TINY["hidden_channels"])
     torch.save({"weight": {"enc_p.text_embedding.weight": embedding}, "config": {"model": {"version": "v2"}}}, str(v2 / "tiny_e1_s1.pth"))
     torch.save({"weight": {}, "config": {}, "info": RunsOnLoad(str(out / "pwned"))}, str(out / "unsafe.pth"))
