@@ -8,7 +8,7 @@ import shutil
 import stat
 import zipfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import pytest
 
@@ -128,3 +128,23 @@ def test_a_zip_over_the_size_limit_is_refused_from_its_directory(tmp_path: Path)
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    (["Twilight-e24.ckpt", "Twilight_e96_s46464.pth", "twilight_precomp.safetensors"], "gpt_sovits"),  # the established app's layout
+    (["epoch_2nd_00009.pth", "config.yml"], "styletts2"),
+    (["af_heart.pt"], "kokoro"),
+    (["voice.pth", "added_IVF256.index"], "rvc"),
+    (["G_800.pth", "config.json", "kmeans_10000.pt"], "sovits"),
+    (["mine.onnx", "mine.onnx.json"], "piper"),
+], ids=["gpt-sovits", "styletts2", "kokoro", "rvc", "sovits", "piper"])
+def test_the_text_to_speech_layouts_are_told_apart_from_the_voice_converters(tmp_path: Path, files: List[str], expected: str) -> None:
+    from models.importer import detect_architecture
+    from runtimes.adapters.gpt_sovits import GptSovitsAdapter
+    from runtimes.adapters.kokoro import KokoroAdapter
+    from runtimes.adapters.styletts2 import StyleTTS2Adapter
+
+    for name in files:
+        (tmp_path / name).write_bytes(b"")
+    manifests = [a.manifest for a in (PiperAdapter, SovitsAdapter, RvcAdapter, GptSovitsAdapter, StyleTTS2Adapter, KokoroAdapter)]
+    assert detect_architecture(tmp_path, manifests) == expected
