@@ -268,17 +268,25 @@ def test_the_established_apps_catalogue_files_are_accepted_as_they_are(tmp_path:
 
 
 def test_the_shipped_catalogue_offers_every_established_character(tmp_path: Path) -> None:
-    manager = ModelManager(tmp_path, {"rvc": RvcAdapter.describe, "sovits": SovitsAdapter.describe})
+    from runtimes.adapters.gpt_sovits import GptSovitsAdapter
+    from runtimes.adapters.styletts2 import StyleTTS2Adapter
+
+    adapters = (RvcAdapter, SovitsAdapter, StyleTTS2Adapter, GptSovitsAdapter)
+    manager = ModelManager(tmp_path, {a.manifest.architecture: a.describe for a in adapters})
     catalogue = manager.catalogue
     characters = [e for e in catalogue.entries.values() if e.kind == "character"]
     assert len(characters) >= 420 and not catalogue.problems
-    by_arch = {arch: sum(1 for e in characters if e.architecture == arch) for arch in ("sovits", "rvc", "styletts_2")}
-    assert by_arch == {"sovits": 105, "rvc": 163, "styletts_2": 4}
+    by_arch = {arch: sum(1 for e in characters if e.architecture == arch) for arch in ("sovits", "rvc", "styletts2", "gpt_sovits")}
+    assert by_arch == {"sovits": 105, "rvc": 163, "styletts2": 4, "gpt_sovits": 27}
     rows = {r["architecture"]: r["status"] for r in manager.search("", "")}
-    assert rows["rvc"] == "available" and rows["styletts_2"] == "architecture not installed"
+    assert rows["rvc"] == rows["styletts2"] == rows["gpt_sovits"] == "available"
+    assert rows["controllable_talknet"] == "architecture not installed"
     for entry in characters:
-        if entry.architecture in ("sovits", "rvc"):
-            catalogue.closure(entry)  # every dependency resolves
+        if entry.architecture in by_arch:
+            closure = catalogue.closure(entry)  # every dependency resolves: the shared assets come with the first character
+            if entry.architecture in ("styletts2", "gpt_sovits"):
+                assert {e.name for e in closure if e.kind == "asset"} == {a.name for a in adapters[2 + (entry.architecture == "gpt_sovits")]
+                                                                           .manifest.assets}
 
 
 def test_the_conversion_script_reproduces_the_shipped_catalogue(tmp_path: Path) -> None:
