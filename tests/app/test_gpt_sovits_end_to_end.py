@@ -18,7 +18,7 @@ from gradio_client import Client
 from tests.conftest import AppServer, start_app
 from tests.gpt_sovits_fixtures import *  # noqa: F403  (its fixtures, found by name)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy_env]
 RATE = 32000
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 

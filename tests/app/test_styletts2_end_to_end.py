@@ -28,7 +28,7 @@ from tests.styletts2_fixtures import styletts2_models, styletts2_python, stylett
 
 __all__ = ["styletts2_models", "styletts2_python", "styletts2_spec"]  # fixtures this module uses by name
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy_env]
 RATE = 24000
 WAV_HEADER_BYTES = 44
 CATALOGUE_NAME = "Multi-speaker (40 epochs) (Mane 6, CMC, Princesses, Discord, Gilda, Zecora, Trixie, Starlight, Chrysalis, Tirek, " \

@@ -27,8 +27,8 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 PIECE_S = 2.3
 """One piece of the tiny model: its GPT's cap (50 tokens -> 2 s) and the 0.3 s of silence the package appends."""
 
-TestContract = pytest.mark.slow(adapter_contract("gpt_sovits", character="tiny", models="gpt_sovits_models",
-                                                 cancel_options={"cut": "punctuation"}))
+TestContract = pytest.mark.heavy_env(pytest.mark.slow(adapter_contract("gpt_sovits", character="tiny", models="gpt_sovits_models",
+                                                 cancel_options={"cut": "punctuation"})))
 
 
 def voice(seconds: float, rate: int = 24000, peak: float = 0.3) -> np.ndarray:
@@ -120,6 +120,7 @@ def test_describe_reads_the_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_describe_refuses_v2_models_without_torch(gpt_sovits_models: Path, tmp_path: Path) -> None:
     from runtimes.adapters.gpt_sovits import GptSovitsAdapter
 
@@ -137,6 +138,7 @@ def test_describe_refuses_v2_models_without_torch(gpt_sovits_models: Path, tmp_p
 # Through the supervisor and a real worker.
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_speaks_at_32_khz_with_the_folders_reference(gpt_sovits: Supervisor, gpt_sovits_models: Path) -> None:
     result, pieces = spoken(gpt_sovits, job(gpt_sovits_models))
     assert result.sample_rate == RATE and result.audio.dtype == np.float32 and np.isfinite(result.audio).all()
@@ -150,6 +152,7 @@ def test_speaks_at_32_khz_with_the_folders_reference(gpt_sovits: Supervisor, gpt
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_duration_grows_with_the_text_one_piece_per_cut(gpt_sovits: Supervisor, gpt_sovits_models: Path) -> None:
     one, _ = spoken(gpt_sovits, job(gpt_sovits_models, text=SENTENCE))
     three, pieces = spoken(gpt_sovits, job(gpt_sovits_models, text=" ".join([SENTENCE] * 3)))
@@ -158,6 +161,7 @@ def test_duration_grows_with_the_text_one_piece_per_cut(gpt_sovits: Supervisor, 
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_each_option_reaches_the_upstream_call(gpt_sovits: Supervisor, gpt_sovits_models: Path) -> None:
     plain, _ = spoken(gpt_sovits, job(gpt_sovits_models, text="One, two."))
     faster, pieces = spoken(gpt_sovits, job(gpt_sovits_models, text="One, two.", top_k=7, top_p=0.5, temperature=0.3, speed=2.0,
@@ -173,6 +177,7 @@ def test_each_option_reaches_the_upstream_call(gpt_sovits: Supervisor, gpt_sovit
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_the_jobs_own_recording_wins_and_may_be_reference_free(gpt_sovits: Supervisor, gpt_sovits_models: Path) -> None:
     result, _ = spoken(gpt_sovits, job(gpt_sovits_models, audio=voice(4.0)))
     assert result.sample_rate == RATE
@@ -182,6 +187,7 @@ def test_the_jobs_own_recording_wins_and_may_be_reference_free(gpt_sovits: Super
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 @pytest.mark.parametrize(("audio", "expected"), [
     (voice(2.0), "the reference recording is 2.0 s; it must be at least 3 s"),
     (voice(12.0), "the reference recording is 12.0 s; it must be at most 10 s"),
@@ -193,6 +199,7 @@ def test_bad_references_are_clear_errors(gpt_sovits: Supervisor, gpt_sovits_mode
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_a_character_without_a_reference_needs_the_jobs(gpt_sovits: Supervisor, gpt_sovits_models: Path) -> None:
     with pytest.raises(BadRequestError, match=r"tiny-noref has no reference recording: give one \(3-10 s\) with the text"):
         gpt_sovits.generate(job(gpt_sovits_models, "tiny-noref"))
@@ -200,6 +207,7 @@ def test_a_character_without_a_reference_needs_the_jobs(gpt_sovits: Supervisor, 
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_a_bad_reference_in_the_folder_is_named(gpt_sovits: Supervisor, gpt_sovits_models: Path, tmp_path: Path) -> None:
     import wave
 
@@ -214,6 +222,7 @@ def test_a_bad_reference_in_the_folder_is_named(gpt_sovits: Supervisor, gpt_sovi
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_v2_and_unsafe_checkpoints_are_refused(gpt_sovits: Supervisor, gpt_sovits_models: Path, tmp_path: Path) -> None:
     with pytest.raises(BadRequestError, match=r"tiny-v2: tiny_e1_s1.pth is a GPT-SoVITS v2 model \(732 text symbols\)"):
         gpt_sovits.generate(job(gpt_sovits_models, "tiny-v2"))
@@ -230,6 +239,7 @@ def test_v2_and_unsafe_checkpoints_are_refused(gpt_sovits: Supervisor, gpt_sovit
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 @pytest.mark.parametrize("present", [(), ("chinese-roberta-wwm-ext-large",)], ids=["no assets", "no HuBERT"])
 def test_a_missing_asset_is_named(make_supervisor: SupervisorFactory, gpt_sovits_spec: EnvSpec,
                                   gpt_sovits_models: Path, tmp_path: Path, present: Tuple[str, ...]) -> None:

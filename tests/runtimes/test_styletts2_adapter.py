@@ -43,7 +43,8 @@ SINGLE = Path("characters") / "tiny-single"
 QUICK = {"diffusion_steps": 2}
 """The style diffusion is not what is slow (the decoder is), but two steps are enough where the style is not the subject."""
 
-TestContract = pytest.mark.slow(adapter_contract("styletts2", "tiny-multi", models="styletts2_models", cancel_options=QUICK))
+TestContract = pytest.mark.heavy_env(pytest.mark.slow(adapter_contract("styletts2", "tiny-multi", models="styletts2_models",
+                                                                       cancel_options=QUICK)))
 
 
 def full(options: Dict[str, Any]) -> Dict[str, Any]:
@@ -233,6 +234,7 @@ print(json.dumps(found))
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_in_the_env_offline_the_options_reach_upstreams_calls(styletts2_python: Path, styletts2_models: Path, tmp_path: Path) -> None:
     """With the network gone (no socket connects; no network namespace where ``unshare`` can make one) and no NLTK
     data: the auxiliary models come from the assets (upstream's URL lookups answered there, its config's Utils/ paths
@@ -271,6 +273,7 @@ def test_in_the_env_offline_the_options_reach_upstreams_calls(styletts2_python: 
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_one_piece_per_sentence_streams_and_the_pieces_are_the_take(styletts2: Supervisor, styletts2_models: Path) -> None:
     result, pieces, messages = streamed(styletts2, job(styletts2_models, "Hi. How are you? Fine."))
     assert len(pieces) == 3 and result.sample_rate == RATE
@@ -282,6 +285,7 @@ def test_one_piece_per_sentence_streams_and_the_pieces_are_the_take(styletts2: S
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_duration_grows_with_the_text_and_shrinks_with_speed(styletts2: Supervisor, styletts2_models: Path) -> None:
     short = styletts2.generate(job(styletts2_models, "Hello.", "tiny-single"))
     longer = styletts2.generate(job(styletts2_models, "Hello there, how are you today? I am fine.", "tiny-single"))
@@ -292,6 +296,7 @@ def test_duration_grows_with_the_text_and_shrinks_with_speed(styletts2: Supervis
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_a_reference_recording_is_the_style_when_given(styletts2: Supervisor, styletts2_models: Path) -> None:
     reference = voiced_phrases(44100, 3.0)
     result = styletts2.generate(job(styletts2_models, "Hello.", audio=reference))
@@ -302,6 +307,7 @@ def test_a_reference_recording_is_the_style_when_given(styletts2: Supervisor, st
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 @pytest.mark.parametrize(
     ("audio", "options", "expected"),
     [
@@ -323,6 +329,7 @@ def test_bad_references_and_styles_are_clear_errors(styletts2: Supervisor, style
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_styles_a_character_lacks_are_clear_errors(styletts2: Supervisor, styletts2_models: Path, tmp_path: Path) -> None:
     with pytest.raises(BadRequestError, match="tiny-single has no precomputed styles"):
         styletts2.generate(job(styletts2_models, "Hello.", "tiny-single", style_source="precomputed style"))
@@ -338,6 +345,7 @@ def test_styles_a_character_lacks_are_clear_errors(styletts2: Supervisor, stylet
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 @pytest.mark.parametrize(
     ("make_folder", "expected"),
     [
@@ -363,6 +371,7 @@ def test_bad_checkpoints_are_clear_errors(styletts2: Supervisor, styletts2_model
 
 
 @pytest.mark.slow
+@pytest.mark.heavy_env
 def test_a_missing_asset_is_named(make_supervisor: SupervisorFactory, styletts2_spec: EnvSpec, styletts2_models: Path,
                                   tmp_path: Path) -> None:
     assets = tmp_path / "assets"
