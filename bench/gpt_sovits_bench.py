@@ -5,11 +5,11 @@ SoVITS, a BERT-large and a HuBERT-base), in one run:
 
 Env build time (a fresh build into a scratch folder, the uv cache warm as on a second machine of the same kind) and
 size; worker start + import + shared assets, and the character's first load; real-time factor (seconds of work per
-second of speech) for a 2-sentence and a 10-sentence English text through the supervisor, warm; the worker's peak RSS;
-and the same texts through the package's own ``GPTSoVITSInference.get_tts_wav`` in a warm process of the same env (the
-direct upstream call, same reference, same cut: the package's own). The random GPT never predicts its end, so each
-sentence is its cap: 75 tokens, 3 s of speech (about a spoken sentence) plus the package's 0.3 s of silence. Results
-are written to bench/results/gpt_sovits_bench.txt.
+second of speech) for a 2-sentence and a 10-sentence English text through the supervisor, warm; the worker's peak
+RSS; and the same texts through the package's own ``GPTSoVITSInference.get_tts_wav`` in a warm process of the same
+env (the direct upstream call: same reference, same cut, the package's own; the worker's OpenMP setting). The random
+GPT never predicts its end, so each sentence is its cap: 75 tokens, 3 s of speech (about a spoken sentence) plus the
+package's 0.3 s of silence. Results are written to bench/results/gpt_sovits_bench.txt.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from app.settings import PROJECT_ROOT
+from runtimes.adapters.gpt_sovits import PASSIVE_THREADS
 from runtimes.environments import EnvironmentBuilder, load_spec
 from runtimes.memory import SystemRamSource
 from runtimes.protocol import ASSETS_ENV
@@ -119,7 +120,7 @@ def bench(repeats: int, build: bool) -> Dict[str, Any]:
         row["peak_rss_mb"] = supervisor.status()[0]["measured_peak_mb"]
     finally:
         supervisor.shutdown()
-    env = dict(os.environ, **{ASSETS_ENV: str(models / "assets"), "HF_HUB_OFFLINE": "1"})
+    env = dict(os.environ, **{ASSETS_ENV: str(models / "assets"), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": PASSIVE_THREADS})
     out = subprocess.run([str(python), "-c", DIRECT, str(PROJECT_ROOT), str(models), str(repeats), json.dumps(TEXTS)],
                          capture_output=True, text=True, check=True, env=env, cwd=tempfile.gettempdir())
     direct = json.loads(out.stdout.strip().splitlines()[-1])

@@ -32,6 +32,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -56,6 +57,10 @@ REFERENCE = Reference(required=False, min_s=3.0, max_s=10.0)
 REFERENCE_AUDIO = ("*.wav", "*.flac", "*.ogg")
 V1_SYMBOLS = 322
 TEXT_EMBEDDING = "enc_p.text_embedding.weight"
+PASSIVE_THREADS = "PASSIVE"
+"""OpenMP's idle threads sleep instead of spinning between torch's operators. The GPT runs thousands of small ones
+per sentence: on a busy two-core machine (load 7) spinning threads made a real-size sentence take 47 s of GPT
+instead of 9 s (SoVITS 14-19 s instead of 3.7 s); one thread took 7.6 s."""
 TYPING_NAMES = ("Tuple", "List", "Union", "Optional", "Callable")
 SUFFIX_TAGS = [(r"^-?[0-9]+([.,][0-9]+)?$", "CD"), (r".*ing$", "VBG"), (r".*ed$", "VBD"), (r".*es$", "VBZ"), (r".*ould$", "MD"),
                (r".*'s$", "NN$"), (r".*ly$", "RB"), (r".*s$", "NNS"), (r".*", "NN")]
@@ -248,6 +253,8 @@ class GptSovitsAdapter(Adapter):
         return CharacterInfo(True, "", "v1", extras=extras)
 
     def load_shared(self, device: str) -> None:
+        if "torch" not in sys.modules:  # read once, when torch's OpenMP starts
+            os.environ.setdefault("OMP_WAIT_POLICY", PASSIVE_THREADS)
         import torch
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
