@@ -167,7 +167,7 @@ def check_option(option: Option) -> None:
     assert option.kind in OPTION_KINDS, "option %r has the unknown kind %r" % (name, option.kind)
     assert option.validate(option.default) == option.default, "option %r: its default %r is not valid" % (name, option.default)
     numeric = option.kind in ("float", "int")
-    expected_type = {"float": (int, float), "int": int, "bool": bool, "choice": str, "text": str}[option.kind]
+    expected_type: Any = {"float": (int, float), "int": int, "bool": bool, "choice": str, "text": str}[option.kind]
     assert isinstance(option.default, expected_type) and (option.kind == "bool" or not isinstance(option.default, bool)), (
         "option %r (%s) has a default of type %s" % (name, option.kind, type(option.default).__name__))
     if not numeric:
