@@ -38,7 +38,7 @@ def test_folders_are_listed_and_a_text_is_spoken_at_32_khz(server: AppServer) ->
     listed = {c["id"]: c for c in client.predict("gpt_sovits", api_name="/list_characters")}
     assert listed["tiny"]["usable"] and listed["tiny"]["version"] == "v1"
     assert "reference recording with its transcript" in listed["tiny"]["extras"]
-    assert not listed["tiny-v2"]["usable"] and "GPT-SoVITS v2 model" in listed["tiny-v2"]["label"]
+    assert listed["tiny-v2"]["usable"] and listed["tiny-v2"]["version"] == "v2"
     assets = {(a["architecture"], a["asset"]): a for a in client.predict(api_name="/list_assets")}
     assert assets[("gpt_sovits", "chinese-roberta-wwm-ext-large")]["present"] and assets[("gpt_sovits", "chinese-hubert-base")]["present"]
     short, _ = client.predict("gpt_sovits", "tiny", SENTENCE, None, {}, "wav", {}, {}, False, None, api_name="/generate")
@@ -56,6 +56,14 @@ def test_the_http_speech_route_speaks_a_gpt_sovits_character(server: AppServer) 
     assert response.status_code == 200 and response.content[:4] == b"RIFF", response.text[:300]
     audio, rate = soundfile.read(io.BytesIO(response.content))
     assert rate == RATE and audio.shape[0] > RATE
+
+
+def test_the_http_speech_route_speaks_a_v2_character(server: AppServer) -> None:
+    response = httpx.post(server.url + "v1/audio/speech", json={"model": "gpt_sovits", "voice": "tiny-v2", "input": "Hello there. Goodbye.",
+                                                               "stream": False}, timeout=300)
+    assert response.status_code == 200 and response.content[:4] == b"RIFF", response.text[:300]
+    audio, rate = soundfile.read(io.BytesIO(response.content))
+    assert rate == RATE and audio.shape[0] > 0.2 * RATE
 
 
 def test_a_character_without_a_reference_says_what_it_needs(server: AppServer) -> None:
