@@ -24,7 +24,7 @@ What the package does not do, done here around its calls:
   attention module star-imports: they are put back before its import.
 v2 characters: the same options, cuts and reference rules, each piece through gsv-tts-lite's ``TTS.infer`` (its own
 speed; no BERT features; a reference transcript is required). Not supported: the established app's
-``*_precomp.safetensors`` (precomputed v2 reference features): ``describe`` says so.
+``*_precomp.safetensors`` (precomputed references) of v1 characters; a v2 character's are used by the ``trait`` option.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ MANIFEST = Manifest(
         Option("cut", "Cutting strategy", "choice", CUT_PACKAGE, choices=CUTS,
                help="how the text is cut into pieces, each spoken (and streamed) in turn; 'sentences': the package's own "
                     "(sentences, short ones joined)"),
+        Option("trait", "Precomputed reference (v2 characters with a *_precomp.safetensors)", "text", "",
+               help="one of the established app's precomputed references of the character: an emotion (e.g. Neutral: its first) "
+                    "or Emotion.N; used when the job gives no recording of its own; empty: the character's reference recording"),
         Option("top_k", "Top-k", "int", 15, 1, 90, 1),
         Option("top_p", "Top-p", "float", 1.0, 0.0, 1.0, 0.01),
         Option("temperature", "Temperature", "float", 1.0, 0.0, 1.0, 0.01),
@@ -260,7 +263,9 @@ class GptSovitsAdapter(Adapter):
             transcript = os.path.splitext(audio[0])[0] + ".txt"
             extras.append("reference recording" + (" with its transcript" if os.path.exists(transcript) else " (no transcript: "
                                                                                                                 "reference-free)"))
-        if precomputed:
+        if precomputed and version == "v2":
+            extras.append("precomputed references (%s): the trait option picks one" % os.path.basename(precomputed[0]))
+        elif precomputed:
             extras.append("precomputed reference (%s): not used; this character speaks like a reference recording"
                           % os.path.basename(precomputed[0]))
         return CharacterInfo(True, "", version, extras=extras)
@@ -330,7 +335,8 @@ class GptSovitsAdapter(Adapter):
             self.v2.load(gpt, sovits, weights_only_loads)
         except Exception as exc:  # foreign code: translate once, naming the files
             raise BadRequestError(load_failure("%s / %s" % (os.path.basename(gpt), os.path.basename(sovits)), exc)) from exc
-        return {"v2": (gpt, sovits), "key": model.key, "name": os.path.basename(model.path or ""), "info": info, "reference": reference}
+        return {"v2": (gpt, sovits), "key": model.key, "name": os.path.basename(model.path or ""), "info": info, "reference": reference,
+                "path": model.path}
 
     @staticmethod
     def _folder_reference(folder: str) -> Optional[Dict[str, Any]]:
@@ -460,15 +466,33 @@ class GptSovitsAdapter(Adapter):
     def _stream_v2(self, character: Dict[str, Any], request: GenerateRequest, pieces: List[str]) -> Iterator[GenerateResult]:
         """A v2 character: each piece through gsv-tts-lite's ``infer`` (it appends 0.2 s of silence to each)."""
         options = request.options
+        sovits = character["v2"][1]
+        trait = str(options["trait"]).strip()
+        if trait and (request.audio is None or request.audio.size == 0):
+            precomputed, _ = matching(character["path"], "*.safetensors")
+            if not precomputed:
+                raise BadRequestError("%s has no precomputed references (*_precomp.safetensors) for the trait %r"
+                                      % (character["name"], trait))
+            try:
+                keys, name = self.v2.use_precomputed(precomputed[0], sovits, trait)
+            except KeyError as exc:
+                raise BadRequestError(str(exc.args[0])) from None
+            yield from self._speak_v2(character, request, pieces, keys, "", "the precomputed reference %r" % name)
+            return
         audio, rate, text, source = self._pick_reference(character, request)
         if not text:
             raise BadRequestError("GPT-SoVITS v2 (%s) needs the reference recording's transcript (reference text): it has no "
                                   "reference-free mode" % character["name"])
-        language, prompt_language = str(options["text_language"]), str(options["reference_language"])
-        keys = self.v2.use_reference(audio, rate, text, prompt_language)
+        keys = self.v2.use_reference(audio, rate, text, str(options["reference_language"]))
+        yield from self._speak_v2(character, request, pieces, keys, text, "%s (transcript %r)" % (source, text))
+
+    def _speak_v2(self, character: Dict[str, Any], request: GenerateRequest, pieces: List[str], keys: Tuple[str, str], text: str,
+                  source: str) -> Iterator[GenerateResult]:
+        options = request.options
         gpt, sovits = character["v2"]
-        logger.info("GPT-SoVITS v2 %s: %d piece(s) cut by %r, speed %g, reference: %s (transcript %r); pieces: %r", character["name"],
-                    len(pieces), str(options["cut"]), float(options["speed"]), source, text, pieces)
+        language, prompt_language = str(options["text_language"]), str(options["reference_language"])
+        logger.info("GPT-SoVITS v2 %s: %d piece(s) cut by %r, speed %g, reference: %s; pieces: %r", character["name"],
+                    len(pieces), str(options["cut"]), float(options["speed"]), source, pieces)
         for index, piece in enumerate(pieces):
             request.check_cancelled()
             spoken, spoken_rate = self.v2.speak(gpt, sovits, keys, piece, language, text, prompt_language, top_k=int(options["top_k"]),

@@ -119,6 +119,33 @@ class V2Engine:
             self.reference_key = keys
         return keys
 
+    def use_precomputed(self, path: str, sovits: str, trait: str) -> Tuple[Tuple[str, str], str]:
+        """The established app's precomputed reference ``trait`` (``Emotion`` or ``Emotion.i``; its keys are
+        ``Emotion.i.phones1/prompt/ge[/bert1]``) put into the package's caches as its own reference processing would;
+        the keys and the trait's full name. BERT features are zeros, as this engine computes them (no BERT)."""
+        from safetensors import safe_open
+
+        wanted = (trait if "." in trait else trait + ".0").lower()
+        with safe_open(path, framework="pt") as handle:
+            names = sorted({key.rsplit(".", 1)[0] for key in handle.keys() if key.endswith(".prompt")})
+            found = [name for name in names if name.lower() == wanted]
+            if not found:
+                emotions = sorted({name.split(".")[0] for name in names})
+                raise KeyError("no precomputed reference %r in %s (traits: %s; add .N for the N-th of one)"
+                               % (trait, os.path.basename(path), ", ".join(emotions)))
+            name = found[0]
+            phones, prompt, ge = (handle.get_tensor("%s.%s" % (name, part)) for part in ("phones1", "prompt", "ge"))
+        key = "precomputed|%s|%s|%s" % (path, sovits, name)
+        if (key, key) != self.reference_key:
+            self.forget_reference()
+            config = self.tts.tts_config
+            phones1 = [int(p) for p in phones.flatten().tolist()]
+            self.tts.prompt_audio_cache[key] = {"prompt": prompt.reshape(1, -1).long().to(config.device), "phones1": phones1,
+                                                "bert1": self.torch.zeros((len(phones1), 1024), dtype=config.dtype, device=config.device)}
+            self.tts.spk_audio_cache[key] = {"ge": {sovits: ge.to(config.device, config.dtype)}, "sv_emb": None}
+            self.reference_key = (key, key)
+        return (key, key), name
+
     def speak(self, gpt: str, sovits: str, keys: Tuple[str, str], text: str, language: str, prompt_text: str, prompt_language: str,
               top_k: int, top_p: float, temperature: float, speed: float) -> Tuple[np.ndarray, int]:
         speaker, prompt = keys

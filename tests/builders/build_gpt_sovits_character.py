@@ -38,6 +38,7 @@ from gpt_sovits.AR.models.t2s_lightning_module import Text2SemanticLightningModu
 from gpt_sovits.module.models import SynthesizerTrn  # noqa: E402
 from gsv_tts.GPT_SoVITS.GPT.t2s_model import Text2SemanticDecoder  # noqa: E402
 from gsv_tts.GPT_SoVITS.SoVITS.models import SynthesizerTrn as SynthesizerTrnV2  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, HubertConfig, HubertModel, Wav2Vec2FeatureExtractor  # noqa: E402
 from unsafe_pickle import RunsOnLoad  # noqa: E402  (a sibling module: these scripts run from their folder)
 
@@ -140,6 +141,20 @@ def gpt_v2_checkpoint() -> dict:
     return {"weight": upstream, "config": config}
 
 
+def precomputed_references() -> dict:
+    """As the established app's precomputer saves them: ``Emotion.i.phones1`` (text symbol ids), ``.prompt`` (the
+    reference's semantic tokens, 1 x T), ``.ge`` (the SoVITS reference encoder's style, 1 x 512 x 1); random here."""
+    torch.manual_seed(5)
+    tensors = {}
+    for emotion, count in (("Neutral", 1), ("Happy", 2)):
+        for index in range(count):
+            prefix = "%s.%d." % (emotion, index)
+            tensors[prefix + "phones1"] = torch.randint(1, V2_SYMBOLS, (24,))
+            tensors[prefix + "prompt"] = torch.randint(0, 1024, (1, 100))
+            tensors[prefix + "ge"] = torch.randn(1, 512, 1)
+    return tensors
+
+
 def reference(seconds: float = 4.0, rate: int = 24000) -> np.ndarray:
     """Vowel-like phrases with a moving pitch: a voice for the content encoder to hear."""
     t = np.arange(int(seconds * rate)) / rate
@@ -168,6 +183,11 @@ def main(out: Path, real_size: bool) -> None:
     torch.save(sovits_v2_checkpoint(), str(v2 / "tiny-v2_e1_s1.pth"))
     for name in ("reference.wav", "reference.txt"):
         (v2 / name).symlink_to(Path("..") / "tiny" / name)
+    precomputed = out / "characters" / "tiny-v2-precomp"  # no recording: the established app's precomputed references only
+    precomputed.mkdir()
+    for name in ("tiny-v2-e1.ckpt", "tiny-v2_e1_s1.pth"):
+        (precomputed / name).symlink_to(Path("..") / "tiny-v2" / name)
+    save_file(precomputed_references(), str(precomputed / "tiny-v2_precomp.safetensors"))
     torch.save({"weight": {}, "config": {}, "info": RunsOnLoad(str(out / "pwned"))}, str(out / "unsafe.pth"))
     (out / "facts.json").write_text(json.dumps({"sample_rate": RATE, "real_size": real_size}))
 

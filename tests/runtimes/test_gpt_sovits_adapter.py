@@ -130,8 +130,8 @@ def test_describe_tells_v1_from_v2_without_torch(gpt_sovits_models: Path, tmp_pa
     (folder / "twilight_precomp.safetensors").write_bytes(b"")
     info = GptSovitsAdapter.describe(str(folder))
     assert info.usable and info.version == "v2", info.problem
-    assert info.extras == ["reference recording with its transcript", "precomputed reference (twilight_precomp.safetensors): not used; "
-                           "this character speaks like a reference recording"]
+    assert info.extras == ["reference recording with its transcript",
+                           "precomputed references (twilight_precomp.safetensors): the trait option picks one"]
 
 
 # Through the supervisor and a real worker.
@@ -260,6 +260,27 @@ def test_a_v2_character_speaks_through_gsv_tts_lite_one_piece_per_cut(gpt_sovits
     with pytest.raises(BadRequestError, match=r"GPT-SoVITS v2 \(tiny-v2\) needs the reference recording's transcript"):
         gpt_sovits.generate(job(gpt_sovits_models, "tiny-v2", audio=voice(4.0)))
     assert gpt_sovits.generate(job(gpt_sovits_models)).sample_rate == RATE  # v1 still speaks beside it
+
+
+@pytest.mark.slow
+@pytest.mark.heavy_env
+def test_a_v2_character_speaks_with_a_precomputed_trait(gpt_sovits: Supervisor, gpt_sovits_models: Path) -> None:
+    """The established app's *_precomp.safetensors: the trait option picks one (Emotion or Emotion.N); the job's recording wins."""
+    result, pieces = spoken(gpt_sovits, job(gpt_sovits_models, "tiny-v2-precomp", text="One, two.", cut="punctuation", trait="neutral",
+                                            text_language="en"))
+    assert result.sample_rate == RATE and np.isfinite(result.audio).all() and float(np.abs(result.audio).max()) > 0.01
+    assert pieces == ["spoke piece 1 of 2", "spoke piece 2 of 2"]
+    assert "reference: the precomputed reference 'Neutral.0'" in last_line(gpt_sovits, "GPT-SoVITS v2 tiny-v2-precomp")
+    spoken(gpt_sovits, job(gpt_sovits_models, "tiny-v2-precomp", text="One.", trait="Happy.1"))
+    assert "reference: the precomputed reference 'Happy.1'" in last_line(gpt_sovits, "GPT-SoVITS v2 tiny-v2-precomp")
+    with pytest.raises(BadRequestError, match=r"no precomputed reference 'Sad' in tiny-v2_precomp.safetensors \(traits: Happy, Neutral;"):
+        gpt_sovits.generate(job(gpt_sovits_models, "tiny-v2-precomp", trait="Sad"))
+    with pytest.raises(BadRequestError, match=r"tiny-v2-precomp has no reference recording"):
+        gpt_sovits.generate(job(gpt_sovits_models, "tiny-v2-precomp"))
+    spoken(gpt_sovits, job(gpt_sovits_models, "tiny-v2-precomp", text="One.", trait="Happy", audio=voice(4.0), reference_text="A vowel."))
+    assert "reference: the job's recording (transcript 'A vowel.')" in last_line(gpt_sovits, "GPT-SoVITS v2 tiny-v2-precomp")
+    with pytest.raises(BadRequestError, match=r"tiny-v2 has no precomputed references"):
+        gpt_sovits.generate(job(gpt_sovits_models, "tiny-v2", trait="Neutral"))
 
 
 @pytest.mark.slow
