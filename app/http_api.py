@@ -44,7 +44,9 @@ class SpeechRequest(BaseModel):
     speak_with: Optional[Dict[str, Any]] = Field(
         None, description="for a conversion model: the TTS that speaks the input first ({architecture, character, options}); "
         "default: the default voice")
-    stream: bool = Field(True, description="send the audio as it is made (chunked); false: the whole file at the end")
+    stream: Optional[bool] = Field(
+        None, description="send the audio as it is made (chunked); false: the whole file at the end; default: streamed, but for flac "
+        "(a streamed FLAC cannot say its length, and common readers then take it for an endless file)")
     reference_audio: Optional[str] = Field(
         None, description="for a model that speaks in the voice of a recording (its 'reference' in /v1/models): that recording, "
         "an audio file (wav, flac, ogg, mp3) as base64")
@@ -57,6 +59,10 @@ def wav_frames(data: bytes) -> bytes:
 
     frames, _ = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
     return bytes(frames[:, 0].astype("<i2").tobytes())
+
+
+WHOLE_BY_DEFAULT = ("flac",)
+"""Formats answered whole unless a stream is asked for."""
 
 
 def reference_file(encoded: Optional[str], folder: Path) -> Optional[str]:
@@ -118,7 +124,8 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         if user is None:
             return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
         owner, session, client = owner_and_session(user, request)
-        streaming = body.stream or body.stream_format == "sse"
+        asked = body.stream if body.stream is not None else body.response_format not in WHOLE_BY_DEFAULT
+        streaming = body.stream_format == "sse" or asked
         try:
             architecture, voice_id = await asyncio.to_thread(voice_of, body.model, body.voice)
             manifest = station.manifest(architecture)

@@ -138,6 +138,8 @@ class _Gain(_Step):
             return 1.0
         if not isinstance(self.stage, LoudnessNormalize):
             return float(self.ceiling / peak)
+        if window.size < LoudnessNormalize.MIN_SECONDS * self.rate:  # a whole take this short: left as it is, as the batch stage does
+            return 1.0
         loudness = integrated_lufs(window, self.rate)
         if not np.isfinite(loudness):
             return 1.0

@@ -53,7 +53,7 @@ def test_catalogue(client: Client) -> None:
     architectures = {a["id"]: a for a in client.predict(api_name="/list_architectures")}
     piper = architectures["piper"]
     assert piper["needs_text"] and "tts" in piper["capabilities"]
-    assert {o["name"] for o in piper["options"]} == {"length_scale", "noise_scale", "noise_w", "sentence_silence_s"}
+    assert {o["name"] for o in piper["options"]} == {"length_scale", "noise_scale", "noise_w", "sentence_silence_s", "fast_start"}
     characters = client.predict("piper", api_name="/list_characters")
     joe = next(c for c in characters if c["id"] == "joe")
     assert joe["label"] == "Joe (US English, offline)" and joe["builtin"] and joe["usable"]

@@ -78,7 +78,8 @@ def test_a_catalogue_character_is_downloaded_and_converts_at_once(server: AppSer
     [row] = client.predict("downloaded", "rvc", "character", api_name="/catalogue")
     assert row["status"] == "available" and row["license"] == "cc-by-4.0"
     everything = client.predict("", "", "character", api_name="/catalogue")
-    assert len(everything) >= 420 and {"sovits", "rvc", "styletts_2"} <= {r["architecture"] for r in everything}
+    assert len(everything) >= 420 and {"sovits", "rvc", "styletts2", "gpt_sovits", "controllable_talknet"} <= {
+        r["architecture"] for r in everything}
     assert not any(c["id"] == "Downloaded Voice" for c in client.predict("rvc", api_name="/list_characters"))
     started = client.predict("Downloaded Voice", api_name="/download_model")
     assert started["id"] == "rvc/Downloaded Voice" and len(started["files"]) == 4  # the encoder's two files come with it
@@ -102,7 +103,7 @@ def test_a_catalogue_character_is_downloaded_and_converts_at_once(server: AppSer
     with pytest.raises(AppError, match="no catalogue entry 'Nobody'"):
         client.predict("Nobody", api_name="/download_model")
     with pytest.raises(AppError, match="architecture not installed"):
-        client.predict("styletts_2/" + next(r["name"] for r in everything if r["architecture"] == "styletts_2"),
+        client.predict("controllable_talknet/" + next(r["name"] for r in everything if r["architecture"] == "controllable_talknet"),
                        api_name="/download_model")
 
 

@@ -73,3 +73,11 @@ def test_stages_that_need_the_whole_take_wait_for_it_and_say_so(post: PostOption
 def test_a_silent_take_is_kept_short_not_amplified() -> None:
     outs = streamed(PostOptions(), [np.zeros(RATE, dtype=np.float32)] * 3)
     assert sum(out.size for out in outs) == 0  # all silence: nothing to say (the batch chain keeps silence whole)
+
+
+def test_a_take_shorter_than_a_loudness_block_is_left_at_its_level() -> None:
+    """A one-word answer ("Hi.") ends before the look-ahead fills: measured as the batch stage would, not an error."""
+    short = sentence(0.2, 0.1, 7)
+    take = np.concatenate(streamed(PostOptions(), [short]))
+    batch, _ = PostOptions().chain().apply(short, RATE)
+    assert take.size == batch.size and abs(float(np.max(np.abs(take))) - float(np.max(np.abs(batch)))) < 1e-3
