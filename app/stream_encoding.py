@@ -15,9 +15,10 @@ from typing import Optional
 import numpy as np
 import soundfile
 
-from pipeline.audio_io import OUTPUT_FORMATS, output_sample_rate
+from pipeline.audio_io import OUTPUT_FORMATS, output_sample_rate, pcm16
 from pipeline.dsp import resample
 
+__all__ = ["MEDIA_TYPES", "PCM_RATE_HZ", "StreamEncoder", "pcm16", "wav_header"]
 STREAMING_SIZE = 0xFFFFFFFF
 MEDIA_TYPES = {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac", "mp3": "audio/mpeg", "opus": "audio/ogg",
                "ogg": "audio/ogg"}

@@ -8,11 +8,11 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import gradio as gr
 
 from app.actions import Generation, Workstation
+from app.stream_encoding import pcm16
 from app.ui_caller import request_owner, session_of
 from app.ui_errors import as_operator, shown_to_person
 from app.ui_processing import parse_json_object
 from jobs.spec import JobSpec
-from pipeline.audio_io import pcm16
 
 
 class GenerationEndpoints:

@@ -27,8 +27,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 
+import runtimes.adapters.styletts2_styles as styletts2_styles
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
-from runtimes.adapters import styletts2_styles
 from runtimes.adapters.common import asset_path, load_failure, missing_asset
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Detect, DurationScale, Manifest, Option, Reference
