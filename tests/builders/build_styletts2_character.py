@@ -5,8 +5,8 @@ model classes. Run with the styletts2 env's Python:
 
 The decoder's size is fixed by the architecture (its layers are 1024 wide whatever the config says, ~55 M
 parameters); everything else is shrunk. With ``--real-size`` the characters have the LibriTTS config's sizes
-(for benchmarks). The random duration predictor is biased to ~2 frames (25 ms) a phoneme, so a sentence is
-about a second of audio (quick tests); the random style encoders get a few training-mode passes before
+(for benchmarks). The random duration predictor is biased to ~2 frames (50 ms) a phoneme, so a sentence is
+about a second of audio (quick tests; real size: ~3 frames, a spoken pace); the random style encoders get a few training-mode passes before
 saving (their spectral norms otherwise start far off, and the style comes out NaN or saturated).
 
 OUT_DIR/assets/styletts2_asr/       config.yml + epoch_00080.pth (ASRCNN, {'model': ...}): upstream Utils/ASR
@@ -47,7 +47,9 @@ ISTFTNET = {"type": "istftnet", "resblock_kernel_sizes": [3, 7, 11], "upsample_r
             "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_kernel_sizes": [20, 12],
             "gen_istft_n_fft": 20, "gen_istft_hop_size": 5}
 FRAMES_PER_PHONEME_BIAS = -3.2
-"""sigmoid(-3.2) x 50 duration bins ~ 2 frames of 12.5 ms: short takes, quick tests."""
+"""sigmoid(-3.2) x 50 duration bins ~ 2 frames (a frame is two 12.5 ms mel frames): short takes, quick tests."""
+REAL_FRAMES_PER_PHONEME_BIAS = -2.9
+"""sigmoid(-2.9) x 50 ~ 3 frames (75 ms): about 13 phonemes a second, as people speak (benchmarks)."""
 
 
 def upstream_config(name: str) -> Dict[str, Any]:
@@ -100,10 +102,10 @@ def character(folder: Path, checkpoint_name: str, assets: Path, multispeaker: bo
     config = upstream_config("Configs/config_libritts.yml")
     params = config["model_params"]
     params["multispeaker"] = multispeaker
+    params["decoder"] = copy.deepcopy(decoder)
     if not real_size:
         params.update(dim_in=8, n_layer=1)
         params["diffusion"]["transformer"] = dict(TINY_DIFFUSION)
-        params["decoder"] = copy.deepcopy(decoder)
     # what a downloaded character's config says: paths on its trainer's machine, relative to its checkout
     config.update(ASR_config="Utils/ASR/config.yml", ASR_path="Utils/ASR/epoch_00080.pth", F0_path="Utils/JDC/bst.t7",
                   PLBERT_dir="Utils/PLBERT/")
@@ -116,11 +118,10 @@ def character(folder: Path, checkpoint_name: str, assets: Path, multispeaker: bo
     from styletts2.utils import recursive_munch
 
     model = models.build_model(recursive_munch(params), aligner, pitch, bert)
-    if not real_size:
-        with torch.no_grad():
-            projection = model.predictor.duration_proj.linear_layer
-            projection.weight.mul_(0.05)
-            projection.bias.fill_(FRAMES_PER_PHONEME_BIAS)
+    with torch.no_grad():  # the real-size LSTM's outputs are larger: a smaller weight keeps the bias in charge
+        projection = model.predictor.duration_proj.linear_layer
+        projection.weight.mul_(0.01 if real_size else 0.05)
+        projection.bias.fill_(REAL_FRAMES_PER_PHONEME_BIAS if real_size else FRAMES_PER_PHONEME_BIAS)
     for name in ("style_encoder", "predictor_encoder"):
         settle_style_encoder(model[name])
     saved = ("bert", "bert_encoder", "predictor", "decoder", "text_encoder", "predictor_encoder", "style_encoder", "diffusion")
