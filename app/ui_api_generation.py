@@ -130,12 +130,12 @@ class GenerationEndpoints:
         a wav with {"job_id", "piece", "sample_rate", "final": false} as soon as it is spoken, post-processed on the stream;
         the last value is the whole stored take with its details ("final": true). Iterate a ``gradio_client`` job for
         them; cancelling the job (or leaving) cancels the generation."""
-        owner, session, client = request_owner(request)
-        spec = shown_to_person(lambda: JobSpec(
-            architecture, character, text or "", audio, parse_json_object(options, "options") or {}, output_format or "wav",
-            parse_json_object(preprocess, "preprocess"), parse_json_object(postprocess, "postprocess"), bool(use_cache),
-            parse_json_object(speak_with, "speak_with"), stream=True))
-        job_id = shown_to_person(lambda: self.station.submit(spec, owner, session, client=client))
+        owner = request_owner(request)[0]
+        parsed = shown_to_person(lambda: {name: parse_json_object(value, name) for name, value in
+                                          (("options", options), ("preprocess", preprocess), ("postprocess", postprocess),
+                                           ("speak_with", speak_with))})
+        job_id = self.start(architecture, character, text or "", audio, parsed["options"] or {}, output_format or "wav", request, parsed,
+                            bool(use_cache), parsed["speak_with"])
         take = self.station.live.open(job_id)
         take.watch(lambda: self.station.wait(job_id))
         done = False
