@@ -9,11 +9,12 @@ import threading
 from typing import Dict, List, Mapping, Optional, Type
 
 from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, KindSettings, no_progress
+from runtimes.envkinds.conda import CondaKind
 from runtimes.envkinds.venv import VenvKind
 from runtimes.envspec import EnvSpec, Progress
 from runtimes.errors import EnvironmentBuildError
 
-KINDS: Dict[str, Type[EnvironmentKind]] = {"venv": VenvKind}
+KINDS: Dict[str, Type[EnvironmentKind]] = {"venv": VenvKind, "conda": CondaKind}
 
 
 def kind_class(name: str, registry: Mapping[str, Type[EnvironmentKind]] = KINDS) -> Type[EnvironmentKind]:

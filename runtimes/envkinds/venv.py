@@ -32,7 +32,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, TextIO, Tuple
+from typing import IO, Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, Set, TextIO, Tuple, Type
 
 import psutil
 
@@ -100,6 +100,19 @@ class VenvBuilder:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
         return digest.hexdigest()
 
+    def python_in(self, env_dir: Path) -> Path:
+        """The interpreter a built environment's workers run (a kind with another layout overrides it)."""
+        return env_python(env_dir)
+
+    def folder_of(self, python: Path) -> Path:
+        """The environment folder ``python_in`` found ``python`` in."""
+        return python.parent.parent
+
+    @staticmethod
+    def blame(log_text: str) -> Optional[str]:
+        """The package a failed build's log blames (a kind whose tool words it otherwise overrides it)."""
+        return failing_package(log_text)
+
     def env_dir(self, spec: EnvSpec) -> Path:
         """Where the architecture's environment is found: a link to its current version."""
         return self.envs_dir / spec.name
@@ -120,7 +133,7 @@ class VenvBuilder:
                 target = self.envs_dir / pointer.with_name(pointer.name + POINTER_FILE_SUFFIX).read_text(encoding="utf-8").strip()
             except OSError:
                 target = None
-        if target is None or built_from(target) is None or not env_python(target).exists():
+        if target is None or built_from(target) is None or not self.python_in(target).exists():
             return None
         return target
 
@@ -137,13 +150,13 @@ class VenvBuilder:
             with self._build_lock(spec, wait=False) as held:
                 if held:
                     self._remove_unused_versions(spec, current)
-            return env_python(current)
+            return self.python_in(current)
         with self._build_lock(spec, wait=True):
             current = self.current_dir(spec)  # another process may have built it meanwhile
             if current is None or built_from(current) != wanted:
                 current = self._build_version(spec, wanted, current, progress)
             self._remove_unused_versions(spec, current)
-            return env_python(current)
+            return self.python_in(current)
 
     def ensure_or_keep(self, spec: EnvSpec, progress: Progress = lambda line: None) -> Path:
         """``ensure``, except that a failed rebuild returns the working env it kept, after saying why."""
@@ -152,7 +165,7 @@ class VenvBuilder:
     def _build_version(self, spec: EnvSpec, wanted: str, current: Optional[Path], progress: Progress) -> Path:
         """Build the spec's version beside ``current`` (the working env, if any), then point at it."""
         target = self.version_dir(spec)
-        if built_from(target) == wanted and env_python(target).exists():  # built, but the switch did not happen
+        if built_from(target) == wanted and self.python_in(target).exists():  # built, but the switch did not happen
             self._point_at(spec, target)
             return target
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +183,7 @@ class VenvBuilder:
             shutil.rmtree(target, ignore_errors=True)
             if isinstance(exc, EnvironmentBuildError):
                 text = log_path.read_text(encoding="utf-8", errors="replace")
-                package = failing_package(text)
+                package = self.blame(text)
                 blamed = "package %s" % package if package else "see the log"
                 tail = "\n".join(text.strip().splitlines()[-8:])
                 kept = ("\nThe working %s environment was kept (%s); it still serves, built from the earlier spec."
@@ -179,7 +192,7 @@ class VenvBuilder:
                     "building the %s environment failed (%s; log %s):\n%s%s" % (spec.name, blamed, log_path, tail, kept),
                     package=package,
                     log_path=str(log_path),
-                    kept_python=str(env_python(current)) if current is not None else None,
+                    kept_python=str(self.python_in(current)) if current is not None else None,
                 ) from exc
             raise
         marker = {"spec_hash": wanted, "layer": self.layer, "python": spec.python}
@@ -453,6 +466,7 @@ class VenvKind(EnvironmentKind):
     """Builds with ``VenvBuilder``; launches the env's interpreter as a host process."""
 
     name = "venv"
+    handle_type: ClassVar[Type[VenvHandle]] = VenvHandle
 
     def __init__(self, settings: Optional[KindSettings] = None) -> None:
         super().__init__(settings)
@@ -469,7 +483,7 @@ class VenvKind(EnvironmentKind):
 
     def build(self, spec: EnvSpec, progress: Progress = no_progress) -> BuiltEnv:
         python, note = ensure_or_keep(self.builder, spec, progress)
-        folder = python.parent.parent
+        folder = self.builder.folder_of(python)
         return BuiltEnv(spec=spec, kind=self.name, interpreter=str(python), location=str(folder), spec_hash=built_from(folder) or "",
                         current=not note, note=note)
 
@@ -490,7 +504,7 @@ class VenvKind(EnvironmentKind):
             env=dict(env),
             start_new_session=True,
         )
-        handle = VenvHandle(popen)
+        handle = self.handle_type(popen)
         assert popen.stdin is not None
         try:
             popen.stdin.write(stdin_data)
