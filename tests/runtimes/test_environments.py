@@ -62,10 +62,10 @@ def test_failing_package_understands_pip_and_uv() -> None:
 
 
 def test_unsupported_kind_is_refused(tmp_path: Path) -> None:
-    folder = tmp_path / "conda-arch"
+    folder = tmp_path / "nix-arch"
     folder.mkdir()
-    (folder / "spec.toml").write_text('name = "x"\nkind = "conda"\npython = "3.10"\nadapter = "a:B"\n')
-    with pytest.raises(EnvironmentBuildError, match="kind 'conda' is not supported"):
+    (folder / "spec.toml").write_text('name = "x"\nkind = "nix"\npython = "3.10"\nadapter = "a:B"\n')
+    with pytest.raises(EnvironmentBuildError, match="kind 'nix' is not supported"):
         load_spec(folder)
 
 
