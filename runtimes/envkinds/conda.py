@@ -22,10 +22,9 @@ import hashlib
 import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, TextIO, Tuple
 
 import yaml  # type: ignore[import-untyped]  # PyYAML: in the app's lock through gradio and huggingface-hub
 
@@ -54,18 +53,9 @@ _CONDA_FAILED_PACKAGE_PATTERNS = tuple(
     )
 )
 
-_CHECK_PYTHON = r"""
-import subprocess, sys
-python, wanted = sys.argv[1:3]
-try:
-    found = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True,
-                           check=True).stdout.strip()
-except (OSError, subprocess.CalledProcessError) as exc:
-    sys.exit("the conda environment has no working Python at %s (%s): list python in environment.yml" % (python, exc))
-if found != wanted:
-    sys.exit("the conda environment's Python is %s, but spec.toml asks for %s: make them agree" % (found, wanted))
-print("Python %s at %s" % (found, python))
-"""
+_CHECK_PYTHON = ("import sys; v = '%d.%d' % sys.version_info[:2]; print('Python', v, 'at', sys.executable); "
+                 "sys.exit(v != sys.argv[1] and 'the prefix has Python %s, but spec.toml asks for %s: make them agree' % (v, sys.argv[1]))")
+"""Run by the prefix's interpreter right after the tool made it: the workers' Python must be the spec's."""
 
 
 def conda_failing_package(log_text: str) -> Optional[str]:
@@ -206,7 +196,7 @@ class CondaBuilder(VenvBuilder):
         for channel in environment.channels:
             create += ["--channel", channel]
         python = str(prefix_python(env_dir))
-        check = [sys.executable, "-c", _CHECK_PYTHON, python, spec.python]
+        check = [python, "-c", _CHECK_PYTHON, spec.python]
         commands = [[tool, "--version"], [*create, *environment.conda], check]
         requirements: List[str] = []
         if environment.pip:
@@ -222,6 +212,15 @@ class CondaBuilder(VenvBuilder):
         if requirements:
             commands.append([*install, *requirements])
         return [*commands, *self._no_deps_step(spec, install)]
+
+
+    def _run(self, command: List[str], log_file: TextIO, progress: Progress, name: str) -> None:
+        try:
+            super()._run(command, log_file, progress, name)
+        except OSError as exc:  # a tool that cannot start, a prefix without its python: said in the log, whose tail the error shows
+            log_file.write("cannot run %s: %s\n" % (command[0], exc))
+            log_file.flush()
+            raise EnvironmentBuildError("cannot run %s: %s" % (command[0], exc)) from exc
 
 
 class CondaHandle(VenvHandle):

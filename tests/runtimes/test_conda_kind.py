@@ -108,7 +108,7 @@ def test_a_folders_environment_yml_is_honoured_and_a_failed_update_keeps_the_bui
     assert "[fake] Solving environment: failed" in lines
 
     (spec.folder / "environment.yml").write_text(good.replace("python=3.11", "python=3.10"))
-    with pytest.raises(EnvironmentBuildError, match=r"(?s)Python is 3.10, but spec.toml asks for 3.11.*working fake environment was kept"):
+    with pytest.raises(EnvironmentBuildError, match=r"(?s)the prefix has Python 3.10, but spec.toml asks for 3.11.*working fake env"):
         kind.builder.ensure(spec)
 
 
@@ -133,6 +133,11 @@ def test_no_tool_found_says_what_to_install(session: Session, fake_spec: EnvSpec
     named = CondaKind(KindSettings(tmp_path / "envs", tmp_path / "logs", "cpu", conda_executable="/nowhere/micromamba"))
     with pytest.raises(EnvironmentBuildError, match=r"set conda_executable to its path \(now '/nowhere/micromamba', not found\)"):
         named.build(session.spec)
+    unusable = tmp_path / "conda"
+    unusable.write_text("not a program")  # found, but it cannot start: said, not a traceback
+    broken = CondaKind(KindSettings(tmp_path / "envs", tmp_path / "logs", "cpu", conda_executable=str(unusable)))
+    with pytest.raises(EnvironmentBuildError, match=r"(?s)building the fake environment failed.*cannot run %s: \[Errno 13\]" % unusable):
+        broken.build(session.spec)
 
 
 def test_the_tool_is_found_on_path_then_through_its_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
