@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from runtimes.memory import MIB
 
@@ -39,3 +39,6 @@ class SupervisorSettings:
     crash_retry_limit: int = 5
     assets_dir: Optional[Path] = None
     """Shared pretrained assets (content encoders, pitch extractors): workers find them here, offline."""
+    model_roots: Tuple[Path, ...] = ()
+    """Folders holding a folder per architecture whose files requests name (characters, shared models): a worker
+    whose kind does not share the host's files (a container) is given its architecture's folder of each."""

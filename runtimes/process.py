@@ -12,12 +12,12 @@ import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, WorkerHandle
-from runtimes.errors import ProtocolError, WorkerBootError
+from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, Mount, WorkerHandle
+from runtimes.errors import BadRequestError, ProtocolError, WorkerBootError
 from runtimes.manifest import Manifest
 from runtimes.protocol import (
     EXIT_CODE_BOOT_FAILED,
@@ -74,30 +74,38 @@ class WorkerProcess:
         authkey: bytes,
         extra_env: Optional[Dict[str, str]] = None,
         path_env: Optional[Dict[str, Path]] = None,
+        readable_dirs: Sequence[Path] = (),
     ) -> None:
         """Launch a worker of ``built`` through its ``kind``. ``path_env``: variables naming host paths
-        (the shared assets folder), handed to the worker mapped as it sees them."""
+        (the shared assets folder), handed to the worker mapped as it sees them. ``readable_dirs``: the host
+        folders whose files requests name (the architecture's characters): a kind that does not share the
+        host's files mounts them, with the code, the ``path_env`` folders and the socket's own folder."""
         self.name = name
         self.kind = kind
         self.log_tail: Deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self.worker_logger = logging.getLogger("worker.%s" % name)
         family = socket_family()
-        where: Any = str(private_dir / ("%s.sock" % name)) if family == "AF_UNIX" else ("127.0.0.1", 0)
+        socket_dir = private_dir / name  # a folder of its own: what a container mounts of the app's sockets
+        socket_dir.mkdir(mode=0o700)
+        self._socket_dir = socket_dir
+        self.mounts: List[Mount] = [Mount(str(socket_dir), writable=True), Mount(str(project_root)),
+                                    *(Mount(str(path)) for path in [*(path_env or {}).values(), *readable_dirs] if Path(path).is_dir())]
+        where: Any = str(socket_dir / "worker.sock") if family == "AF_UNIX" else ("127.0.0.1", 0)
         # The standard library does accept + HMAC challenge; the socket lives in our 0700 directory.
         self._listener = Listener(where, family=family, backlog=2, authkey=authkey)
         self._address = self._listener.address
         self._listener_closed = False
         env = worker_environment(os.environ)
         env.update(extra_env or {})
-        env.update({variable: self.map_path(str(path)) for variable, path in (path_env or {}).items()})
-        env["PYTHONPATH"] = os.pathsep.join([self.map_path(str(project_root)), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.update({variable: kind.map_path(str(path)) for variable, path in (path_env or {}).items()})
+        env["PYTHONPATH"] = os.pathsep.join([kind.map_path(str(project_root)), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["PYTHONUNBUFFERED"] = "1"
         address = address_to_text(self._address)
         if family == "AF_UNIX":
-            address = self.map_path(address)
+            address = kind.map_path(address)
         argv_tail = ["-m", "runtimes.worker", "--adapter", built.spec.adapter, "--address", address, "--name", name]
         try:
-            self.handle: WorkerHandle = kind.launch(built, argv_tail, env, project_root, authkey.hex().encode() + b"\n")
+            self.handle: WorkerHandle = kind.launch(built, argv_tail, env, project_root, authkey.hex().encode() + b"\n", self.mounts)
         except BaseException:
             self._close_listener()
             raise
@@ -116,7 +124,11 @@ class WorkerProcess:
 
     def map_path(self, host_path: str) -> str:
         """The one place a host path (a character folder, the assets folder, the socket, the code) becomes
-        the path the worker sees: the environment kind's mapping (identity for a venv)."""
+        the path the worker sees: the environment kind's mapping (identity for a venv). A kind that does
+        not share the host's files sees only what was mounted: any other path is refused by name."""
+        if not self.kind.shares_host_files and not any(Path(host_path).absolute().is_relative_to(mount.host_path) for mount in self.mounts):
+            raise BadRequestError("%s is outside the folders the %s worker's container can see (%s)"
+                                  % (host_path, self.name, ", ".join(mount.host_path for mount in self.mounts[1:])))
         return self.kind.map_path(host_path)
 
     # start-up
@@ -187,6 +199,10 @@ class WorkerProcess:
         if not self._listener_closed:
             self._listener_closed = True
             self._listener.close()  # also removes the socket file
+            try:
+                self._socket_dir.rmdir()
+            except OSError:
+                pass
 
     def boot_error(self, what: str) -> WorkerBootError:
         self.wait_log_drained(1.0)

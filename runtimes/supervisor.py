@@ -135,6 +135,11 @@ class Supervisor:
         self.policy = KeepAlivePolicy(settings.keep_alive_s)
         self.table = WorkerTable(WorkerRecord(settings.run_dir))
         self.table.record.reap_leftovers(self.kinds)
+        for kind_name in sorted({spec.kind for spec in specs.values()}):
+            try:
+                self.kinds.named(kind_name).reap_strays()
+            except EnvironmentBuildError as exc:  # an unknown kind is refused by name when a job asks for it
+                logger.warning("%s", exc)
         self.admission = Admission(settings, self.devices, self.ledger, self.policy, self.table, self._unload, self._finish_stop)
         self._locks_lock = threading.Lock()
         self._placement_locks: Dict[str, threading.Lock] = {}
@@ -313,7 +318,7 @@ class Supervisor:
         self._check_open()
         try:
             process = WorkerProcess(name, self.kinds.named(built.kind), built, self.settings.project_root, self.private_dir, self.authkey,
-                                    extra_env, path_env)
+                                    extra_env, path_env, [root / spec.name for root in self.settings.model_roots])
         except OSError as exc:
             self._check_open()
             raise WorkerBootError("could not start the %s worker: %s" % (spec.name, exc)) from exc

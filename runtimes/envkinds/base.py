@@ -39,6 +39,25 @@ class KindSettings:
     """Build logs (``env-<name>.log``)."""
     layer: str = "cpu"
     """Which requirement layer is installed: ``cpu`` or ``cuda``."""
+    conda_executable: str = ""
+    """The conda kind's tool (a path or a name on PATH); "" finds ``micromamba``, ``mamba`` or ``conda`` on PATH."""
+    container_engine: str = "docker"
+    """The container kind's engine command line: ``docker`` or ``podman`` (or a path to either)."""
+    container_base_image: str = ""
+    """The container kind's ``BASE`` build argument; "" keeps the Dockerfile's default (``python:<version>-slim``)."""
+    instance: str = ""
+    """Names this app's data folder in what a kind leaves outside it (container labels), so a restarted
+    app finds what its predecessor left and nothing of another app's."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder a worker needs (its code, its socket's folder, its character and asset folders). A kind
+    that shares the host's files (a venv) needs nothing of it; one that does not (a container) makes exactly
+    these visible to the worker, each at ``map_path(host_path)``, read-only unless ``writable``."""
+
+    host_path: str
+    writable: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,8 @@ class EnvironmentKind(ABC):
     ``KindSettings``; a kind made without them can launch, map paths and reap, but not build."""
 
     name: ClassVar[str]
+    shares_host_files: ClassVar[bool] = True
+    """Whether the worker sees every host path the app does; when not, only what ``launch`` mounted."""
 
     def __init__(self, settings: Optional[KindSettings] = None) -> None:
         self.settings = settings
@@ -140,15 +161,22 @@ class EnvironmentKind(ABC):
 
     @abstractmethod
     def launch(
-        self, built: BuiltEnv, argv_tail: Sequence[str], env: Mapping[str, str], cwd: Path, stdin_data: bytes = b""
+        self, built: BuiltEnv, argv_tail: Sequence[str], env: Mapping[str, str], cwd: Path, stdin_data: bytes = b"",
+        mounts: Sequence[Mount] = (),
     ) -> WorkerHandle:
         """Start ``built.interpreter`` with ``argv_tail`` in its own process group, with exactly ``env``
-        (paths in it already mapped), in ``cwd`` (a host path); ``stdin_data`` is written to its stdin,
-        which is then closed. Raises ``OSError`` when it cannot start."""
+        (paths in it already mapped), in ``cwd`` (a host path, visible to the worker); ``stdin_data`` is written
+        to its stdin, which is then closed. ``mounts``: the host folders the worker needs (a kind that shares
+        the host's files ignores them). Raises ``OSError`` when it cannot start."""
 
     @abstractmethod
     def map_path(self, host_path: str) -> str:
         """The path under which the worker sees ``host_path`` (identity where it shares the host's files)."""
+
+    def reap_strays(self) -> int:
+        """End what an earlier app of this instance left that no record names (a kind that labels what it starts
+        outside the app's process tree); how many were ended. Host processes need nothing: the record has them."""
+        return 0
 
     @abstractmethod
     def reap_leftover(self, entry: Mapping[str, Any]) -> bool:

@@ -10,11 +10,12 @@ from typing import Dict, List, Mapping, Optional, Type
 
 from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, KindSettings, no_progress
 from runtimes.envkinds.conda import CondaKind
+from runtimes.envkinds.container import ContainerKind
 from runtimes.envkinds.venv import VenvKind
 from runtimes.envspec import EnvSpec, Progress
 from runtimes.errors import EnvironmentBuildError
 
-KINDS: Dict[str, Type[EnvironmentKind]] = {"venv": VenvKind, "conda": CondaKind}
+KINDS: Dict[str, Type[EnvironmentKind]] = {"venv": VenvKind, "conda": CondaKind, "container": ContainerKind}
 
 
 def kind_class(name: str, registry: Mapping[str, Type[EnvironmentKind]] = KINDS) -> Type[EnvironmentKind]:

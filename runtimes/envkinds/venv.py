@@ -36,7 +36,7 @@ from typing import IO, Any, ClassVar, Dict, Iterator, List, Mapping, Optional, S
 
 import psutil
 
-from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, KindSettings, WorkerHandle, no_progress
+from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, KindSettings, Mount, WorkerHandle, no_progress
 from runtimes.envspec import (
     EnvSpec,
     Progress,
@@ -491,7 +491,8 @@ class VenvKind(EnvironmentKind):
         return self.builder.is_ready(spec)
 
     def launch(
-        self, built: BuiltEnv, argv_tail: Sequence[str], env: Mapping[str, str], cwd: Path, stdin_data: bytes = b""
+        self, built: BuiltEnv, argv_tail: Sequence[str], env: Mapping[str, str], cwd: Path, stdin_data: bytes = b"",
+        mounts: Sequence[Mount] = (),
     ) -> WorkerHandle:
         # The env's own interpreter directly (no shell, no `conda run`) so signals reach it; its own
         # session makes it a process group we can kill whole, children included.
