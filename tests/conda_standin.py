@@ -1,6 +1,6 @@
 """A stand-in for a conda tool (no conda channel is reachable in tests): an executable that answers the
 commands the conda kind runs as conda does. ``--version`` prints a version; ``create --yes --prefix P
-[--channel C ...] spec ...`` prints conda's progress lines and makes ``P`` a real environment of a local
+[--override-channels] [--channel C ...] spec ...`` prints conda's progress lines and makes ``P`` a real environment of a local
 Python of the asked ``python=X.Y`` (a venv of it, with pip when ``pip`` is asked), with ``conda-meta/history``
 as conda writes it. It knows python and pip only: any other spec fails as conda fails on a package no
 channel has (``PackagesNotFoundError``, exit 1)."""
@@ -27,11 +27,12 @@ create = sub.add_parser("create")
 create.add_argument("-y", "--yes", action="store_true")
 create.add_argument("-p", "--prefix", required=True)
 create.add_argument("-c", "--channel", action="append", default=[])
+create.add_argument("--override-channels", action="store_true")
 create.add_argument("specs", nargs="*")
 args = parser.parse_args()
 if not args.yes:
     sys.exit("the stand-in never prompts: pass --yes")
-channels = args.channel or ["defaults"]
+channels = args.channel + ([] if args.override_channels else ["defaults"])
 print("Channels:\n - " + "\n - ".join(channels) + "\nPlatform: linux-64", flush=True)
 print("Collecting package metadata (repodata.json): done", flush=True)
 print("Solving environment: failed" if any(re.split(r"[=<>!~ ]", s)[0] not in ("python", "pip") for s in args.specs)

@@ -24,11 +24,11 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, TextIO, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 import yaml  # type: ignore[import-untyped]  # PyYAML: in the app's lock through gradio and huggingface-hub
 
-from runtimes.envkinds.base import KindSettings
+from runtimes.envkinds.base import BuiltEnv, KindSettings, WorkerHandle
 from runtimes.envkinds.venv import VenvBuilder, VenvHandle, VenvKind
 from runtimes.envspec import EnvSpec, Progress, failing_package, pip_find_links
 from runtimes.errors import EnvironmentBuildError
@@ -39,7 +39,11 @@ TOOL_NAMES = ("micromamba", "mamba", "conda")
 """Looked for on PATH in this order: micromamba and mamba solve faster; all three read the same command."""
 TOOL_ENV_VARS = ("MAMBA_EXE", "CONDA_EXE")
 """Set by micromamba's and conda's shell hooks: the tool even where only a shell function names it."""
-DEFAULT_CHANNELS = ("conda-forge",)
+NO_DEFAULTS = "nodefaults"
+"""In an environment file's channels: only the channels it names (``--override-channels``), not the tool's configured ones."""
+DEFAULT_CHANNELS = ("conda-forge", NO_DEFAULTS)
+"""For a folder without ``environment.yml``: conda-forge alone, the same on every machine (no Anaconda defaults and their terms)."""
+PIP_PATH_OPTIONS = ("-r", "--requirement", "-c", "--constraint", "-e", "--editable")
 
 _PACKAGE = r"([A-Za-z0-9_.\-]+)"
 # Conda's and the mambas' words for a package no channel has (solvers wrap and indent, so a space is any whitespace).
@@ -70,6 +74,24 @@ def conda_failing_package(log_text: str) -> Optional[str]:
 def prefix_python(prefix: Path) -> Path:
     """A conda prefix's interpreter: ``bin/python``; on Windows ``python.exe`` at its top."""
     return prefix / "python.exe" if os.name == "nt" else prefix / "bin" / "python"
+
+
+def prefix_of(python: Path) -> Path:
+    """The prefix whose interpreter ``python`` is (``prefix_python``'s inverse)."""
+    return python.parent if os.name == "nt" else python.parent.parent
+
+
+def activated(env: Mapping[str, str], prefix: Path) -> Dict[str, str]:
+    """``env`` with what conda's activation sets that a worker's own subprocesses need: the prefix's programs
+    first on PATH (an ffmpeg or espeak-ng from the environment file) and ``CONDA_PREFIX``. Packages'
+    ``activate.d`` scripts are not run (no shell between the app and the worker)."""
+    if os.name == "nt":
+        library = prefix / "Library"
+        folders = [prefix, library / "mingw-w64" / "bin", library / "usr" / "bin", library / "bin", prefix / "Scripts"]
+    else:
+        folders = [prefix / "bin"]
+    path = os.pathsep.join([*(str(folder) for folder in folders), *([env["PATH"]] if env.get("PATH") else [])])
+    return {**env, "PATH": path, "CONDA_PREFIX": str(prefix)}
 
 
 def find_tool(setting: str = "") -> Optional[str]:
@@ -112,6 +134,21 @@ def environment_file(spec: EnvSpec) -> Optional[Path]:
     return path if path.exists() else None
 
 
+def pip_line(line: str, folder: Path) -> str:
+    """A ``pip:`` line as it reads in a requirements file elsewhere: a relative path (``-r``, ``-c``, ``-e``, ``./pkg``)
+    made absolute from the environment file's folder, where conda's own pip step would read it."""
+    text = line.strip()
+    for option in PIP_PATH_OPTIONS:
+        if text.startswith((option + " ", option + "=")):
+            return "%s %s" % (option, _from_folder(text[len(option) + 1:].strip(), folder))
+    return _from_folder(text, folder) if text == "." or text.startswith(("./", "../")) else text
+
+
+def _from_folder(path: str, folder: Path) -> str:
+    """A relative local path made absolute from ``folder``; a URL or an absolute path kept."""
+    return path if "://" in path or path.startswith("git+") or Path(path).is_absolute() else str(folder / path)
+
+
 def read_environment(spec: EnvSpec, pip_has_work: bool = True) -> CondaEnvironment:
     """The folder's ``environment.yml`` split into channels, conda specs and pip lines; without one, the spec's python and pip."""
     path = environment_file(spec)
@@ -128,7 +165,7 @@ def read_environment(spec: EnvSpec, pip_has_work: bool = True) -> CondaEnvironme
     pip: List[str] = []
     for entry in data.get("dependencies") or []:
         if isinstance(entry, dict) and set(entry) == {"pip"} and isinstance(entry["pip"], list):
-            pip += [str(line) for line in entry["pip"]]
+            pip += [pip_line(str(line), path.parent) for line in entry["pip"]]
         elif isinstance(entry, (str, int, float)):
             conda.append(str(entry))
         else:
@@ -164,7 +201,7 @@ class CondaBuilder(VenvBuilder):
         return prefix_python(env_dir)
 
     def folder_of(self, python: Path) -> Path:
-        return python.parent if os.name == "nt" else python.parent.parent
+        return prefix_of(python)
 
     @staticmethod
     def blame(log_text: str) -> Optional[str]:
@@ -193,8 +230,11 @@ class CondaBuilder(VenvBuilder):
         spec_files = [*spec.requirement_files(self.layer), *filter(None, [spec.no_deps_file()])]
         environment = read_environment(spec, pip_has_work=bool(spec_files))
         create = [tool, "create", "--yes", "--prefix", str(env_dir)]
+        if NO_DEFAULTS in environment.channels:
+            create.append("--override-channels")
         for channel in environment.channels:
-            create += ["--channel", channel]
+            if channel != NO_DEFAULTS:
+                create += ["--channel", channel]
         python = str(prefix_python(env_dir))
         check = [python, "-c", _CHECK_PYTHON, spec.python]
         commands = [[tool, "--version"], [*create, *environment.conda], check]
@@ -239,3 +279,10 @@ class CondaKind(VenvKind):
         super().__init__(settings)
         if settings is not None:
             self._builder = CondaBuilder(settings.envs_dir, settings.logs_dir, settings.layer, settings.conda_executable)
+
+    def launch(
+        self, built: BuiltEnv, argv_tail: Sequence[str], env: Mapping[str, str], cwd: Path, *rest: Any, **options: Any
+    ) -> WorkerHandle:
+        """The venv kind's launch (the prefix's interpreter itself, never ``conda run``), with the prefix activated in ``env``;
+        ``rest``: ``stdin_data`` and ``mounts``, handed on as they came."""
+        return super().launch(built, argv_tail, activated(env, prefix_of(Path(built.interpreter))), cwd, *rest, **options)

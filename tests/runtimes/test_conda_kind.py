@@ -6,6 +6,7 @@ a real supervisor running the fake architecture in it."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, replace
@@ -71,7 +72,7 @@ def test_the_fake_architecture_builds_into_a_prefix_through_the_tool(session: Se
     assert Path(built.interpreter) == prefix / "bin" / "python"
     assert (session.settings.envs_dir / "fake").resolve() == prefix.resolve()  # the current version's link
     history = (prefix / "conda-meta" / "history").read_text()
-    assert "create --yes --prefix %s --channel conda-forge python=3.11 pip" % prefix in history  # the generated environment
+    assert "create --yes --prefix %s --override-channels --channel conda-forge python=3.11 pip" % prefix in history  # generated
     assert run_in(built.interpreter, "import sys, numpy; print('%d.%d' % sys.version_info[:2])") == "3.11"
     said = "\n".join(session.progress)
     for line in ("[fake] conda 24.1.2", "[fake] Solving environment: done", "[fake] Executing transaction: ...working...",
@@ -162,9 +163,14 @@ def test_conda_and_mamba_failure_wordings_name_the_package() -> None:
 
 
 def test_the_pip_section_and_a_missing_python_are_read_from_the_file(fake_spec: EnvSpec, tmp_path: Path) -> None:
-    spec = own_spec(fake_spec, tmp_path, "channels: [pytorch, conda-forge]\ndependencies:\n  - conda-forge::ffmpeg\n  - pip:\n    - six\n")
+    pip = ["six", "-r extra.txt", "-e ./local", "--constraint=/abs/c.txt", "git+https://example.org/x.git", "../sibling"]
+    yml = "channels: [pytorch, conda-forge]\ndependencies:\n  - conda-forge::ffmpeg\n  - pip:\n%s" % "".join("    - %s\n" % p for p in pip)
+    spec = own_spec(fake_spec, tmp_path, yml)
     environment = read_environment(spec)
-    assert environment.channels == ("pytorch", "conda-forge") and environment.pip == ("six",)
+    folder = spec.folder
+    assert environment.channels == ("pytorch", "conda-forge")
+    assert environment.pip == ("six", "-r %s" % (folder / "extra.txt"), "-e %s" % (folder / "local"), "--constraint /abs/c.txt",
+                               "git+https://example.org/x.git", str(folder / "../sibling"))  # paths as read from the file's folder
     assert environment.conda == ("python=3.11", "conda-forge::ffmpeg", "pip")  # the spec's python, and pip for the pip part
 
 
@@ -186,6 +192,9 @@ def test_the_supervisor_runs_the_fake_adapter_as_the_prefixs_python(session: Ses
     command = psutil.Process(handle.main_pid).cmdline()
     assert command[0] == session.built.interpreter and Path(command[0]).is_relative_to(session.built.location)
     assert not any("conda" == Path(part).name or part == "run" for part in command)  # no `conda run` between
+    environ = psutil.Process(handle.main_pid).environ()  # activated as conda would: its programs first on PATH
+    assert environ["CONDA_PREFIX"] == session.built.location
+    assert environ["PATH"].split(os.pathsep)[0] == str(Path(session.built.location) / "bin")
     record = json.loads(supervisor.table.record.path.read_text())
     assert [entry["kind"] for entry in record] == ["conda"]
     assert supervisor.stop(worker.name)
