@@ -8,7 +8,8 @@ tool builds (micromamba, mamba or conda: each solves on its own).
 
 The environment file is the folder's ``environment.yml`` when it ships one, else ``python=<spec.python>``
 and ``pip`` from conda-forge. Its conda part goes to the tool as specs on the command line,
-``<tool> create --yes --prefix P --channel C ... spec ...``: the one form micromamba 1.x/2.x, mamba 1.x/2.x
+``<tool> create --yes --prefix P [--override-channels] --channel C ... spec ...`` (``--override-channels``
+where the channels list ``nodefaults``): the one form micromamba 1.x/2.x, mamba 1.x/2.x
 and conda 23+/24+ all read alike (``create --file`` takes a yml only in micromamba and mamba 2; conda wants
 a list of specs there, and ``env create`` differs in its flags across conda versions). Its ``pip:`` entries,
 the spec's layered requirement files and ``requirements-nodeps.txt`` (``--no-deps``, last) are then installed
@@ -252,7 +253,6 @@ class CondaBuilder(VenvBuilder):
         if requirements:
             commands.append([*install, *requirements])
         return [*commands, *self._no_deps_step(spec, install)]
-
 
     def _run(self, command: List[str], log_file: TextIO, progress: Progress, name: str) -> None:
         try:
