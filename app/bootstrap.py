@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 from app.access import load_access
@@ -25,7 +25,7 @@ from jobs.store import JobStore, sqlite_url
 from models.manager import ModelManager
 from pipeline.cache import AudioCache
 from pipeline.processing import PresetStore
-from runtimes.environments import EnvironmentBuilder, EnvSpec
+from runtimes.environments import BuiltEnv, EnvironmentKinds, EnvSpec, KindSettings
 from runtimes.manifest import Manifest
 from runtimes.memory import make_source
 from runtimes.registry import adapter_class, discover, read_manifest
@@ -40,15 +40,24 @@ def pick_layer(settings: Settings) -> str:
     return "cuda" if make_source().kind == "nvml" else "cpu"
 
 
-def make_builder(settings: Settings) -> EnvironmentBuilder:
-    return EnvironmentBuilder(settings.built_envs_dir, settings.logs_dir, pick_layer(settings))
+def instance_of(settings: Settings) -> str:
+    """Names the data folder in what the app leaves outside it (container labels): a restarted app finds its own."""
+    return hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:16]
 
 
-def build_env(settings: Settings, architecture: str, progress: Callable[[str], None]) -> Path:
-    """The launcher's build of the default env: a failed update keeps the working env and starts with it."""
+def make_kinds(settings: Settings) -> EnvironmentKinds:
+    """Every environment kind, with where and how it builds (each spec's ``kind`` picks one)."""
+    return EnvironmentKinds(KindSettings(
+        envs_dir=settings.built_envs_dir, logs_dir=settings.logs_dir, layer=pick_layer(settings),
+        conda_executable=settings.conda_executable, container_engine=settings.container_engine,
+        container_base_image=settings.container_base_image, instance=instance_of(settings),
+    ))
+
+
+def build_env(settings: Settings, architecture: str, progress: Callable[[str], None]) -> BuiltEnv:
+    """The launcher's build of the default env, by its kind: a failed update keeps the working env and starts with it."""
     specs = discover(settings.spec_dirs)
-    builder = make_builder(settings)
-    return builder.ensure_or_keep(specs[architecture], progress)
+    return make_kinds(settings).build(specs[architecture], progress)
 
 
 def make_workstation(settings: Settings) -> Workstation:
@@ -60,12 +69,12 @@ def make_workstation(settings: Settings) -> Workstation:
         except Exception:  # one architecture's broken adapter (an edited or half-copied envs folder) must not take the app down
             logger.exception("architecture %s is left out: its adapter %s cannot be read", name, spec.adapter)
             del specs[name]
-    builder = make_builder(settings)
+    kinds = make_kinds(settings)
     build_lock = threading.Lock()  # one env build at a time
 
-    def resolve_python(spec: EnvSpec, progress: Callable[[Optional[float], str], None]) -> Path:
+    def build(spec: EnvSpec, progress: Callable[[Optional[float], str], None]) -> BuiltEnv:
         with build_lock:
-            return builder.ensure(spec, lambda line: progress(None, line))
+            return kinds.build(spec, lambda line: progress(None, line))
 
     supervisor = Supervisor(
         SupervisorSettings(
@@ -77,9 +86,11 @@ def make_workstation(settings: Settings) -> Workstation:
             ram_budget_bytes=settings.ram_budget_mb << 20 if settings.ram_budget_mb else None,
             memory_reserve_bytes=settings.memory_reserve_mb << 20,
             assets_dir=settings.assets_dir,
+            model_roots=(settings.characters_dir, settings.data_dir / "shared-models"),
         ),
         specs,
-        resolve_python,
+        build,
+        kinds=kinds,
     )
     access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,8 @@ def setup(settings: Settings) -> None:
     from app.bootstrap import build_env
 
     print("Preparing the %s environment..." % settings.default_architecture, flush=True)
-    python = build_env(settings, settings.default_architecture, lambda line: print("  " + line, flush=True))
-    print("  %s environment: %s" % (settings.default_architecture, python), flush=True)
+    built = build_env(settings, settings.default_architecture, lambda line: print("  " + line, flush=True))
+    print("  %s environment (%s): %s" % (settings.default_architecture, built.kind, built.location or built.interpreter), flush=True)
 
 
 def run_tests(settings: Settings, pytest_args: List[str]) -> int:

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     """Where built environments live; default ``<data_dir>/envs``."""
     extra_spec_dirs: Annotated[Tuple[Path, ...], NoDecode] = ()
     """More folders of architecture specs beside ``envs/`` (tests add a fault-injecting one)."""
+    container_engine: str = "docker"
+    """The engine an architecture whose spec says ``kind = "container"`` runs in: ``docker`` or ``podman`` (or a path)."""
+    container_base_image: str = ""
+    """The base image container environments build ``FROM`` (default ``python:<version>-slim``; a local image offline)."""
+    conda_executable: str = ""
+    """The tool a ``kind = "conda"`` environment is made with (a path or name); default: micromamba, mamba or conda on PATH."""
     host: str = "127.0.0.1"
     port: int = 7860
     share: bool = False

@@ -278,7 +278,8 @@ class CondaKind(VenvKind):
     def __init__(self, settings: Optional[KindSettings] = None) -> None:
         super().__init__(settings)
         if settings is not None:
-            self._builder = CondaBuilder(settings.envs_dir, settings.logs_dir, settings.layer, settings.conda_executable)
+            # prefixes in a folder of their own: a venv of the same name (a spec switched between kinds) is another build
+            self._builder = CondaBuilder(settings.envs_dir / "conda", settings.logs_dir, settings.layer, settings.conda_executable)
 
     def launch(
         self, built: BuiltEnv, argv_tail: Sequence[str], env: Mapping[str, str], cwd: Path, *rest: Any, **options: Any

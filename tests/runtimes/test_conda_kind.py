@@ -68,9 +68,9 @@ def test_the_registry_names_the_conda_kind() -> None:
 def test_the_fake_architecture_builds_into_a_prefix_through_the_tool(session: Session) -> None:
     built, prefix = session.built, Path(session.built.location)
     assert built.kind == "conda" and built.current and built.note == "" and built.spec_hash
-    assert prefix.parent == session.settings.envs_dir and prefix.name.startswith("fake-")
+    assert prefix.parent == session.settings.envs_dir / "conda" and prefix.name.startswith("fake-")
     assert Path(built.interpreter) == prefix / "bin" / "python"
-    assert (session.settings.envs_dir / "fake").resolve() == prefix.resolve()  # the current version's link
+    assert (session.settings.envs_dir / "conda" / "fake").resolve() == prefix.resolve()  # the current version's link
     history = (prefix / "conda-meta" / "history").read_text()
     assert "create --yes --prefix %s --override-channels --channel conda-forge python=3.11 pip" % prefix in history  # generated
     assert run_in(built.interpreter, "import sys, numpy; print('%d.%d' % sys.version_info[:2])") == "3.11"
