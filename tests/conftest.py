@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -121,14 +121,28 @@ def make_supervisor(
         specs: Optional[Dict[str, EnvSpec]] = None,
         memory: Optional[MemorySource] = None,
         resolve_python: Optional[Callable[[EnvSpec, Any], Path]] = None,
+        kind: str = "venv",
         **overrides: float,
     ) -> Supervisor:
+        """``kind``: the environment kind every spec is switched to (the kind builds; ``tests.env_kinds`` skips a
+        container kind where no engine runs)."""
         settings = SupervisorSettings(project_root=PROJECT_ROOT, run_dir=tmp_path / "run", **overrides)  # type: ignore[arg-type]
+        chosen = specs if specs is not None else {"fake": fake_spec, "piper": piper_spec}
+        kinds = None
+        if kind != "venv":
+            from runtimes.envkinds.registry import EnvironmentKinds
+            from tests.env_kinds import kind_settings
+
+            chosen = {name: replace(spec, kind=kind) for name, spec in chosen.items()}
+            kinds = EnvironmentKinds(kind_settings(kind, builder.envs_dir, builder.logs_dir, builder.layer))
+        elif resolve_python is None:
+            resolve_python = lambda spec, progress: builder.ensure(spec)  # noqa: E731
         supervisor = Supervisor(
             settings,
-            specs if specs is not None else {"fake": fake_spec, "piper": piper_spec},
-            resolve_python or (lambda spec, progress: builder.ensure(spec)),
+            chosen,
+            resolve_python,
             memory=memory or SystemRamSource(),  # no GPU unless a test scripts one: holds on GPU machines too
+            kinds=kinds,
         )
         made.append(supervisor)
         return supervisor

@@ -1,4 +1,5 @@
-"""The supervisor driven through real worker subprocesses in a real venv, with injected faults."""
+"""The supervisor driven through real worker subprocesses in a real venv, with injected faults; the faults
+marked with ``env_kind`` run in every environment kind (venv, conda through the stand-in tool, container)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,24 @@ def fake_job(**options: object) -> JobRequest:
     return JobRequest(architecture="fake", character="plain", audio=TONE, audio_sample_rate=16000, options=dict(options))
 
 
+ENV_KINDS = ["venv", "conda", pytest.param("container", marks=pytest.mark.container)]
+each_kind = pytest.mark.parametrize("env_kind", ENV_KINDS)
+
+
+def worker_process_pid(supervisor: object) -> int:
+    """The worker's own Python process on this host: the launched process for a venv, the one inside the
+    container (not the engine's client) for a container."""
+    [worker] = supervisor.table.live()  # type: ignore[attr-defined]
+    for pid in worker.process.handle.pids():
+        try:
+            command = psutil.Process(pid).cmdline()
+        except psutil.Error:
+            continue
+        if command and "python" in Path(command[0]).name and "runtimes.worker" in command:
+            return int(pid)
+    raise AssertionError("no worker process among %s" % worker.process.handle.pids())
+
+
 def worker_pids(supervisor: object) -> List[int]:
     return [row["pid"] for row in supervisor.status()]  # type: ignore[attr-defined]
 
@@ -61,8 +80,9 @@ def test_job_runs_and_worker_stays_warm(make_supervisor: SupervisorFactory) -> N
     assert supervisor.status()[0]["state"] == "ready"
 
 
-def test_crash_mid_job_fails_clearly_and_next_job_gets_a_fresh_worker(make_supervisor: SupervisorFactory) -> None:
-    supervisor = make_supervisor()
+@each_kind
+def test_crash_mid_job_fails_clearly_and_next_job_gets_a_fresh_worker(make_supervisor: SupervisorFactory, env_kind: str) -> None:
+    supervisor = make_supervisor(kind=env_kind)
     supervisor.generate(fake_job())
     old_pid = worker_pids(supervisor)[0]
     with pytest.raises(WorkerCrashedError, match="died while generating .*exited with code 17"):
@@ -72,10 +92,11 @@ def test_crash_mid_job_fails_clearly_and_next_job_gets_a_fresh_worker(make_super
     assert again.cold and worker_pids(supervisor)[0] != old_pid
 
 
-def test_sigkill_of_busy_worker_fails_the_job_and_next_succeeds(make_supervisor: SupervisorFactory) -> None:
-    supervisor = make_supervisor()
+@each_kind
+def test_sigkill_of_busy_worker_fails_the_job_and_next_succeeds(make_supervisor: SupervisorFactory, env_kind: str) -> None:
+    supervisor = make_supervisor(kind=env_kind)
     supervisor.generate(fake_job())
-    pid = worker_pids(supervisor)[0]
+    pid = worker_process_pid(supervisor)
     killer = threading.Timer(0.5, lambda: os.kill(pid, signal.SIGKILL))
     killer.start()
     with pytest.raises(WorkerCrashedError, match="SIGKILL"):
@@ -83,14 +104,15 @@ def test_sigkill_of_busy_worker_fails_the_job_and_next_succeeds(make_supervisor:
     assert supervisor.generate(fake_job()).audio.size == TONE.size
 
 
-def test_sigkill_while_loading(make_supervisor: SupervisorFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+@each_kind
+def test_sigkill_while_loading(make_supervisor: SupervisorFactory, monkeypatch: pytest.MonkeyPatch, env_kind: str) -> None:
     monkeypatch.setenv("FAKE_LOAD_S", "20")
-    supervisor = make_supervisor()
+    supervisor = make_supervisor(kind=env_kind)
     pids: List[int] = []
 
     def kill_when_loading() -> None:
         if wait_until(lambda: any(r["state"] == "loading" for r in supervisor.status()), 30):
-            pids.extend(worker_pids(supervisor))
+            pids.append(worker_process_pid(supervisor))
             os.kill(pids[0], signal.SIGKILL)
 
     threading.Thread(target=kill_when_loading).start()
@@ -100,9 +122,10 @@ def test_sigkill_while_loading(make_supervisor: SupervisorFactory, monkeypatch: 
     assert supervisor.generate(fake_job()).sample_rate == 16000
 
 
-def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFactory, fake_spec: EnvSpec) -> None:
+@each_kind
+def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFactory, fake_spec: EnvSpec, env_kind: str) -> None:
     broken = replace(fake_spec, adapter="tests.fakes.missing_module:Adapter")
-    supervisor = make_supervisor({"fake": broken})
+    supervisor = make_supervisor({"fake": broken}, kind=env_kind)
     with pytest.raises(WorkerBootError, match="(?s)failed to boot.*ModuleNotFoundError.*missing_module"):
         supervisor.generate(fake_job())
     [row] = supervisor.status()
@@ -111,7 +134,7 @@ def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFact
     with pytest.raises(ArchitectureUnavailableError, match="(?s)stopped after failing.*ModuleNotFoundError"):
         supervisor.generate(fake_job())  # no restart loop: refused at once, no new process
     assert time.monotonic() - started < 0.5
-    supervisor.specs["fake"] = fake_spec  # the person fixes the environment, then presses Retry
+    supervisor.specs["fake"] = replace(fake_spec, kind=env_kind)  # the person fixes the environment, then presses Retry
     supervisor.prewarm("fake", "plain")
     assert supervisor.generate(fake_job()).sample_rate == 16000
 
@@ -135,8 +158,9 @@ def test_bad_request_keeps_the_worker(make_supervisor: SupervisorFactory) -> Non
     assert supervisor.generate(fake_job()).sample_rate == 16000
 
 
-def test_hung_job_is_killed_after_the_job_timeout(make_supervisor: SupervisorFactory) -> None:
-    supervisor = make_supervisor(job_timeout_s=2.0)
+@each_kind
+def test_hung_job_is_killed_after_the_job_timeout(make_supervisor: SupervisorFactory, env_kind: str) -> None:
+    supervisor = make_supervisor(kind=env_kind, job_timeout_s=2.0)
     supervisor.generate(fake_job())
     pid = worker_pids(supervisor)[0]
     started = time.monotonic()
@@ -154,8 +178,9 @@ def test_job_without_progress_is_killed(make_supervisor: SupervisorFactory) -> N
     assert supervisor.status() == []
 
 
-def test_cancel_stops_a_cooperative_job_and_keeps_the_worker(make_supervisor: SupervisorFactory) -> None:
-    supervisor = make_supervisor()
+@each_kind
+def test_cancel_stops_a_cooperative_job_and_keeps_the_worker(make_supervisor: SupervisorFactory, env_kind: str) -> None:
+    supervisor = make_supervisor(kind=env_kind)
     supervisor.generate(fake_job())
     pid = worker_pids(supervisor)[0]
     cancel = threading.Event()
@@ -183,8 +208,9 @@ def test_keep_alive_zero_stops_worker_after_the_job(make_supervisor: SupervisorF
     assert supervisor.status() == []
 
 
-def test_idle_worker_is_evicted_after_keep_alive(make_supervisor: SupervisorFactory) -> None:
-    supervisor = make_supervisor(keep_alive_s=1.0, monitor_interval_s=0.1)
+@each_kind
+def test_idle_worker_is_evicted_after_keep_alive(make_supervisor: SupervisorFactory, env_kind: str) -> None:
+    supervisor = make_supervisor(kind=env_kind, keep_alive_s=1.0, monitor_interval_s=0.1)
     supervisor.generate(fake_job())
     pid = worker_pids(supervisor)[0]
     assert wait_until(lambda: supervisor.status() == [], 10)
@@ -321,8 +347,9 @@ def test_fifty_parallel_characters_load_into_one_worker(make_supervisor: Supervi
     assert list(supervisor.private_dir.parent.glob(supervisor.private_dir.name)) == []
 
 
-def test_memory_hog_is_measured_and_remembered(make_supervisor: SupervisorFactory) -> None:
-    supervisor = make_supervisor()
+@each_kind
+def test_memory_hog_is_measured_and_remembered(make_supervisor: SupervisorFactory, env_kind: str) -> None:
+    supervisor = make_supervisor(kind=env_kind)
     supervisor.generate(fake_job(mode="hog", hog_mb=300))
     [row] = supervisor.status()
     assert row["measured_peak_mb"] > 300
