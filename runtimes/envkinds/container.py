@@ -530,7 +530,7 @@ class ContainerKind(EnvironmentKind):
         if not visible:
             return []
         if self.engine.is_podman():  # podman accepts --gpus and silently ignores it: CDI names the device
-            if not any(Path(folder).glob("nvidia*") for folder in ("/etc/cdi", "/var/run/cdi")):
+            if not any(any(Path(folder).glob("nvidia*")) for folder in ("/etc/cdi", "/var/run/cdi")):
                 raise OSError("podman needs NVIDIA's CDI specification to pass a GPU (`nvidia-ctk cdi generate "
                               "--output=/etc/cdi/nvidia.yaml`); without it the worker would silently run without the GPU")
             return ["--device", "nvidia.com/gpu=%s" % visible]

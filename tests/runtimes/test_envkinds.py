@@ -454,3 +454,50 @@ def test_a_restarted_app_reaps_through_the_kind(
     make_supervisor_with({"fake": fake_spec}, EnvironmentKinds(settings_of(builder)))
     assert handle.wait(5.0) is not None and wait_until(lambda: not running(child), 5)
     assert not left.exists()
+
+
+# an app that dies
+
+APP = r"""
+import json, sys, time
+from dataclasses import replace
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from runtimes.envkinds.registry import EnvironmentKinds
+from runtimes.environments import load_spec
+from runtimes.memory import SystemRamSource
+from runtimes.supervisor import JobRequest, Supervisor, SupervisorSettings
+from tests.env_kinds import kind_settings
+root, kind, envs, logs, run_dir, instance = sys.argv[1:7]
+spec = replace(load_spec(Path(root) / "tests" / "envs" / "fake"), kind=kind)
+kinds = EnvironmentKinds(kind_settings(kind, Path(envs), Path(logs), instance=instance))
+supervisor = Supervisor(SupervisorSettings(project_root=Path(root), run_dir=Path(run_dir)), {"fake": spec}, memory=SystemRamSource(), kinds=kinds)
+supervisor.generate(JobRequest(architecture="fake", character="plain", audio=np.zeros(1600, np.float32), audio_sample_rate=16000))
+[worker] = supervisor.table.live()
+print(json.dumps(worker.process.handle.pids()), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sigkilled_app_leaves_no_worker_behind(kind: EnvironmentKind, built: BuiltEnv, builder: EnvironmentBuilder, tmp_path: Path) -> None:
+    """The app is SIGKILLed with a warm worker: within 10 s none of the worker's processes runs (a container's
+    included: the engine lists nothing with the app's instance label)."""
+    instance = "sigkill-%d-%s" % (os.getpid(), kind.name)
+    app = subprocess.Popen([sys.executable, "-c", APP, str(PROJECT_ROOT), kind.name, str(builder.envs_dir), str(builder.logs_dir),
+                            str(tmp_path / "run"), instance], stdout=subprocess.PIPE, text=True)
+    try:
+        assert app.stdout is not None
+        pids = json.loads(app.stdout.readline())
+        processes = [psutil.Process(pid) for pid in pids]
+        assert processes and all(running(process) for process in processes)
+    finally:
+        app.kill()
+        app.wait()
+        if app.stdout is not None:
+            app.stdout.close()
+    assert wait_until(lambda: not any(running(process) for process in processes), 10)
+    if not kind.shares_host_files:
+        listed = subprocess.run([ENGINE, "ps", "--all", "--quiet", "--filter", "label=voicegen.instance=%s" % instance],
+                                capture_output=True, text=True, check=True).stdout
+        assert listed.split() == []
