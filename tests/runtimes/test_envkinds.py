@@ -472,7 +472,8 @@ from tests.env_kinds import kind_settings
 root, kind, envs, logs, run_dir, instance = sys.argv[1:7]
 spec = replace(load_spec(Path(root) / "tests" / "envs" / "fake"), kind=kind)
 kinds = EnvironmentKinds(kind_settings(kind, Path(envs), Path(logs), instance=instance))
-supervisor = Supervisor(SupervisorSettings(project_root=Path(root), run_dir=Path(run_dir)), {"fake": spec}, memory=SystemRamSource(), kinds=kinds)
+settings = SupervisorSettings(project_root=Path(root), run_dir=Path(run_dir))
+supervisor = Supervisor(settings, {"fake": spec}, memory=SystemRamSource(), kinds=kinds)
 supervisor.generate(JobRequest(architecture="fake", character="plain", audio=np.zeros(1600, np.float32), audio_sample_rate=16000))
 [worker] = supervisor.table.live()
 print(json.dumps(worker.process.handle.pids()), flush=True)
@@ -480,7 +481,8 @@ time.sleep(600)
 """
 
 
-def test_a_sigkilled_app_leaves_no_worker_behind(kind: EnvironmentKind, built: BuiltEnv, builder: EnvironmentBuilder, tmp_path: Path) -> None:
+def test_a_sigkilled_app_leaves_no_worker_behind(kind: EnvironmentKind, built: BuiltEnv, builder: EnvironmentBuilder,
+                                                 tmp_path: Path) -> None:
     """The app is SIGKILLed with a warm worker: within 10 s none of the worker's processes runs (a container's
     included: the engine lists nothing with the app's instance label)."""
     instance = "sigkill-%d-%s" % (os.getpid(), kind.name)
