@@ -13,8 +13,8 @@ from app.ui_api_runtimes import RuntimeEndpoints
 from app.ui_caller import username_of
 from app.ui_generate import character_choices, first_usable
 
-RUNTIME_HEADERS = ["name", "architecture", "character", "state", "activity", "jobs_in_line", "device", "memory_mb", "idle_s",
-                   "keep_alive_left_s", "pinned", "last_error"]
+RUNTIME_HEADERS = ["name", "architecture", "kind", "character", "state", "activity", "jobs_in_line", "device", "memory_mb", "idle_s",
+                   "keep_alive_left_s", "pinned", "spawn_s", "last_error"]
 ASSET_HEADERS = ["architecture", "asset", "what", "present", "size_mb", "needed_for", "get_it_from"]
 QUEUE_HEADERS = ["architecture", "running", "queued", "owners_waiting"]
 PRIVATE: Dict[str, Any] = {"api_visibility": "private"}

@@ -46,6 +46,7 @@ def status_rows(table: WorkerTable, policy: KeepAlivePolicy, crashes: CrashPolic
         rows.append({
             "name": worker.name,
             "architecture": worker.architecture,
+            "kind": worker.spec.kind,
             "characters": [slot.character for slot in slots],
             "character": ", ".join(slot.character for slot in slots),
             "loaded": loaded,
@@ -61,6 +62,7 @@ def status_rows(table: WorkerTable, policy: KeepAlivePolicy, crashes: CrashPolic
             "keep_alive_left_s": worker_left,
             "pinned": any(c["pinned"] for c in loaded),
             "load_s": round(worker.start_s, 3),
+            "spawn_s": round(worker.spawn_s, 3),
             "last_error": worker.last_error,
             "log_tail": list(worker.process.log_tail)[-10:],
         })

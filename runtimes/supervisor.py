@@ -316,13 +316,15 @@ class Supervisor:
         elif self.devices.gpus is not None:
             extra_env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker on a GPU machine sees no GPU
         self._check_open()
+        launched_at = time.perf_counter()
         try:
             process = WorkerProcess(name, self.kinds.named(built.kind), built, self.settings.project_root, self.private_dir, self.authkey,
                                     extra_env, path_env, [root / spec.name for root in self.settings.model_roots])
         except OSError as exc:
             self._check_open()
             raise WorkerBootError("could not start the %s worker: %s" % (spec.name, exc)) from exc
-        worker = ManagedWorker(name=name, spec=spec, device=device, process=process, base_bytes=self.admission.base_need(spec, device))
+        worker = ManagedWorker(name=name, spec=spec, device=device, process=process, base_bytes=self.admission.base_need(spec, device),
+                               launched_at=launched_at)
         self.table.hold_new(worker, ticket)
         try:
             self.table.register(worker)
@@ -333,14 +335,14 @@ class Supervisor:
 
     def _boot(self, worker: ManagedWorker, progress: ProgressFn, cancel: threading.Event, timings: Dict[str, float]) -> None:
         """Handshake, then the architecture's shared assets; the worker stays held."""
-        started = time.perf_counter()
+        started = worker.launched_at
         try:
             worker.process.handshake(self.settings.boot_timeout_s)
         except WorkerBootError as exc:
             raise self._boot_failed(worker, exc) from exc
         worker.last_heartbeat = time.monotonic()
         threading.Thread(target=self._read_control, args=(worker,), name="control-%s" % worker.name, daemon=True).start()
-        timings["spawn_s"] = time.perf_counter() - started
+        timings["spawn_s"] = worker.spawn_s = time.perf_counter() - worker.launched_at
         self.table.set_activity(worker, WorkerState.STARTING, "loading shared assets")
         progress(None, "loading the %s worker's shared assets" % worker.architecture)
         prepared = time.perf_counter()

@@ -79,6 +79,10 @@ class ManagedWorker:
     last_error: str = ""
     peak_bytes: int = 0
     start_s: float = 0.0
+    launched_at: float = field(default_factory=time.perf_counter)
+    """``perf_counter`` when its kind was asked to launch it."""
+    spawn_s: float = 0.0
+    """From launch to its hello: what its environment kind costs to start (a container's engine start, a venv's interpreter)."""
     events: "queue.Queue[Header]" = field(default_factory=queue.Queue)
     """Progress messages from the control reader, consumed by the job that holds the worker."""
 
