@@ -50,7 +50,8 @@ def make_kinds(settings: Settings) -> EnvironmentKinds:
     return EnvironmentKinds(KindSettings(
         envs_dir=settings.built_envs_dir, logs_dir=settings.logs_dir, layer=pick_layer(settings),
         conda_executable=settings.conda_executable, container_engine=settings.container_engine,
-        container_base_image=settings.container_base_image, instance=instance_of(settings),
+        container_base_image=settings.container_base_image, container_run_args=settings.container_run_args,
+        instance=instance_of(settings),
     ))
 
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     """The engine an architecture whose spec says ``kind = "container"`` runs in: ``docker`` or ``podman`` (or a path)."""
     container_base_image: str = ""
     """The base image container environments build ``FROM`` (default ``python:<version>-slim``; a local image offline)."""
+    container_run_args: str = ""
+    """More arguments for every container worker's ``run`` (e.g. ``--ulimit nofile=20000:20000`` where podman cannot raise limits)."""
     conda_executable: str = ""
     """The tool a ``kind = "conda"`` environment is made with (a path or name); default: micromamba, mamba or conda on PATH."""
     host: str = "127.0.0.1"

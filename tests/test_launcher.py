@@ -43,7 +43,7 @@ def test_launcher_sets_up_a_fresh_tree_then_rebuilds_nothing(tmp_path: Path) -> 
     second, took_s = setup(tree)
     lines: List[str] = second.splitlines()
     assert not any("installing" in line or "building" in line for line in lines), second
-    assert "piper environment:" in second and took_s < 60
+    assert "piper environment (venv):" in second and took_s < 60
 
     # a relative --data-dir is the person's, relative to where they ran the command
     elsewhere = tmp_path / "elsewhere"

@@ -45,6 +45,9 @@ class KindSettings:
     """The container kind's engine command line: ``docker`` or ``podman`` (or a path to either)."""
     container_base_image: str = ""
     """The container kind's ``BASE`` build argument; "" keeps the Dockerfile's default (``python:<version>-slim``)."""
+    container_run_args: str = ""
+    """More arguments for every worker's ``run`` (shell-quoted), for what a host needs: e.g. podman on a host whose
+    limits it cannot raise, ``--ulimit nofile=20000:20000 --ulimit nproc=32768:32768``."""
     instance: str = ""
     """Names this app's data folder in what a kind leaves outside it (container labels), so a restarted
     app finds what its predecessor left and nothing of another app's."""

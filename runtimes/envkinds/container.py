@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -115,10 +116,11 @@ class Engine:
 
     def check_running(self) -> None:
         """A clear error when the client is there but no engine answers (a daemon not started)."""
-        done = self.run("info", "--format", "{{json .ServerVersion}}", check=False)
+        done = self.run("info", check=False)
         if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()
             raise EngineError("the %s engine does not answer (%s): start it (e.g. `sudo systemctl start docker`, or `dockerd &`)"
-                              % (self.command, (done.stderr or done.stdout).strip().splitlines()[-1:] or "no output"))
+                              % (self.command, said[-1] if said else "no output"))
 
     def image_labels(self, image: str) -> Optional[Dict[str, str]]:
         """The image's labels; None when there is no such image."""
@@ -268,7 +270,7 @@ class ContainerBuilder:
         repository = "%s/%s" % (IMAGE_REPOSITORY, spec.name.lower())
         listed = self.engine.run("images", "--format", "{{.Repository}}:{{.Tag}}", repository, check=False)
         for name in listed.stdout.split():
-            if name not in (keep, image_name(spec, "current")):
+            if name.removeprefix("localhost/") not in (keep, image_name(spec, "current")):  # podman names local images localhost/...
                 self.engine.run("rmi", name, check=False)
 
     @staticmethod
@@ -451,6 +453,7 @@ class ContainerKind(EnvironmentKind):
         super().__init__(settings)
         self.engine = Engine(settings.container_engine if settings is not None else os.environ.get("VOICEGEN_CONTAINER_ENGINE", "docker"))
         self.instance = settings.instance if settings is not None else ""
+        self.run_args = settings.container_run_args if settings is not None else ""
 
     @property
     def builder(self) -> ContainerBuilder:
@@ -499,6 +502,7 @@ class ContainerKind(EnvironmentKind):
             access = "rw" if mount.writable else "ro"
             command += ["--volume", "%s:%s:%s" % (Path(mount.host_path).absolute(), self.map_path(mount.host_path), access)]
         command += self._gpu_arguments(env.get("CUDA_VISIBLE_DEVICES", ""))
+        command += self._init_arguments() + shlex.split(self.run_args)
         handed = {variable: value for variable, value in env.items() if handed_over(variable)}
         for variable in handed:
             command += ["--env", variable]  # by name: the value comes from the client's environment, not its command line
@@ -524,6 +528,15 @@ class ContainerKind(EnvironmentKind):
         folder = Path(mount.host_path)
         for path in [folder, *folder.iterdir()]:
             os.chown(path, uid, gid)
+
+    def _init_arguments(self) -> List[str]:
+        """Podman's ``--init`` wants its own catatonit; where only tini (Docker's init) is installed, name that one."""
+        if not self.engine.is_podman():
+            return []
+        for candidate in ("/usr/libexec/podman/catatonit", "/usr/bin/catatonit", "/usr/bin/tini", "/usr/bin/docker-init"):
+            if Path(candidate).exists():
+                return ["--init-path", candidate]
+        return []
 
     def _gpu_arguments(self, visible: str) -> List[str]:
         """The GPU the supervisor placed the worker on; "" (or unset): none."""

@@ -85,3 +85,23 @@ def alive(process: psutil.Process) -> bool:
         return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.parametrize("kind_app", [pytest.param("container", marks=pytest.mark.container)], indirect=True)
+def test_a_person_in_a_browser_uses_piper_in_a_container(kind_app: Tuple[str, AppServer], tmp_path: Path) -> None:
+    """Nothing changes for them: type, Generate, a player; the Runtimes tab says the worker is a container."""
+    from playwright.sync_api import expect
+
+    from tests.app.test_browser import browser_page
+
+    _, server = kind_app
+    with browser_page(server.url) as page:
+        page.get_by_label("Text", exact=True).fill("Hello from a container.")
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("audio[src]").first).to_be_attached(timeout=60_000)
+        page.get_by_role("tab", name="Runtimes").click()
+        expect(page.get_by_text("container", exact=True).filter(visible=True).first).to_be_visible(timeout=15_000)
+        page.screenshot(path=str(tmp_path / "runtimes.png"), full_page=True)
+    assert len(containers_of(server.data_dir)) == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 
 import numpy as np
+import psutil
 import pytest
 
 from runtimes.environments import EnvironmentBuilder, EnvSpec, load_spec
@@ -214,3 +215,35 @@ def test_the_made_dockerfile_installs_the_layers_prunes_and_takes_a_base(tmp_pat
     other = tmp_path / "context2"
     other.mkdir()
     assert build_context(load_spec(shipped), "cpu", other, "cd" * 32).read_text() == "ARG BASE=debian\nFROM $BASE\n"
+
+
+PODMAN_RUN_ARGS = os.environ.get("VOICEGEN_TEST_PODMAN_RUN_ARGS", "--ulimit nofile=20000:20000 --ulimit nproc=32768:32768")
+"""This machine's root cannot raise limits, which podman asks for by default (/work/shared/reference/containers.md)."""
+
+
+@pytest.mark.slow
+def test_podman_is_an_engine_too(fake_spec: EnvSpec, builder: EnvironmentBuilder, tmp_path: Path) -> None:
+    """Where podman installs: the same image build, a job, the worker's container gone after a stop."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (apt-get install podman)")
+    kind_settings("container", builder.envs_dir, builder.logs_dir)  # the base image comes from the Docker engine here
+    if subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False).returncode != 0:
+        saved = subprocess.Popen([ENGINE, "save", BASE_IMAGE], stdout=subprocess.PIPE)
+        subprocess.run(["podman", "load"], stdin=saved.stdout, check=True, capture_output=True, timeout=300)
+        saved.wait(60)
+    instance = "podman-%d" % os.getpid()
+    settings = KindSettings(builder.envs_dir, builder.logs_dir, "cpu", container_engine="podman", container_base_image=BASE_IMAGE,
+                            container_run_args=PODMAN_RUN_ARGS, instance=instance)
+    supervisor = Supervisor(SupervisorSettings(project_root=PROJECT_ROOT, run_dir=tmp_path / "run"),
+                            {"fake": replace(fake_spec, kind="container")}, memory=SystemRamSource(), kinds=EnvironmentKinds(settings))
+    try:
+        result = supervisor.generate(JobRequest(architecture="fake", character="plain", audio=TONE, audio_sample_rate=16000,
+                                                options={"gain": 2.0}))
+        np.testing.assert_allclose(result.audio, TONE * 2.0, rtol=1e-6)
+        [row] = supervisor.status()
+        assert row["kind"] == "container" and "podman" in " ".join(psutil.Process(row["pid"]).cmdline())
+    finally:
+        supervisor.shutdown()
+    listed = subprocess.run(["podman", "ps", "--all", "--quiet", "--filter", "label=%s=%s" % (INSTANCE_LABEL, instance)],
+                            capture_output=True, text=True, check=True).stdout
+    assert listed.split() == []
