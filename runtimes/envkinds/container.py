@@ -492,7 +492,7 @@ class ContainerKind(EnvironmentKind):
         folders = [*mounts]
         if not any(Path(cwd).absolute().is_relative_to(mount.host_path) for mount in folders):
             folders.append(Mount(str(cwd)))
-        command = [self.engine.path(), "run", "--rm", "--init", "--interactive", "--name", name,
+        command = [self.engine.path(), "run", "--rm", "--init", "--interactive", "--pull", "never", "--name", name,
                    "--label", "%s=%s" % (INSTANCE_LABEL, self.instance), "--label", "%s=%d" % (OWNER_LABEL, os.getpid()),
                    "--user", user, "--network", "none", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                    "--tmpfs", "%s:rw,exec,mode=1777" % SCRATCH_DIR, "--workdir", self.map_path(str(cwd)),
