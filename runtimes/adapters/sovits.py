@@ -1,4 +1,5 @@
-"""so-vits-svc 4.0 / 4.1 voice conversion, through so-vits-svc-fork's own inference code.
+"""so-vits-svc 4.0 / 4.1 voice conversion, through so-vits-svc-fork's own inference code; and 3.0 (its 32 kHz
+and 48 kHz models) through the same model, its checkpoints mapped at load (``runtimes/adapters/sovits3.py``).
 
 A character is a folder: exactly one ``G_*.pth`` generator checkpoint and its ``config.json`` (4.1
 when ``data.contentvec_final_proj`` is present), optionally one ``kmeans*.pt`` cluster model, and
@@ -7,7 +8,8 @@ the model's files linked into many such folders). Folders whose files are the sa
 loaded copy in the worker. The content encoder (ContentVec, a ``transformers`` HuBERT folder) is a
 shared asset under ``<data>/assets/contentvec``, loaded once per worker; the optional NSF-HiFiGAN
 enhancer's weights are another (``assets/nsf_hifigan``, loaded on first use). Everything loads
-offline; checkpoints with ``weights_only=True``.
+offline; checkpoints with ``weights_only=True``. A 3.0 character (its config: 32 or 48 kHz at hop 320) uses
+hubert-soft (``assets/hubert-soft-0d54a1f4.pt``, loaded at the first 3.0 character) for content instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateRe
 from runtimes.adapters.checkpoint_meta import UnreadableCheckpointError, UnsafeCheckpointError, read_plain_values
 from runtimes.adapters.common import asset_path, load_failure, matching, missing_asset, overlap_add
 from runtimes.adapters.nsf_enhancer import ENHANCER_ASSET, ENHANCER_WEIGHTS_FILE, NsfHifiganEnhancer
+from runtimes.adapters.sovits3 import HUBERT_SOFT, HUBERT_SOFT_SOURCE, SovitsV3, is_v3_config, load_hubert_soft, v3_problem, v3_unavailable
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Detect, Manifest, Option
 
@@ -44,7 +47,7 @@ ENHANCER_SOURCE = "nsf_hifigan_20221211.zip from github.com/openvpi/vocoders rel
 
 MANIFEST = Manifest(
     architecture="sovits",
-    display_name="so-vits-svc 4.0/4.1 (voice conversion)",
+    display_name="so-vits-svc 3.0/4.0/4.1 (voice conversion)",
     version="1",
     capabilities=("convert",),
     needs_text=False,
@@ -74,9 +77,11 @@ MANIFEST = Manifest(
     assets=(Asset(CONTENT_ENCODER, "content encoder (ContentVec)",
                   "Hugging Face lengyue233/content-vec-best (config.json + weights) as a folder", hay_say_dependency=True),
             Asset(ENHANCER_ASSET, "NSF-HiFiGAN enhancer (openvpi vocoder)", ENHANCER_SOURCE,
-                  "nsf_hifigan_enhance,enhancer_adaptive_key")),
+                  "nsf_hifigan_enhance,enhancer_adaptive_key"),
+            Asset(HUBERT_SOFT, "content encoder of so-vits-svc 3.0 characters (hubert-soft)", HUBERT_SOFT_SOURCE,
+                  hay_say_dependency=True)),
     detect=Detect("G_*.pth", ("config.json",)),
-    hay_say_names=("so_vits_svc_4",),
+    hay_say_names=("so_vits_svc_4", "so_vits_svc_3"),
 )
 
 
@@ -93,7 +98,9 @@ def read_config(path: str) -> Dict[str, Any]:
 
 def version_of(config: Dict[str, Any]) -> str:
     """so-vits-svc-fork marks its 768-wide models with data.contentvec_final_proj; upstream 4.1 names
-    its content encoder in model.speech_encoder."""
+    its content encoder in model.speech_encoder; 3.0's are 32 or 48 kHz at hop 320."""
+    if is_v3_config(config):
+        return "3.0"
     return "4.1" if "contentvec_final_proj" in config["data"] or "speech_encoder" in config["model"] else "4.0"
 
 
@@ -130,6 +137,16 @@ def has_pitch_predictor(checkpoint: str) -> bool:
     except (UnsafeCheckpointError, UnreadableCheckpointError, AttributeError):
         return True
     return not isinstance(weights, dict) or any(name.startswith(PITCH_PREDICTOR) for name in weights)
+
+
+def v3_checkpoint_problem(checkpoint: str) -> str:
+    """Why a checkpoint beside a 3.0 config.json is not a 3.0 generator, read without torch ("" when it is, or
+    when its values cannot be read here: loading says more)."""
+    try:
+        weights = read_plain_values(checkpoint).get("model")
+    except (UnsafeCheckpointError, UnreadableCheckpointError, AttributeError):
+        return ""
+    return v3_problem(weights)
 
 
 def unsupported_feature(config: Dict[str, Any]) -> str:
@@ -182,6 +199,8 @@ class SovitsAdapter(Adapter):
         """Loaded models by their files' real paths, with the characters using each: loaded once."""
         self.enhancer: Optional[NsfHifiganEnhancer] = None
         self.decoder_f0: Any = None
+        self.hubert_soft: Any = None
+        """so-vits-svc 3.0's content encoder, loaded with the first 3.0 character that converts."""
         """The pitch the model's decoder got on its last call (the enhancer sings the take on it)."""
 
     @staticmethod
@@ -212,11 +231,18 @@ class SovitsAdapter(Adapter):
             return CharacterInfo(False, exc.message)
         if speaker and speaker not in speakers:
             return CharacterInfo(False, "speaker.json names %r, which the model does not have (%s)" % (speaker, ", ".join(speakers)))
-        extras = ("cluster model",) if clusters else ()
+        v3 = is_v3_config(config)
+        if v3:
+            problem = v3_checkpoint_problem(checkpoints[0])
+            if problem:
+                return CharacterInfo(False, "%s: %s" % (os.path.basename(checkpoints[0]), problem))
+        extras = ("cluster model",) if clusters and not v3 else ()
         unavailable = {} if clusters else {"cluster_ratio": "this character has no kmeans*.pt cluster model"}
         if speaker or len(speakers) < 2:
             unavailable["speaker"] = "speaker.json picks the speaker" if speaker else "the model has one speaker"
-        if config["model"].get("use_automatic_f0_prediction") is False or not has_pitch_predictor(checkpoints[0]):
+        if v3:
+            unavailable.update(v3_unavailable())
+        elif config["model"].get("use_automatic_f0_prediction") is False or not has_pitch_predictor(checkpoints[0]):
             unavailable["auto_predict_f0"] = NO_PITCH_PREDICTION
         decoder = config["model"].get("type_", "hifi-gan")
         if decoder != "hifi-gan":
@@ -281,17 +307,20 @@ class SovitsAdapter(Adapter):
         shared = files in self.models
         if not shared:
             config = read_config(config_path)
-            try:
-                with warnings.catch_warnings(record=True) as said:
-                    warnings.simplefilter("always")
-                    svc = Svc(net_g_path=checkpoint, config_path=config_path, device=self.device,
-                              cluster_model_path=clusters[0] if clusters else None, half=self.half)
-            except Exception as exc:  # foreign code: translate once, naming the file
-                raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
-            misfit, predicts_pitch = checkpoint_misfit([str(w.message) for w in said])
-            if misfit:
-                raise BadRequestError("%s does not match its config.json: %s" % (os.path.basename(checkpoint), misfit))
-            svc.contentvec_final_proj = uses_final_projection(config)  # the fork reads only its own marker
+            if info.version == "3.0":
+                svc, predicts_pitch = self._load_v3(checkpoint, config_path), False
+            else:
+                try:
+                    with warnings.catch_warnings(record=True) as said:
+                        warnings.simplefilter("always")
+                        svc = Svc(net_g_path=checkpoint, config_path=config_path, device=self.device,
+                                  cluster_model_path=clusters[0] if clusters else None, half=self.half)
+                except Exception as exc:  # foreign code: translate once, naming the file
+                    raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
+                misfit, predicts_pitch = checkpoint_misfit([str(w.message) for w in said])
+                if misfit:
+                    raise BadRequestError("%s does not match its config.json: %s" % (os.path.basename(checkpoint), misfit))
+                svc.contentvec_final_proj = uses_final_projection(config)  # the fork reads only its own marker
             if self.half:
                 half_precision_where_safe(svc)
             self.models[files] = {"svc": svc, "users": set(), "predicts_pitch": predicts_pitch}
@@ -300,6 +329,27 @@ class SovitsAdapter(Adapter):
         entry["users"].add(model.key)
         return {"svc": entry["svc"], "info": info, "name": os.path.basename(model.path), "files": files, "key": model.key,
                 "shared": shared, "predicts_pitch": entry["predicts_pitch"]}
+
+    def _load_v3(self, checkpoint: str, config_path: str) -> SovitsV3:
+        try:
+            return SovitsV3(checkpoint, config_path, self.device, self.half, self._hubert_soft, self._pool_if_asked)
+        except BadRequestError:
+            raise
+        except Exception as exc:  # foreign code: translate once, naming the file
+            raise BadRequestError(load_failure(os.path.basename(checkpoint), exc)) from exc
+
+    def _hubert_soft(self) -> Any:
+        """3.0's content encoder, loaded at the first 3.0 conversion (4.x characters never need it)."""
+        if self.hubert_soft is None:
+            path = asset_path(HUBERT_SOFT)
+            if not os.path.isfile(path):
+                raise missing_asset("so-vits-svc 3.0", "hubert-soft content encoder", HUBERT_SOFT, HUBERT_SOFT_SOURCE)
+            self.report_progress(None, "loading hubert-soft")
+            self.hubert_soft = load_hubert_soft(path, self.device)
+        return self.hubert_soft
+
+    def _pool_if_asked(self, f0: np.ndarray) -> np.ndarray:
+        return mean_pool_f0(f0) if self.pool_f0 else f0
 
     def _keep_decoder_f0(self, module: Any, args: Any, kwargs: Dict[str, Any]) -> None:
         # The decoder gets the pitch after transposition and prediction: what upstream hands its enhancer.
