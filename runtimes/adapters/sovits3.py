@@ -18,6 +18,7 @@ bench/sovits3_equivalence.py runs upstream 3.0 beside this on the same weights a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from typing import Any, Callable, Dict, Tuple
@@ -26,6 +27,8 @@ import numpy as np
 
 from runtimes.adapters.common import load_failure
 from runtimes.errors import BadRequestError
+
+logger = logging.getLogger(__name__)
 
 HUBERT_SOFT = "hubert-soft-0d54a1f4.pt"
 HUBERT_SOFT_SOURCE = "github.com/bshall/hubert releases v0.1: hubert-soft-0d54a1f4.pt (the file)"
@@ -331,7 +334,12 @@ class SovitsV3:
         """so-vits-svc-fork's ``Svc.infer`` signature (the adapter's loop calls it); cluster ratio, pitch
         prediction and the f0 method do not exist in 3.0 (the adapter refuses the first two)."""
         units, f0 = self.units_and_f0(audio, transpose)
-        result = self.decode(units, self.pool_f0(f0), self.speaker_id(speaker), noise_scale)
+        f0 = self.pool_f0(f0)
+        voiced = f0[f0 > 0]
+        logger.info("so-vits-svc 3.0 model: %d hubert-soft units x%d, pitch median %.2f Hz over %d voiced frames, speaker id %d, "
+                    "noise scale %g", units.shape[1], self.repeats, float(np.median(voiced)) if voiced.size else 0.0, voiced.size,
+                    self.speaker_id(speaker), noise_scale)
+        result = self.decode(units, f0, self.speaker_id(speaker), noise_scale)
         return result, int(result.shape[-1])
 
 
