@@ -40,6 +40,7 @@ CONFIG_NAMES = ("base.yaml",)
 V1_PPG_DIM = 1024
 """so-vits-svc 5.0's first models (before 2023-06-30) read whisper medium's 1024-wide PPG and no hubert units."""
 MIN_INPUT_S = 0.1
+TAKE_SEED = 0
 
 MANIFEST = Manifest(
     architecture="sovits5",
@@ -139,6 +140,13 @@ class Sovits5Adapter(Adapter):
 
     def load_shared(self, device: str) -> None:
         self.device = device
+
+    def _load_encoders(self) -> None:
+        """whisper and hubert-soft, once per worker, with the first character: a missing or bad asset is that job's
+        clear error, and the worker stays to serve the next once the file is there."""
+        if self.whisper is not None and self.hubert is not None:
+            return
+        device = self.device
         whisper_path, hubert_path = asset_path(WHISPER_ASSET), asset_path(HUBERT_ASSET)
         if not os.path.isfile(whisper_path):
             raise missing_asset("so-vits-svc 5.0", "whisper encoder", WHISPER_ASSET, WHISPER_SOURCE)
@@ -148,7 +156,7 @@ class Sovits5Adapter(Adapter):
 
         self.report_progress(None, "loading whisper's encoder")
         try:
-            self.whisper = WhisperPPG(whisper_path, device, half=False)
+            whisper = WhisperPPG(whisper_path, device, half=False)
         except Exception as exc:  # foreign file: translate once, naming it
             raise BadRequestError(load_failure(WHISPER_ASSET, exc)) from exc
         self.report_progress(None, "loading hubert-soft")
@@ -156,6 +164,7 @@ class Sovits5Adapter(Adapter):
             self.hubert = HubertUnits(hubert_path, device, half=False)
         except Exception as exc:
             raise BadRequestError(load_failure(HUBERT_ASSET, exc)) from exc
+        self.whisper = whisper
 
     def load(self, model: ModelRef) -> Dict[str, Any]:
         if model.path is None:
@@ -164,6 +173,7 @@ class Sovits5Adapter(Adapter):
         info = self.describe(model.path)
         if not info.usable:
             raise BadRequestError("%s: %s" % (os.path.basename(model.path), info.problem))
+        self._load_encoders()
         checkpoint = checkpoints_in(model.path)[0]
         config_path = config_file(model.path)
         files = tuple(os.path.realpath(p) for p in [checkpoint] + ([config_path] if config_path else []))
@@ -262,11 +272,14 @@ class Sovits5Adapter(Adapter):
         method = str(options["f0_method"])
         logger.info("so-vits-svc 5.0 %s: singer=%r pitch_shift_semitones=%d f0_method=%s on %.2f s", character["name"], singer, shift,
                     method, audio.size / CONTENT_RATE)
+        # Upstream draws noise at four places (the pitch and whisper inputs' dither, the NSF source, the prior's sample):
+        # one seeded stream per job makes a take repeatable, and what an option changes is what differs.
+        generator = torch.Generator().manual_seed(TAKE_SEED)
         request.report_progress(0.05, "pitch (%s)" % method)
-        f0 = crepe_pitch(audio, "tiny" if method == "crepe-tiny" else "full", self.device)
+        f0 = crepe_pitch(audio, "tiny" if method == "crepe-tiny" else "full", self.device, generator)
         request.check_cancelled()
         request.report_progress(0.3, "whisper content")
-        ppg = np.repeat(self.whisper(audio), 2, axis=0)
+        ppg = np.repeat(self.whisper(audio, generator), 2, axis=0)
         request.check_cancelled()
         request.report_progress(0.5, "hubert-soft units")
         vec = np.repeat(self.hubert(audio), 2, axis=0)
@@ -278,9 +291,9 @@ class Sovits5Adapter(Adapter):
         with torch.no_grad():
             device = self.device
             f0_t = torch.from_numpy(np.ascontiguousarray(f0[:frames])).to(device)
-            source = model.pitch_to_source(f0_t.unsqueeze(0))
+            source = model.pitch_to_source(f0_t.unsqueeze(0), generator)
             out = convert_in_chunks(model, torch.from_numpy(ppg[:frames]).to(device), torch.from_numpy(vec[:frames]).to(device), f0_t,
-                                    torch.from_numpy(character["singers"][singer]).to(device), source)
+                                    torch.from_numpy(character["singers"][singer]).to(device), source, generator=generator)
         result = out.float().cpu().numpy().astype(np.float32)
         return GenerateResult(audio=np.clip(result, -1.0, 1.0), sample_rate=int(model.sampling_rate))
 

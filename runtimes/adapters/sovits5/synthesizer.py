@@ -377,7 +377,7 @@ class SineSource(nn.Module):
         """f0: [batch, samples, 1] in Hz (0 = unvoiced) -> excitation [batch, samples, 1]."""
         harmonics = f0 * torch.arange(1, HARMONICS + 2, device=f0.device, dtype=f0.dtype)
         phase_step = (harmonics / self.sampling_rate) % 1
-        initial = torch.rand(f0.shape[0], HARMONICS + 1, device=f0.device, generator=generator)
+        initial = torch.rand(f0.shape[0], HARMONICS + 1, generator=generator).to(f0.device)  # drawn on the CPU: one stream anywhere
         initial[:, 0] = 0
         phase_step[:, 0, :] = phase_step[:, 0, :] + initial
         # Wrap the running phase at each whole turn, so that the cumulative sum stays small (float32 precision).
@@ -387,7 +387,7 @@ class SineSource(nn.Module):
         sines = torch.sin(torch.cumsum(phase_step + turns, dim=1) * 2 * np.pi) * self.sine_amp
         voiced = (f0 > 0).to(f0.dtype)
         noise_amp = voiced * self.noise_std + (1 - voiced) * self.sine_amp / 3
-        noise = noise_amp * torch.randn(sines.shape, device=f0.device, dtype=sines.dtype, generator=generator)
+        noise = noise_amp * torch.randn(sines.shape, dtype=sines.dtype, generator=generator).to(f0.device)
         merged = F.linear(sines * voiced + noise, self.merge_w) + self.merge_b
         return torch.tanh(merged)
 
