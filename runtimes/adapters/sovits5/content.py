@@ -191,8 +191,16 @@ def crepe_pitch(audio: np.ndarray, capacity: str, device: str, generator: Option
 
     wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
     wav = wav + torch.randn(wav.shape, generator=generator) * 0.001
-    pitch = torchcrepe.predict(wav, CONTENT_RATE, CONTENT_HOP, 50, 1000, capacity, batch_size=512, device=device,
-                               return_periodicity=False)
+    # torchcrepe dithers the decoded pitch with numpy's global generator (scipy.stats): seeded from ours for the call,
+    # so a take repeats, and put back after
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        pitch = torchcrepe.predict(wav, CONTENT_RATE, CONTENT_HOP, 50, 1000, capacity, batch_size=512, device=device,
+                                   return_periodicity=False)
+    finally:
+        np.random.set_state(state)
     pitch = torch.repeat_interleave(pitch.cpu(), 2, dim=-1)
     pitch = torchcrepe.filter.mean(pitch, 5)
     whole_hz: np.ndarray = np.trunc(pitch.squeeze(0).numpy()).astype(np.float32)
