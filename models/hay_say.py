@@ -4,8 +4,9 @@
 "Files": [{"URL", "Download With", "Download As", "Size (bytes)", "Unzip Strategy"?}], "License"?,
 "Creator"?, "Originally Acquired From"?, "Multi-speaker Model Dependency"?, "Symlinks"?}``. The
 architecture comes from the file name, read through our architectures' manifests (``hay_say_names``:
-Hay Say's ``so_vits_svc_4`` is our ``sovits``; the others keep their names); a character of ours depends on
-the assets its manifest marks ``hay_say_dependency``.
+Hay Say's ``so_vits_svc_4`` and ``so_vits_svc_3`` are our ``sovits``, the 3's entries named with their version;
+the others keep their names); a character of ours depends on the assets its manifest marks ``hay_say_dependency``
+(those an asset's ``hay_say_names`` limit to other Hay Say architectures excepted).
 """
 
 from __future__ import annotations
@@ -62,19 +63,33 @@ def convert_file(item: Dict[str, Any]) -> Dict[str, Any]:
     return converted
 
 
-def assets_needed(architecture: str, manifests: Sequence[Manifest]) -> List[str]:
-    """Catalogue ids of the assets a converted character of ``architecture`` depends on (its manifest says which)."""
+def assets_needed(architecture: str, manifests: Sequence[Manifest], hay_say_arch: str = "") -> List[str]:
+    """Catalogue ids of the assets a converted character of ``architecture`` (Hay Say's ``hay_say_arch``) depends on
+    (its manifest says which)."""
     return [entry_id(architecture, "asset", asset.name) for m in manifests if m.architecture == architecture
-            for asset in m.assets if asset.hay_say_dependency]
+            for asset in m.assets if asset.hay_say_dependency
+            and (not asset.hay_say_names or not hay_say_arch or hay_say_arch in asset.hay_say_names)]
 
 
-def convert_entry(item: Dict[str, Any], architecture: str, kind: str, manifests: Sequence[Manifest] = ()) -> Dict[str, Any]:
-    depends = assets_needed(architecture, manifests)
+def entry_name(name: str, hay_say_arch: str, manifests: Sequence[Manifest]) -> str:
+    """An architecture of ours that runs several of Hay Say's (``sovits``: so-vits-svc 4 and 3, whose lists share
+    names such as "Apple Bloom") keeps their entries apart (ids, folders): the first's names as they are, the
+    others' with their version, e.g. "Apple Bloom (so-vits-svc 3)"."""
+    ours = next((m for m in manifests if hay_say_arch in m.hay_say_names), None)
+    if ours is None or not hay_say_arch or ours.hay_say_names[0] == hay_say_arch:
+        return name
+    family, _, version = hay_say_arch.rpartition("_")
+    return "%s (%s %s)" % (name, family.replace("_", "-"), version) if family else "%s (%s)" % (name, hay_say_arch)
+
+
+def convert_entry(item: Dict[str, Any], architecture: str, kind: str, manifests: Sequence[Manifest] = (),
+                  hay_say_arch: str = "") -> Dict[str, Any]:
+    depends = assets_needed(architecture, manifests, hay_say_arch)
     if item.get("Multi-speaker Model Dependency"):
-        depends.insert(0, entry_id(architecture, "shared", item["Multi-speaker Model Dependency"]))
+        depends.insert(0, entry_id(architecture, "shared", entry_name(item["Multi-speaker Model Dependency"], hay_say_arch, manifests)))
     origin = item.get("Originally Acquired From") or ""
     return {
-        "name": item["Model Name"],
+        "name": entry_name(item["Model Name"], hay_say_arch, manifests),
         "architecture": architecture,
         "kind": kind,
         "files": [convert_file(f) for f in item.get("Files") or []],
@@ -89,11 +104,13 @@ def convert_entry(item: Dict[str, Any], architecture: str, kind: str, manifests:
 def convert_hay_say(data: List[Dict[str, Any]], origin: str, manifests: Sequence[Manifest] = ()) -> Tuple[List[Entry], List[str]]:
     """``manifests``: our architectures, whose ``hay_say_names`` and assets the conversion reads."""
     architecture, kind = architecture_of(origin, manifests)
+    match = FILE_NAME.match(origin)
+    hay_say_arch = match.group("arch") if match else ""
     entries, problems = [], []
     for item in data:
         name = item.get("Model Name", "?")
         try:
-            entries.append(Entry.model_validate(convert_entry(item, architecture, kind, manifests)))
+            entries.append(Entry.model_validate(convert_entry(item, architecture, kind, manifests, hay_say_arch)))
         except ValidationError as exc:
             problems.append("%s: entry %r skipped: %s" % (origin, name, _first_error(exc)))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -71,6 +71,9 @@ class Asset:
     hay_say_dependency: bool = False
     """A character converted from the established app's (Hay Say's) lists depends on it (those lists name no
     assets), so the model manager downloads it with the first such character."""
+    hay_say_names: Sequence[str] = ()
+    """Only the characters of these of the manifest's ``hay_say_names`` depend on it (empty: all of them); e.g.
+    hubert-soft, which only so-vits-svc 3.0's characters use."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ class Manifest:
         options: List[Option] = []
         for raw in data.get("options", []):
             options.append(Option(**dict(raw, choices=tuple(raw.get("choices", ())))))
-        assets = tuple(Asset(**raw) for raw in data.get("assets", []))
+        assets = tuple(Asset(**dict(raw, hay_say_names=tuple(raw.get("hay_say_names", ())))) for raw in data.get("assets", []))
         scale, detect, reference = data.get("duration_scale"), data.get("detect"), data.get("reference")
         fields = dict(data, options=tuple(options), capabilities=tuple(data.get("capabilities", ())), assets=assets,
                       duration_scale=DurationScale(**scale) if scale else None,

@@ -79,7 +79,7 @@ MANIFEST = Manifest(
             Asset(ENHANCER_ASSET, "NSF-HiFiGAN enhancer (openvpi vocoder)", ENHANCER_SOURCE,
                   "nsf_hifigan_enhance,enhancer_adaptive_key"),
             Asset(HUBERT_SOFT, "content encoder of so-vits-svc 3.0 characters (hubert-soft)", HUBERT_SOFT_SOURCE,
-                  hay_say_dependency=True)),
+                  hay_say_dependency=True, hay_say_names=("so_vits_svc_3",))),
     detect=Detect("G_*.pth", ("config.json",)),
     hay_say_names=("so_vits_svc_4", "so_vits_svc_3"),
 )

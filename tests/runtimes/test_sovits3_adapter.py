@@ -63,6 +63,35 @@ def test_manifest_offers_3_0_under_its_established_name() -> None:
     assert version_of({"data": {"sampling_rate": 32000, "hop_length": 320, "contentvec_final_proj": False}, "model": {}}) == "4.1"
 
 
+def test_the_established_apps_3_0_characters_convert_to_installable_entries(tmp_path: Path) -> None:
+    """Hay Say's so_vits_svc_3 list becomes sovits entries named apart from so_vits_svc_4's same-named ones, needing
+    ContentVec (the sovits worker loads it) and hubert-soft, whose download assets.json lists; 4's need no hubert-soft."""
+    from models.catalogue import document, load_catalogue
+    from models.hay_say import convert_hay_say
+    from runtimes.registry import discover, read_manifest
+
+    source = PROJECT_ROOT.parent / "shared" / "reference" / "hay-say-catalogues"
+    if not source.is_dir():
+        pytest.skip("the established app's catalogue files are not beside this checkout")
+    manifests = [read_manifest(spec) for spec in discover([PROJECT_ROOT / "envs"]).values()]
+    converted = []
+    for name in ("so_vits_svc_3.character_models.json", "so_vits_svc_4.character_models.json",
+                 "so_vits_svc_4.multi_speaker_models.json"):
+        entries, problems = convert_hay_say(json.loads((source / name).read_text()), name, manifests)
+        assert not problems
+        converted += entries
+    (tmp_path / "hay-say.json").write_text(json.dumps(document(converted)))
+    catalogue = load_catalogue([PROJECT_ROOT / "models" / "catalogues" / "assets.json", tmp_path / "hay-say.json"], manifests)
+    characters = [e for e in catalogue.entries.values() if e.kind == "character"]
+    assert len(characters) == 31 + 105 and not catalogue.problems  # none overrides another
+    v3 = [e for e in characters if e.name.endswith(" (so-vits-svc 3)")]
+    assert len(v3) == 31 and all(e.architecture == "sovits" for e in v3)
+    assert {"Apple Bloom", "Apple Bloom (so-vits-svc 3)"} <= {e.name for e in characters}
+    for entry in characters:
+        assets = {e.name for e in catalogue.closure(entry) if e.kind == "asset"}
+        assert assets == ({"contentvec", "hubert-soft-0d54a1f4.pt"} if entry in v3 else {"contentvec"}), entry.name
+
+
 def test_pitch_is_fitted_to_the_frames_as_upstream() -> None:
     from runtimes.adapters.sovits3 import fit_f0
 
