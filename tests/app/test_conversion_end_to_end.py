@@ -127,7 +127,7 @@ def test_in_the_browser_text_becomes_a_character_voice(server: AppServer) -> Non
     with browser_page(server.url) as page:
         expect(page.get_by_text("No recording? Type text to speak first")).to_be_hidden()  # Piper takes text itself
         page.get_by_label("Architecture").first.click()
-        page.get_by_role("option", name="so-vits-svc 4.0/4.1 (voice conversion)").click()
+        page.get_by_role("option", name="so-vits-svc 3.0/4.0/4.1 (voice conversion)").click()
         expect(page.get_by_text("No recording? Type text to speak first")).to_be_visible(timeout=10_000)
         expect(page.get_by_label("Text", exact=True)).to_be_hidden()  # a conversion takes a recording, or text to speak first
         expect(page.get_by_label("Character").first).to_have_value("tiny-40 (v4.0)", timeout=10_000)
