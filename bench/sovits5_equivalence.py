@@ -2,7 +2,7 @@
 and inputs. Run in the sovits5 env with the upstream checkout's path (PlayVoice/whisper-vits-svc; nothing of it is
 in this project):
 
-    data/envs/sovits5/bin/python bench/sovits5_equivalence.py /path/to/whisper-vits-svc [--write-reference]
+    data/envs/sovits5/bin/python bench/sovits5_equivalence.py /path/to/whisper-vits-svc [--v1 /path/to/it-at-d4b76cb] [--write-reference]
 
 1. The synthesizer at upstream's real size (its configs/base.yaml): every weight random (weight-normalised layers
    as g and v), loaded into upstream's ``SynthesizerInfer`` and ours from one state dict (strict both ways). The
@@ -12,8 +12,12 @@ in this project):
 2. hubert-soft (upstream's ``hubert_model.HubertSoft`` vs ours) and the whisper encoder (upstream's sliced
    ``AudioEncoder`` vs openai-whisper's with our slicing), on random weights and the same input.
 
-Writes bench/results/sovits5_equivalence.txt; ``--write-reference`` also stores a small case (a tiny config's
-weights, inputs and upstream's output) as tests/data/sovits5_reference.npz for tests/runtimes/test_sovits5_reference.py.
+3. With ``--v1``, a second checkout at upstream's hifigan_release (d4b76cb, the first generation the established app's
+   catalogue characters are): its synthesizer beside ours the same way (no hubert units; its prior drawn at 0.7).
+
+Writes bench/results/sovits5_equivalence.txt; ``--write-reference`` also stores small cases (a tiny config's weights,
+inputs and upstream's output) as tests/data/sovits5_reference.npz (and sovits5_v1_reference.npz) for
+tests/runtimes/test_sovits5_reference.py.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "bench" / "results" / "sovits5_equivalence.txt"
 REFERENCE = ROOT / "tests" / "data" / "sovits5_reference.npz"
+REFERENCE_V1 = ROOT / "tests" / "data" / "sovits5_v1_reference.npz"
 TINY_HP: Dict[str, Any] = {
     "data": {"sampling_rate": 32000, "hop_length": 320, "filter_length": 1024, "segment_size": 8000},
     "vits": {"ppg_dim": 16, "vec_dim": 8, "spk_dim": 8, "gin_channels": 8, "inter_channels": 8, "hidden_channels": 8,
@@ -40,6 +45,9 @@ TINY_HP: Dict[str, Any] = {
     "gen": {"upsample_input": 8, "upsample_rates": [10, 8, 4], "upsample_kernel_sizes": [20, 16, 8], "upsample_initial_channel": 16,
             "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]]},
 }
+
+
+UPSTREAMS: List[str] = []
 
 
 def namespace(value: Any) -> Any:
@@ -71,12 +79,16 @@ def inputs(hp: Dict[str, Any], frames: int, seed: int) -> Dict[str, Any]:
     f0 = 110.0 + 330.0 * torch.rand(frames, generator=generator)
     f0[frames // 3: frames // 3 + frames // 6] = 0.0  # an unvoiced stretch
     return {"ppg": torch.randn(frames, hp["vits"]["ppg_dim"], generator=generator),
-            "vec": torch.randn(frames, hp["vits"]["vec_dim"], generator=generator) * 0.5,
+            "vec": torch.randn(frames, hp["vits"].get("vec_dim", 1), generator=generator) * 0.5,
             "f0": f0, "spk": torch.randn(hp["vits"]["spk_dim"], generator=generator) * 0.3}
 
 
 def upstream_synthesizer(upstream: Path, hp: Dict[str, Any]) -> Any:
+    for name in [m for m in sys.modules if m.split(".")[0] in ("vits", "vits_decoder")]:
+        del sys.modules[name]  # another checkout's modules of the same names
+    sys.path[:] = [p for p in sys.path if p not in UPSTREAMS]
     sys.path.insert(0, str(upstream))
+    UPSTREAMS.append(str(upstream))
     from vits.models import SynthesizerInfer
 
     return SynthesizerInfer(hp["data"]["filter_length"] // 2 + 1, hp["data"]["segment_size"] // hp["data"]["hop_length"], namespace(hp))
@@ -94,15 +106,19 @@ def compare_synthesizer(upstream: Path, hp: Dict[str, Any], frames: int, seed: i
     theirs.load_state_dict(state, strict=True)  # the same names and shapes, both ways
     ours.remove_weight_norm()
     data = inputs(hp, frames, seed + 1)
+    v1 = "vec_dim" not in hp["vits"]
     lengths = torch.tensor([frames], dtype=torch.long)
     with torch.no_grad():
         torch.manual_seed(seed + 2)
         source_theirs = theirs.pitch2source(data["f0"].unsqueeze(0))
         source_ours = ours.pitch_to_source(data["f0"].unsqueeze(0), torch.Generator().manual_seed(seed + 2))
         torch.manual_seed(seed + 3)
-        out_theirs = theirs.inference(data["ppg"][None], data["vec"][None], data["f0"][None], data["spk"][None], lengths, source_theirs)
-        out_ours = ours.infer(data["ppg"][None], data["vec"][None], data["f0"][None], data["spk"][None], lengths, source_theirs,
-                              torch.Generator().manual_seed(seed + 3))
+        if v1:
+            out_theirs = theirs.inference(data["ppg"][None], data["f0"][None], data["spk"][None], lengths, source_theirs)
+        else:
+            out_theirs = theirs.inference(data["ppg"][None], data["vec"][None], data["f0"][None], data["spk"][None], lengths, source_theirs)
+        out_ours = ours.infer(data["ppg"][None], None if v1 else data["vec"][None], data["f0"][None], data["spk"][None], lengths,
+                              source_theirs, torch.Generator().manual_seed(seed + 3))
     a, b = out_theirs.numpy(), out_ours.numpy()
     if a.shape != b.shape:
         raise SystemExit("shapes differ: upstream %s, ours %s" % (a.shape, b.shape))
@@ -170,6 +186,7 @@ def main() -> None:
     parser.add_argument("upstream", type=Path, help="a checkout of PlayVoice/whisper-vits-svc")
     parser.add_argument("--write-reference", action="store_true")
     parser.add_argument("--commit", default="", help="upstream's commit, when the checkout is an exported tree")
+    parser.add_argument("--v1", type=Path, help="a checkout of upstream at d4b76cb (hifigan_release: the first generation)")
     args = parser.parse_args()
     import torch
     import whisper.model  # openai-whisper's, before upstream's folder (its own whisper/) joins the path
@@ -180,21 +197,32 @@ def main() -> None:
     commit = args.commit or os.popen("git -C %s rev-parse HEAD 2>/dev/null" % args.upstream).read().strip() or "(commit unknown)"
     real_hp = yaml.safe_load((args.upstream / "configs" / "base.yaml").read_text())
     lines: List[str] = ["so-vits-svc 5.0: upstream's inference model vs ours (runtimes/adapters/sovits5/), float32 on CPU",
-                        "upstream: %s at %s; torch %s; %s" % (args.upstream, commit, torch.__version__, time.strftime("%Y-%m-%d")), ""]
+                        "upstream: %s at %s; torch %s; %s" % (args.upstream, commit, torch.__version__, time.strftime("%Y-%m-%d"))]
+    if args.v1 is not None:
+        lines.append("upstream v1: %s (at d4b76cb, its hifigan_release)" % args.v1)
+    lines.append("")
     worst = 0.0
-    for label, hp, frames in (("real size (upstream configs/base.yaml)", real_hp, 150), ("tiny (the stored reference's)", TINY_HP, 16)):
+    runs = [(args.upstream, "real size (upstream configs/base.yaml)", real_hp, 150, None),
+            (args.upstream, "tiny (the stored reference's)", TINY_HP, 16, REFERENCE)]
+    if args.v1 is not None:
+        tiny_v1 = json.loads(json.dumps(TINY_HP))
+        del tiny_v1["vits"]["vec_dim"]
+        v1_hp = yaml.safe_load((args.v1 / "configs" / "base.yaml").read_text())
+        runs += [(args.v1, "v1 real size (its configs/base.yaml)", v1_hp, 150, None),
+                 (args.v1, "v1 tiny (the stored v1 reference's)", tiny_v1, 16, REFERENCE_V1)]
+    for upstream, label, hp, frames, reference in runs:
         started = time.time()
-        facts, case = compare_synthesizer(args.upstream, hp, frames, seed=20)
+        facts, case = compare_synthesizer(upstream, hp, frames, seed=20)
         worst = max(worst, facts["out_max_rel"])
         lines.append("synthesizer, %s: %d parameters, %d frames -> %d samples at %d Hz (both)" % (
             label, facts["params"], facts["frames"], facts["samples"], hp["data"]["sampling_rate"]))
         lines.append("  NSF excitation, same seed: max |diff| %.3g" % facts["source_max_abs"])
         lines.append("  decoder output: peak %.4f, rms %.4f, max |diff| %.3g = %.3g relative to the peak (target < 1e-4) [%.1f s]" % (
             facts["out_peak"], facts["out_rms"], facts["out_max_abs"], facts["out_max_rel"], time.time() - started))
-        if args.write_reference and hp is TINY_HP:
-            REFERENCE.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(REFERENCE, **{k: np.asarray(v) for k, v in case.items()})  # type: ignore[arg-type]
-            lines.append("  stored as %s (%d KB)" % (REFERENCE.relative_to(ROOT), REFERENCE.stat().st_size // 1024))
+        if args.write_reference and reference is not None:
+            reference.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(reference, **{k: np.asarray(v) for k, v in case.items()})  # type: ignore[arg-type]
+            lines.append("  stored as %s (%d KB)" % (reference.relative_to(ROOT), reference.stat().st_size // 1024))
     hubert = compare_hubert(args.upstream, seed=21)
     whisper = compare_whisper(args.upstream, seed=22)
     lines.append("hubert-soft units (random weights, 1 s): max |diff| %.3g relative to the peak" % hubert)

@@ -26,7 +26,7 @@ __all__ = ["sovits5_models", "sovits5_python", "sovits5_spec"]  # fixtures this 
 pytestmark = [pytest.mark.slow, pytest.mark.heavy_env]
 RATE = 32000
 QUICK = {"f0_method": "crepe-tiny"}
-CHARACTERS = ("tiny", "tiny-training", "sovits4", "no-singer")
+CHARACTERS = ("tiny", "tiny-training", "tiny-v1", "sovits4", "no-singer")
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sovits5_python: Path, sovit
     data_dir = tmp_path_factory.mktemp("data")
     (data_dir / "assets").mkdir()
     shutil.copy(sovits5_models / "assets" / "hubert-soft-0d54a1f4.pt", data_dir / "assets")
+    shutil.copy(sovits5_models / "assets" / "whisper-medium.pt", data_dir / "assets")
     for name in CHARACTERS:
         shutil.copytree(sovits5_models / "characters" / name, data_dir / "characters" / "sovits5" / name)
     hostile = data_dir / "characters" / "sovits5" / "hostile"
@@ -80,7 +81,8 @@ def test_a_missing_asset_is_named_then_the_characters_are_listed(server: AppServ
         convert(client, "tiny", recording(tmp_path / "in.wav"), {})
     shutil.copy(sovits5_models / "assets" / "whisper-large-v2.pt", server.data_dir / "assets")
     listed = {c["id"]: c for c in client.predict("sovits5", api_name="/list_characters")}
-    assert listed["tiny"]["usable"] and listed["tiny"]["version"] == "5.0" and listed["tiny"]["speakers"] == ["Alto", "Bass"]
+    assert listed["tiny"]["usable"] and listed["tiny"]["version"] == "5.0 v2" and listed["tiny"]["speakers"] == ["Alto", "Bass"]
+    assert listed["tiny-v1"]["usable"] and listed["tiny-v1"]["version"] == "5.0 v1"
     assert listed["tiny-training"]["usable"] and listed["tiny-training"]["speakers"] == ["Tiny"]
     assert "so-vits-svc 3/4 model" in listed["sovits4"]["label"] and not listed["sovits4"]["usable"]
     assert "no singer embedding" in listed["no-singer"]["label"]
@@ -89,7 +91,7 @@ def test_a_missing_asset_is_named_then_the_characters_are_listed(server: AppServ
 
 def test_a_voiced_recording_becomes_the_characters_voice_at_its_length(client: Client, tmp_path: Path) -> None:
     path = recording(tmp_path / "in.wav", 2.5)
-    for character in ("tiny", "tiny-training"):
+    for character in ("tiny", "tiny-training", "tiny-v1"):
         audio, _ = convert(client, character, path, {})
         assert abs(audio.size / RATE - 2.5) <= 0.05 * 2.5 and np.isfinite(audio).all() and float(np.abs(audio).max()) > 1e-3
 

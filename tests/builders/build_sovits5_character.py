@@ -2,10 +2,13 @@
 env; there is no upstream package): ``python build_sovits5_character.py OUT_DIR``.
 
 OUT_DIR/assets/whisper-large-v2.pt        an openai-whisper checkpoint ({dims, model_state_dict}) of a tiny Whisper
+OUT_DIR/assets/whisper-medium.pt          another (v1 characters keep all its blocks)
 OUT_DIR/assets/hubert-soft-0d54a1f4.pt    a hubert-soft state dict ("module." prefixed, as bshall's release) of a tiny HuBERT
 OUT_DIR/characters/tiny/                  exported layout: sovits5.0.pth ({'model_g': ...}) + base.yaml + singer/{Alto,Bass}.spk.npy
 OUT_DIR/characters/tiny-training/         the established app's layout: a training checkpoint sovits5.0_0001.pt (model_g with
                                           training-only weights, model_d, hp_str, step, epoch), no base.yaml, singer/Tiny.spk.npy
+OUT_DIR/characters/tiny-v1/               a first-generation (v1: no hubert units, HiFi-GAN blocks) training checkpoint + singer/V1.spk.npy
+OUT_DIR/characters/no-config/             a v2 sovits5.0.pth with neither base.yaml nor hp_str (upstream's v2 config applies: misfit)
 OUT_DIR/characters/sovits4/               a so-vits-svc 4 folder (G_0.pth + config.json)
 OUT_DIR/characters/no-singer/             sovits5.0.pth + base.yaml, no singer file
 OUT_DIR/characters/pickled-singer/        a singer .npy holding a pickled object array
@@ -83,6 +86,7 @@ def main(out: Path) -> None:
     torch.manual_seed(5)
     (out / "assets").mkdir(parents=True)
     whisper_asset(out / "assets" / "whisper-large-v2.pt")
+    whisper_asset(out / "assets" / "whisper-medium.pt")
     hubert_asset(out / "assets" / "hubert-soft-0d54a1f4.pt")
     characters = out / "characters"
     weights = synthesizer_weights()
@@ -101,6 +105,18 @@ def main(out: Path) -> None:
                 "optim_g": {"state": {}, "param_groups": [{"lr": 5e-5, "params": [0]}]}, "step": 1300, "epoch": 1,
                 "hp_str": yaml.safe_dump(HP)}, training / "sovits5.0_0001.pt")
     singer(training / "singer" / "Tiny.spk.npy", 3)
+
+    v1_hp = {section: dict(values) for section, values in HP.items()}
+    del v1_hp["vits"]["vec_dim"]
+    v1 = SynthesizerInfer(v1_hp)
+    randomize(v1)
+    (characters / "tiny-v1").mkdir(parents=True)
+    torch.save({"model_g": v1.state_dict(), "hp_str": yaml.safe_dump(v1_hp), "step": 1}, characters / "tiny-v1" / "sovits5.0_0440.pt")
+    singer(characters / "tiny-v1" / "singer" / "V1.spk.npy", 4)
+
+    (characters / "no-config").mkdir(parents=True)
+    shutil.copy(tiny / "sovits5.0.pth", characters / "no-config" / "sovits5.0.pth")
+    singer(characters / "no-config" / "Lone.spk.npy", 5)
 
     sovits4 = characters / "sovits4"
     sovits4.mkdir(parents=True)

@@ -68,8 +68,9 @@ def log_lines(supervisor: Supervisor) -> List[str]:
 
 def test_manifest_facts_for_the_catalogue_and_import() -> None:
     assert MANIFEST.hay_say_names == ("so_vits_svc_5",)
-    assert {asset.name for asset in MANIFEST.assets} == {"whisper-large-v2.pt", "hubert-soft-0d54a1f4.pt"}
-    assert all(asset.hay_say_dependency and not asset.needed_for for asset in MANIFEST.assets)
+    assert {asset.name for asset in MANIFEST.assets} == {"whisper-medium.pt", "whisper-large-v2.pt", "hubert-soft-0d54a1f4.pt"}
+    # the established app's characters are first-generation (v1) models: whisper medium is what they need
+    assert [asset.name for asset in MANIFEST.assets if asset.hay_say_dependency] == ["whisper-medium.pt"]
     assert MANIFEST.detect is not None
     assert MANIFEST.detect.score(["sovits5.0_1300.pt", "singer/Applejack (singing).spk.npy"]) == 2  # the established app's layout
     assert MANIFEST.detect.score(["sovits5.0.pth", "base.yaml", "singer/me.spk.npy"]) == 2
@@ -105,9 +106,10 @@ def test_folders_that_are_not_characters_say_why(tmp_path: Path, files: Dict[str
 def test_folders_described_from_the_tiny_models(sovits5_models: Path) -> None:
     characters = sovits5_models / "characters"
     tiny = Sovits5Adapter.describe(str(characters / "tiny"))
-    assert tiny.usable and tiny.version == "5.0" and list(tiny.speakers) == ["Alto", "Bass"] and "singer" not in tiny.unavailable
+    assert tiny.usable and tiny.version == "5.0 v2" and list(tiny.speakers) == ["Alto", "Bass"] and "singer" not in tiny.unavailable
     training = Sovits5Adapter.describe(str(characters / "tiny-training"))
     assert training.usable and list(training.speakers) == ["Tiny"] and "singer" in training.unavailable
+    assert Sovits5Adapter.describe(str(characters / "tiny-v1")).version == "5.0 v1"
     assert "so-vits-svc 3/4" in Sovits5Adapter.describe(str(characters / "sovits4")).problem
     assert "no singer embedding" in Sovits5Adapter.describe(str(characters / "no-singer")).problem
 
@@ -116,13 +118,13 @@ def test_folders_described_from_the_tiny_models(sovits5_models: Path) -> None:
 @pytest.mark.slow
 def test_converts_both_layouts_at_32_khz_and_the_inputs_length(sovits5: Supervisor, sovits5_models: Path) -> None:
     audio = voiced(3.0)
-    for character in ("tiny", "tiny-training"):
+    for character in ("tiny", "tiny-training", "tiny-v1"):
         result = sovits5.generate(job(sovits5_models, character, audio=audio))
         assert result.sample_rate == RATE_OUT
         assert abs(result.audio.size / RATE_OUT - audio.size / RATE_IN) < 0.05 * audio.size / RATE_IN
         assert np.isfinite(result.audio).all() and float(np.abs(result.audio).max()) > 1e-3
     [row] = sovits5.status()
-    assert sorted(row["characters"]) == ["tiny", "tiny-training"]  # one worker, one whisper and hubert
+    assert sorted(row["characters"]) == ["tiny", "tiny-training", "tiny-v1"]  # one worker, the encoders loaded once each
 
 
 @pytest.mark.heavy_env
@@ -150,6 +152,7 @@ def test_each_option_reaches_the_model(sovits5: Supervisor, sovits5_models: Path
         ("sovits4", None, {}, "so-vits-svc 3/4 model .*not a so-vits-svc 5.0 one"),
         ("no-singer", None, {}, "no singer embedding"),
         ("pickled-singer", None, {}, "singer file Evil.spk.npy cannot be read .*plain .npy"),
+        ("no-config", None, {}, "sovits5.0.pth does not match its config: .*differ in shape"),  # upstream's full-size v2 config
     ],
 )
 def test_bad_inputs_are_clear_errors(sovits5: Supervisor, sovits5_models: Path, character: str, audio: Any, options: Dict[str, Any],

@@ -24,20 +24,23 @@ warnings.filterwarnings("ignore", message=".*weight_norm.* is deprecated", categ
 CONTENT_RATE = 16000
 CONTENT_HOP = 320
 WHISPER_CHUNK_S = 15
+WHISPER_CHUNK_S_V1 = 25
 HUBERT_CHUNK_S = 20
 
 
 class WhisperPPG:
-    """whisper's audio encoder, kept to its first three quarters of blocks (upstream's 24 of large-v2's 32)."""
+    """whisper's audio encoder: v2 keeps its first three quarters of blocks (upstream's 24 of large-v2's 32) and
+    dithers the log-mel, in 15 s pieces; v1 (whisper medium) keeps every block, no dither, 25 s pieces."""
 
-    def __init__(self, path: str, device: str, half: bool) -> None:
+    def __init__(self, path: str, device: str, half: bool, v1: bool = False) -> None:
         from whisper.model import AudioEncoder
 
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(checkpoint, dict) or "dims" not in checkpoint or "model_state_dict" not in checkpoint:
             raise ValueError("not an openai-whisper checkpoint (no dims / model_state_dict)")
         dims: Dict[str, int] = checkpoint["dims"]
-        kept = dims["n_audio_layer"] - dims["n_audio_layer"] // 4
+        kept = dims["n_audio_layer"] if v1 else dims["n_audio_layer"] - dims["n_audio_layer"] // 4
+        self.v1 = v1
         encoder = AudioEncoder(dims["n_mels"], dims["n_audio_ctx"], dims["n_audio_state"], dims["n_audio_head"], kept)
         prefix = "encoder."
         weights = {k[len(prefix):]: v for k, v in checkpoint["model_state_dict"].items()
@@ -63,17 +66,18 @@ class WhisperPPG:
         return encoder.ln_post(x)[0]
 
     def __call__(self, audio: np.ndarray, generator: Optional[torch.Generator] = None) -> np.ndarray:
-        """16 kHz mono -> [samples // 320, width] float32, in 15 s pieces as upstream's whisper/inference.py (with
-        its 0.1 dither of the log-mel)."""
+        """16 kHz mono -> [samples // 320, width] float32, in pieces as upstream's whisper/inference.py (v2: 15 s, a
+        0.1 dither of the log-mel; v1: 25 s, none)."""
         from whisper.audio import log_mel_spectrogram
 
         pieces: List[np.ndarray] = []
-        step = WHISPER_CHUNK_S * CONTENT_RATE
+        step = (WHISPER_CHUNK_S_V1 if self.v1 else WHISPER_CHUNK_S) * CONTENT_RATE
         for start in range(0, audio.size, step):
             short = audio[start:start + step]
             frames = short.size // CONTENT_HOP
             mel = log_mel_spectrogram(torch.from_numpy(np.ascontiguousarray(short, dtype=np.float32)), self.n_mels).to(self.device)
-            mel = mel + torch.randn(mel.shape, generator=generator).to(self.device) * 0.1
+            if not self.v1:
+                mel = mel + torch.randn(mel.shape, generator=generator).to(self.device) * 0.1
             with torch.no_grad():
                 ppg = self.encode(mel.half() if self.half else mel).float().cpu().numpy()
             pieces.append(ppg[:frames])
@@ -203,5 +207,27 @@ def crepe_pitch(audio: np.ndarray, capacity: str, device: str, generator: Option
         np.random.set_state(state)
     pitch = torch.repeat_interleave(pitch.cpu(), 2, dim=-1)
     pitch = torchcrepe.filter.mean(pitch, 5)
+    whole_hz: np.ndarray = np.trunc(pitch.squeeze(0).numpy()).astype(np.float32)
+    return whole_hz
+
+
+def crepe_pitch_v1(audio: np.ndarray, capacity: str, device: str, generator: Optional[torch.Generator] = None) -> np.ndarray:
+    """Upstream v1's ``compute_f0_nn``: CREPE (viterbi, 50-1000 Hz) every 20 ms with its periodicity, each frame doubled,
+    a 9-frame median of the periodicity and a 9-frame mean of the pitch, unvoiced (0) where periodicity < 0.1; whole Hz."""
+    import torchcrepe
+
+    wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+    state = np.random.get_state()
+    np.random.seed(seed)  # torchcrepe's decoding dither (see crepe_pitch)
+    try:
+        pitch, periodicity = torchcrepe.predict(wav, CONTENT_RATE, CONTENT_HOP, 50, 1000, capacity, batch_size=512, device=device,
+                                                return_periodicity=True)
+    finally:
+        np.random.set_state(state)
+    pitch = torch.repeat_interleave(pitch.cpu(), 2, dim=-1)
+    periodicity = torchcrepe.filter.median(torch.repeat_interleave(periodicity.cpu(), 2, dim=-1), 9)
+    pitch = torchcrepe.filter.mean(pitch, 9)
+    pitch[periodicity < 0.1] = 0
     whole_hz: np.ndarray = np.trunc(pitch.squeeze(0).numpy()).astype(np.float32)
     return whole_hz

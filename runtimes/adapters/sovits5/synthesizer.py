@@ -5,6 +5,11 @@ a speaker-normalised affine coupling flow run in reverse, and a BigVGAN generato
 activations driven by an NSF sine excitation. Parameter and buffer names follow upstream's, so its checkpoints'
 ``model_g`` state dicts load as they are (training-only parts, e.g. ``enc_q``, ``emb_g``, are left out).
 
+Two generations share this code. v2 (upstream since 2023-06-30, the config's ``vits.vec_dim`` present): whisper
+large-v2 PPG + hubert-soft units, BigVGAN's anti-aliased snake activations, an 11-harmonic source. v1 (Hay Say's
+"so-vits-svc 5.0" characters, upstream's hifigan_release at d4b76cb, no ``vec_dim``): whisper medium PPG alone, the
+same flow and speaker adapter, HiFi-GAN's leaky-ReLU residual blocks, a 9-harmonic source, the prior sampled at 0.7.
+
 Imported by the worker only (torch at module level); the adapter module stays standard library + numpy.
 """
 
@@ -153,15 +158,20 @@ class PriorEncoder(nn.Module):
         super().__init__()
         self.out_channels = out_channels
         self.pre = nn.Conv1d(ppg_dim, hidden, kernel_size=5, padding=2)
-        self.hub = nn.Conv1d(vec_dim, hidden, kernel_size=5, padding=2)
+        self.hub = nn.Conv1d(vec_dim, hidden, kernel_size=5, padding=2) if vec_dim else None  # v1 reads no units
         self.pit = nn.Embedding(F0_BINS, hidden)
         self.enc = Encoder(hidden, filter_channels, n_heads=2, n_layers=6, kernel_size=3)
         self.proj = nn.Conv1d(hidden, out_channels * 2, 1)
 
-    def forward(self, ppg: Tensor, lengths: Tensor, vec: Tensor, coarse_f0: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, ppg: Tensor, lengths: Tensor, vec: Optional[Tensor], coarse_f0: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         ppg = ppg.transpose(1, -1)
         mask = sequence_mask(lengths, ppg.size(2)).unsqueeze(1).to(ppg.dtype)
-        x = self.pre(ppg) * mask + self.hub(vec.transpose(1, -1)) * mask + self.pit(coarse_f0).transpose(1, 2)
+        x = self.pre(ppg) * mask
+        if self.hub is not None:
+            if vec is None:
+                raise ValueError("a v2 model needs hubert-soft units")
+            x = x + self.hub(vec.transpose(1, -1)) * mask
+        x = x + self.pit(coarse_f0).transpose(1, 2)
         x = self.enc(x * mask, mask)
         mean, log_scale = torch.split(self.proj(x) * mask, self.out_channels, dim=1)
         return mean, log_scale, mask
@@ -324,15 +334,23 @@ def padding_for(kernel_size: int, dilation: int = 1) -> int:
 
 
 class AMPBlock(nn.Module):
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
+    """Residual dilated convolutions: with anti-aliased snake activations (v2, BigVGAN) or leaky ReLUs (v1, HiFi-GAN)."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int], snake: bool = True) -> None:
         super().__init__()
+        self.snake = snake
         self.convs1 = nn.ModuleList(weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
                                                           padding=padding_for(kernel_size, d))) for d in dilations)
         self.convs2 = nn.ModuleList(weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=1,
                                                           padding=padding_for(kernel_size))) for _ in dilations)
-        self.activations = nn.ModuleList(SnakeAlias(channels) for _ in range(2 * len(dilations)))
+        if snake:
+            self.activations = nn.ModuleList(SnakeAlias(channels) for _ in range(2 * len(dilations)))
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.snake:
+            for conv1, conv2 in zip(self.convs1, self.convs2, strict=True):
+                x = conv2(F.leaky_relu(conv1(F.leaky_relu(x, 0.1)), 0.1)) + x
+            return x
         for conv1, conv2, act1, act2 in zip(self.convs1, self.convs2, self.activations[::2], self.activations[1::2], strict=True):
             x = conv2(act2(conv1(act1(x)))) + x
         return x
@@ -355,29 +373,32 @@ class SpeakerAdapter(nn.Module):
         return y.transpose(1, -1)
 
 
-HARMONICS = 10
 MERGE_WEIGHTS = (0.2942, -0.2243, 0.0033, -0.0056, -0.0020, -0.0046, 0.0221, -0.0083, -0.0241, -0.0036, -0.0581)
 MERGE_BIAS = 0.0008
+MERGE_WEIGHTS_V1 = (-0.1044, -0.4892, -0.4733, 0.4337, -0.2321, -0.1889, 0.1315, -0.1002, 0.0590)
+MERGE_BIAS_V1 = -0.2908
+"""Fixed (trained, then frozen) weights that merge the fundamental and its overtones; checkpoints carry them too."""
 
 
 class SineSource(nn.Module):
-    """The NSF excitation: the pitch's fundamental and 10 overtones as sines (noise where unvoiced), merged by fixed
+    """The NSF excitation: the pitch's fundamental and 10 overtones (v1: 8) as sines (noise where unvoiced), merged by fixed
     weights (buffers ``merge_w``/``merge_b``) and a tanh. Random draws in upstream's order: initial phases of the
     overtones (``torch.rand``), then the additive noise (``torch.randn``)."""
 
-    def __init__(self, sampling_rate: int, sine_amp: float = 0.1, noise_std: float = 0.003) -> None:
+    def __init__(self, sampling_rate: int, sine_amp: float = 0.1, noise_std: float = 0.003, v1: bool = False) -> None:
         super().__init__()
         self.sampling_rate = sampling_rate
         self.sine_amp = sine_amp
         self.noise_std = noise_std
-        self.register_buffer("merge_w", torch.tensor([MERGE_WEIGHTS], dtype=torch.float32))
-        self.register_buffer("merge_b", torch.tensor([MERGE_BIAS], dtype=torch.float32))
+        self.harmonics = len(MERGE_WEIGHTS_V1 if v1 else MERGE_WEIGHTS) - 1
+        self.register_buffer("merge_w", torch.tensor([MERGE_WEIGHTS_V1 if v1 else MERGE_WEIGHTS], dtype=torch.float32))
+        self.register_buffer("merge_b", torch.tensor([MERGE_BIAS_V1 if v1 else MERGE_BIAS], dtype=torch.float32))
 
     def forward(self, f0: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         """f0: [batch, samples, 1] in Hz (0 = unvoiced) -> excitation [batch, samples, 1]."""
-        harmonics = f0 * torch.arange(1, HARMONICS + 2, device=f0.device, dtype=f0.dtype)
+        harmonics = f0 * torch.arange(1, self.harmonics + 2, device=f0.device, dtype=f0.dtype)
         phase_step = (harmonics / self.sampling_rate) % 1
-        initial = torch.rand(f0.shape[0], HARMONICS + 1, generator=generator).to(f0.device)  # drawn on the CPU: one stream anywhere
+        initial = torch.rand(f0.shape[0], self.harmonics + 1, generator=generator).to(f0.device)  # drawn on the CPU: one stream anywhere
         initial[:, 0] = 0
         phase_step[:, 0, :] = phase_step[:, 0, :] + initial
         # Wrap the running phase at each whole turn, so that the cumulative sum stays small (float32 precision).
@@ -399,13 +420,14 @@ class Generator(nn.Module):
     def __init__(self, hp: Dict[str, Any]) -> None:
         super().__init__()
         gen, vits, data = hp["gen"], hp["vits"], hp["data"]
+        self.v1 = is_v1(hp)
         rates: List[int] = list(gen["upsample_rates"])
         initial = int(gen["upsample_initial_channel"])
         self.num_kernels = len(gen["resblock_kernel_sizes"])
         self.upsample_factor = int(np.prod(rates))
         self.adapter = SpeakerAdapter(int(vits["spk_dim"]), int(gen["upsample_input"]))
         self.conv_pre = nn.Conv1d(int(gen["upsample_input"]), initial, 7, 1, padding=3)
-        self.m_source = SineSource(int(data["sampling_rate"]))
+        self.m_source = SineSource(int(data["sampling_rate"]), v1=self.v1)
         self.noise_convs = nn.ModuleList()
         self.ups = nn.ModuleList()
         for i, (rate, kernel) in enumerate(zip(rates, gen["upsample_kernel_sizes"], strict=True)):
@@ -420,8 +442,9 @@ class Generator(nn.Module):
         for i in range(len(self.ups)):
             channels = initial // (2 ** (i + 1))
             for kernel, dilations in zip(gen["resblock_kernel_sizes"], gen["resblock_dilation_sizes"], strict=True):
-                self.resblocks.append(AMPBlock(channels, int(kernel), [int(d) for d in dilations]))
-        self.activation_post = SnakeAlias(channels)
+                self.resblocks.append(AMPBlock(channels, int(kernel), [int(d) for d in dilations], snake=not self.v1))
+        if not self.v1:
+            self.activation_post = SnakeAlias(channels)
         self.conv_post = nn.Conv1d(channels, 1, 7, 1, padding=3, bias=False)
 
     def pitch_to_source(self, f0: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -431,15 +454,24 @@ class Generator(nn.Module):
 
     def forward(self, speaker: Tensor, x: Tensor, source: Tensor) -> Tensor:
         x = self.conv_pre(self.adapter(x, speaker))
-        x = x * torch.tanh(F.softplus(x))
+        if not self.v1:
+            x = x * torch.tanh(F.softplus(x))  # mish
         for i, (up, noise_conv) in enumerate(zip(self.ups, self.noise_convs, strict=True)):
+            if self.v1:
+                x = F.leaky_relu(x, 0.1)
             x = up(x) + noise_conv(source)
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             total = blocks[0](x)
             for block in blocks[1:]:
                 total = total + block(x)
             x = total / self.num_kernels
-        return torch.tanh(self.conv_post(self.activation_post(x)))
+        x = F.leaky_relu(x) if self.v1 else self.activation_post(x)
+        return torch.tanh(self.conv_post(x))
+
+
+def is_v1(hp: Dict[str, Any]) -> bool:
+    """A first-generation config: no hubert units (``vits.vec_dim``)."""
+    return not hp["vits"].get("vec_dim")
 
 
 class SynthesizerInfer(nn.Module):
@@ -448,22 +480,31 @@ class SynthesizerInfer(nn.Module):
     def __init__(self, hp: Dict[str, Any]) -> None:
         super().__init__()
         vits = hp["vits"]
+        self.v1 = is_v1(hp)
         self.hop_length = int(hp["data"]["hop_length"])
         self.sampling_rate = int(hp["data"]["sampling_rate"])
-        self.enc_p = PriorEncoder(int(vits["ppg_dim"]), int(vits["vec_dim"]), int(vits["inter_channels"]), int(vits["hidden_channels"]),
-                                  int(vits["filter_channels"]))
+        self.enc_p = PriorEncoder(int(vits["ppg_dim"]), int(vits.get("vec_dim") or 0), int(vits["inter_channels"]),
+                                  int(vits["hidden_channels"]), int(vits["filter_channels"]))
         self.flow = Flow(int(vits["inter_channels"]), int(vits["hidden_channels"]), int(vits["spk_dim"]))
         self.dec = Generator(hp)
 
     def pitch_to_source(self, f0: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         return self.dec.pitch_to_source(f0, generator)
 
-    def infer(self, ppg: Tensor, vec: Tensor, f0: Tensor, speaker: Tensor, lengths: Tensor, source: Tensor,
+    def infer(self, ppg: Tensor, vec: Optional[Tensor], f0: Tensor, speaker: Tensor, lengths: Tensor, source: Tensor,
               generator: Optional[torch.Generator] = None) -> Tensor:
+        def draw(like: Tensor) -> Tensor:
+            return torch.randn(like.shape, dtype=like.dtype, generator=generator).to(like.device)
+
+        if self.v1:  # upstream v1 perturbs the PPG slightly and draws the encoder's own sample before its 0.7 one
+            ppg = ppg + draw(ppg) * 0.0001
         mean, log_scale, mask = self.enc_p(ppg, lengths, vec, f0_to_coarse(f0))
-        # upstream samples the prior at full scale (its z_p), as in training: the draw is part of its output
-        noise = torch.randn(mean.shape, dtype=mean.dtype, generator=generator).to(mean.device)
-        z = self.flow.reverse((mean + noise * torch.exp(log_scale)) * mask, mask, speaker)
+        if self.v1:
+            draw(mean)
+            z = mean + draw(mean) * torch.exp(log_scale) * 0.7
+        else:  # v2 samples the prior at full scale (its z_p), as in training: the draw is part of its output
+            z = (mean + draw(mean) * torch.exp(log_scale)) * mask
+        z = self.flow.reverse(z, mask, speaker)
         return self.dec(speaker, z * mask, source)
 
     def remove_weight_norm(self) -> None:
@@ -473,10 +514,12 @@ class SynthesizerInfer(nn.Module):
                 remove_weight_norm(module)
 
 
-def convert_in_chunks(model: SynthesizerInfer, ppg: Tensor, vec: Tensor, f0: Tensor, speaker: Tensor, source: Tensor,
+def convert_in_chunks(model: SynthesizerInfer, ppg: Tensor, vec: Optional[Tensor], f0: Tensor, speaker: Tensor, source: Tensor,
                       chunk_frames: int = 2500, context_frames: int = 10, generator: Optional[torch.Generator] = None) -> Tensor:
     """Upstream's ``svc_infer`` loop: 25 s chunks with 10 frames of context on each side, cut off after decoding.
-    ppg/vec [frames, dim], f0 [frames], speaker [spk_dim], source [1, 1, frames * hop] -> audio [samples]."""
+    ppg/vec [frames, dim], f0 [frames], speaker [spk_dim], source [1, 1, frames * hop] -> audio [samples].
+    v2 drops the take's last sample; v1 keeps it (and where v1 would lose a chunk whose end context runs past the
+    input, its output is kept here)."""
     frames = f0.shape[0]
     hop = model.hop_length
     pieces: List[Tensor] = []
@@ -485,10 +528,14 @@ def convert_in_chunks(model: SynthesizerInfer, ppg: Tensor, vec: Tensor, f0: Ten
         start = 0 if index == 0 else index - context_frames
         cut_start = 0 if index == 0 else context_frames * hop
         end = frames if index + chunk_frames + context_frames > frames else index + chunk_frames + context_frames
-        audio = model.infer(ppg[start:end].unsqueeze(0), vec[start:end].unsqueeze(0), f0[start:end].unsqueeze(0), speaker.unsqueeze(0),
+        audio = model.infer(ppg[start:end].unsqueeze(0), None if vec is None else vec[start:end].unsqueeze(0), f0[start:end].unsqueeze(0),
+                            speaker.unsqueeze(0),
                             torch.tensor([end - start], dtype=torch.long, device=f0.device), source[:, :, start * hop:end * hop],
                             generator)[0, 0]
         # upstream cuts [cut_start:-1] at the end (its last sample dropped) and [cut_start:-context*hop] elsewhere
-        pieces.append(audio[cut_start:-1] if end == frames else audio[cut_start:-context_frames * hop])
+        if end == frames:
+            pieces.append(audio[cut_start:] if model.v1 else audio[cut_start:-1])
+        else:
+            pieces.append(audio[cut_start:-context_frames * hop])
         index += chunk_frames
     return torch.cat(pieces)
