@@ -28,6 +28,10 @@ from runtimes.manifest import Detect, DurationScale, Manifest, Option
 
 SAMPLE_RATE = 16000
 time.sleep(float(os.environ.get("FAKE_IMPORT_SLEEP_S", "0")))
+if os.environ.get("FAKE_MISSING_MODULE"):  # an env that lacks a package the adapter imports, without building another env
+    import importlib
+
+    importlib.import_module(os.environ["FAKE_MISSING_MODULE"])
 SHARED_LOADS = []  # one entry per load_shared call in this process
 
 MANIFEST = Manifest(

