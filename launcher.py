@@ -27,7 +27,7 @@ MARKER = VENV / ".voicegen-deps"
 BYTECODE_MARKER = VENV / ".voicegen-bytecode"
 """The deps marker whose packages have their bytecode compiled (environments made before the launcher compiled it)."""
 UV_VERSION = "0.13.9"
-COMMANDS = ("serve", "setup", "test")
+COMMANDS = ("serve", "setup", "test", "keys")
 
 
 def venv_python() -> Path:

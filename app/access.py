@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, FrozenSet, Optional
 
+from app.api_keys import ApiKeyStore
 from app.errors import UserFacingError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -32,10 +33,18 @@ class Access:
     admins: FrozenSet[str] = frozenset()
     shared: bool = False
     """Shared link or a non-loopback address."""
+    keys: Optional[ApiKeyStore] = field(default=None, compare=False)
+    """API keys for programs on the HTTP routes (``app.api_keys``)."""
 
     @property
     def needs_login(self) -> bool:
+        """Logins for people (the UI): user:password pairs."""
         return bool(self.passwords)
+
+    @property
+    def needs_credentials(self) -> bool:
+        """The HTTP routes ask who calls: there are logins, or API keys."""
+        return self.needs_login or (self.keys is not None and self.keys.any_active())
 
     @property
     def restricted(self) -> bool:
@@ -64,11 +73,14 @@ class Access:
 
 
 def authenticate_header(authorization: bytes, access: Access) -> Optional[str]:
-    """The user an ``Authorization`` header proves ("" when the app needs no login); None: not authorised.
-    HTTP Basic, or ``Bearer user:password`` (what an OpenAI client sends as its api_key); the header's raw bytes."""
-    if not access.needs_login:
+    """The user an ``Authorization`` header proves ("" when the app needs no credentials); None: not authorised.
+    HTTP Basic, ``Bearer <API key>`` (the key's owner), or ``Bearer user:password`` (what an OpenAI client sends as its
+    api_key); the header's raw bytes."""
+    if not access.needs_credentials:
         return ""
     scheme, _, value = authorization.strip().partition(b" ")
+    if scheme.lower() == b"bearer" and value.strip().startswith(b"vgk_") and access.keys is not None:
+        return access.keys.owner_of(value.strip().decode("latin-1"))
     if scheme.lower() == b"basic":
         try:
             value = base64.b64decode(value.strip(), validate=True)
@@ -95,7 +107,10 @@ def parse_pairs(text: str, origin: str) -> Dict[str, bytes]:
     return pairs
 
 
-def load_access(auth: Optional[str], auth_file: Optional[Path], admins: str, share: bool, host: str) -> Access:
+def load_access(auth: Optional[str], auth_file: Optional[Path], admins: str, share: bool, host: str,
+                keys: Optional[ApiKeyStore] = None, insecure_public: bool = False) -> Access:
+    """The app's access; a bind beyond this machine with neither logins nor API keys is refused (``ConfigurationError``)
+    unless ``insecure_public`` says the operator means it."""
     passwords: Dict[str, bytes] = {}
     if auth:
         passwords.update(parse_pairs(auth.replace(",", "\n"), "--auth"))
@@ -108,4 +123,10 @@ def load_access(auth: Optional[str], auth_file: Optional[Path], admins: str, sha
     unknown = sorted(named - set(passwords))
     if unknown:
         raise ConfigurationError("admins %s have no credentials (give them with --auth or --auth-file)" % ", ".join(unknown))
-    return Access(passwords, named, share or host not in LOOPBACK_HOSTS)
+    access = Access(passwords, named, share or host not in LOOPBACK_HOSTS, keys)
+    if host not in LOOPBACK_HOSTS and not access.needs_credentials and not insecure_public:
+        raise ConfigurationError(
+            "refusing to serve on %s with neither logins nor API keys: anyone who can reach that address could use this "
+            "machine and its models. Give logins (--auth-file, VOICEGEN_AUTH), create an API key "
+            "(python3 launcher.py keys create --owner NAME), or pass --insecure-public if that is what you want" % host)
+    return access

@@ -9,6 +9,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from app.access import load_access
 from app.actions import Workstation
+from app.api_keys import ApiKeyStore
 from app.catalog import Catalog
 from app.live import LiveTakes
 from app.preferences import Preferences
@@ -62,6 +63,9 @@ def build_env(settings: Settings, architecture: str, progress: Callable[[str], N
 
 
 def make_workstation(settings: Settings) -> Workstation:
+    # first: a configuration that must not serve (a public bind open to anyone) stops before anything starts
+    access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host,
+                         ApiKeyStore(settings.data_dir), settings.insecure_public)
     specs = discover(settings.spec_dirs)
     manifests: Dict[str, Manifest] = {}
     for name, spec in list(specs.items()):
@@ -93,7 +97,6 @@ def make_workstation(settings: Settings) -> Workstation:
         build,
         kinds=kinds,
     )
-    access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     cache = AudioCache(settings.cache_dir, settings.cache_size_bytes)
     catalog = Catalog(settings, specs, manifests)

@@ -29,11 +29,14 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auth-file", help="a file of user:password lines")
     parser.add_argument("--admins", help="comma-separated users who may operate the app (runtime controls, model management)")
     parser.add_argument("--no-browser", dest="open_browser", action="store_false", default=None)
+    parser.add_argument("--insecure-public", action="store_true", default=None,
+                        help="serve beyond this machine with neither logins nor API keys (refused otherwise)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     flags: Dict[str, Any] = {
-        key: getattr(args, key, None) for key in ("data_dir", "host", "port", "share", "auth", "auth_file", "admins", "open_browser")
+        key: getattr(args, key, None) for key in ("data_dir", "host", "port", "share", "auth", "auth_file", "admins", "open_browser",
+                                                "insecure_public")
     }
     return build_settings(os.environ, flags)
 
@@ -44,6 +47,39 @@ def setup(settings: Settings) -> None:
     print("Preparing the %s environment..." % settings.default_architecture, flush=True)
     built = build_env(settings, settings.default_architecture, lambda line: print("  " + line, flush=True))
     print("  %s environment (%s): %s" % (settings.default_architecture, built.kind, built.location or built.interpreter), flush=True)
+
+
+def manage_keys(settings: Settings, action: str, owner: Optional[str], key_id: Optional[str]) -> int:
+    """The operator's side of API keys (``app.api_keys``): what it did, or why not, in one line each."""
+    import time
+
+    from app.api_keys import ApiKeyError, ApiKeyStore
+
+    store = ApiKeyStore(settings.data_dir)
+    try:
+        if action == "create":
+            if not owner:
+                print("keys create needs --owner NAME (whose history and quotas the key's jobs join)", file=sys.stderr)
+                return 2
+            entry, token = store.create(owner)
+            print("API key %s for %s (shown once: keep it now; only its hash is stored):\n%s" % (entry.id, entry.owner, token))
+        elif action == "revoke":
+            if not key_id:
+                print("keys revoke needs the key's id (see keys list)", file=sys.stderr)
+                return 2
+            entry = store.revoke(key_id)
+            print("API key %s of %s revoked" % (entry.id, entry.owner))
+        else:
+            def when(at: float) -> str:
+                return time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
+
+            for entry in store.listed():
+                state = "revoked %s" % when(entry.revoked_at) if entry.revoked_at else "active"
+                print("%s  %-24s created %s  %s" % (entry.id, entry.owner, when(entry.created_at), state))
+    except ApiKeyError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    return 0
 
 
 def run_tests(settings: Settings, pytest_args: List[str]) -> int:
@@ -68,6 +104,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command")
     for name in ("serve", "setup", "test"):
         add_common_flags(sub.add_parser(name))
+    keys = sub.add_parser("keys", help="API keys for programs on the HTTP routes: create --owner NAME, list, revoke ID")
+    add_common_flags(keys)
+    keys.add_argument("action", choices=("create", "list", "revoke"))
+    keys.add_argument("key_id", nargs="?", help="the key to revoke (its id, from `keys list`)")
+    keys.add_argument("--owner", help="whom a new key speaks for (its jobs join that owner's history and quotas)")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     command = args.command or "serve"
@@ -82,6 +123,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if command == "setup":
         setup(settings)
         return 0
+    if command == "keys":
+        return manage_keys(settings, args.action, args.owner, args.key_id)
     if command == "test":
         return run_tests(settings, rest)
     from app.single_instance import AlreadyRunning, hold_data_folder

@@ -147,7 +147,7 @@ class RequestGuard:
         path = scope.get("path", "")
         is_login = scope.get("method") == "POST" and path.rstrip("/").endswith("/login")
         guarded = path.startswith(self.guarded_prefix)
-        if (guarded and self.access.needs_login) or is_login:
+        if (guarded and self.access.needs_credentials) or is_login:
             wait_s = self.throttle.retry_after_s(address)
             if wait_s:
                 await _answer(send, 429, "too many failed logins from this address; try again in %.0f s" % wait_s,
@@ -157,7 +157,8 @@ class RequestGuard:
             user = authenticate_header(headers.get(b"authorization", b""), self.access)
             if user is None:
                 self.throttle.failed(address)
-                await _answer(send, 401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'",
+                await _answer(send, 401,
+                              "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'",
                               ((b"www-authenticate", b'Basic realm="voice workstation"'),))
                 return
             scope.setdefault("state", {})["user"] = user

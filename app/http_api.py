@@ -122,7 +122,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
 
     async def speech(body: SpeechRequest, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
+            return _error(401, "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'")
         owner, session, client = owner_and_session(user, request)
         asked = body.stream if body.stream is not None else body.response_format not in WHOLE_BY_DEFAULT
         streaming = body.stream_format == "sse" or asked
@@ -162,7 +162,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         user: Optional[str] = Depends(authorised),
     ) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials: HTTP Basic, or 'Bearer user:password'")
+            return _error(401, "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'")
         owner, session, client = owner_and_session(user, request)
         suffix = Path(file.filename or "input.wav").suffix.lower()[:8] or ".wav"
         limit_bytes = station.settings.max_upload_mb << 20

@@ -146,9 +146,12 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     routes = first_routes(station, warmth)
     if settings.share and not access.needs_login:
         print("WARNING: sharing without --auth user:pass: anyone with the link can use this machine.", flush=True)
+    elif access.shared and not access.needs_credentials:
+        print("WARNING: serving on %s with neither logins nor API keys (--insecure-public): anyone who can reach this address "
+              "can use this machine." % settings.host, flush=True)
     elif access.shared and not access.needs_login:
-        print("WARNING: serving on %s without --auth: anyone who can reach this address can use this machine." % settings.host,
-              flush=True)
+        print("Note: serving on %s with API keys and no logins: the HTTP routes ask for a key; the UI is open to anyone who "
+              "can reach this address." % settings.host, flush=True)
     if access.restricted and not access.admins:
         print("Note: no --admins named: runtime controls and model management are off for every user.", flush=True)
     for thread in warmers:  # "ready" means warm: the starting page keeps the address until a request runs at warm speed

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     """user:password (comma-separated for several); prefer ``VOICEGEN_AUTH`` or ``auth_file`` (not in the process list)."""
     auth_file: Optional[Path] = None
     """A file of user:password lines."""
+    insecure_public: bool = False
+    """Serve beyond this machine with neither logins nor API keys (refused otherwise)."""
     admins: str = ""
     """Comma-separated users who get the runtime controls and model management when the app is shared or has logins."""
     open_browser: bool = True
