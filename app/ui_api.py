@@ -52,6 +52,8 @@ PARAMETERS: Dict[str, Factory] = {
     "path": lambda: gr.Textbox(label="path"),
     "license_name": lambda: gr.Textbox(label="license"),
     "url": lambda: gr.Textbox(label="url"),
+    "owner": lambda: gr.Textbox(label="owner"),
+    "key_id": lambda: gr.Textbox(label="key_id"),
 }
 
 RESULTS: Dict[str, Factory] = {
@@ -127,6 +129,9 @@ def endpoint_table(calls: Endpoints) -> List[Endpoint]:
         Endpoint("prewarm", runtimes.prewarm, ("message",)),
         Endpoint("pin", runtimes.pin, ("message",)),
         Endpoint("unload", runtimes.unload, ("message",)),
+        Endpoint("api_keys", runtimes.api_keys, ("result",)),
+        Endpoint("create_api_key", runtimes.create_api_key, ("result",)),
+        Endpoint("revoke_api_key", runtimes.revoke_api_key, ("message",)),
         # models
         Endpoint("catalogue", models.catalogue, ("result",)),
         Endpoint("download_model", models.download_model, ("result",)),

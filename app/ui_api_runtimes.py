@@ -1,6 +1,6 @@
 """The functions behind the runtime endpoints (/runtime_status, /list_assets, /set_keep_alive, /stop_worker,
-/prewarm, /pin, /unload; named in ``app.ui_api``); the Runtimes tab's buttons call them too. Controls are the
-operator's on a shared server."""
+/prewarm, /pin, /unload, /api_keys, /create_api_key, /revoke_api_key; named in ``app.ui_api``); the Runtimes tab's
+buttons call them too. Controls and API keys are the operator's on a shared server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any, Dict, List
 import gradio as gr
 
 from app.actions import Workstation
+from app.api_keys import ApiKeyError, ApiKeyStore
+from app.errors import UserFacingError
 from app.ui_caller import username_of
 from app.ui_errors import as_operator
 
@@ -51,3 +53,34 @@ class RuntimeEndpoints:
 
     def pin_off(self, architecture: str, character: str, request: gr.Request) -> str:
         return self.pin(architecture, character, False, request)
+
+    # API keys for programs (app.api_keys): the operator's, like the command line's `keys`
+    def _keys(self) -> ApiKeyStore:
+        return self.station.access.keys or ApiKeyStore(self.station.settings.data_dir)
+
+    def api_keys(self, request: gr.Request) -> List[Dict[str, Any]]:
+        """The API keys (id, owner, created, revoked; never a key or its hash). Operator only on a shared server."""
+        return as_operator(self.station.access, request, lambda: [key.public() for key in self._keys().listed()])
+
+    def create_api_key(self, owner: str, request: gr.Request) -> Dict[str, Any]:
+        """A new API key for programs on the HTTP routes ('Authorization: Bearer <key>'), speaking for ``owner`` (history,
+        quotas). The key is in this answer only: keep it now. Operator only on a shared server."""
+        def create() -> Dict[str, Any]:
+            try:
+                entry, token = self._keys().create(owner.strip())
+            except ApiKeyError as exc:
+                raise UserFacingError(str(exc)) from None
+            return {**entry.public(), "key": token}
+
+        return as_operator(self.station.access, request, create)
+
+    def revoke_api_key(self, key_id: str, request: gr.Request) -> str:
+        """Revoke an API key by its id (see /api_keys): it stops at once. Operator only on a shared server."""
+        def revoke() -> str:
+            try:
+                entry = self._keys().revoke(key_id.strip())
+            except ApiKeyError as exc:
+                raise UserFacingError(str(exc)) from None
+            return "API key %s of %s revoked" % (entry.id, entry.owner)
+
+        return as_operator(self.station.access, request, revoke)

@@ -17,6 +17,7 @@ RUNTIME_HEADERS = ["name", "architecture", "kind", "character", "state", "activi
                    "keep_alive_left_s", "pinned", "spawn_s", "last_error"]
 ASSET_HEADERS = ["architecture", "asset", "what", "present", "size_mb", "needed_for", "get_it_from"]
 QUEUE_HEADERS = ["architecture", "running", "queued", "owners_waiting"]
+KEY_HEADERS = ["id", "owner", "created_at", "revoked_at"]
 PRIVATE: Dict[str, Any] = {"api_visibility": "private"}
 
 
@@ -48,6 +49,15 @@ def build_runtimes_tab(station: Workstation, calls: RuntimeEndpoints, demo: gr.B
                 keep_alive_button = gr.Button("Set keep-alive")
             runtime_message = gr.Markdown()
             status_table = gr.JSON(label="Details and log tails")
+            with gr.Accordion("API keys for programs (HTTP routes: 'Authorization: Bearer <key>')", open=False):
+                with gr.Row():
+                    key_owner = gr.Textbox(label="Owner (whose history and quotas the key's jobs join)")
+                    create_key_button = gr.Button("Create key")
+                new_key = gr.JSON(label="New key: shown this once; keep it now (only its hash is stored)")
+                keys_table = gr.Dataframe(headers=KEY_HEADERS, label="Keys", interactive=False)
+                with gr.Row():
+                    revoke_id = gr.Textbox(label="Key id to revoke")
+                    revoke_key_button = gr.Button("Revoke key", variant="stop")
         memory_plot = gr.LinePlot(x="time", y="memory_mb", color="worker", title="Memory per worker (MB), last 30 minutes", height=220)
         with gr.Accordion("Shared pretrained assets (data folder's assets/)", open=False):
             assets_table = gr.Dataframe(headers=ASSET_HEADERS, label="Assets", interactive=False)
@@ -86,6 +96,17 @@ def build_runtimes_tab(station: Workstation, calls: RuntimeEndpoints, demo: gr.B
     demo.load(refresh_assets, outputs=assets_table, **PRIVATE)
     demo.load(controls_for, outputs=runtime_controls, **PRIVATE)
     runtime_arch.change(on_runtime_architecture, inputs=runtime_arch, outputs=runtime_char, **PRIVATE)
+
+    def list_keys(request: gr.Request) -> List[List[Any]]:
+        if not station.access.is_admin(username_of(request)):
+            return []
+        return [[row[h] for h in KEY_HEADERS] for row in calls.api_keys(request)]
+
+    demo.load(list_keys, outputs=keys_table, **PRIVATE)
+    create_key_button.click(calls.create_api_key, inputs=key_owner, outputs=new_key, **PRIVATE).then(
+        list_keys, outputs=keys_table, **PRIVATE)
+    revoke_key_button.click(calls.revoke_api_key, inputs=revoke_id, outputs=runtime_message, **PRIVATE).then(
+        list_keys, outputs=keys_table, **PRIVATE)
 
     one_character = [runtime_arch, runtime_char]
     for button, action, inputs in (

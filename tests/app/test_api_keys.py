@@ -126,3 +126,30 @@ def test_a_public_bind_with_keys_only_serves_and_asks_programs_for_them(tmp_path
         assert speech(app).status_code == 401
     finally:
         app.stop()
+
+
+def test_the_operator_manages_keys_through_gradio_client_and_the_runtimes_tab(tmp_path: Path) -> None:
+    """Locally the one person is the operator: create, list, use over HTTP, revoke; the UI shows the keys."""
+    from gradio_client import Client
+    from playwright.sync_api import expect
+
+    from tests.app.test_browser import browser_page
+
+    app = start_app(tmp_path / "data", extra_env={"VOICEGEN_PREWARM": ""})
+    try:
+        client = Client(app.url, verbose=False)
+        made = client.predict("ci-robot", api_name="/create_api_key")
+        assert made["owner"] == "ci-robot" and made["key"].startswith("vgk_%s_" % made["id"])
+        assert [row["id"] for row in client.predict(api_name="/api_keys")] == [made["id"]]
+        assert "key" not in client.predict(api_name="/api_keys")[0]
+        assert speech(app, made["key"]).status_code == 200 and speech(app).status_code == 401  # a key now guards the routes
+        with pytest.raises(Exception, match="an owner is"):
+            client.predict("../x", api_name="/create_api_key")
+        with browser_page(app.url) as page:
+            page.get_by_role("tab", name="Runtimes").click()
+            page.get_by_text("API keys for programs").click()
+            expect(page.get_by_text("ci-robot").filter(visible=True).first).to_be_visible(timeout=15_000)
+        assert "revoked" in client.predict(made["id"], api_name="/revoke_api_key")
+        assert speech(app, made["key"]).status_code == 200  # no active key left: local use needs none again
+    finally:
+        app.stop()
