@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -21,6 +21,7 @@ from app.characters import Character
 from app.errors import UserFacingError
 from app.generation import Generation, ProgressFn, minutes, no_progress, output_formats
 from app.live import LiveTakes
+from app.metrics import Metrics
 from app.preferences import Preferences
 from app.request_checks import PreparedJob, RequestChecks
 from app.runner import JobServiceRunner
@@ -56,6 +57,8 @@ class Workstation:
     cache: AudioCache
     models: ModelManager
     access: Access
+    metrics: Metrics = field(default_factory=Metrics)
+    """What /metrics reads (``app.metrics``)."""
 
     @property
     def live(self) -> LiveTakes:

@@ -12,6 +12,7 @@ from app.actions import Workstation
 from app.api_keys import ApiKeyStore
 from app.catalog import Catalog
 from app.live import LiveTakes
+from app.metrics import Metrics
 from app.preferences import Preferences
 from app.provenance import Provenance
 from app.request_checks import RequestChecks
@@ -115,9 +116,13 @@ def make_workstation(settings: Settings) -> Workstation:
         allow_private_urls=[part for part in settings.allow_private_urls.split(",") if part.strip()],
         manifests=list(manifests.values()),
     )
-    return Workstation(settings=settings, catalog=catalog, checks=checks, service_runner=service_runner, preferences=preferences,
-                       controls=RuntimeControls(settings, catalog, supervisor, access), jobs=jobs, retention=retention,
-                       supervisor=supervisor, cache=cache, models=models, access=access)
+    metrics = Metrics()
+    jobs.on_end = metrics.job_ended
+    station = Workstation(settings=settings, catalog=catalog, checks=checks, service_runner=service_runner, preferences=preferences,
+                          controls=RuntimeControls(settings, catalog, supervisor, access), jobs=jobs, retention=retention,
+                          supervisor=supervisor, cache=cache, models=models, access=access, metrics=metrics)
+    metrics.watch(station)
+    return station
 
 
 def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactStore) -> Tuple[JobService, RetentionLoop]:

@@ -116,9 +116,10 @@ async def _answer(send: Send, status: int, message: str, extra: Tuple[Tuple[byte
 
 class RequestGuard:
     def __init__(self, app: ASGIApp, access: Access, hosts: HostPolicy, throttle: LoginThrottle, max_body_bytes: int,
-                 guarded_prefix: str = "/v1/") -> None:
+                 guarded_prefix: str = "/v1/", on_refuse: Callable[[str], None] = lambda reason: None) -> None:
+        """``on_refuse``: told the reason of each refusal (the app's metrics)."""
         self.app, self.access, self.hosts, self.throttle = app, access, hosts, throttle
-        self.max_body_bytes, self.guarded_prefix = max_body_bytes, guarded_prefix
+        self.max_body_bytes, self.guarded_prefix, self.on_refuse = max_body_bytes, guarded_prefix, on_refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -127,6 +128,7 @@ class RequestGuard:
         headers = _headers(scope)
         host = headers.get(b"host", b"").decode("latin-1")
         if not self.hosts.allows(host):
+            self.on_refuse("host")
             if scope["type"] == "http":
                 await _answer(send, 421, "this app does not answer to the host name %r (an operator may add it to trusted_hosts)"
                               % host_name(host)[:100])
@@ -135,6 +137,7 @@ class RequestGuard:
             return
         if (scope["type"] == "websocket" or scope.get("method") in STATE_CHANGING) and self._cross_site(headers, host):
             origin = headers.get(b"origin", b"").decode("latin-1") or "another site"
+            self.on_refuse("cross_site")
             if scope["type"] == "http":
                 await _answer(send, 403, "a page of another site (%s) may not use this app" % origin[:100])
             else:
@@ -150,6 +153,7 @@ class RequestGuard:
         if (guarded and self.access.needs_credentials) or is_login:
             wait_s = self.throttle.retry_after_s(address)
             if wait_s:
+                self.on_refuse("login_throttle")
                 await _answer(send, 429, "too many failed logins from this address; try again in %.0f s" % wait_s,
                               ((b"retry-after", b"%d" % int(wait_s + 0.999)),))
                 return
@@ -157,6 +161,7 @@ class RequestGuard:
             user = authenticate_header(headers.get(b"authorization", b""), self.access)
             if user is None:
                 self.throttle.failed(address)
+                self.on_refuse("credentials")
                 await _answer(send, 401,
                               "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'",
                               ((b"www-authenticate", b'Basic realm="voice workstation"'),))
@@ -164,6 +169,7 @@ class RequestGuard:
             scope.setdefault("state", {})["user"] = user
             declared = headers.get(b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+                self.on_refuse("too_large")
                 await _answer(send, 413, "the request is over this server's %d MB limit" % (self.max_body_bytes >> 20))
                 return
             await self._counted(scope, receive, send)

@@ -234,4 +234,4 @@ def guard_middleware(station: Workstation) -> Middleware:
     hosts = HostPolicy(frozenset(host_name(h) for h in settings.trusted_hosts.split(",") if h.strip()), settings.share)
     throttle = LoginThrottle(settings.failed_login_limit, settings.failed_login_window_s)
     return Middleware(RequestGuard, access=station.access, hosts=hosts, throttle=throttle,
-                      max_body_bytes=settings.max_upload_mb << 20)
+                      max_body_bytes=settings.max_upload_mb << 20, on_refuse=station.metrics.refused)

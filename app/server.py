@@ -12,7 +12,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from app.settings import Settings
 
@@ -77,6 +77,34 @@ def readiness_route(warmth: Warmth) -> APIRoute:
     return APIRoute("/readyz", readyz, methods=["GET"], response_class=Response)
 
 
+def operator_routes(station: Workstation) -> List[BaseRoute]:
+    """``GET /healthz``: 200 while the process serves (for an orchestrator's liveness probe; no credentials, no details).
+    ``GET /metrics``: Prometheus's text format (``app.metrics``); on a shared server for the operator only (an admin's
+    credentials: HTTP Basic, or ``Bearer user:password``)."""
+    from fastapi.responses import JSONResponse, Response
+    from fastapi.routing import APIRoute
+    from starlette.routing import Route
+
+    from app.access import authenticate_header
+    from app.metrics import CONTENT_TYPE
+
+    def healthz() -> Response:
+        return JSONResponse({"alive": True})
+
+    def metrics(request: Any) -> Response:  # a starlette Request (a plain Route: no annotation for FastAPI to resolve)
+        access = station.access
+        if access.restricted:
+            user = authenticate_header(request.headers.get("authorization", "").encode("latin-1"), access) if access.needs_login else None
+            if not user or not access.is_admin(user):
+                station.metrics.refused("metrics_not_operator")
+                return JSONResponse({"error": {"message": "the metrics are for this server's operator: an admin's credentials"}},
+                                    status_code=401 if not user else 403, headers={"www-authenticate": 'Basic realm="voice workstation"'})
+        return Response(station.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    return [APIRoute("/healthz", healthz, methods=["GET"], response_class=Response),
+            Route("/metrics", metrics, methods=["GET"])]
+
+
 def first_routes(station: Workstation, warmth: Warmth) -> List[BaseRoute]:
     """Our routes, handed to the server's app when it is made (``app_kwargs``): they come before Gradio's catch-alls,
     and there is no moment with the address served but /v1 not there yet (adding them after ``launch`` returned left
@@ -87,7 +115,7 @@ def first_routes(station: Workstation, warmth: Warmth) -> List[BaseRoute]:
 
     holder = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)  # only what add_http_routes adds
     add_http_routes(holder, station)
-    return [readiness_route(warmth), *holder.router.routes]
+    return [readiness_route(warmth), *operator_routes(station), *holder.router.routes]
 
 
 def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> None:

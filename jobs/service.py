@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from jobs import retention
 from jobs.artifacts import ArtifactStore, LocalFolderStore, check_prefix, local_path
@@ -126,6 +126,8 @@ class JobService(JobQueue):
             inputs_prefix = (artifacts.key_of(inputs_dir) if inputs_dir is not None else None) or "inputs"
         self.store = store
         self.runner = runner
+        self.on_end: Optional[Callable[[str, str, Dict[str, Any]], None]] = None
+        """Told each job's end (architecture, state, timings): the app's metrics. It must not raise."""
         self.artifacts = artifacts
         self.inputs_prefix = check_prefix(inputs_prefix)
         self.max_concurrent = max(1, max_concurrent)
@@ -287,6 +289,7 @@ class JobService(JobQueue):
         """One job on its own thread. Whatever fails, the store included, the job ends and its slot is given back."""
         started = time.time()
         state, result, error = FAILED, None, None
+        timings: Dict[str, Any] = {}
         try:
             if not self.store.move(active.job_id, [QUEUED], state=RUNNING, started_at=started, attempts=active.attempts + 1):
                 state, error = CANCELLED, "cancelled before it started"  # a Cancel won the race
@@ -295,7 +298,7 @@ class JobService(JobQueue):
                 active.state = RUNNING
                 active.changed.notify_all()
             result, columns = self._execute(active)
-            columns["timings"] = dict(columns.get("timings") or {}, queue_wait_s=round(started - active.created_at, 4))
+            columns["timings"] = timings = dict(columns.get("timings") or {}, queue_wait_s=round(started - active.created_at, 4))
             self.store.update(active.job_id, state=SUCCEEDED, finished_at=time.time(), error=None, **columns)
             state = SUCCEEDED
         except _RunFailed as failed:
@@ -308,6 +311,8 @@ class JobService(JobQueue):
                 raise
         finally:
             self._end(active, state, result, error)
+            if self.on_end is not None:
+                self.on_end(active.architecture, state, timings)
 
     def _execute(self, active: _Active) -> Tuple[Any, Dict[str, Any]]:
         try:

@@ -95,3 +95,12 @@ def test_each_user_sees_only_their_own_history(server: AppServer) -> None:
     url = server.url + "v1/jobs/"
     assert httpx.get(url + theirs["job_id"], auth=GUEST).status_code == 404
     assert httpx.get(url + mine["job_id"], auth=GUEST).json()["state"] == "succeeded"
+
+
+def test_metrics_are_the_operators(server: AppServer) -> None:
+    url = server.url + "metrics"
+    assert httpx.get(url, timeout=30).status_code == 401
+    assert httpx.get(url, auth=GUEST, timeout=30).status_code == 403
+    answer = httpx.get(url, auth=ADMIN, timeout=30)
+    assert answer.status_code == 200 and "voicegen_jobs_total" in answer.text
+    assert httpx.get(server.url + "healthz", timeout=30).status_code == 200  # liveness needs no credentials
