@@ -17,10 +17,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Deque, Dict, FrozenSet, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, FrozenSet, Optional, Tuple
 from urllib.parse import urlsplit
 
 from app.access import Access, authenticate_header
+from app.rate_limits import RateLimits
 
 Scope = Dict[str, Any]
 Message = Dict[str, Any]
@@ -116,9 +117,11 @@ async def _answer(send: Send, status: int, message: str, extra: Tuple[Tuple[byte
 
 class RequestGuard:
     def __init__(self, app: ASGIApp, access: Access, hosts: HostPolicy, throttle: LoginThrottle, max_body_bytes: int,
-                 guarded_prefix: str = "/v1/", on_refuse: Callable[[str], None] = lambda reason: None) -> None:
-        """``on_refuse``: told the reason of each refusal (the app's metrics)."""
+                 guarded_prefix: str = "/v1/", on_refuse: Callable[[str], None] = lambda reason: None,
+                 rate_limits: Optional[RateLimits] = None) -> None:
+        """``on_refuse``: told the reason of each refusal (the app's metrics). ``rate_limits``: per caller and address."""
         self.app, self.access, self.hosts, self.throttle = app, access, hosts, throttle
+        self.rate_limits = rate_limits
         self.max_body_bytes, self.guarded_prefix, self.on_refuse = max_body_bytes, guarded_prefix, on_refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,6 +170,14 @@ class RequestGuard:
                               ((b"www-authenticate", b'Basic realm="voice workstation"'),))
                 return
             scope.setdefault("state", {})["user"] = user
+            # on a shared server only: one person on their own machine may poll as fast as their script likes
+            limited = self.rate_limits is not None and self.access.restricted
+            wait_s = self.rate_limits.retry_after_s(user, address) if limited and self.rate_limits is not None else 0.0
+            if wait_s:
+                self.on_refuse("rate_limit")
+                await _answer(send, 429, "too many requests from this caller or address; try again in %.0f s" % max(1.0, wait_s),
+                              ((b"retry-after", b"%d" % int(wait_s + 0.999)),))
+                return
             declared = headers.get(b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
                 self.on_refuse("too_large")

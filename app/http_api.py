@@ -27,6 +27,7 @@ from app.guard import HostPolicy, LoginThrottle, RequestGuard, host_name
 from app.http_stream import first_word, streamed_answer
 from app.identity import client_identity
 from app.public_errors import for_person
+from app.rate_limits import RateLimits
 from app.stream_encoding import MEDIA_TYPES, PCM_RATE_HZ
 from app.ui_processing import parse_json_object
 from jobs.spec import JobSpec
@@ -234,4 +235,5 @@ def guard_middleware(station: Workstation) -> Middleware:
     hosts = HostPolicy(frozenset(host_name(h) for h in settings.trusted_hosts.split(",") if h.strip()), settings.share)
     throttle = LoginThrottle(settings.failed_login_limit, settings.failed_login_window_s)
     return Middleware(RequestGuard, access=station.access, hosts=hosts, throttle=throttle,
-                      max_body_bytes=settings.max_upload_mb << 20, on_refuse=station.metrics.refused)
+                      max_body_bytes=settings.max_upload_mb << 20, on_refuse=station.metrics.refused,
+                      rate_limits=RateLimits(settings.rate_limit_per_min, settings.rate_limit_burst))

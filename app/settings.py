@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     failed_login_limit: int = 10
     """Failed logins (HTTP Basic, Bearer, Gradio's form) from one address within ``failed_login_window_s`` before
     that address is refused for the rest of the window."""
+    rate_limit_per_min: float = 120.0
+    """Requests per minute on the HTTP routes per caller (login or API key) and per client address (0: no limit)."""
+    rate_limit_burst: int = 30
+    """Requests above the rate a caller may make at once."""
     failed_login_window_s: float = 300.0
     cache_size_bytes: int = 2 << 30
     """Disk cache of processed audio and outputs; least recently used entries go first."""

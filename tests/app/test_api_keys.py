@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator, Tuple
 
@@ -151,5 +152,27 @@ def test_the_operator_manages_keys_through_gradio_client_and_the_runtimes_tab(tm
             expect(page.get_by_text("ci-robot").filter(visible=True).first).to_be_visible(timeout=15_000)
         assert "revoked" in client.predict(made["id"], api_name="/revoke_api_key")
         assert speech(app, made["key"]).status_code == 200  # no active key left: local use needs none again
+    finally:
+        app.stop()
+
+
+def test_a_burst_over_the_rate_limit_gets_429s_and_others_are_still_served(tmp_path: Path) -> None:
+    """Per caller and per address, in the app itself (the edge is not always there); on a shared server."""
+    data = tmp_path / "data"
+    _, greedy = created(data, "greedy")
+    _, patient = created(data, "patient")
+    app = start_app(data, extra_args=["--host", "0.0.0.0"],
+                    extra_env={"VOICEGEN_PREWARM": "", "VOICEGEN_RATE_LIMIT_PER_MIN": "600", "VOICEGEN_RATE_LIMIT_BURST": "5"})
+    try:
+        with httpx.Client(timeout=30) as client:
+            answers = [client.get(app.url + "v1/models", headers={"Authorization": "Bearer " + greedy}) for _ in range(12)]
+        codes = [answer.status_code for answer in answers]
+        assert codes[:5] == [200] * 5 and 429 in codes[5:]
+        refused = next(answer for answer in answers if answer.status_code == 429)
+        assert int(refused.headers["retry-after"]) >= 1 and "too many requests" in refused.json()["error"]["message"]
+        time.sleep(1.0)  # 600 a minute: the address's bucket has a token again (the address is shared by both here)
+        assert httpx.get(app.url + "v1/models", headers={"Authorization": "Bearer " + patient}, timeout=30).status_code == 200
+        metrics = httpx.get(app.url + "metrics", timeout=30)  # restricted without logins: nobody is the operator
+        assert metrics.status_code == 401
     finally:
         app.stop()
