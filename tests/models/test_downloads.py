@@ -271,15 +271,18 @@ def test_the_shipped_catalogue_offers_every_established_character(tmp_path: Path
     from runtimes.adapters.gpt_sovits import GptSovitsAdapter
     from runtimes.adapters.styletts2 import StyleTTS2Adapter
 
-    adapters = (RvcAdapter, SovitsAdapter, StyleTTS2Adapter, GptSovitsAdapter)
+    from runtimes.adapters.sovits5.adapter import Sovits5Adapter
+
+    adapters = (RvcAdapter, SovitsAdapter, StyleTTS2Adapter, GptSovitsAdapter, Sovits5Adapter)
     manager = ModelManager(tmp_path, {a.manifest.architecture: a.describe for a in adapters})
     catalogue = manager.catalogue
     characters = [e for e in catalogue.entries.values() if e.kind == "character"]
     assert len(characters) >= 420 and not catalogue.problems
-    by_arch = {arch: sum(1 for e in characters if e.architecture == arch) for arch in ("sovits", "rvc", "styletts2", "gpt_sovits")}
-    assert by_arch == {"sovits": 105, "rvc": 163, "styletts2": 4, "gpt_sovits": 27}
+    names = ("sovits", "rvc", "styletts2", "gpt_sovits", "sovits5")
+    by_arch = {arch: sum(1 for e in characters if e.architecture == arch) for arch in names}
+    assert by_arch == {"sovits": 136, "rvc": 163, "styletts2": 4, "gpt_sovits": 27, "sovits5": 35}  # sovits: 105 of 4.x, 31 of 3.0
     rows = {r["architecture"]: r["status"] for r in manager.search("", "")}
-    assert rows["rvc"] == rows["styletts2"] == rows["gpt_sovits"] == "available"
+    assert rows["rvc"] == rows["styletts2"] == rows["gpt_sovits"] == rows["sovits5"] == "available"
     assert rows["controllable_talknet"] == "architecture not installed"
     for entry in characters:
         if entry.architecture in by_arch:
