@@ -27,6 +27,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
     # Gradio's own copies of uploads and results: hourly, those older than our outputs' retention go
     with gr.Blocks(title="Voice workstation", delete_cache=(3600, int(settings.outputs_max_age_h * 3600))) as demo:
         gr.Markdown("# Voice workstation\nPick an architecture and a character, type text or give a recording, press Generate.")
+        if settings.announcement.strip():  # the operator's word to everyone on a shared server (maintenance, rules)
+            gr.Markdown(settings.announcement, elem_id="announcement", sanitize_html=True)
         browser = gr.BrowserState("", storage_key="voicegen-browser")  # this browser's history id, kept across visits
         register_endpoints(calls)  # first: the tabs' private events would take the names
         generate = build_generate_tab(station, calls.generation, demo, browser, catalogue, default_arch)

@@ -4,13 +4,14 @@ the app's work (jobs ended, each stage's seconds, live workers, refused requests
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Dict
 
 import httpx
 from gradio_client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import AppServer
+from tests.conftest import AppServer, start_app
 
 
 def scrape(server: AppServer, **kwargs: object) -> Dict[str, float]:
@@ -48,3 +49,19 @@ def test_metrics_move_with_the_apps_work(app_server: AppServer) -> None:
     assert after[host] == before.get(host, 0) + 1
     assert "voicegen_cache_lookups_total{result=miss}" in after
     assert all(re.fullmatch(r"[a-z_]+\{.*\}", name) for name in after)
+
+
+def test_the_operators_announcement_is_shown_to_every_visitor(tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from tests.app.test_browser import browser_page
+
+    app = start_app(tmp_path / "data", extra_env={"VOICEGEN_PREWARM": "",
+                                                  "VOICEGEN_ANNOUNCEMENT": "**Maintenance** at 18:00 UTC <script>alert(1)</script>"})
+    try:
+        with browser_page(app.url) as page:
+            banner = page.locator("#announcement")
+            expect(banner).to_contain_text("Maintenance at 18:00 UTC", timeout=20_000)
+            assert banner.locator("strong").count() == 1 and banner.locator("script").count() == 0  # Markdown, sanitised
+    finally:
+        app.stop()
