@@ -19,10 +19,11 @@ from app.request_checks import RequestChecks
 from app.runner import JobRunner, JobServiceRunner
 from app.runtime_controls import RuntimeControls
 from app.settings import Settings
+from app.tracing import Tracing
 from jobs.artifacts import ArtifactStore, LocalFolderStore
 from jobs.quotas import OwnerQuotas
 from jobs.retention import RetentionLoop, RetentionPolicy
-from jobs.service import JobService
+from jobs.service import JobEnd, JobService
 from jobs.store import JobStore, sqlite_url
 from models.manager import ModelManager
 from pipeline.cache import AudioCache
@@ -117,7 +118,13 @@ def make_workstation(settings: Settings) -> Workstation:
         manifests=list(manifests.values()),
     )
     metrics = Metrics()
-    jobs.on_end = metrics.job_ended
+    tracing = Tracing(settings.otlp_endpoint)
+
+    def job_ended(end: JobEnd) -> None:
+        metrics.job_ended(end)
+        tracing.job_ended(end)
+
+    jobs.on_end = job_ended
     station = Workstation(settings=settings, catalog=catalog, checks=checks, service_runner=service_runner, preferences=preferences,
                           controls=RuntimeControls(settings, catalog, supervisor, access), jobs=jobs, retention=retention,
                           supervisor=supervisor, cache=cache, models=models, access=access, metrics=metrics)

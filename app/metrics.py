@@ -10,11 +10,13 @@ worker's memory, the job lines, the output cache's hits and misses, downloads by
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, Mapping, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from jobs.service import JobEnd
 
 if TYPE_CHECKING:
     from app.actions import Workstation
@@ -38,8 +40,9 @@ class Metrics:
                                 buckets=BUCKETS_S, registry=self.registry)
         self.rejected = Counter("voicegen_rejected_requests", "Requests the guard refused, by reason", ["reason"], registry=self.registry)
 
-    def job_ended(self, architecture: str, state: str, timings: Mapping[str, Any]) -> None:
+    def job_ended(self, end: JobEnd) -> None:
         """The job service's hook: never raises into it."""
+        architecture, state, timings = end.architecture, end.state, end.timings
         try:
             self.jobs.labels(architecture, state).inc()
             for key, stage in STAGES.items():
@@ -101,5 +104,3 @@ class StationCollector(Collector):
             downloads.add_metric([state], count)
         yield downloads
 
-
-Hook = Callable[[str, str, Mapping[str, Any]], None]

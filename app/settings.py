@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     """user:password (comma-separated for several); prefer ``VOICEGEN_AUTH`` or ``auth_file`` (not in the process list)."""
     auth_file: Optional[Path] = None
     """A file of user:password lines."""
+    otlp_endpoint: str = ""
+    """Where OpenTelemetry traces of jobs go (OTLP over HTTP, e.g. ``http://collector:4318``); "" keeps them in the process."""
     announcement: str = ""
     """A banner (Markdown) every visitor sees at the top of the page: an operator's word on a shared server."""
     insecure_public: bool = False

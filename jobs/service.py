@@ -100,6 +100,19 @@ class _Active:
             self.changed.notify_all()
 
 
+@dataclass(frozen=True)
+class JobEnd:
+    """A job's end as observers see it (metrics, traces): times are the epoch's seconds."""
+
+    job_id: str
+    architecture: str
+    state: str
+    timings: Dict[str, Any]
+    created_at: float
+    started_at: float
+    finished_at: float
+
+
 class _RunFailed(Exception):
     """The runner failed: how the job ends and what the person reads."""
 
@@ -126,8 +139,8 @@ class JobService(JobQueue):
             inputs_prefix = (artifacts.key_of(inputs_dir) if inputs_dir is not None else None) or "inputs"
         self.store = store
         self.runner = runner
-        self.on_end: Optional[Callable[[str, str, Dict[str, Any]], None]] = None
-        """Told each job's end (architecture, state, timings): the app's metrics. It must not raise."""
+        self.on_end: Optional[Callable[[JobEnd], None]] = None
+        """Told each job's end: the app's metrics and traces. It must not raise."""
         self.artifacts = artifacts
         self.inputs_prefix = check_prefix(inputs_prefix)
         self.max_concurrent = max(1, max_concurrent)
@@ -312,7 +325,7 @@ class JobService(JobQueue):
         finally:
             self._end(active, state, result, error)
             if self.on_end is not None:
-                self.on_end(active.architecture, state, timings)
+                self.on_end(JobEnd(active.job_id, active.architecture, state, timings, active.created_at, started, time.time()))
 
     def _execute(self, active: _Active) -> Tuple[Any, Dict[str, Any]]:
         try:
