@@ -124,7 +124,7 @@ def make_workstation(settings: Settings) -> Workstation:
         metrics.job_ended(end)
         tracing.job_ended(end)
 
-    jobs.on_end = job_ended
+    jobs.on_end = job_ended if settings.telemetry else None
     station = Workstation(settings=settings, catalog=catalog, checks=checks, service_runner=service_runner, preferences=preferences,
                           controls=RuntimeControls(settings, catalog, supervisor, access), jobs=jobs, retention=retention,
                           supervisor=supervisor, cache=cache, models=models, access=access, metrics=metrics)

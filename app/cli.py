@@ -110,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     keys.add_argument("key_id", nargs="?", help="the key to revoke (its id, from `keys list`)")
     keys.add_argument("--owner", help="whom a new key speaks for (its jobs join that owner's history and quotas)")
     args, rest = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # until settings are read
     command = args.command or "serve"
     if rest and command != "test":
         parser.error("unrecognised arguments: %s" % " ".join(rest))
@@ -120,6 +120,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         problems = "; ".join("%s: %s (got %r)" % (".".join(str(part) for part in error["loc"]), error["msg"], error.get("input"))
                              for error in exc.errors())
         parser.exit(2, "invalid setting: %s\n" % problems)
+    from app.logs import configure
+
+    configure(settings.log_format)
     if command == "setup":
         setup(settings)
         return 0

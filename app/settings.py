@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Dict, Mapping, Optional, Tuple
+from typing import Annotated, Any, Dict, Literal, Mapping, Optional, Tuple
 
 from pydantic import field_validator
 from pydantic_settings import (
@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     """user:password (comma-separated for several); prefer ``VOICEGEN_AUTH`` or ``auth_file`` (not in the process list)."""
     auth_file: Optional[Path] = None
     """A file of user:password lines."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line (a job's id, state and trace id as fields) for a server's log pipeline."""
+    telemetry: bool = True
+    """Count jobs for /metrics and write their traces (off: neither; for measuring what they cost)."""
     otlp_endpoint: str = ""
     """Where OpenTelemetry traces of jobs go (OTLP over HTTP, e.g. ``http://collector:4318``); "" keeps them in the process."""
     announcement: str = ""

@@ -63,8 +63,10 @@ class Tracing:
         except Exception:  # traces must never fail a job
             logger.exception("could not write job %s's trace", end.job_id)
             return None
-        logger.info("job %s %s architecture=%s trace_id=%s total_s=%.3f", end.job_id, end.state, end.architecture, trace_id,
-                    end.finished_at - end.created_at)
+        total_s = round(end.finished_at - end.created_at, 3)
+        logger.info("job %s %s architecture=%s trace_id=%s total_s=%.3f", end.job_id, end.state, end.architecture, trace_id, total_s,
+                    extra={"job_id": end.job_id, "state": end.state, "architecture": end.architecture, "trace_id": trace_id,
+                           "total_s": total_s})
         return trace_id
 
     def shutdown(self) -> None:

@@ -1,10 +1,11 @@
 """A trace per job reaches an OTLP receiver (issue 21): the test runs a real OTLP/HTTP endpoint, decodes what
 arrives with OpenTelemetry's own protobuf classes, and finds each stage of a Piper job under one trace, the job id
-on it, and the same trace id in the app's log line for that job."""
+on it, and the same trace id in the app's JSON log line for that job (``log_format = "json"``)."""
 
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
@@ -48,7 +49,8 @@ def receiver() -> Iterator[str]:
 
 @pytest.mark.slow
 def test_a_jobs_trace_with_its_stages_arrives_at_the_collector(receiver: str, tmp_path: Path) -> None:
-    app: AppServer = start_app(tmp_path / "data", extra_env={"VOICEGEN_OTLP_ENDPOINT": receiver, "OTEL_BSP_SCHEDULE_DELAY": "200"})
+    app: AppServer = start_app(tmp_path / "data", extra_env={"VOICEGEN_OTLP_ENDPOINT": receiver, "OTEL_BSP_SCHEDULE_DELAY": "200",
+                                                             "VOICEGEN_LOG_FORMAT": "json"})
     try:
         _, info = Client(app.url, verbose=False).predict("piper", "joe", "A traced sentence.", None, {}, "wav", {}, {}, False,
                                                          api_name="/generate")
@@ -58,6 +60,8 @@ def test_a_jobs_trace_with_its_stages_arrives_at_the_collector(receiver: str, tm
         names = {name for trace, name, _ in Receiver.spans if trace == trace_id}
         assert {"job", "queue", "worker.generate", "post", "encode"} <= names  # (text has no preprocessing stage)
         assert all(attrs.get("voicegen.architecture") == "piper" for trace, _, attrs in Receiver.spans if trace == trace_id)
-        assert wait_until(lambda: any(job_id in line and "trace_id=%s" % trace_id in line for line in app.log), 10)
+        assert wait_until(lambda: job_id in "\n".join(app.log), 10)  # the job's log line: JSON, its fields as keys
+        [line] = [json.loads(line) for line in app.log if line.startswith("{") and job_id in line]
+        assert line["trace_id"] == trace_id and line["state"] == "succeeded" and line["level"] == "info" and line["total_s"] > 0
     finally:
         app.stop()
