@@ -1,0 +1,125 @@
+"""Builds tiny random Controllable TalkNet characters with NeMo 1.8.2's own classes (TalkNetSpectModel,
+TalkNetDursModel, TalkNetPitchModel, the HiFi-GAN Generator). Run with the controllable_talknet env's Python:
+
+    python build_controllable_talknet_character.py OUT_DIR
+
+Each ``.nemo`` is what NeMo's ``save_to`` writes: a tar of ``./model_config.yaml`` + ``./model_weights.ckpt``
+(a state dict); ``hifiganmodel`` is jik876's ``{'generator': state_dict}`` with its flat resblock names. The
+duration model is biased to ~5 frames (58 ms) a token and the pitch model to voiced 150 Hz, so a sentence is
+about a second of audio.
+
+OUT_DIR/characters/tiny/          TalkNetSpect.nemo, TalkNetDurs.nemo, TalkNetPitch.nemo, hifiganmodel (chars vocabulary)
+OUT_DIR/characters/tiny-nopitch/  the same without TalkNetPitch.nemo (its pitch must come from a reference)
+OUT_DIR/unsafe.nemo               a TalkNetSpect.nemo whose model_weights.ckpt would create OUT_DIR/pwned when unpickled
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any, Dict
+
+PROJECT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT))  # the adapter's shims, applied as the worker applies them
+
+from runtimes.adapters.controllable_talknet import shims  # noqa: E402
+
+shims.apply_before_import()
+
+import torch  # noqa: E402
+from nemo.collections.tts.models.talknet import TalkNetDursModel, TalkNetPitchModel, TalkNetSpectModel  # noqa: E402
+from nemo.collections.tts.modules.hifigan_modules import Generator  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from unsafe_pickle import RunsOnLoad  # noqa: E402  (a sibling module: these scripts run from their folder)
+
+shims.apply_after_import()
+
+VOCAB = {"notation": "chars", "punct": True, "spaces": True, "stresses": False, "add_blank_at": "last"}
+D_CHAR, FILTERS = 16, 32
+FRAMES_PER_TOKEN = 5.0
+
+
+def encoder() -> Dict[str, Any]:
+    block = {"filters": FILTERS, "repeat": 1, "kernel": [3], "stride": [1], "dilation": [1], "dropout": 0.0,
+             "residual": True, "separable": True}
+    return {"_target_": "nemo.collections.asr.modules.ConvASREncoder", "feat_in": D_CHAR, "activation": "relu",
+            "conv_mask": True, "jasper": [dict(block), dict(block)]}
+
+
+def config(cls: Any, **extra: Any) -> Any:
+    return OmegaConf.create({"target": "%s.%s" % (cls.__module__, cls.__name__), "d_char": D_CHAR, "encoder": encoder(),
+                             "train_ds": {"dataset": {"vocab": VOCAB, "blanking": True}}, **extra})
+
+
+SPECT = config(TalkNetSpectModel, n_mels=80, preprocessor={
+    "_target_": "nemo.collections.asr.parts.preprocessing.features.FilterbankFeatures", "sample_rate": 22050,
+    "n_window_size": 1024, "n_window_stride": 256, "n_fft": 1024, "nfilt": 80, "dither": 0.0, "pad_to": 1,
+    "lowfreq": 0, "highfreq": 8000})
+DURS = config(TalkNetDursModel)
+PITCH = config(TalkNetPitchModel, f0_mean=150.0, f0_std=40.0)
+
+
+def build(cls: Any, cfg: Any) -> Any:
+    cls._set_model_restore_state(is_being_restored=True)  # as restore_from builds it: no training data set up
+    try:
+        return cls(cfg=cfg).eval()
+    finally:
+        cls._set_model_restore_state(is_being_restored=False)
+
+
+def save_nemo(path: Path, cfg: Any, weights: Any) -> None:
+    """NeMo's .nemo layout: an uncompressed tar of ./model_config.yaml + ./model_weights.ckpt."""
+    with tarfile.open(path, "w") as archive:
+        for name, data in (("model_config.yaml", OmegaConf.to_yaml(cfg).encode()), ("model_weights.ckpt", weights)):
+            info = tarfile.TarInfo("./" + name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def weights_bytes(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def vocoder() -> Dict[str, Any]:
+    """A tiny HiFi-GAN (hop 256 = 8*8*2*2, v1's kernels) saved as jik876's trainer saves it: flat resblock names."""
+    generator = Generator(resblock=1, upsample_rates=[8, 8, 2, 2], upsample_kernel_sizes=[16, 16, 4, 4], upsample_initial_channel=32,
+                          resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3)
+    flat = {}
+    for name, value in generator.state_dict().items():
+        match = re.match(r"resblocks\.(\d+)\.(\d+)\.(.*)$", name)
+        flat["resblocks.%d.%s" % (int(match.group(1)) * 3 + int(match.group(2)), match.group(3)) if match else name] = value
+    return {"generator": flat}
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    torch.manual_seed(0)
+    spect, durs, pitch = build(TalkNetSpectModel, SPECT), build(TalkNetDursModel, DURS), build(TalkNetPitchModel, PITCH)
+    with torch.no_grad():
+        durs.proj.weight.mul_(0.01)
+        durs.proj.bias.fill_(math.log(1.0 + FRAMES_PER_TOKEN))
+        pitch.sil_proj.weight.mul_(0.01)
+        pitch.sil_proj.bias.fill_(-4.0)  # voiced
+        pitch.body_proj.weight.mul_(0.1)
+        pitch.body_proj.bias.fill_(0.0)
+    tiny = out / "characters" / "tiny"
+    tiny.mkdir(parents=True)
+    save_nemo(tiny / "TalkNetSpect.nemo", SPECT, weights_bytes(spect.state_dict()))
+    save_nemo(tiny / "TalkNetDurs.nemo", DURS, weights_bytes(durs.state_dict()))
+    save_nemo(tiny / "TalkNetPitch.nemo", PITCH, weights_bytes(pitch.state_dict()))
+    torch.save(vocoder(), tiny / "hifiganmodel")
+    nopitch = out / "characters" / "tiny-nopitch"
+    shutil.copytree(tiny, nopitch)
+    (nopitch / "TalkNetPitch.nemo").unlink()
+    save_nemo(out / "unsafe.nemo", SPECT, weights_bytes({"state": RunsOnLoad(str(out / "pwned"))}))
+
+
+if __name__ == "__main__":
+    main()
