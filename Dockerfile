@@ -9,9 +9,9 @@ FROM ${BASE}
 ARG UV_VERSION=0.13.9
 ARG APP_UID=10001
 # tini as PID 1: forwards SIGTERM to the app (a Python PID 1 ignores it and `docker stop` waits 10 s) and reaps
-# the workers' orphans. curl-free health check: python's urllib below.
+# the workers' orphans. libatomic1: pedalboard's native module needs it (slim images lack it).
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini ca-certificates libatomic1 \
  && rm -rf /var/lib/apt/lists/* \
  && (command -v python3 >/dev/null || ln -s "$(command -v python)" /usr/local/bin/python3) \
  && useradd --system --uid ${APP_UID} --create-home --home-dir /home/voicegen --shell /usr/sbin/nologin voicegen \

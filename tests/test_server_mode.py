@@ -112,11 +112,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         built_s = time.monotonic() - started
         run_compose(project, env, "up", "-d", timeout_s=300)
         url = "https://%s:%d/" % (SERVER_NAME, https_port)
-        ready_s = wait_ready(url, 240)
+        try:
+            ready_s = wait_ready(url, 180)
+        except AssertionError as exc:
+            state = subprocess.run([*project, "ps", "--all"], cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=60)
+            logs = subprocess.run([*project, "logs", "--no-color", "--tail", "30"], cwd=str(ROOT), env=env, capture_output=True,
+                                  text=True, timeout=60)
+            raise AssertionError("%s\n%s\n%s" % (exc, state.stdout, logs.stdout[-6000:])) from None
         print("server mode: images built in %.1f s, ready through the edge %.1f s after up" % (built_s, ready_s))
         yield Stack(url, "http://%s:%d/" % (SERVER_NAME, http_port), project, env)
     finally:
-        subprocess.run([*project, "logs", "--no-color", "--tail", "40"], cwd=str(ROOT), env=env, timeout=60)
         subprocess.run([*project, "down", "--volumes", "--remove-orphans", "--timeout", "10"], cwd=str(ROOT), env=env,
                        capture_output=True, timeout=180)
 
