@@ -1,0 +1,247 @@
+"""Controllable TalkNet: the manifest, folder detection and the adapter's own arithmetic without the env (run by
+default); then through the supervisor in its real env (NeMo 1.8.2, CPU torch, ~2 GB: ``-m heavy_env``) with tiny
+random characters built by NeMo's own classes (tests/builders/build_controllable_talknet_character.py). Random
+weights say nothing about the voice: the audio is checked by its rate, length and finiteness, the options where
+the adapter logs what it handed the model."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import pytest
+
+from runtimes.adapters.controllable_talknet.adapter import (
+    MANIFEST,
+    TalkNetAdapter,
+    flat_to_nested,
+    split_sentences,
+    stretch_durations,
+    vocoder_shape,
+)
+from runtimes.environments import EnvSpec
+from runtimes.errors import BadRequestError
+from runtimes.memory import SystemRamSource
+from runtimes.supervisor import JobRequest, Supervisor, SupervisorSettings
+from tests.conftest import PROJECT_ROOT
+from tests.contract import adapter_contract, voiced_phrases
+from tests.controllable_talknet_fixtures import talknet_models, talknet_python, talknet_spec
+
+__all__ = ["talknet_models", "talknet_python", "talknet_spec"]  # fixtures this module uses by name
+
+RATE = 22050
+HAY_SAY = PROJECT_ROOT.parent / "shared" / "reference" / "hay-say-catalogues"
+
+TestContract = pytest.mark.heavy_env(adapter_contract("controllable_talknet", "tiny", models="talknet_models"))
+
+
+def job(models: Path, text: str = "Hello there.", character: str = "tiny", audio: Optional[np.ndarray] = None,
+        audio_rate: int = 44100, **options: Any) -> JobRequest:
+    return JobRequest(architecture="controllable_talknet", character=character, character_path=str(models / "characters" / character),
+                      text=text, audio=audio, audio_sample_rate=audio_rate if audio is not None else None,
+                      options=MANIFEST.resolve_options(options))
+
+
+@pytest.fixture(scope="module")
+def talknet(tmp_path_factory: pytest.TempPathFactory, talknet_spec: EnvSpec, talknet_python: Path,
+            talknet_models: Path) -> Iterator[Supervisor]:
+    """One warm worker for the module (NeMo's import takes ~10 s); every test leaves it serving."""
+    settings = SupervisorSettings(project_root=PROJECT_ROOT, run_dir=tmp_path_factory.mktemp("run"), assets_dir=talknet_models / "assets",
+                                  graceful_stop_s=30.0)
+    supervisor = Supervisor(settings, {"controllable_talknet": talknet_spec}, lambda spec, progress: talknet_python,
+                            memory=SystemRamSource())
+    yield supervisor
+    supervisor.shutdown()
+
+
+def log_lines(supervisor: Supervisor) -> List[str]:
+    [worker] = supervisor.table.live()
+    return list(worker.process.log_tail)
+
+
+# --- the manifest, the folder layout and the adapter's arithmetic (no env) -----------------------------------------
+
+def test_the_manifest_declares_what_the_app_and_the_model_manager_read() -> None:
+    assert MANIFEST.architecture == "controllable_talknet" and MANIFEST.hay_say_names == ("controllable_talknet",)
+    assert MANIFEST.needs_text and not MANIFEST.needs_audio and MANIFEST.assets == ()
+    assert MANIFEST.reference is not None and not MANIFEST.reference.required and MANIFEST.reference.min_s > 0
+    assert MANIFEST.length_factor({"speed": 2.0}) == 0.5 and MANIFEST.speed_options(1.5) == {"speed": 1.5}
+    assert MANIFEST.detect is not None
+    assert MANIFEST.detect.score(["TalkNetSpect.nemo", "TalkNetDurs.nemo", "TalkNetPitch.nemo", "hifiganmodel"]) == 3
+    assert MANIFEST.detect.score(["TalkNetSpect.nemo", "TalkNetDurs.nemo"]) == 0  # no vocoder: not a character
+    assert MANIFEST.detect.score(["G_100.pth", "config.json"]) == 0
+    defaults = MANIFEST.resolve_options({})
+    assert (defaults["speed"], defaults["pitch_shift"], defaults["reference_follows"]) == (1.0, 0, "timing and pitch")
+
+
+@pytest.mark.skipif(not HAY_SAY.is_dir(), reason="the established app's catalogue data is not beside the project")
+def test_the_established_apps_catalogue_names_this_architecture() -> None:
+    entries = json.loads((HAY_SAY / "controllable_talknet.character_models.json").read_text())
+    assert len(entries) == 56 and all(f["Download With"] == "GDOWN" for e in entries for f in e["Files"])
+
+
+def nemo(path: Path, members: Dict[str, bytes]) -> None:
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo("./" + name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def character(tmp_path: Path, pitch: bool = True) -> Path:
+    folder = tmp_path / "char"
+    folder.mkdir(parents=True)
+    for name in ("TalkNetSpect.nemo", "TalkNetDurs.nemo") + (("TalkNetPitch.nemo",) if pitch else ()):
+        nemo(folder / name, {"model_config.yaml": b"d_char: 1\n", "model_weights.ckpt": b"x"})
+    (folder / "hifiganmodel").write_bytes(b"x")
+    return folder
+
+
+def test_describe_reads_a_community_zips_layout(tmp_path: Path) -> None:
+    info = TalkNetAdapter.describe(str(character(tmp_path)))
+    assert info.usable and info.extras == ["pitch model"] and not info.unavailable
+    nopitch = TalkNetAdapter.describe(str(character(tmp_path / "b", pitch=False)))
+    assert nopitch.usable and "reference_follows=timing only" in nopitch.unavailable
+
+
+@pytest.mark.parametrize(
+    ("spoil", "expected"),
+    [
+        (lambda f: (f / "hifiganmodel").unlink(), "needs TalkNetSpect.nemo, TalkNetDurs.nemo and hifiganmodel.*missing: hifiganmodel"),
+        (lambda f: (f / "TalkNetDurs.nemo").write_bytes(b"garbage" * 50), "TalkNetDurs.nemo is not a readable .nemo file"),
+        (lambda f: nemo(f / "TalkNetSpect.nemo", {"model_config.yaml": b""}),
+         "TalkNetSpect.nemo is not a TalkNet .nemo file: it has no model_weights.ckpt"),
+        (lambda f: (f / "TalkNetPitch.nemo").write_bytes(b""), "TalkNetPitch.nemo is not a readable .nemo file"),
+    ],
+    ids=["no vocoder", "corrupt durs", "no weights in the tar", "empty pitch"],
+)
+def test_describe_says_what_is_wrong_with_a_folder(tmp_path: Path, spoil: Any, expected: str) -> None:
+    folder = character(tmp_path)
+    spoil(folder)
+    info = TalkNetAdapter.describe(str(folder))
+    assert not info.usable
+    assert re.search(expected, info.problem), info.problem
+
+
+def test_another_architectures_folder_is_not_a_character(tmp_path: Path) -> None:
+    (tmp_path / "G_100.pth").write_bytes(b"x")
+    (tmp_path / "config.json").write_text("{}")
+    assert "missing: TalkNetSpect.nemo, TalkNetDurs.nemo, hifiganmodel" in TalkNetAdapter.describe(str(tmp_path)).problem
+
+
+def test_durations_stretch_to_exactly_the_reference_frames() -> None:
+    for durations, frames in [([1.0, 2.0, 0.0, 3.5], 100), ([0.0, 0.0], 7), ([0.3] * 50, 41), ([5.0], 1)]:
+        stretched = stretch_durations(np.array(durations), frames)
+        assert stretched.sum() == frames and (stretched >= 0).all() and stretched.dtype == np.int64
+    assert list(stretch_durations(np.array([1.0, 1.0, 2.0]), 8)) == [2, 2, 4]
+
+
+def test_hifigan_names_and_sizes_are_read_from_jik876s_weights() -> None:
+    def w(*shape: int) -> Any:
+        return SimpleNamespace(shape=shape)
+
+    state = {"conv_pre.weight_v": w(512, 80, 7), "conv_post.weight_v": w(1, 16, 7)}
+    for i, k in enumerate([16, 16, 4, 4]):
+        state["ups.%d.weight_v" % i] = w(512 >> i, 256 >> i, k)
+    for n in range(12):
+        state["resblocks.%d.convs1.0.weight_v" % n] = w(8, 8, [3, 7, 11][n % 3])
+    shape = vocoder_shape(state)
+    assert shape["upsample_rates"] == [8, 8, 2, 2] and shape["upsample_kernel_sizes"] == [16, 16, 4, 4]
+    assert shape["upsample_initial_channel"] == 512 and shape["resblock_kernel_sizes"] == [3, 7, 11] and shape["resblock"] == 1
+    nested = flat_to_nested(state, 3)
+    assert "resblocks.3.2.convs1.0.weight_v" in nested and "resblocks.11.convs1.0.weight_v" not in nested
+    assert flat_to_nested(nested, 3) == nested  # NeMo's own names stay
+
+
+def test_sentences_are_split_where_people_end_them() -> None:
+    assert split_sentences("Hello there. How are you?  Fine!") == ["Hello there.", "How are you?", "Fine!"]
+    assert split_sentences("...") == []
+
+
+# --- in the env, through the supervisor -----------------------------------------------------------------------------
+
+@pytest.mark.heavy_env
+def test_text_becomes_audio_and_speed_is_the_models_tempo(talknet: Supervisor, talknet_models: Path) -> None:
+    normal = talknet.generate(job(talknet_models, "Hello there, how are you?"))
+    assert normal.sample_rate == RATE and np.isfinite(normal.audio).all() and normal.audio.size > RATE // 2
+    fast = talknet.generate(job(talknet_models, "Hello there, how are you?", speed=2.0))
+    assert abs(fast.audio.size - normal.audio.size / 2) < 0.1 * normal.audio.size, (normal.audio.size, fast.audio.size)
+    shifted = talknet.generate(job(talknet_models, "Hello there, how are you?", pitch_shift=5))
+    assert shifted.audio.size == normal.audio.size and not np.allclose(shifted.audio, normal.audio)
+    line = next(line for line in reversed(log_lines(talknet)) if "piece(s), speed" in line)
+    assert "pitch shift 5" in line and "reference none" in line
+
+
+@pytest.mark.heavy_env
+@pytest.mark.parametrize("rate", [44100, 16000])
+@pytest.mark.parametrize("follows", ["timing and pitch", "timing only"])
+def test_with_a_reference_the_take_lasts_as_long_as_it(talknet: Supervisor, talknet_models: Path, rate: int, follows: str) -> None:
+    reference = voiced_phrases(rate, 2.8)
+    result = talknet.generate(job(talknet_models, "Sing it like this.", audio=reference, audio_rate=rate, reference_follows=follows))
+    assert result.sample_rate == RATE and np.isfinite(result.audio).all()
+    assert abs(result.audio.size / RATE - 2.8) < 0.05 * 2.8, result.audio.size / RATE
+
+
+@pytest.mark.heavy_env
+def test_a_character_without_a_pitch_model_sings_from_a_reference(talknet: Supervisor, talknet_models: Path) -> None:
+    with pytest.raises(BadRequestError, match="tiny-nopitch has no pitch model.*give a reference recording"):
+        talknet.generate(job(talknet_models, character="tiny-nopitch"))
+    result = talknet.generate(job(talknet_models, character="tiny-nopitch", audio=voiced_phrases(44100, 1.5),
+                                  reference_follows="pitch only"))
+    assert result.sample_rate == RATE and result.audio.size > 0
+
+
+@pytest.mark.heavy_env
+@pytest.mark.parametrize(
+    ("audio", "expected"),
+    [
+        (np.zeros(2 * 44100, dtype=np.float32), "reference recording is silent"),
+        (np.full(1, 0.5, dtype=np.float32), "reference recording is 0.0 s; it must be at least 0.5 s"),
+    ],
+    ids=["silence", "one sample"],
+)
+def test_bad_references_are_clear_errors(talknet: Supervisor, talknet_models: Path, audio: np.ndarray, expected: str) -> None:
+    with pytest.raises(BadRequestError, match=expected):
+        talknet.generate(job(talknet_models, audio=audio))
+
+
+@pytest.mark.heavy_env
+@pytest.mark.parametrize(
+    ("make_folder", "expected"),
+    [
+        (lambda models, dst: (dst / "TalkNetSpect.nemo").write_bytes(b"not a tar" * 100),
+         "TalkNetSpect.nemo is not a readable .nemo file"),
+        (lambda models, dst: shutil.copy(models / "unsafe.nemo", dst / "TalkNetSpect.nemo"),
+         "TalkNetSpect.nemo holds pickled Python objects.*refused"),
+        (lambda models, dst: shutil.copy(dst / "TalkNetDurs.nemo", dst / "TalkNetSpect.nemo"),
+         "TalkNetSpect.nemo holds a TalkNetDursModel"),
+        (lambda models, dst: (dst / "hifiganmodel").write_bytes(b"garbage"),
+         "hifiganmodel could not be loaded: it is not a readable checkpoint"),
+    ],
+    ids=["corrupt nemo", "unsafe pickle", "swapped models", "corrupt vocoder"],
+)
+def test_bad_checkpoints_are_clear_errors(talknet: Supervisor, talknet_models: Path, tmp_path: Path, make_folder: Any,
+                                          expected: str) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(talknet_models / "characters" / "tiny", bad)
+    make_folder(talknet_models, bad)
+    with pytest.raises(BadRequestError, match=expected):
+        talknet.generate(replace(job(talknet_models), character="bad", character_path=str(bad)))
+    assert not (talknet_models / "pwned").exists()
+    assert talknet.status()[0]["state"] == "ready"
+
+
+@pytest.mark.heavy_env
+def test_another_architectures_folder_is_refused(talknet: Supervisor, talknet_models: Path, tmp_path: Path) -> None:
+    (tmp_path / "G_100.pth").write_bytes(b"x")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(BadRequestError, match="needs TalkNetSpect.nemo"):
+        talknet.generate(replace(job(talknet_models), character="other", character_path=str(tmp_path)))
