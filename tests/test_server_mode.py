@@ -176,3 +176,21 @@ def test_a_burst_over_the_edge_rate_limit_gets_429s_then_it_serves_again(stack: 
     assert httpx.get(stack.https + "readyz", verify=False).status_code == 200  # probes are never limited
     time.sleep(EDGE_BURST / EDGE_RATE_PER_S + 1)
     assert httpx.get(stack.https + "v1/models", auth=LOGIN, verify=False).status_code == 200
+
+
+def test_the_app_runs_as_a_user_and_its_health_check_passes(stack: Stack) -> None:
+    def compose(*args: str) -> str:
+        return subprocess.run([*stack.compose, *args], cwd=str(ROOT), env=stack.env, capture_output=True, text=True, timeout=60,
+                              check=True).stdout.strip()
+
+    assert compose("exec", "-T", "app", "id", "-u") == "10001"
+    container = compose("ps", "--quiet", "app")
+    deadline = time.monotonic() + 60  # the image's HEALTHCHECK asks /readyz every 15 s
+    health = ""
+    while time.monotonic() < deadline:
+        health = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", container], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        if health == "healthy":
+            break
+        time.sleep(2)
+    assert health == "healthy"
