@@ -1,0 +1,108 @@
+"""Controllable TalkNet through the app started as the launcher starts it, through gradio_client: a character laid
+out as a community zip unpacks (TalkNetSpect.nemo, TalkNetDurs.nemo, TalkNetPitch.nemo, hifiganmodel), one without
+a pitch model, and broken ones (another architecture's files, a corrupt .nemo, a hostile pickle in a .nemo's
+weights). The tiny random models (tests/builders/build_controllable_talknet_character.py) speak noise-like audio:
+what is checked is the rate, the length following a reference recording's, and the errors a person sees."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import soundfile
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from tests.conftest import AppServer, start_app
+from tests.contract import voiced_phrases
+from tests.controllable_talknet_fixtures import talknet_models, talknet_python, talknet_spec
+
+__all__ = ["talknet_models", "talknet_python", "talknet_spec"]  # fixtures this module uses by name
+
+pytestmark = [pytest.mark.slow, pytest.mark.heavy_env]
+RATE = 22050
+ARCH = "controllable_talknet"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, talknet_python: Path, talknet_models: Path) -> Iterator[AppServer]:
+    """The env built beforehand (the app would build it at the first job); characters as their zips unpack."""
+    data_dir = tmp_path_factory.mktemp("data")
+    characters = data_dir / "characters" / ARCH
+    characters.mkdir(parents=True)
+    shutil.copytree(talknet_models / "characters" / "tiny", characters / "Apple Bloom (singing)")
+    shutil.copytree(talknet_models / "characters" / "tiny-nopitch", characters / "no pitch")
+    corrupt = characters / "corrupt"
+    shutil.copytree(talknet_models / "characters" / "tiny", corrupt)
+    (corrupt / "TalkNetSpect.nemo").write_bytes(b"half a download" * 100)
+    hostile = characters / "hostile"
+    shutil.copytree(talknet_models / "characters" / "tiny", hostile)
+    shutil.copy(talknet_models / "unsafe.nemo", hostile / "TalkNetSpect.nemo")
+    other = characters / "so-vits model"
+    other.mkdir()
+    (other / "G_100.pth").write_bytes(b"x")
+    (other / "config.json").write_text("{}")
+    app = start_app(data_dir, extra_env={"VOICEGEN_PREWARM": ""})
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: AppServer) -> Client:
+    return Client(server.url, verbose=False)
+
+
+def speak(client: Client, character: str, text: str, reference: object = None, **options: object) -> tuple:
+    return tuple(client.predict(ARCH, character, text, reference, dict(options), "wav", {}, {}, False, api_name="/generate"))
+
+
+def test_talknet_and_its_characters_are_listed(client: Client) -> None:
+    architectures = {a["id"]: a for a in client.predict(api_name="/list_architectures")}
+    listed = architectures[ARCH]
+    assert {o["name"] for o in listed["options"]} == {"speed", "pitch_shift", "reference_follows"}
+    assert listed["reference"]["required"] is False and listed["reference"]["min_s"] == 0.5
+    characters = {c["id"]: c for c in client.predict(ARCH, api_name="/list_characters")}
+    assert characters["Apple Bloom (singing)"]["usable"] and characters["Apple Bloom (singing)"]["extras"] == ["pitch model"]
+    assert characters["no pitch"]["usable"] and "reference_follows=timing only" in characters["no pitch"]["unavailable"]
+    assert not characters["corrupt"]["usable"] and "TalkNetSpect.nemo is not a readable .nemo file" in characters["corrupt"]["problem"]
+    assert not characters["so-vits model"]["usable"] and "needs TalkNetSpect.nemo" in characters["so-vits model"]["problem"]
+
+
+def test_text_becomes_audio_and_a_reference_sets_its_length(client: Client, tmp_path: Path) -> None:
+    path, info = speak(client, "Apple Bloom (singing)", "Hello there, how are you?")
+    audio, rate = soundfile.read(path)
+    assert rate == info["sample_rate"] == RATE and np.isfinite(audio).all() and audio.size > RATE // 2
+    reference = tmp_path / "melody.wav"
+    soundfile.write(str(reference), voiced_phrases(44100, 3.2), 44100, subtype="FLOAT")
+    for character in ("Apple Bloom (singing)", "no pitch"):
+        sung, _ = speak(client, character, "Sing it like this, please.", handle_file(str(reference)))
+        sung_audio, sung_rate = soundfile.read(sung)
+        assert sung_rate == RATE and abs(sung_audio.size / RATE - 3.2) < 0.05 * 3.2, (character, sung_audio.size / RATE)
+
+
+def test_bad_inputs_are_clear_errors(client: Client, tmp_path: Path) -> None:
+    silence = tmp_path / "silence.wav"
+    soundfile.write(str(silence), np.zeros(2 * 44100, dtype=np.float32), 44100)
+    with pytest.raises(AppError, match="reference recording is silent"):
+        speak(client, "Apple Bloom (singing)", "Hello.", handle_file(str(silence)))
+    one = tmp_path / "one.wav"
+    soundfile.write(str(one), np.full(1, 0.5, dtype=np.float32), 44100)
+    with pytest.raises(AppError, match=r"the recording is too short \(1 samples"):
+        speak(client, "Apple Bloom (singing)", "Hello.", handle_file(str(one)))
+    with pytest.raises(AppError, match="no pitch has no pitch model.*give a reference recording"):
+        speak(client, "no pitch", "Hello.")
+    with pytest.raises(AppError, match="TalkNetSpect.nemo is not a readable .nemo file"):
+        speak(client, "corrupt", "Hello.")
+    with pytest.raises(AppError, match="needs TalkNetSpect.nemo"):
+        speak(client, "so-vits model", "Hello.")
+
+
+def test_a_hostile_pickle_in_a_nemo_is_refused(client: Client, talknet_models: Path) -> None:
+    with pytest.raises(AppError, match="TalkNetSpect.nemo holds pickled Python objects.*refused"):
+        speak(client, "hostile", "Hello.")
+    assert not (talknet_models / "pwned").exists()
+    path, info = speak(client, "Apple Bloom (singing)", "Still speaking.")  # the worker still serves
+    assert info["sample_rate"] == RATE
