@@ -104,5 +104,5 @@ def test_a_hostile_pickle_in_a_nemo_is_refused(client: Client, talknet_models: P
     with pytest.raises(AppError, match="TalkNetSpect.nemo holds pickled Python objects.*refused"):
         speak(client, "hostile", "Hello.")
     assert not (talknet_models / "pwned").exists()
-    path, info = speak(client, "Apple Bloom (singing)", "Still speaking.")  # the worker still serves
+    _, info = speak(client, "Apple Bloom (singing)", "Still speaking.")  # the worker still serves
     assert info["sample_rate"] == RATE
