@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Tuple
 
 import numpy as np
 import pytest
@@ -55,7 +55,7 @@ def client(server: AppServer) -> Client:
     return Client(server.url, verbose=False)
 
 
-def speak(client: Client, character: str, text: str, reference: object = None, **options: object) -> tuple:
+def speak(client: Client, character: str, text: str, reference: object = None, **options: object) -> Tuple[Any, ...]:
     return tuple(client.predict(ARCH, character, text, reference, dict(options), "wav", {}, {}, False, api_name="/generate"))
 
 
