@@ -194,3 +194,17 @@ def test_the_app_runs_as_a_user_and_its_health_check_passes(stack: Stack) -> Non
             break
         time.sleep(2)
     assert health == "healthy"
+
+
+def test_a_client_cannot_pose_as_another_address_through_the_edge(stack: Stack) -> None:
+    """The app trusts X-Forwarded-For (only the edge reaches it), so the edge must overwrite a client's own: failed
+    logins under ever-new claimed addresses still count against the one real address. Last in this file: it locks
+    this address out of logins for the rest of the stack's life."""
+    codes: List[int] = []
+    last = None
+    for number in range(14):
+        last = httpx.get(stack.https + "v1/models", auth=(LOGIN[0], "wrong"), verify=False,
+                         headers={"X-Forwarded-For": "203.0.113.%d" % number, "X-Real-IP": "203.0.113.%d" % number})
+        codes.append(last.status_code)
+    assert codes[0] == 401 and codes[-1] == 429, codes
+    assert last is not None and "failed logins from this address" in last.json()["error"]["message"]
