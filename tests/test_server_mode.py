@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -194,6 +195,30 @@ def test_the_app_runs_as_a_user_and_its_health_check_passes(stack: Stack) -> Non
             break
         time.sleep(2)
     assert health == "healthy"
+
+
+def test_a_killed_app_is_restarted_and_served_through_the_edge_again(stack: Stack) -> None:
+    """kill -9 of the app container's PID 1 (tini; the app and its workers go with the namespace): compose's restart
+    policy starts it again, the edge finds it again (Docker's resolver), readiness and speech come back."""
+    if os.geteuid() != 0:
+        pytest.skip("killing the container's main process from the host needs root")
+    container = subprocess.run([*stack.compose, "ps", "--quiet", "app"], cwd=str(ROOT), env=stack.env, capture_output=True, text=True,
+                               timeout=60, check=True).stdout.strip()
+
+    def inspect(field: str) -> str:
+        return subprocess.run(["docker", "inspect", "--format", "{{%s}}" % field, container], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    before = int(inspect(".RestartCount"))
+    os.kill(int(inspect(".State.Pid")), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while int(inspect(".RestartCount")) == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert int(inspect(".RestartCount")) == before + 1
+    print("server mode: ready through the edge %.1f s after the app was killed" % wait_ready(stack.https, 120))
+    answer = httpx.post(stack.https + "v1/audio/speech", auth=LOGIN, verify=False, timeout=120,
+                        json={"model": "piper", "voice": "joe", "input": "Back again.", "response_format": "wav"})
+    assert answer.status_code == 200 and answer.content[:4] == b"RIFF"
 
 
 def test_a_client_cannot_pose_as_another_address_through_the_edge(stack: Stack) -> None:
