@@ -49,10 +49,16 @@ def compose_command() -> List[str]:
     return [str(binary)]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def free_ports(count: int) -> List[int]:
+    """Ports free now, all different (each probe held until all are picked)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("0.0.0.0", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def self_signed_certificate(folder: Path) -> None:
@@ -99,7 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     auth.write_text("%s:%s\n" % LOGIN)
     auth.chmod(0o644)  # the app runs as uid 10001
     (folder / "empty.env").write_text("")
-    https_port, http_port = free_port(), free_port()
+    https_port, http_port = free_ports(2)
     env = dict(os.environ, DOCKER_BUILDKIT="0", COMPOSE_DOCKER_CLI_BUILD="0", BASE=BASE_IMAGE, VOICEGEN_IMAGE_TAG="test",
                VOICEGEN_SERVER_NAME=SERVER_NAME, VOICEGEN_CERT_DIR=str(folder / "certs"), VOICEGEN_AUTH_FILE=str(auth),
                VOICEGEN_HTTPS_PORT=str(https_port), VOICEGEN_HTTP_PORT=str(http_port), VOICEGEN_ADMINS=LOGIN[0],
