@@ -34,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, talknet_python: Path, talkn
     characters = data_dir / "characters" / ARCH
     characters.mkdir(parents=True)
     shutil.copytree(talknet_models / "characters" / "tiny", characters / "Apple Bloom (singing)")
-    shutil.copytree(talknet_models / "characters" / "tiny-nopitch", characters / "no pitch")
+    shutil.copytree(talknet_models / "characters" / "tiny-nopitch", characters / "no pitch" / "no pitch")  # a zip with its own folder
     corrupt = characters / "corrupt"
     shutil.copytree(talknet_models / "characters" / "tiny", corrupt)
     (corrupt / "TalkNetSpect.nemo").write_bytes(b"half a download" * 100)

@@ -110,6 +110,9 @@ def test_describe_reads_a_community_zips_layout(tmp_path: Path) -> None:
     assert info.usable and info.extras == ["pitch model"] and not info.unavailable
     nopitch = TalkNetAdapter.describe(str(character(tmp_path / "b", pitch=False)))
     assert nopitch.usable and "reference_follows=timing only" in nopitch.unavailable
+    nested = tmp_path / "c" / "Apple Bloom"  # a zip that kept its own folder when unpacked in place
+    shutil.copytree(tmp_path / "char", nested / "Apple Bloom")
+    assert TalkNetAdapter.describe(str(nested)).usable
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,18 @@ def nemo_problem(path: str) -> str:
     return ""
 
 
+def model_folder(folder: str) -> str:
+    """Where a character's files are: the folder, or its only subfolder holding them (a zip that kept its own
+    folder when unpacked in place)."""
+    if os.path.isfile(os.path.join(folder, SPECT)):
+        return folder
+    try:
+        inner = [entry.path for entry in os.scandir(folder) if entry.is_dir() and os.path.isfile(os.path.join(entry.path, SPECT))]
+    except OSError:
+        return folder
+    return inner[0] if len(inner) == 1 else folder
+
+
 def character_problem(folder: str) -> str:
     """What a character folder lacks, in words; empty when it has TalkNet's files."""
     missing = [name for name in (SPECT, DURS, VOCODER) if not os.path.isfile(os.path.join(folder, name))]
@@ -180,6 +192,7 @@ class TalkNetAdapter(Adapter):
 
     @staticmethod
     def describe(folder: str) -> CharacterInfo:
+        folder = model_folder(folder)
         problem = character_problem(folder)
         for name in (SPECT, DURS, PITCH):
             path = os.path.join(folder, name)
@@ -188,9 +201,10 @@ class TalkNetAdapter(Adapter):
         if problem:
             return CharacterInfo(False, problem)
         has_pitch = os.path.isfile(os.path.join(folder, PITCH))
+        name = os.path.basename(folder)
         extras = ["pitch model" if has_pitch else "no pitch model (a reference recording is needed)"]
         unavailable = {} if has_pitch else {"reference_follows=timing only": "%s has no pitch model (%s): its pitch must come from "
-                                                                          "the reference" % (os.path.basename(folder), PITCH)}
+                                                                          "the reference" % (name, PITCH)}
         return CharacterInfo(True, "", "", [], extras, unavailable)
 
     def load_shared(self, device: str) -> None:
@@ -214,12 +228,13 @@ class TalkNetAdapter(Adapter):
         from nemo.collections.tts.models.talknet import TalkNetDursModel, TalkNetPitchModel, TalkNetSpectModel
 
         name = os.path.basename(model.path)
+        files = model_folder(model.path)
         self.report_progress(None, "loading %s" % name)
-        spect = self._nemo(os.path.join(model.path, SPECT), TalkNetSpectModel)
-        durs = self._nemo(os.path.join(model.path, DURS), TalkNetDursModel)
-        pitch_path = os.path.join(model.path, PITCH)
+        spect = self._nemo(os.path.join(files, SPECT), TalkNetSpectModel)
+        durs = self._nemo(os.path.join(files, DURS), TalkNetDursModel)
+        pitch_path = os.path.join(files, PITCH)
         pitch = self._nemo(pitch_path, TalkNetPitchModel) if os.path.isfile(pitch_path) else None
-        vocoder = self._vocoder(os.path.join(model.path, VOCODER))
+        vocoder = self._vocoder(os.path.join(files, VOCODER))
         preprocessor = spect.cfg.get("preprocessor", {}) or {}
         rate = int(preprocessor.get("sample_rate", DEFAULT_RATE))
         hop = int(preprocessor.get("n_window_stride", DEFAULT_HOP))
