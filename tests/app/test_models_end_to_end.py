@@ -102,9 +102,9 @@ def test_a_catalogue_character_is_downloaded_and_converts_at_once(server: AppSer
     assert not any(c["id"] == "Downloaded Voice" for c in client.predict("rvc", api_name="/list_characters"))
     with pytest.raises(AppError, match="no catalogue entry 'Nobody'"):
         client.predict("Nobody", api_name="/download_model")
-    with pytest.raises(AppError, match="architecture not installed"):
-        client.predict("controllable_talknet/" + next(r["name"] for r in everything if r["architecture"] == "controllable_talknet"),
-                       api_name="/download_model")
+    # Every established architecture is installed now (Controllable TalkNet, issue 20): its entries are offered; the
+    # 'architecture not installed' case stays covered at the manager (tests/models/test_downloads.py).
+    assert next(r for r in everything if r["architecture"] == "controllable_talknet")["status"] == "available"
 
 
 def test_an_own_model_is_imported_from_a_zip_and_used(server: AppServer, rvc_models: Path, tmp_path: Path) -> None:
