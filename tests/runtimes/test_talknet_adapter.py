@@ -23,6 +23,7 @@ from runtimes.adapters.controllable_talknet.adapter import (
     MANIFEST,
     TalkNetAdapter,
     flat_to_nested,
+    nested_to_flat,
     split_sentences,
     stretch_durations,
     vocoder_shape,
@@ -162,6 +163,7 @@ def test_hifigan_names_and_sizes_are_read_from_jik876s_weights() -> None:
     nested = flat_to_nested(state, 3)
     assert "resblocks.3.2.convs1.0.weight_v" in nested and "resblocks.11.convs1.0.weight_v" not in nested
     assert flat_to_nested(nested, 3) == nested  # NeMo's own names stay
+    assert nested_to_flat(nested) == state and nested_to_flat(state) == state  # NeMo's saved names read back as jik876's
 
 
 def test_sentences_are_split_where_people_end_them() -> None:

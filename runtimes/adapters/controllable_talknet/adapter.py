@@ -162,6 +162,19 @@ def flat_to_nested(state: Dict[str, Any], kernels: int) -> Dict[str, Any]:
     return nested
 
 
+def nested_to_flat(state: Dict[str, Any]) -> Dict[str, Any]:
+    """NeMo's own HiFi-GAN names (``resblocks.<i>.<j>.``) as jik876's (``resblocks.<i*kernels+j>.``); others unchanged."""
+    nested = {name: re.match(r"resblocks\.(\d+)\.(\d+)\.(.*)$", name) for name in state}
+    kernels = 1 + max((int(m.group(2)) for m in nested.values() if m), default=-1)
+    if not kernels:
+        return state
+    flat: Dict[str, Any] = {}
+    for name, value in state.items():
+        m = nested[name]
+        flat["resblocks.%d.%s" % (int(m.group(1)) * kernels + int(m.group(2)), m.group(3)) if m else name] = value
+    return flat
+
+
 def vocoder_shape(state: Dict[str, Any]) -> Dict[str, Any]:
     """The HiFi-GAN Generator's constructor arguments, read from its weights' shapes (v1/v2 use ResBlock1 with
     dilations 1, 3, 5; v3 ResBlock2 with 1, 3)."""
@@ -287,6 +300,7 @@ class TalkNetAdapter(Adapter):
         if not isinstance(state, dict):
             raise BadRequestError("%s is not a HiFi-GAN checkpoint (it has no 'generator' weights)" % file_name)
         try:
+            state = nested_to_flat(state)  # a vocoder NeMo saved has its nested names
             shape = vocoder_shape(state)
             generator = Generator(**shape)
             generator.load_state_dict(flat_to_nested(state, len(shape["resblock_kernel_sizes"])), strict=True)
