@@ -269,9 +269,8 @@ def test_the_established_apps_catalogue_files_are_accepted_as_they_are(tmp_path:
 
 def test_the_shipped_catalogue_offers_every_established_character(tmp_path: Path) -> None:
     from runtimes.adapters.gpt_sovits import GptSovitsAdapter
-    from runtimes.adapters.styletts2 import StyleTTS2Adapter
-
     from runtimes.adapters.sovits5.adapter import Sovits5Adapter
+    from runtimes.adapters.styletts2 import StyleTTS2Adapter
 
     adapters = (RvcAdapter, SovitsAdapter, StyleTTS2Adapter, GptSovitsAdapter, Sovits5Adapter)
     manager = ModelManager(tmp_path, {a.manifest.architecture: a.describe for a in adapters})
