@@ -3,6 +3,7 @@
 
     python3 launcher.py [--host H] [--port P] [--share] [--auth user:pass] [--data-dir D] [--no-browser]
     python3 launcher.py test [pytest args]
+    python3 launcher.py keys create --owner NAME | list | revoke ID     (API keys for programs)
 
 Sets up the app's own environment (``.venv`` in the project, with uv when it can be installed from
 PyPI, else venv + pip), installs the pinned dependencies, builds the default architecture's
