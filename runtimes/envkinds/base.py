@@ -16,10 +16,13 @@ cases against every kind the registry names.
 
 from __future__ import annotations
 
+import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO
+
+import psutil
 
 from runtimes.envspec import EnvSpec, Progress
 from runtimes.errors import EnvironmentBuildError
@@ -27,6 +30,33 @@ from runtimes.errors import EnvironmentBuildError
 
 def no_progress(line: str) -> None:
     pass
+
+
+def process_running(process: psutil.Process) -> bool:
+    """Still running and not a zombie: what every kind's handle asks of the processes it noted."""
+    try:
+        return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def run_logged(command: List[str], log_file: TextIO, progress: Progress, name: str, what: str = "",
+               env: Optional[Mapping[str, str]] = None) -> None:
+    """Run one build step: its output (stdout and stderr) to the build log and, line by line, to ``progress``;
+    a non-zero exit is an ``EnvironmentBuildError`` naming ``what`` ran (default: the command)."""
+    log_file.write("$ %s\n" % " ".join(command))
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                          env=dict(env) if env is not None else None) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log_file.write(line)
+            stripped = line.strip()
+            if stripped:
+                progress("[%s] %s" % (name, stripped))
+        code = process.wait()
+    log_file.flush()
+    if code != 0:
+        raise EnvironmentBuildError("%s exited with %d" % (what or command[0], code))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence, T
 
 import psutil
 
-from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, KindSettings, Mount, WorkerHandle, no_progress
+from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, KindSettings, Mount, WorkerHandle, no_progress, process_running, run_logged
 from runtimes.envkinds.dockerfile import CONTAINER_INTERPRETER, INTERPRETER_LABEL, build_context
 from runtimes.envspec import EnvSpec, Progress, failing_package, update_failed_note
 from runtimes.errors import EnvironmentBuildError
@@ -275,19 +275,8 @@ class ContainerBuilder:
 
     @staticmethod
     def _run(command: List[str], log_file: TextIO, progress: Progress, name: str) -> None:
-        log_file.write("$ %s\n" % " ".join(command))
-        env = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: no buildx plugin needed, a local FROM is used as is
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env) as process:
-            assert process.stdout is not None
-            for line in process.stdout:
-                log_file.write(line)
-                stripped = line.strip()
-                if stripped:
-                    progress("[%s] %s" % (name, stripped))
-            code = process.wait()
-        log_file.flush()
-        if code != 0:
-            raise EnvironmentBuildError("%s build exited with %d" % (Path(command[0]).name, code))
+        # the classic builder: no buildx plugin needed, a local FROM is used as is
+        run_logged(command, log_file, progress, name, what="%s build" % Path(command[0]).name, env=dict(os.environ, DOCKER_BUILDKIT="0"))
 
     @contextmanager
     def _build_lock(self, spec: EnvSpec) -> Iterator[None]:
@@ -331,13 +320,6 @@ def cgroup_memory_bytes(pid: int) -> Optional[int]:
     return None
 
 
-def _running(process: psutil.Process) -> bool:
-    try:
-        return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 class ContainerHandle(WorkerHandle):
     """A worker in a container: the attached engine client on this host, and the container's processes."""
 
@@ -370,14 +352,14 @@ class ContainerHandle(WorkerHandle):
     def _members(self) -> List[psutil.Process]:
         init = self._container_init()
         found: List[psutil.Process] = []
-        if init is not None and _running(init):
+        if init is not None and process_running(init):
             try:
                 found = [init, *init.children(recursive=True)]
             except psutil.Error:
                 found = [init]
         with self._lock:
             self._noted.extend(process for process in found if process not in self._noted)
-            self._noted = [process for process in self._noted if _running(process)]
+            self._noted = [process for process in self._noted if process_running(process)]
             return list(self._noted)
 
     def pids(self) -> List[int]:
@@ -396,7 +378,7 @@ class ContainerHandle(WorkerHandle):
         deadline = time.monotonic() + timeout_s
         with self._lock:
             members = list(self._noted)
-        while (still := [process for process in members if _running(process)]) and time.monotonic() < deadline:
+        while (still := [process for process in members if process_running(process)]) and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.wait(max(0.0, deadline - time.monotonic())) is not None and not still
 

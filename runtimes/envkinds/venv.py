@@ -36,7 +36,16 @@ from typing import IO, Any, ClassVar, Dict, Iterator, List, Mapping, Optional, S
 
 import psutil
 
-from runtimes.envkinds.base import BuiltEnv, EnvironmentKind, KindSettings, Mount, WorkerHandle, no_progress
+from runtimes.envkinds.base import (
+    BuiltEnv,
+    EnvironmentKind,
+    KindSettings,
+    Mount,
+    WorkerHandle,
+    no_progress,
+    process_running,
+    run_logged,
+)
 from runtimes.envspec import (
     EnvSpec,
     Progress,
@@ -305,18 +314,7 @@ class VenvBuilder:
         return [[*install, "--no-deps", "-r", str(path)]] if path is not None else []
 
     def _run(self, command: List[str], log_file: TextIO, progress: Progress, name: str) -> None:
-        log_file.write("$ %s\n" % " ".join(command))
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
-            assert process.stdout is not None
-            for line in process.stdout:
-                log_file.write(line)
-                stripped = line.strip()
-                if stripped:
-                    progress("[%s] %s" % (name, stripped))
-            code = process.wait()
-        log_file.flush()
-        if code != 0:
-            raise EnvironmentBuildError("%s exited with %d" % (command[0], code))
+        run_logged(command, log_file, progress, name)
 
 
 def ensure_or_keep(builder: VenvBuilder, spec: EnvSpec, progress: Progress) -> Tuple[Path, str]:
@@ -337,13 +335,6 @@ def create_time(pid: int) -> Optional[float]:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
         return None
-
-
-def _running(process: psutil.Process) -> bool:
-    try:
-        return bool(process.is_running()) and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 class VenvHandle(WorkerHandle):
@@ -380,17 +371,17 @@ class VenvHandle(WorkerHandle):
         now = time.monotonic()
         if max_age_s and now - self._members_listed_at < max_age_s:
             with self._noted_lock:
-                return [process for process in self._noted if _running(process)]
+                return [process for process in self._noted if process_running(process)]
         self._members_listed_at = now
         found: List[psutil.Process] = []
-        if self._identity is not None and _running(self._identity):
+        if self._identity is not None and process_running(self._identity):
             try:
                 found = list(self._identity.children(recursive=True))
             except psutil.Error:
                 found = []
         with self._noted_lock:
             self._noted.extend(process for process in found if process not in self._noted)
-            self._noted = [process for process in self._noted if _running(process)]
+            self._noted = [process for process in self._noted if process_running(process)]
             return list(self._noted)
 
     def poll(self) -> Optional[int]:
@@ -411,7 +402,7 @@ class VenvHandle(WorkerHandle):
         with self._noted_lock:
             members = list(self._noted)
         deadline = time.monotonic() + timeout_s
-        while (still := [process for process in members if _running(process)]) and time.monotonic() < deadline:
+        while (still := [process for process in members if process_running(process)]) and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.wait(timeout_s) is not None and not still
 
@@ -441,7 +432,7 @@ class VenvHandle(WorkerHandle):
                 pass
 
     def memory_bytes(self) -> Optional[int]:
-        processes = [self._identity] if self._identity is not None and _running(self._identity) else []
+        processes = [self._identity] if self._identity is not None and process_running(self._identity) else []
         total = 0
         for process in [*processes, *self._members(max_age_s=MEMBERS_MAX_AGE_S)]:
             try:
