@@ -3,13 +3,13 @@ seconds (floats): cheap to write, sort and compare in any database. Its history 
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Float, Integer, MetaData, String, Table, Text, false
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "succeeded", "failed", "cancelled", "interrupted"
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
 ACTIVE_STATES = (QUEUED, RUNNING)
 ENDED_STATES = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The newest migration's revision: a database already there opens without loading Alembic (a test checks it)."""
 
 metadata = MetaData()
@@ -51,4 +51,13 @@ JOBS = Table(
     Column("cached", Boolean, nullable=False),
     Column("provenance", JSON, nullable=False),
     # model file hashes, app and environment versions, seed: exactly how the output was made
+    Column("host", String(200), nullable=True),
+    # beyond one host (jobs.distributed): the host running it, and until when its lease holds (renewed while it runs)
+    Column("lease_until", Float, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    # a Cancel asked of a job another host runs: that host's lease renewal reads it
+    Column("published_at", Float, nullable=True),
+    # when the front handed it to the broker (None: still waiting for its fair turn)
+    Column("host_losses", Integer, nullable=False, server_default="0"),
+    # how often a host died while running it: the first loss queues it again, a second interrupts it
 )

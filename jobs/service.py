@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import logging
-import re
 import threading
 import time
 import uuid
@@ -26,6 +24,7 @@ from jobs import retention
 from jobs.artifacts import ArtifactStore, LocalFolderStore, check_prefix, local_path
 from jobs.errors import JobError, MissingArtifactError, QuotaError, UnknownJobError
 from jobs.fairness import bounded, pick_next
+from jobs.kept_inputs import keep_input, sha256_of, spec_of
 from jobs.queue import JobQueue, ProgressFn, no_progress
 from jobs.quotas import OwnerQuotas
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
@@ -35,15 +34,6 @@ from jobs.store import JobStore
 logger = logging.getLogger(__name__)
 __all__ = ["INTERRUPTED_REASON", "JobService", "ProgressFn", "Runner", "sha256_of"]
 INTERRUPTED_REASON = "the app stopped while this job was running; Retry runs it again"
-
-
-def sha256_of(path: Path) -> str:
-    """The recording's sha256 (its provenance), read in 1 MB pieces."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Runner(Protocol):
@@ -237,38 +227,10 @@ class JobService(JobQueue):
                 and sum(1 for a in self._running.values() if a.architecture == architecture) < self.max_per_architecture)
 
     def _keep_input(self, job_id: str, audio_path: Optional[str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
-        """(name, sha256, key) of the input recording, kept in the artifact store if within the size limit (a queued job
-        must survive a restart); another take of a kept recording shares its stored copy."""
-        if not audio_path:
-            return None, None, None
-        source = Path(audio_path)
-        digest = sha256_of(source)
-        if source.stat().st_size > self.input_copy_max_bytes:
-            return source.name, digest, None
-        name = job_id + re.sub(r"[^a-z0-9.]", "", source.suffix.lower())[:8]
-        key = "%s/%s" % (self.inputs_prefix, name) if self.inputs_prefix else name
-        stored = self.artifacts.key_of(source)
-        try:
-            if stored is None:
-                raise MissingArtifactError(key)
-            self.artifacts.link(stored, key)
-        except MissingArtifactError:  # not in the store, or gone meanwhile (retention): a copy of the file given
-            self.artifacts.put(key, source)
-        return source.name, digest, key
+        return keep_input(self.artifacts, self.inputs_prefix, self.input_copy_max_bytes, job_id, audio_path)
 
     def _spec_of(self, row: Dict[str, Any]) -> JobSpec:
-        """The job's request as the runner reads it: its kept recording as a local path (a key, or a legacy path)."""
-        spec = JobSpec.from_row(row)
-        kept = row.get("input_path")
-        if row.get("input_name") and not kept:
-            raise JobError("job %s's input recording was not kept (over %d MB): submit it again"
-                           % (row["id"], self.input_copy_max_bytes >> 20))
-        if not kept:
-            return spec
-        try:
-            return spec.with_input(str(local_path(self.artifacts, kept)))
-        except MissingArtifactError:
-            raise JobError("job %s's input recording is no longer kept: submit it again" % row["id"]) from None
+        return spec_of(row, self.artifacts, self.input_copy_max_bytes)
 
     def _enqueue(self, active: _Active) -> None:
         with self._lock:

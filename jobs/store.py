@@ -34,6 +34,12 @@ def _tune_sqlite(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+def _conditions(where: Dict[str, Any]) -> List[Any]:
+    """column == value for each item; a list or tuple: one of its values; None: the column is NULL."""
+    return [TABLE.c[name].in_(list(value)) if isinstance(value, (list, tuple)) else TABLE.c[name].is_(None) if value is None
+            else TABLE.c[name] == value for name, value in where.items()]
+
+
 def schema_revision(engine: Engine) -> Optional[str]:
     try:
         with engine.connect() as connection:
@@ -83,6 +89,11 @@ class JobStore:
         """Change a job only if it is still in one of ``from_states`` (a cancel and a start cannot both win)."""
         return self._write(update(TABLE).where(TABLE.c.id == job_id, TABLE.c.state.in_(from_states)).values(**values)) == 1
 
+    def change(self, job_id: str, where: Dict[str, Any], **values: Any) -> bool:
+        """Change a job only while each column in ``where`` holds its value (a list: one of them): a host's lease and a
+        front's cancel or requeue cannot both win."""
+        return self._write(update(TABLE).where(TABLE.c.id == job_id, *_conditions(where)).values(**values)) == 1
+
     def get(self, job_id: str) -> Optional[Dict[str, Any]]:
         with self.engine.connect() as connection:
             row = connection.execute(select(TABLE).where(TABLE.c.id == job_id)).first()
@@ -109,6 +120,19 @@ class JobStore:
                                             TABLE.c.id == query))
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(statement)]
+
+    def where(self, limit: int = 10000, **equal: Any) -> List[Dict[str, Any]]:
+        """Rows (without the large JSON columns) whose columns equal the given values (a list: one of them), oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(*LIST_COLUMNS).where(*_conditions(equal)).order_by(TABLE.c.created_at).limit(limit))
+            return [dict(row._mapping) for row in rows]
+
+    def leases_expired(self, now: float) -> List[Dict[str, Any]]:
+        """Running jobs whose host stopped renewing its lease (a host that died, or lost the database)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(*LIST_COLUMNS).where(TABLE.c.state == RUNNING, TABLE.c.lease_until.is_not(None),
+                                                                  TABLE.c.lease_until < now))
+            return [dict(row._mapping) for row in rows]
 
     def count(self) -> int:
         with self.engine.connect() as connection:
