@@ -1,0 +1,370 @@
+"""The web front's job queue when a broker is configured: same endpoints, ids and history as the in-process queue, but
+jobs run on worker hosts.
+
+The front validates and records a job (queued, in the job store), then its dispatcher decides what is published next:
+the fair pick (``jobs.fairness.pick_next``) over everything waiting, limited to the free slots of the live hosts that
+serve each architecture, so the broker never holds more than the hosts can start and fairness is the front's. A job
+whose model some free host holds warm goes to that host's own queue. The dispatcher also takes back the jobs of a host
+whose lease lapsed (queued again once, interrupted the second time) and publishes again a job the broker lost (Redis
+restarted): a host claims a job with a conditional update, so a duplicate delivery never runs it twice."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from jobs import retention
+from jobs.artifacts import ArtifactStore, check_prefix, local_path
+from jobs.distributed.bus import PROGRESS_CHANNEL, Bus
+from jobs.distributed.host import take_back_lost
+from jobs.distributed.routing import HostView, host_queue, queue_for, serving
+from jobs.errors import JobError, MissingArtifactError, QuotaError, UnknownJobError
+from jobs.fairness import Waiting, bounded, pick_next
+from jobs.kept_inputs import keep_input, spec_of
+from jobs.queue import JobQueue, ProgressFn, no_progress
+from jobs.quotas import OwnerQuotas
+from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
+from jobs.service import JobEnd, Runner
+from jobs.spec import JobSpec
+from jobs.store import JobStore
+
+logger = logging.getLogger(__name__)
+RUN_JOB_TASK = "voicegen.run_job"
+Publish = Callable[[str, str], None]
+"""(job id, queue name): hand one job to the broker (``celery_app.publisher``)."""
+
+
+class DistributedJobQueue(JobQueue):
+    def __init__(self, store: JobStore, runner: Runner, artifacts: ArtifactStore, bus: Bus, publish: Publish,
+                 result_of: Callable[[Dict[str, Any]], Any], inputs_prefix: str = "jobs/inputs",
+                 input_copy_max_bytes: int = 50 << 20, quotas: OwnerQuotas = OwnerQuotas(), tick_s: float = 0.25,
+                 republish_after_s: float = 30.0) -> None:
+        """``result_of``: what a waiter gets from a finished job's row (the app: its Generation). ``republish_after_s``:
+        a published job no host claimed by then is published again (the broker may have lost it)."""
+        self.store, self.runner, self.artifacts, self.bus = store, runner, artifacts, bus
+        self.publish, self.result_of = publish, result_of
+        self.inputs_prefix = check_prefix(inputs_prefix)
+        self.input_copy_max_bytes = input_copy_max_bytes
+        self.quotas = quotas
+        self.tick_s, self.republish_after_s = tick_s, republish_after_s
+        self.on_end: Optional[Callable[[JobEnd], None]] = None
+        self._changed = threading.Condition()
+        self._progress: collections.OrderedDict[str, Tuple[Optional[float], str]] = collections.OrderedDict()
+        """The newest progress the bus brought of each running job (bounded: the oldest go first)."""
+        self._last_start: Dict[str, float] = {}
+        self._hosts: List[HostView] = []
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self.broker_error: Optional[str] = None
+        """Why the last publish failed (None once one succeeds): shown to a waiter."""
+        self.bus.listen(PROGRESS_CHANNEL, self._on_event, "job-events")
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="job-dispatcher", daemon=True)
+        self._dispatcher.start()
+
+    # submitting
+    def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None, *,
+               client: Optional[str] = None) -> str:
+        client = client or owner
+        self._check_quotas(client, spec)
+        self.runner.prepare(spec)  # what is wrong is said before anything is recorded
+        job_id = uuid.uuid4().hex
+        input_name, input_sha256, input_key = keep_input(self.artifacts, self.inputs_prefix, self.input_copy_max_bytes, job_id,
+                                                         spec.audio_path)
+        input_bytes = self.artifacts.size(input_key) if input_key else 0
+        self.store.add({
+            "id": job_id, "owner": owner, "session": session, "batch_id": batch_id, "state": QUEUED,
+            "architecture": spec.architecture, "character": spec.character, "text": spec.text, "input_name": input_name,
+            "input_sha256": input_sha256, "input_path": input_key, "request": spec.request(), "created_at": time.time(),
+            "attempts": 0, "timings": {}, "output_bytes": 0, "cached": False, "provenance": {}, "client": client,
+            "input_bytes": input_bytes,
+        })
+        self._wake.set()
+        return job_id
+
+    def _check_quotas(self, client: str, spec: JobSpec) -> None:
+        """Quotas counted in the job store, so they hold across fronts and hosts."""
+        quotas = self.quotas
+        if not (quotas.max_queued_jobs or quotas.max_kept_input_bytes):
+            return
+        queued, kept_bytes = self.store.client_holdings(client)
+        if quotas.max_queued_jobs and queued >= quotas.max_queued_jobs:
+            raise QuotaError("you have %d jobs waiting; this server takes up to %d per person at once: wait for some to "
+                             "finish, or cancel some" % (queued, quotas.max_queued_jobs))
+        if quotas.max_kept_input_bytes and spec.audio_path:
+            size = Path(spec.audio_path).stat().st_size
+            if size <= self.input_copy_max_bytes and kept_bytes + size > quotas.max_kept_input_bytes:
+                raise QuotaError("your kept recordings take %.1f MB and this one %.1f MB; this server keeps up to %.1f MB per "
+                                 "person: delete older jobs in History" % (kept_bytes / 1e6, size / 1e6,
+                                                                           quotas.max_kept_input_bytes / 1e6))
+
+    # dispatching
+    def _dispatch_loop(self) -> None:
+        backoff_s = self.tick_s
+        while not self._closed.is_set():
+            self._wake.wait(backoff_s)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self.dispatch_once()
+                backoff_s = self.tick_s
+            except Exception as exc:  # the store or the broker is away: say it, wait longer, try again
+                logger.warning("job dispatch failed (%s: %s); retrying", type(exc).__name__, exc)
+                backoff_s = min(max(backoff_s * 2, 0.5), 5.0)
+
+    def dispatch_once(self) -> int:
+        """One round: take back lapsed leases, then publish what the free slots allow, fairly. How many were published."""
+        now = time.time()
+        for row in self.store.leases_expired(now):
+            moved = take_back_lost(self.store, row, now)
+            if moved is not None:
+                logger.warning("job %s: its host %s stopped renewing its lease; %s", row["id"], row["host"],
+                               "queued again" if moved == QUEUED else "interrupted (its second lost host)")
+                if moved == INTERRUPTED:
+                    self._ended_here(row["id"], moved)
+        hosts = self._hosts = self.bus.hosts()
+        queued = self.store.where(state=QUEUED)
+        running = self.store.where(state=RUNNING)
+        busy = collections.Counter(row["host"] for row in running)
+        # published and not yet claimed: holds a slot of the hosts that may take it; stale ones are published again
+        in_flight = [row for row in queued if row["published_at"] is not None]
+        stale = [row for row in in_flight if now - float(row["published_at"]) > self.republish_after_s]
+        free = {host.name: max(0, host.slots - busy[host.name]) for host in hosts}
+        for row in in_flight:
+            if row in stale:
+                continue
+            for host in serving(row["architecture"], hosts):
+                if free.get(host.name, 0) > 0:
+                    free[host.name] -= 1
+                    break
+        published = 0
+        for row in stale:
+            self._publish(row, hosts, free, now)
+            published += 1
+        waiting = {row["id"]: row for row in queued if row["published_at"] is None and not row["cancel_requested"]}
+        running_per_client = collections.Counter(row.get("client") or row["owner"] for row in running)
+        candidates = [Waiting(job_id, row.get("client") or row["owner"], row["architecture"], float(row["created_at"]))
+                      for job_id, row in waiting.items()]
+
+        def has_room(architecture: str) -> bool:
+            return any(free.get(host.name, 0) > 0 for host in serving(architecture, hosts))
+
+        while candidates:
+            chosen = pick_next(candidates, running_per_client, self._last_start, has_room)
+            if chosen is None:
+                break
+            candidates.remove(chosen)
+            if self._publish(waiting[chosen.job_id], hosts, free, now):
+                published += 1
+                running_per_client[chosen.client] += 1
+                self._last_start[chosen.client] = time.monotonic()
+        bounded(self._last_start, 4096, {c.client for c in candidates})
+        return published
+
+    def _publish(self, row: Dict[str, Any], hosts: List[HostView], free: Dict[str, int], now: float) -> bool:
+        """Mark the row published (only if still queued) and hand it to the broker; a warm host's own queue when one with
+        a free slot holds its model. Takes one free slot of the host(s) it may land on."""
+        architecture, model = row["architecture"], "%s/%s" % (row["architecture"], row["character"])
+        candidates = [host for host in serving(architecture, hosts) if free.get(host.name, 0) > 0]
+        warm = next((host for host in candidates if model in host.loaded), None)
+        target = warm or (candidates[0] if candidates else None)
+        queue = host_queue(warm.name) if warm is not None else queue_for(architecture, hosts)
+        if not self.store.change(row["id"], {"state": QUEUED, "published_at": row["published_at"]}, published_at=now):
+            return False  # cancelled or claimed meanwhile
+        try:
+            self.publish(row["id"], queue)
+        except Exception as exc:
+            self.store.change(row["id"], {"state": QUEUED, "published_at": now}, published_at=None)
+            self.broker_error = "the job broker cannot be reached (%s)" % type(exc).__name__
+            raise
+        self.broker_error = None
+        if target is not None:
+            free[target.name] -= 1
+        return True
+
+    # events from the hosts
+    def _on_event(self, message: Dict[str, Any]) -> None:
+        job_id = str(message.get("job") or "")
+        ended = "state" in message
+        with self._changed:
+            if ended:
+                self._progress.pop(job_id, None)
+            else:
+                fraction = message.get("fraction")
+                self._progress[job_id] = (float(fraction) if fraction is not None else None, str(message.get("message") or ""))
+                self._progress.move_to_end(job_id)
+                while len(self._progress) > 10000:
+                    self._progress.popitem(last=False)
+            self._changed.notify_all()
+        if ended:
+            self._wake.set()  # a slot came free
+            self._report_end(job_id)
+
+    def progress_of(self, job_id: str) -> Tuple[Optional[float], str]:
+        with self._changed:
+            return self._progress.get(job_id, (None, ""))
+
+    def _report_end(self, job_id: str) -> None:
+        if self.on_end is None:
+            return
+        row = self.store.get(job_id)
+        if row is not None and row["state"] in ENDED_STATES:
+            self.on_end(JobEnd(job_id, row["architecture"], row["state"], dict(row["timings"] or {}), float(row["created_at"]),
+                               float(row["started_at"] or row["created_at"]), float(row["finished_at"] or time.time())))
+
+    def _ended_here(self, job_id: str, state: str) -> None:
+        """A job ended by this front (cancelled while queued, interrupted): tell waiters everywhere."""
+        try:
+            self.bus.ended(job_id, state)
+        finally:
+            self._on_event({"job": job_id, "state": state})
+
+    # waiting
+    def wait(self, job_id: str, progress: ProgressFn = no_progress, cancel: Optional[threading.Event] = None) -> Any:
+        """Block until the job ends wherever it runs: progress from the bus, the end read from the store (also when the bus
+        says nothing: every half second)."""
+        row = self.store.get(job_id)
+        if row is None:
+            raise UnknownJobError("job %s is not running or waiting here (see its status)" % job_id)
+        shown: Tuple[Optional[float], str] = (None, "")
+        while row["state"] in ACTIVE_STATES:
+            if cancel is not None and cancel.is_set():
+                self.cancel(job_id)
+            current = self.progress_of(job_id)
+            if row["state"] == QUEUED:
+                progress(None, self._waiting_message(row))
+            elif current != shown:
+                shown = current
+                progress(*shown)
+            with self._changed:
+                if self.progress_of(job_id) == shown:
+                    self._changed.wait(0.5)
+            row = self.store.get(job_id) or row
+        if row["state"] != SUCCEEDED:
+            raise JobError(row["error"] or "the job %s" % row["state"])
+        return self.result_of(row)
+
+    def _waiting_message(self, row: Dict[str, Any]) -> str:
+        if self.broker_error:
+            return "queued: %s; it starts once it is back" % self.broker_error
+        hosts = serving(row["architecture"], self._hosts)
+        if not hosts:
+            return "queued: no worker host serving %s is connected" % row["architecture"]
+        position = self.queue_position(row["id"])
+        if position is None or position == 1:
+            running = len(self.store.where(state=RUNNING, architecture=row["architecture"]))
+            return "queued: next for %s (%d of its jobs running)" % (row["architecture"], running)
+        return "queued: %d job(s) ahead for %s" % (position - 1, row["architecture"])
+
+    # control
+    def cancel(self, job_id: str, owner: Optional[str] = None) -> bool:
+        row = self.store.get(job_id)
+        if row is None or (owner is not None and row["owner"] != owner) or row["state"] not in ACTIVE_STATES:
+            return False
+        if self.store.change(job_id, {"state": QUEUED}, state=CANCELLED, finished_at=time.time(), error="cancelled before it started"):
+            self._ended_here(job_id, CANCELLED)
+            return True
+        # running on some host (or it just started): that host's lease renewal or the bus tells it
+        if self.store.change(job_id, {"state": RUNNING}, cancel_requested=True):
+            self.bus.cancel(job_id)
+            return True
+        return False
+
+    def cancel_session(self, session: str) -> int:
+        rows = [row for row in self.store.where(state=list(ACTIVE_STATES), session=session)]
+        return sum(1 for row in rows if self.cancel(row["id"]))
+
+    def retry(self, job_id: str, owner: Optional[str]) -> str:
+        row = self._row(job_id, owner)
+        if row["state"] not in ENDED_STATES or row["state"] == SUCCEEDED:
+            raise JobError("job %s is %s: only a failed, cancelled or interrupted job can be retried" % (job_id, row["state"]))
+        self.runner.prepare(spec_of(row, self.artifacts, self.input_copy_max_bytes))
+        if not self.store.change(job_id, {"state": list(ENDED_STATES)}, state=QUEUED, created_at=time.time(), started_at=None,
+                                 finished_at=None, error=None, host=None, lease_until=None, published_at=None,
+                                 cancel_requested=False, host_losses=0):
+            raise JobError("job %s changed while retrying it; look again" % job_id)
+        self._wake.set()
+        return job_id
+
+    def recover(self) -> Dict[str, int]:
+        """At the front's start: nothing running is interrupted (it may run on a live host); lapsed leases are taken
+        back and waiting jobs are published as hosts have room."""
+        interrupted = requeued = 0
+        now = time.time()
+        for row in self.store.leases_expired(now):
+            moved = take_back_lost(self.store, row, now)
+            interrupted += moved == INTERRUPTED
+            requeued += moved == QUEUED
+        requeued += len(self.store.where(state=QUEUED))
+        self._wake.set()
+        return {"interrupted": interrupted, "requeued": requeued, "failed": 0}
+
+    # reading
+    def _row(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
+        row = self.store.get(job_id) if job_id else None
+        if row is None or (owner is not None and row["owner"] != owner):
+            raise UnknownJobError("no job %r in your history" % job_id)
+        return row
+
+    def get(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
+        row = self._row(job_id, owner)
+        if row.get("input_path"):
+            try:
+                row["input_path"] = str(local_path(self.artifacts, row["input_path"]))
+            except MissingArtifactError:
+                row["input_path"] = None
+        return row
+
+    def status(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
+        row = self._row(job_id, owner)
+        fraction, message = self.progress_of(job_id) if row["state"] == RUNNING else (None, "")
+        if row["state"] == QUEUED:
+            message = self._waiting_message(row)
+        return {
+            "job_id": job_id, "state": row["state"], "queue_position": self.queue_position(job_id),
+            "progress": fraction, "message": message, "architecture": row["architecture"], "character": row["character"],
+            "created_at": row["created_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
+            "attempts": row["attempts"], "timings_s": row["timings"], "error": row["error"], "batch_id": row["batch_id"],
+            "file": PurePosixPath(row["output_path"]).name if row.get("output_path") else None, "host": row.get("host"),
+        }
+
+    def queue_summary(self) -> List[Dict[str, Any]]:
+        rows = self.store.where(state=list(ACTIVE_STATES))
+        architectures = sorted({row["architecture"] for row in rows})
+        return [{"architecture": architecture,
+                 "running": sum(1 for r in rows if r["architecture"] == architecture and r["state"] == RUNNING),
+                 "queued": sum(1 for r in rows if r["architecture"] == architecture and r["state"] == QUEUED),
+                 "owners_waiting": len({r["owner"] for r in rows if r["architecture"] == architecture and r["state"] == QUEUED})}
+                for architecture in architectures]
+
+    def queue_position(self, job_id: str) -> Optional[int]:
+        row = self.store.get(job_id)
+        if row is None or row["state"] != QUEUED:
+            return None
+        ahead = self.store.where(state=QUEUED, architecture=row["architecture"])
+        return 1 + sum(1 for other in ahead if float(other["created_at"]) < float(row["created_at"]))
+
+    def is_active(self, job_id: str) -> bool:
+        row = self.store.get(job_id)
+        return row is not None and row["state"] in ACTIVE_STATES
+
+    def hosts(self) -> List[HostView]:
+        """The live hosts as the last dispatch saw them."""
+        return list(self._hosts)
+
+    def delete(self, job_id: str, owner: Optional[str]) -> None:
+        row = self._row(job_id, owner)
+        if row["state"] in ACTIVE_STATES:
+            raise JobError("job %s is %s: cancel it first" % (job_id, row["state"]))
+        retention.remove_jobs(self.store, [row], places=[(self.artifacts, "")])
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        self._dispatcher.join(5)
+        self.bus.close()

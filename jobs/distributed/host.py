@@ -1,0 +1,169 @@
+"""One host's side: run a job the broker delivered, at most once, under a lease the host renews while it runs.
+
+A delivery is only a hint: the job store decides. The host claims the job with a conditional update (queued -> running,
+its name, a lease); a delivery of a job that already runs elsewhere, ended or was cancelled is acknowledged and
+dropped, so a message Redis delivers twice (a restart, ``acks_late`` after a dead worker) never runs a job twice. While
+it runs, a thread renews the lease and reads a Cancel asked from another host; the end is recorded only while this
+host still holds the job (a host cut off long enough to lose its lease finds the job taken back and records nothing)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Set
+
+from jobs.artifacts import ArtifactStore
+from jobs.kept_inputs import spec_of
+from jobs.schema import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
+from jobs.service import INTERRUPTED_REASON, Runner
+from jobs.store import JobStore
+
+logger = logging.getLogger(__name__)
+LOST_REASON = "the host running this job stopped; it ran again on another host and stopped there too: Retry runs it again"
+
+
+@dataclass
+class _Running:
+    job_id: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lost: bool = False
+    """The lease went to someone else: this host must not record the end."""
+
+
+def take_back_lost(store: JobStore, row: Dict[str, Any], now: float) -> Optional[str]:
+    """A running job whose host died: queued again the first time (it runs on another host), interrupted the second.
+    Conditional on the row still being that host's expired run: a front and a restarted host may both try. Returns
+    the state it moved to, or None if someone else moved it first."""
+    where = {"state": RUNNING, "host": row["host"], "lease_until": row["lease_until"]}
+    if int(row.get("host_losses") or 0) == 0:
+        moved = store.change(row["id"], where, state=QUEUED, host=None, lease_until=None, published_at=None, started_at=None,
+                             host_losses=1, error=None)
+        return QUEUED if moved else None
+    moved = store.change(row["id"], where, state=INTERRUPTED, lease_until=None, finished_at=now, error=LOST_REASON,
+                         host_losses=int(row["host_losses"]) + 1)
+    return INTERRUPTED if moved else None
+
+
+class JobHost:
+    def __init__(self, store: JobStore, runner: Runner, artifacts: ArtifactStore, name: str, lease_s: float = 30.0,
+                 publish: Optional[Any] = None, input_copy_max_bytes: int = 50 << 20) -> None:
+        """``publish``: the bus (``progress``/``ended``) or None (no one listens: tests of the host alone)."""
+        self.store, self.runner, self.artifacts, self.name = store, runner, artifacts, name
+        self.lease_s = lease_s
+        self.input_copy_max_bytes = input_copy_max_bytes
+        self.bus = publish
+        self._lock = threading.Lock()
+        self._running: Dict[str, _Running] = {}
+        self.runs = 0
+        """Jobs this host ran (claimed), for tests and status."""
+
+    # the broker's delivery
+    def run(self, job_id: str) -> str:
+        """Run one delivered job if this host can claim it; what happened, in a word (for the log and tests)."""
+        now = time.time()
+        row = self.store.get(job_id)
+        if row is None:
+            return "unknown"
+        if row["state"] != QUEUED or row.get("cancel_requested"):
+            return "skipped:" + str(row["state"])  # ran elsewhere, ended, or a duplicate delivery
+        if not self.store.change(job_id, {"state": QUEUED, "cancel_requested": False}, state=RUNNING, host=self.name,
+                                 lease_until=now + self.lease_s, started_at=now, attempts=int(row["attempts"]) + 1):
+            return "skipped:raced"
+        run = _Running(job_id)
+        with self._lock:
+            self._running[job_id] = run
+            self.runs += 1
+        renewer = threading.Thread(target=self._renew, args=(run,), name="lease-%s" % job_id[:8], daemon=True)
+        renewer.start()
+        try:
+            return self._execute(run, row, now)
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
+
+    def _execute(self, run: _Running, row: Dict[str, Any], started: float) -> str:
+        state, error = FAILED, None
+        columns: Dict[str, Any] = {}
+        try:
+            spec = spec_of(row, self.artifacts, self.input_copy_max_bytes)
+            prepared = self.runner.prepare(spec)
+            _, columns = self.runner.execute(prepared, run.job_id, self._progress(run.job_id), run.cancel,
+                                             row.get("client") or row["owner"])
+            state = SUCCEEDED
+        except Exception as exc:
+            state = CANCELLED if run.cancel.is_set() and not run.lost else FAILED
+            error = "the job was cancelled" if state == CANCELLED else self.runner.message_for(exc)
+        timings = dict(columns.get("timings") or {}, queue_wait_s=round(started - float(row["created_at"]), 4))
+        values = dict(columns, state=state, finished_at=time.time(), error=error, lease_until=None, timings=timings)
+        if run.lost or not self.store.change(run.job_id, {"state": RUNNING, "host": self.name}, **values):
+            logger.warning("job %s: this host no longer holds it (its lease was taken back): its end is not recorded", run.job_id)
+            return "lost"
+        if self.bus is not None:
+            self.bus.ended(run.job_id, state)
+        return state
+
+    def _progress(self, job_id: str) -> Any:
+        def report(fraction: Optional[float], message: str) -> None:
+            if self.bus is not None:
+                self.bus.progress(job_id, fraction, message)
+        return report
+
+    # the lease
+    def _renew(self, run: _Running) -> None:
+        every_s = max(0.2, self.lease_s / 3)
+        while True:
+            with self._lock:
+                if run.job_id not in self._running:
+                    return
+            time.sleep(every_s)
+            with self._lock:
+                if run.job_id not in self._running:
+                    return
+            try:
+                held = self.store.change(run.job_id, {"state": RUNNING, "host": self.name}, lease_until=time.time() + self.lease_s)
+                if not held:
+                    run.lost = True
+                    run.cancel.set()
+                    logger.warning("job %s: lease lost (taken back or ended elsewhere): stopping it here", run.job_id)
+                    return
+                row = self.store.get(run.job_id)
+                if row is not None and row.get("cancel_requested"):
+                    run.cancel.set()
+            except Exception as exc:  # the database is away: keep running; the lease may lapse and the job move
+                logger.warning("job %s: could not renew its lease: %s", run.job_id, exc)
+
+    # cancels from the bus
+    def cancel(self, job_id: str) -> bool:
+        with self._lock:
+            run = self._running.get(job_id)
+        if run is None:
+            return False
+        run.cancel.set()
+        return True
+
+    def running(self) -> Set[str]:
+        with self._lock:
+            return set(self._running)
+
+    def recover_own(self) -> int:
+        """At this host's start: jobs a previous run of it left running are taken back (queued again, or interrupted)."""
+        moved = 0
+        for row in self.store.where(state=RUNNING, host=self.name):
+            if row["id"] not in self.running() and take_back_lost(self.store, row, time.time()) is not None:
+                moved += 1
+        return moved
+
+    def hand_back_all(self) -> None:
+        """This host is stopping: its running jobs go back to the queue (no loss counted) and stop here."""
+        with self._lock:
+            runs = list(self._running.values())
+        for run in runs:
+            run.lost = True
+            self.store.change(run.job_id, {"state": RUNNING, "host": self.name}, state=QUEUED, host=None, lease_until=None,
+                              published_at=None, started_at=None)
+            run.cancel.set()
+
+
+__all__ = ["INTERRUPTED_REASON", "LOST_REASON", "JobHost", "take_back_lost"]
