@@ -17,7 +17,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple
 
 import httpx
 import pytest
@@ -109,7 +109,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = dict(os.environ, DOCKER_BUILDKIT="0", COMPOSE_DOCKER_CLI_BUILD="0", BASE=BASE_IMAGE, VOICEGEN_IMAGE_TAG="test",
                VOICEGEN_SERVER_NAME=SERVER_NAME, VOICEGEN_CERT_DIR=str(folder / "certs"), VOICEGEN_AUTH_FILE=str(auth),
                VOICEGEN_HTTPS_PORT=str(https_port), VOICEGEN_HTTP_PORT=str(http_port), VOICEGEN_ADMINS=LOGIN[0],
-               VOICEGEN_EDGE_RATE_PER_S=str(EDGE_RATE_PER_S), VOICEGEN_EDGE_BURST=str(EDGE_BURST))
+               VOICEGEN_EDGE_RATE_PER_S=str(EDGE_RATE_PER_S), VOICEGEN_EDGE_BURST=str(EDGE_BURST),
+               VOICEGEN_MAX_JOBS_PER_ARCHITECTURE="1")  # so that jobs queue behind a running one (the restart test)
     # its own project name and no developer's .env: nothing of another stack is touched
     project = [*compose, "--project-name", "voicegen-test-%d" % os.getpid(), "--env-file", str(folder / "empty.env"),
                          "--file", str(ROOT / "compose.yaml"), "--profile", "piper"]
@@ -205,9 +206,29 @@ def test_the_app_runs_as_a_user_and_its_health_check_passes(stack: Stack) -> Non
     assert health == "healthy"
 
 
-def test_a_killed_app_is_restarted_and_served_through_the_edge_again(stack: Stack) -> None:
-    """kill -9 of the app container's PID 1 (tini; the app and its workers go with the namespace): compose's restart
-    policy starts it again, the edge finds it again (Docker's resolver), readiness and speech come back."""
+def job_state(stack: Stack, job_id: str) -> Dict[str, Any]:
+    answer = httpx.get(stack.https + "v1/jobs/" + job_id, auth=LOGIN, verify=False, timeout=30)
+    assert answer.status_code == 200, answer.text[:300]
+    return dict(answer.json())
+
+
+def wait_for(check: Callable[[], bool], deadline_s: float, poll_s: float = 2.0) -> bool:
+    """Polled every ``poll_s`` (the app's per-caller rate limit is 120 a minute; the edge's 5 a second)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(poll_s)
+    return check()
+
+
+def test_a_killed_app_restarts_runs_its_queued_jobs_and_leaves_nothing_behind(stack: Stack) -> None:
+    """kill -9 of the app container's PID 1 (tini) with one Piper job running and three queued behind it (one Piper job at
+    a time in this stack): compose's restart policy starts it again, the edge finds it again (Docker's resolver), no
+    process of the old app (its workers included) is left, the running job reads interrupted (for Retry) and the
+    queued ones run to success after the restart, all seen through the edge's HTTP API."""
+    from gradio_client import Client
+
     if os.geteuid() != 0:
         pytest.skip("killing the container's main process from the host needs root")
     container = subprocess.run([*stack.compose, "ps", "--quiet", "app"], cwd=str(ROOT), env=stack.env, capture_output=True, text=True,
@@ -217,13 +238,40 @@ def test_a_killed_app_is_restarted_and_served_through_the_edge_again(stack: Stac
         return subprocess.run(["docker", "inspect", "--format", "{{%s}}" % field, container], capture_output=True, text=True,
                               check=True).stdout.strip()
 
+    client = Client(stack.https, auth=LOGIN, ssl_verify=False, verbose=False)
+    long_text = " ".join("This is sentence number %d of a long reading that keeps the only Piper slot busy." % n for n in range(60))
+    running = client.predict("piper", "joe", long_text, None, {}, "wav", None, None, False, None, api_name="/submit")["job_id"]
+    queued = [client.predict("piper", "joe", "Queued job number %d, spoken after the restart." % n, None, {}, "wav", None, None, False,
+                             None, api_name="/submit")["job_id"] for n in range(3)]
+    assert wait_for(lambda: job_state(stack, running)["state"] == "running", 60)
+    assert [job_state(stack, job_id)["state"] for job_id in queued] == ["queued"] * 3
+    old_processes = subprocess.run(["docker", "top", container, "-eo", "pid,args"], capture_output=True, text=True,
+                                   check=True).stdout.splitlines()[1:]
+    old_pids = [int(line.split()[0]) for line in old_processes]
+    assert any("runtimes" in line or "worker" in line for line in old_processes), old_processes  # a Piper worker among them
+
     before = int(inspect(".RestartCount"))
     os.kill(int(inspect(".State.Pid")), signal.SIGKILL)
+    killed_at = time.time()
     deadline = time.monotonic() + 30
     while int(inspect(".RestartCount")) == before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert int(inspect(".RestartCount")) == before + 1
+    left = [pid for pid in old_pids if Path("/proc/%d" % pid).exists()]
+    assert not left, "processes of the killed app are still there: %s" % left
     print("server mode: ready through the edge %.1f s after the app was killed" % wait_ready(stack.https, 120))
+
+    assert wait_for(lambda: all(job_state(stack, job_id)["state"] == "succeeded" for job_id in queued), 180), \
+        [job_state(stack, job_id) for job_id in queued]
+    for job_id in queued:
+        ran = job_state(stack, job_id)
+        assert ran["file"] and ran["started_at"] > killed_at
+    interrupted = job_state(stack, running)
+    assert interrupted["state"] == "interrupted" and "Retry" in interrupted["error"]
+    services = subprocess.run([*stack.compose, "ps", "--all", "--format", "{{.Service}} {{.ID}}"], cwd=str(ROOT), env=stack.env,
+                              capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert sorted(services[0::2]) == ["app", "edge", "setup-piper"]  # the same app container, restarted: no new one, no stray
+    assert container.startswith(services[services.index("app") + 1]) or services[services.index("app") + 1].startswith(container)
     answer = httpx.post(stack.https + "v1/audio/speech", auth=LOGIN, verify=False, timeout=120,
                         json={"model": "piper", "voice": "joe", "input": "Back again.", "response_format": "wav"})
     assert answer.status_code == 200 and answer.content[:4] == b"RIFF"
