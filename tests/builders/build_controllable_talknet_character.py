@@ -12,6 +12,8 @@ OUT_DIR/characters/tiny/          TalkNetSpect.nemo, TalkNetDurs.nemo, TalkNetPi
 OUT_DIR/characters/tiny-phonemes/ the same with an ARPAbet (phonemes) vocabulary, as the community models have
 OUT_DIR/characters/tiny-nopitch/  the same without TalkNetPitch.nemo (its pitch must come from a reference)
 OUT_DIR/unsafe.nemo               a TalkNetSpect.nemo whose model_weights.ckpt would create OUT_DIR/pwned when unpickled
+OUT_DIR/assets/hifisr             a tiny super-resolution HiFi-GAN (hop 512 = 8*8*4*2, as the real 32 kHz one), jik876's names
+OUT_DIR/unsafe_hifisr             a checkpoint that would create OUT_DIR/pwned-sr when unpickled
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ def weights_bytes(value: Any) -> bytes:
     return buffer.getvalue()
 
 
-def vocoder() -> Dict[str, Any]:
+def vocoder(upsample_rates: Any = (8, 8, 2, 2), kernels: Any = (16, 16, 4, 4), post_gain: float = 1.0) -> Dict[str, Any]:
     """A tiny HiFi-GAN (hop 256 = 8*8*2*2, v1's kernels) saved as jik876's trainer saves it: flat resblock names."""
-    generator = Generator(resblock=1, upsample_rates=[8, 8, 2, 2], upsample_kernel_sizes=[16, 16, 4, 4], upsample_initial_channel=32,
+    generator = Generator(resblock=1, upsample_rates=list(upsample_rates), upsample_kernel_sizes=list(kernels), upsample_initial_channel=32,
                           resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3)
+    with torch.no_grad():
+        generator.conv_post.weight_g.mul_(post_gain)
     flat = {}
     for name, value in generator.state_dict().items():
         match = re.match(r"resblocks\.(\d+)\.(\d+)\.(.*)$", name)
@@ -132,6 +136,10 @@ def main() -> None:
     shutil.copytree(tiny, nopitch)
     (nopitch / "TalkNetPitch.nemo").unlink()
     save_nemo(out / "unsafe.nemo", configs(VOCAB)["spect"], weights_bytes({"state": RunsOnLoad(str(out / "pwned"))}))
+    (out / "assets").mkdir()
+    # its last layer quiet, so that four times its high band stays well within full scale, as with trained weights
+    torch.save(vocoder((8, 8, 4, 2), (16, 16, 8, 4), post_gain=0.02), out / "assets" / "hifisr")
+    torch.save({"generator": RunsOnLoad(str(out / "pwned-sr"))}, out / "unsafe_hifisr")
 
 
 if __name__ == "__main__":

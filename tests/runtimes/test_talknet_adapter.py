@@ -72,7 +72,9 @@ def log_lines(supervisor: Supervisor) -> List[str]:
 
 def test_the_manifest_declares_what_the_app_and_the_model_manager_read() -> None:
     assert MANIFEST.architecture == "controllable_talknet" and MANIFEST.hay_say_names == ("controllable_talknet",)
-    assert MANIFEST.needs_text and not MANIFEST.needs_audio and MANIFEST.assets == ()
+    assert MANIFEST.needs_text and not MANIFEST.needs_audio
+    [superres] = MANIFEST.assets  # optional: only the super-resolution option needs it
+    assert (superres.name, superres.needed_for, superres.hay_say_dependency) == ("hifisr", "super_resolution", False)
     assert MANIFEST.reference is not None and not MANIFEST.reference.required and MANIFEST.reference.min_s > 0
     assert MANIFEST.length_factor({"speed": 2.0}) == 0.5 and MANIFEST.speed_options(1.5) == {"speed": 1.5}
     assert MANIFEST.detect is not None
@@ -81,6 +83,7 @@ def test_the_manifest_declares_what_the_app_and_the_model_manager_read() -> None
     assert MANIFEST.detect.score(["G_100.pth", "config.json"]) == 0
     defaults = MANIFEST.resolve_options({})
     assert (defaults["speed"], defaults["pitch_shift"], defaults["reference_follows"]) == (1.0, 0, "timing and pitch")
+    assert defaults["super_resolution"] is False  # its weights are a separate download
 
 
 @pytest.mark.skipif(not HAY_SAY.is_dir(), reason="the established app's catalogue data is not beside the project")
@@ -182,7 +185,55 @@ def test_text_becomes_audio_and_speed_is_the_models_tempo(talknet: Supervisor, t
     shifted = talknet.generate(job(talknet_models, "Hello there, how are you?", pitch_shift=5))
     assert shifted.audio.size == normal.audio.size and not np.allclose(shifted.audio, normal.audio)
     line = next(line for line in reversed(log_lines(talknet)) if "piece(s), speed" in line)
-    assert "pitch shift 5" in line and "reference none" in line
+    assert "pitch shift 5" in line and "reference none" in line and "super-resolution off" in line
+
+
+@pytest.mark.heavy_env
+def test_super_resolution_adds_the_32_khz_vocoders_high_band(talknet: Supervisor, talknet_models: Path) -> None:
+    """The same take, resampled to 32 kHz, plus a band above 10.5 kHz the 22 kHz take cannot hold: the super-resolution
+    vocoder's (the tiny one in the fixture's assets/hifisr)."""
+    from runtimes.adapters.controllable_talknet.superres import resample_sinc
+
+    text = "Hello there, how are you?"
+    plain = talknet.generate(job(talknet_models, text))
+    sharp = talknet.generate(job(talknet_models, text, super_resolution=True))
+    assert plain.sample_rate == RATE and sharp.sample_rate == 32000 and np.isfinite(sharp.audio).all()
+    assert sharp.audio.size == int(plain.audio.size * 32000 / RATE), (plain.audio.size, sharp.audio.size)
+    band = sharp.audio.astype(np.float64) - np.clip(resample_sinc(plain.audio, RATE, 32000), -1.0, 1.0)
+    assert np.sqrt(np.mean(band ** 2)) > 1e-4, "nothing was added to the take"
+    power, hz = np.abs(np.fft.rfft(band)) ** 2, np.fft.rfftfreq(band.size, 1 / 32000)
+    # the FIR's stop band lets a little of a random vocoder's DC drift through (as upstream's does): judged above 500 Hz
+    above = power[hz > 10000].sum() / power[hz > 500].sum()
+    assert above > 0.95, "the added band is not the high band: %.3f of its power above 10 kHz" % above
+    line = next(line for line in reversed(log_lines(talknet)) if "piece(s), speed" in line)
+    assert "super-resolution on (32000 Hz)" in line
+
+
+@pytest.mark.heavy_env
+def test_super_resolution_weights_missing_hostile_or_wrong_are_clear_errors(tmp_path: Path, talknet_spec: EnvSpec, talknet_python: Path,
+                                                                          talknet_models: Path) -> None:
+    """A worker whose assets folder starts without hifisr; the file put there (or replaced) between jobs is read at the
+    next job that asks for super-resolution, since a failed load keeps nothing."""
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    settings = SupervisorSettings(project_root=PROJECT_ROOT, run_dir=tmp_path / "run", assets_dir=assets, graceful_stop_s=30.0)
+    supervisor = Supervisor(settings, {"controllable_talknet": talknet_spec}, lambda spec, progress: talknet_python,
+                            memory=SystemRamSource())
+    try:
+        with pytest.raises(BadRequestError, match=r"super-resolution HiFi-GAN is missing: download it in the Models tab \(search 'hifisr'"):
+            supervisor.generate(job(talknet_models, super_resolution=True))
+        shutil.copy(talknet_models / "unsafe_hifisr", assets / "hifisr")
+        with pytest.raises(BadRequestError, match="assets/hifisr holds pickled Python objects.*refused"):
+            supervisor.generate(job(talknet_models, super_resolution=True))
+        assert not (talknet_models / "pwned-sr").exists()
+        shutil.copy(talknet_models / "characters" / "tiny" / "hifiganmodel", assets / "hifisr")  # a 22 kHz vocoder (hop 256)
+        with pytest.raises(BadRequestError, match="assets/hifisr is not the 32 kHz super-resolution HiFi-GAN.*hop 256"):
+            supervisor.generate(job(talknet_models, super_resolution=True))
+        assert supervisor.generate(job(talknet_models)).sample_rate == RATE  # without it the worker still speaks
+        shutil.copy(talknet_models / "assets" / "hifisr", assets / "hifisr")
+        assert supervisor.generate(job(talknet_models, super_resolution=True)).sample_rate == 32000
+    finally:
+        supervisor.shutdown()
 
 
 @pytest.mark.heavy_env

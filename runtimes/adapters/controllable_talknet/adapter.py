@@ -13,6 +13,9 @@ stretched so the take lasts as long as the recording) and its pitch contour (rea
 unvoiced where it is quiet); without one, the pitch model predicts the pitch (a character without
 ``TalkNetPitch.nemo`` needs a reference). NeMo's TalkNetSpect normalises the pitch contour per utterance, so the
 pitch shift is applied to the take after the vocoder (duration kept). 22050 Hz for every published TalkNet.
+
+Super-resolution (optional, off by default: its weights are a separate download, ``assets/hifisr``): the take at
+32 kHz with a second HiFi-GAN's 10.5-16 kHz band added, as the established app always did (see ``superres.py``).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
-from runtimes.adapters.common import load_failure
+from runtimes.adapters.common import asset_path, load_failure, missing_asset
+from runtimes.adapters.controllable_talknet.superres import SR_ASSET, SR_RATE, SR_SOURCE
 from runtimes.errors import BadRequestError
-from runtimes.manifest import Detect, DurationScale, Manifest, Option, Reference
+from runtimes.manifest import Asset, Detect, DurationScale, Manifest, Option, Reference
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +68,11 @@ MANIFEST = Manifest(
                     "applied to the audio)"),
         Option("reference_follows", "With a reference: follow its", "choice", FOLLOWS[0], choices=FOLLOWS,
                help="timing: the take lasts as long as the recording; pitch: the take's intonation (or melody) is the recording's"),
+        Option("super_resolution", "Super-resolution (32 kHz output)", "bool", False,
+               help="a second HiFi-GAN, trained at 32 kHz, adds the 10.5-16 kHz band the 22 kHz take lacks (the established app "
+                    "always applied it); needs assets/%s" % SR_ASSET),
     ),
+    assets=(Asset(SR_ASSET, "Controllable TalkNet's super-resolution HiFi-GAN (32 kHz)", SR_SOURCE, "super_resolution"),),
     duration_scale=DurationScale("speed", inverse=True),
     detect=Detect(SPECT, (DURS, VOCODER)),
     hay_say_names=("controllable_talknet",),
@@ -202,6 +210,8 @@ class TalkNetAdapter(Adapter):
     def __init__(self) -> None:
         self.torch: Any = None
         self.device = "cpu"
+        self.superres: Any = None
+        """The super-resolution vocoder, loaded at the first job that asks for it (``superres.SuperResolution``)."""
 
     @staticmethod
     def describe(folder: str) -> CharacterInfo:
@@ -308,6 +318,17 @@ class TalkNetAdapter(Adapter):
             raise BadRequestError(load_failure(file_name, exc)) from exc
         return generator.eval().to(self.device)
 
+    def _superres(self) -> Any:
+        if self.superres is None:
+            from runtimes.adapters.controllable_talknet.superres import SuperResolution
+
+            path = asset_path(SR_ASSET)
+            if not os.path.isfile(path):
+                raise missing_asset("Controllable TalkNet", "super-resolution HiFi-GAN", SR_ASSET, SR_SOURCE.split(", saved as")[0])
+            self.report_progress(None, "loading the super-resolution HiFi-GAN")
+            self.superres = SuperResolution(path, self.device)
+        return self.superres
+
     def details(self, character: Dict[str, Any]) -> Dict[str, Any]:
         return {"sample_rate": character["rate"], "pitch_model": character["pitch"] is not None,
                 "vocabulary": str(character["spect"].cfg.train_ds.dataset.vocab.get("notation", "chars"))}
@@ -358,6 +379,7 @@ class TalkNetAdapter(Adapter):
         follows = str(options["reference_follows"])
         follow_timing = reference is not None and follows in ("timing and pitch", "timing only")
         follow_pitch = reference is not None and follows in ("timing and pitch", "pitch only")
+        superres = self._superres() if options.get("super_resolution", False) else None
         if character["pitch"] is None and not follow_pitch:
             raise BadRequestError("%s has no pitch model (%s): give a reference recording whose pitch it follows"
                                   % (character["name"], PITCH))
@@ -365,8 +387,9 @@ class TalkNetAdapter(Adapter):
             raise BadRequestError("the reference recording has no voice whose pitch could be followed (it is silence or noise)")
         # A reference is followed over the whole text (its timing and melody are one); otherwise sentence by sentence.
         pieces = [text] if reference is not None else split_sentences(text) or [text]
-        logger.info("TalkNet %s: %d piece(s), speed %g, pitch shift %d, reference %s", character["name"], len(pieces),
-                    float(options["speed"]), int(options["pitch_shift"]), follows if reference is not None else "none")
+        logger.info("TalkNet %s: %d piece(s), speed %g, pitch shift %d, reference %s, super-resolution %s", character["name"], len(pieces),
+                    float(options["speed"]), int(options["pitch_shift"]), follows if reference is not None else "none",
+                    "on (%d Hz)" % SR_RATE if superres is not None else "off")
         for index, piece in enumerate(pieces):
             request.check_cancelled()
             audio = self._speak(character, piece, float(options["speed"]), reference if follow_timing else None,
@@ -376,8 +399,11 @@ class TalkNetAdapter(Adapter):
                 import librosa
 
                 audio = librosa.effects.pitch_shift(audio, sr=character["rate"], n_steps=shift).astype(np.float32)
+            rate = character["rate"]
+            if superres is not None:  # last, as upstream: after the vocoder and any retuning
+                audio, rate = superres(audio, rate), SR_RATE
             request.report_progress((index + 1) / len(pieces), "spoke piece %d of %d" % (index + 1, len(pieces)))
-            yield GenerateResult(audio=audio, sample_rate=character["rate"])
+            yield GenerateResult(audio=audio, sample_rate=rate)
 
     def _speak(self, character: Dict[str, Any], text: str, speed: float, timing: Optional[Tuple[int, np.ndarray]],
                pitch: Optional[np.ndarray]) -> np.ndarray:
