@@ -92,6 +92,18 @@ def test_the_established_apps_catalogue_names_this_architecture() -> None:
     assert len(entries) == 56 and all(f["Download With"] == "GDOWN" for e in entries for f in e["Files"])
 
 
+def test_the_super_resolution_weights_are_in_the_asset_catalogue_where_the_adapter_reads_them(tmp_path: Path) -> None:
+    from models.catalogue import load_catalogue
+    from models.store import Layout, single_file_asset
+
+    [superres] = MANIFEST.assets
+    catalogue = load_catalogue([PROJECT_ROOT / "models" / "catalogues" / "assets.json"], [MANIFEST])
+    entry = catalogue.entries["controllable_talknet/asset/%s" % superres.name]
+    assert single_file_asset(entry) and entry.files[0].source == "gdrive"
+    assert entry.files[0].url == "https://drive.google.com/uc?id=14fOprFAIlCQkVRxsfInhEPG0n-xN4QOa"  # upstream's core/download.py
+    assert Layout(tmp_path).target(entry) == tmp_path / "assets" / "hifisr"  # the file superres.SuperResolution is given
+
+
 def nemo(path: Path, members: Dict[str, bytes]) -> None:
     with tarfile.open(path, "w") as archive:
         for name, data in members.items():
