@@ -7,6 +7,7 @@ the next run fast. Skipped, naming why, without an engine or base image (tests/e
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
 
 import httpx
 import pytest
@@ -204,6 +205,56 @@ def test_the_app_runs_as_a_user_and_its_health_check_passes(stack: Stack) -> Non
             break
         time.sleep(2)
     assert health == "healthy"
+
+
+def prometheus_value(api: str, query: str) -> Optional[float]:
+    """One instant query's single value from Prometheus's HTTP API; None while the series does not exist."""
+    answer = httpx.get(api + "api/v1/query", params={"query": query}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    results = answer["data"]["result"]
+    return float(results[0]["value"][1]) if results else None
+
+
+def test_debians_prometheus_scrapes_the_metrics_through_the_edge(stack: Stack, tmp_path: Path) -> None:
+    """Debian's prometheus (a real scraper, as an operator runs one) reads /metrics through the edge over TLS with the
+    operator's login (the metrics are an admin's); a job counter it stores moves after a request."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("no prometheus (Debian's package: apt-get install prometheus; .ci/run installs it)")
+    (port,) = free_ports(1)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "voicegen", "scheme": "https", "metrics_path": "/metrics",
+                            "tls_config": {"insecure_skip_verify": True},
+                            "basic_auth": {"username": LOGIN[0], "password": LOGIN[1]},
+                            "static_configs": [{"targets": [stack.https.split("//", 1)[1].strip("/")]}]}]}))
+    log = (tmp_path / "prometheus.log").open("w")
+    process = subprocess.Popen([prometheus, "--config.file", str(config), "--storage.tsdb.path", str(tmp_path / "data"),
+                                "--web.listen-address", "127.0.0.1:%d" % port], stdout=log, stderr=subprocess.STDOUT)
+    api = "http://127.0.0.1:%d/" % port
+    succeeded = 'sum(voicegen_jobs_total{job="voicegen", architecture="piper", state="succeeded"})'
+    try:
+        def scraped() -> bool:
+            try:
+                return prometheus_value(api, 'up{job="voicegen"}') == 1
+            except httpx.HTTPError:
+                return False  # not listening yet
+
+        assert wait_for(scraped, 60, poll_s=0.5), (tmp_path / "prometheus.log").read_text()[-3000:]
+        time.sleep(1.5)  # one more scrape: the counter as it is now
+        before = prometheus_value(api, succeeded) or 0.0
+        answer = httpx.post(stack.https + "v1/audio/speech", auth=LOGIN, verify=False, timeout=120,
+                            json={"model": "piper", "voice": "joe", "input": "Counted by Prometheus.", "cache": False,
+                                  "response_format": "wav"})
+        assert answer.status_code == 200, answer.text[:300]
+        assert wait_for(lambda: (prometheus_value(api, succeeded) or 0.0) >= before + 1, 30, poll_s=0.5), \
+            (before, prometheus_value(api, succeeded))
+        assert (prometheus_value(api, 'sum(voicegen_stage_seconds_count{job="voicegen", stage="generate"})') or 0.0) >= 1
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
 
 
 def job_state(stack: Stack, job_id: str) -> Dict[str, Any]:
