@@ -136,6 +136,16 @@ def compare(module: Any, cwd: Path, config: Dict[str, Any], seconds: float, seed
     wave = torch.from_numpy(upstream_base / FULL_SCALE).float().unsqueeze(0)
     mel_theirs = module.mel_spectrogram(wave, 2048, 80, SR_RATE, 512, 2048, 0, 11025)
     mel_diff = float((ours.mel(wave) - mel_theirs).abs().max())
+    # the denoiser on its own, on a signal as quiet as its bias (on a take its effect is small): upstream's vs ours
+    quiet = torch.from_numpy(np.random.default_rng(seed + 2).standard_normal(8192).astype(np.float32) * 2.0).unsqueeze(0)
+    with torch.no_grad():
+        quiet_theirs = theirs.denoiser(quiet, strength=35)[:, 0].reshape(-1).numpy()
+        quiet_ours = ours.denoise(quiet).reshape(-1).numpy()
+    if quiet_ours.shape != quiet_theirs.shape:
+        raise SystemExit("the denoisers' outputs differ in shape: upstream %s, ours %s" % (quiet_theirs.shape, quiet_ours.shape))
+    quiet_diff = float(np.abs(quiet_ours - quiet_theirs).max() / np.abs(quiet_theirs).max())
+    power_in = np.sum(quiet.numpy()[0, : quiet_theirs.size].astype(np.float64) ** 2)
+    removed = 1.0 - float(np.sum(quiet_theirs.astype(np.float64) ** 2) / power_in)
     diff = np.abs(out - upstream_out)
     peak = float(np.abs(upstream_out).max())
     band = upstream_out - np.trunc(upstream_base)
@@ -146,6 +156,8 @@ def compare(module: Any, cwd: Path, config: Dict[str, Any], seconds: float, seed
         "  resampled take (sinc, Hann, 8 zeros): max |diff| %.3g LSB (upstream's resampy vs ours, both unrounded)" % float(
             np.abs(base - upstream_base).max()),
         "  mel of the resampled take: max |diff| %.3g (log magnitude); denoiser bias: max |diff| %.3g relative" % (mel_diff, bias_diff),
+        "  denoiser alone on a signal at its bias's level (%.0f%% of the power removed): max |diff| %.3g relative" % (
+            100 * removed, quiet_diff),
         "  added high band: peak %.1f LSB, rms %.2f LSB" % (float(np.abs(band).max()), float(np.sqrt(np.mean(band ** 2)))),
         "  output: peak %.0f LSB; max |diff| %.3g LSB = %.3g relative to the peak (target < 1e-4); mean |diff| %.3g LSB" % (
             peak, float(diff.max()), relative, float(diff.mean())),
@@ -153,7 +165,8 @@ def compare(module: Any, cwd: Path, config: Dict[str, Any], seconds: float, seed
             float(np.abs(truncated - upstream_out).max()), int(np.count_nonzero(np.abs(truncated - upstream_out) > 0.5)), out.size),
     ]
     case = {"state_" + k: v.numpy() for k, v in state.items()}
-    case.update({"take_int16": audio, "upstream_out": np.asarray(upstream_out, dtype=np.float64),
+    case.update({"take_int16": audio, "upstream_out": np.asarray(upstream_out, dtype=np.float64), "quiet": quiet.numpy()[0],
+                 "quiet_denoised": quiet_theirs, "upstream_bias": theirs.denoiser.bias_spec.reshape(-1).numpy(),
                  "config_json": np.array(json.dumps(config))})
     return lines, case, relative
 

@@ -2,7 +2,8 @@
 (numpy + scipy, run by default) and, in the controllable_talknet env (``-m heavy_env``), the whole of it against a
 small output of upstream's ``HiFiGAN.superres`` stored by bench/talknet_sr_equivalence.py --write-reference
 (tests/data/talknet_sr_reference.npz: a tiny random 32 kHz HiFi-GAN in jik876's names, a 0.4 s 16-bit take and
-upstream's 16-bit output, made beside SortAnon/ControllableTalkNet a6f2b53 and SortAnon/hifi-gan b1a16bc)."""
+upstream's 16-bit output; its denoiser's bias, and its denoiser's output for a signal as quiet as that bias; made
+beside SortAnon/ControllableTalkNet a6f2b53 and SortAnon/hifi-gan b1a16bc)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,16 @@ state = {k[len("state_"):]: torch.from_numpy(case[k]) for k in case.files if k.s
 with tempfile.TemporaryDirectory() as folder:
     path = os.path.join(folder, "hifisr")
     torch.save({"generator": state}, path)
-    out = SuperResolution(path, "cpu")(case["take_int16"] / 32768.0, 22050).astype(np.float64) * 32768.0
+    superres = SuperResolution(path, "cpu")
+    out = superres(case["take_int16"] / 32768.0, 22050).astype(np.float64) * 32768.0
+    quiet = superres.denoise(torch.from_numpy(case["quiet"]).unsqueeze(0)).reshape(-1).numpy()
+bias, quiet_reference = superres.bias.reshape(-1).numpy(), case["quiet_denoised"]
 reference = case["upstream_out"]
 print(json.dumps({"shape": list(out.shape), "reference_shape": list(reference.shape), "rate": SR_RATE,
-                  "peak": float(np.abs(reference).max()), "diff": float(np.abs(out - reference).max())}))
+                  "peak": float(np.abs(reference).max()), "diff": float(np.abs(out - reference).max()),
+                  "bias_diff": float(np.abs(bias - case["upstream_bias"]).max() / np.abs(case["upstream_bias"]).max()),
+                  "quiet_shapes": [quiet.size, quiet_reference.size],
+                  "quiet_diff": float(np.abs(quiet - quiet_reference).max() / np.abs(quiet_reference).max())}))
 """
 
 
@@ -62,3 +69,6 @@ def test_our_super_resolution_matches_upstreams_stored_output(talknet_python: Pa
     assert facts["peak"] > 10000  # a take near full scale, as a vocoder's
     # upstream truncates to int16 twice (the resampled take, the added band): up to 2 steps of 1/32768 between us
     assert facts["diff"] <= 2.0 and facts["diff"] / facts["peak"] < 1e-4, facts
+    # the denoiser's bias (the vocoder's output for upstream's seeded random mel) and the denoiser on a signal as quiet as
+    # it, where its effect shows (on a take it is small)
+    assert facts["bias_diff"] < 1e-5 and facts["quiet_shapes"][0] == facts["quiet_shapes"][1] and facts["quiet_diff"] < 1e-5, facts
