@@ -18,7 +18,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import httpx
 import pytest
@@ -205,6 +205,42 @@ def test_the_app_runs_as_a_user_and_its_health_check_passes(stack: Stack) -> Non
             break
         time.sleep(2)
     assert health == "healthy"
+
+
+@pytest.mark.browser
+def test_a_person_logs_in_and_generates_in_chromium_through_the_edge(stack: Stack, tmp_path: Path) -> None:
+    """A real headless Chromium at https://localhost:<edge port> (the self-signed certificate ignored): the login form,
+    then Generate with Piper; the result player gets the take. That needs Gradio's queue (its server-sent events) and
+    the live player's stream to pass through nginx, and the page's ~150 scripts and styles not to be rate-limited."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.app.test_browser import CHROMIUM, FLAGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")
+    answers: List[Tuple[int, str, str]] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, "--ignore-certificate-errors"])
+        try:
+            page = browser.new_page(ignore_https_errors=True)
+            page.on("response", lambda r: answers.append((r.status, r.url, r.headers.get("content-type", ""))))
+            page.goto(stack.https)
+            page.get_by_label("username").fill(LOGIN[0])
+            page.get_by_label("password").fill(LOGIN[1])
+            page.get_by_role("button", name="Login").click()
+            page.get_by_label("Text", exact=True).fill("Hello through the edge, in a browser.")
+            page.get_by_role("button", name="Generate").click()
+            expect(page.locator("audio[src]").first).to_be_attached(timeout=60_000)
+            download = page.locator("a[download][href*='piper-joe-']").first
+            expect(download).to_be_attached(timeout=30_000)
+            body = page.request.get(download.get_attribute("href") or "").body()
+            assert body[:4] == b"RIFF" and len(body) > 20_000  # a real WAV of about a second of speech
+            page.screenshot(path=str(tmp_path / "through-the-edge.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not [answer for answer in answers if answer[0] >= 400], [answer for answer in answers if answer[0] >= 400][:10]
+    assert any("/gradio_api/queue/data" in url and status == 200 and kind.startswith("text/event-stream") for status, url, kind in answers)
+    assert any("/live/" in url and status == 200 and kind == "audio/mpeg" for status, url, kind in answers)  # the live player's stream
 
 
 def prometheus_value(api: str, query: str) -> Optional[float]:
