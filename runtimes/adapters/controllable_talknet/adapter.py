@@ -33,7 +33,6 @@ import numpy as np
 
 from runtimes.adapter import Adapter, CharacterInfo, GenerateRequest, GenerateResult, ModelRef
 from runtimes.adapters.common import asset_path, load_failure, missing_asset
-from runtimes.adapters.controllable_talknet.superres import SR_ASSET, SR_RATE, SR_SOURCE
 from runtimes.errors import BadRequestError
 from runtimes.manifest import Asset, Detect, DurationScale, Manifest, Option, Reference
 
@@ -51,6 +50,11 @@ VOICED_RMS_FRACTION = 0.1
 """A frame is voiced when its loudness is at least this fraction of the recording's loudest frame (YIN itself
 answers a pitch everywhere)."""
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+SR_ASSET = "hifisr"
+SR_SOURCE = ("the file 'hifisr' the established Controllable TalkNet downloads (Google Drive id 14fOprFAIlCQkVRxsfInhEPG0n-xN4QOa), "
+             "saved as assets/hifisr")
+SR_RATE = 32000
+"""The super-resolution vocoder's rate (upstream's config_32k): the output's rate with super-resolution."""
 
 MANIFEST = Manifest(
     architecture="controllable_talknet",

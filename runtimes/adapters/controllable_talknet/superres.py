@@ -22,15 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from runtimes.adapters.common import load_failure
+from runtimes.adapters.controllable_talknet.adapter import SR_ASSET, SR_RATE, flat_to_nested, nested_to_flat, vocoder_shape
 from runtimes.errors import BadRequestError
 
 logger = logging.getLogger(__name__)
 
-SR_ASSET = "hifisr"
-SR_SOURCE = ("the file 'hifisr' the established Controllable TalkNet downloads (Google Drive id 14fOprFAIlCQkVRxsfInhEPG0n-xN4QOa), "
-             "saved as assets/hifisr")
-SR_RATE = 32000
-"""The super-resolution vocoder's rate (its config_32k): the output's rate."""
+__all__ = ["SR_ASSET", "SR_RATE", "SuperResolution", "high_pass", "resample_sinc", "sinc_table"]
 MEL_N_FFT, MEL_BANDS, MEL_HOP, MEL_WINDOW = 2048, 80, 512, 2048
 MEL_FMIN_HZ, MEL_FMAX_HZ = 0.0, 11025.0
 MEL_LOG_FLOOR = 1e-5
@@ -111,9 +109,6 @@ class SuperResolution:
     def __init__(self, path: str, device: str) -> None:
         import torch
         from nemo.collections.tts.modules.hifigan_modules import Generator
-
-        from runtimes.adapters.common import load_failure
-        from runtimes.adapters.controllable_talknet.adapter import flat_to_nested, nested_to_flat, vocoder_shape
 
         self.torch, self.device = torch, device
         where = "assets/%s" % SR_ASSET
