@@ -228,9 +228,9 @@ def test_podman_is_an_engine_too(fake_spec: EnvSpec, builder: EnvironmentBuilder
         pytest.skip("podman is not installed (apt-get install podman)")
     kind_settings("container", builder.envs_dir, builder.logs_dir)  # the base image comes from the Docker engine here
     if subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False).returncode != 0:
-        saved = subprocess.Popen([ENGINE, "save", BASE_IMAGE], stdout=subprocess.PIPE)
-        subprocess.run(["podman", "load"], stdin=saved.stdout, check=True, capture_output=True, timeout=300)
-        saved.wait(60)
+        with subprocess.Popen([ENGINE, "save", BASE_IMAGE], stdout=subprocess.PIPE) as saved:  # closes its pipe after
+            subprocess.run(["podman", "load"], stdin=saved.stdout, check=True, capture_output=True, timeout=300)
+            saved.wait(60)
     instance = "podman-%d" % os.getpid()
     settings = KindSettings(builder.envs_dir, builder.logs_dir, "cpu", container_engine="podman", container_base_image=BASE_IMAGE,
                             container_run_args=PODMAN_RUN_ARGS, instance=instance)
