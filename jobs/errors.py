@@ -3,6 +3,7 @@
     JobError            a message a person can act on
       UnknownJobError   no such job for this caller (also what another owner's job looks like)
       QuotaError        a client already holds its share of the server (jobs waiting, kept recordings)
+      StoreUnavailableError  the job store (a database server) cannot be reached now
       ArtifactError     an artifact store refused a key or lacks one
         ArtifactKeyError      a key that is not a relative POSIX path inside the store ('..', absolute, backslash, NUL)
         MissingArtifactError  nothing is stored under this key
@@ -21,6 +22,10 @@ class UnknownJobError(JobError):
 
 class QuotaError(JobError):
     """A client holds as much of the server as it may: nothing is recorded."""
+
+
+class StoreUnavailableError(JobError):
+    """The job store's server does not answer: nothing was recorded; try again once it is back."""
 
 
 class ArtifactError(JobError):

@@ -11,19 +11,23 @@ restarted): a host claims a job with a conditional update, so a duplicate delive
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import logging
 import threading
 import time
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, cast
+
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from jobs import retention
 from jobs.artifacts import ArtifactStore, check_prefix, local_path
 from jobs.distributed.bus import PROGRESS_CHANNEL, Bus
 from jobs.distributed.host import take_back_lost
 from jobs.distributed.routing import HostView, host_queue, queue_for, serving
-from jobs.errors import JobError, MissingArtifactError, QuotaError, UnknownJobError
+from jobs.errors import JobError, MissingArtifactError, QuotaError, StoreUnavailableError, UnknownJobError
 from jobs.fairness import Waiting, bounded, pick_next
 from jobs.kept_inputs import keep_input, spec_of
 from jobs.queue import JobQueue, ProgressFn, no_progress
@@ -39,13 +43,38 @@ Publish = Callable[[str, str], None]
 """(job id, queue name): hand one job to the broker (``celery_app.publisher``)."""
 
 
+@contextlib.contextmanager
+def store_reachable() -> Iterator[None]:
+    """A database outage becomes the message a person reads (the front keeps serving pages meanwhile)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+            raise
+        raise StoreUnavailableError("the job store cannot be reached right now (its database server does not answer): "
+                                    "nothing was changed; try again in a moment") from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reachable(method: F) -> F:
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with store_reachable():
+            return method(*args, **kwargs)
+    return cast(F, wrapped)
+
+
 class DistributedJobQueue(JobQueue):
     def __init__(self, store: JobStore, runner: Runner, artifacts: ArtifactStore, bus: Bus, publish: Publish,
                  result_of: Callable[[Dict[str, Any]], Any], inputs_prefix: str = "jobs/inputs",
                  input_copy_max_bytes: int = 50 << 20, quotas: OwnerQuotas = OwnerQuotas(), tick_s: float = 0.25,
-                 republish_after_s: float = 30.0) -> None:
+                 republish_after_s: float = 30.0, lease_grace_s: float = 30.0) -> None:
         """``result_of``: what a waiter gets from a finished job's row (the app: its Generation). ``republish_after_s``:
-        a published job no host claimed by then is published again (the broker may have lost it)."""
+        a published job no host claimed by then is published again (the broker may have lost it). ``lease_grace_s``: after
+        the store was away, hosts get this long to renew their leases before lapsed ones are taken back (at least a
+        host's lease)."""
         self.store, self.runner, self.artifacts, self.bus = store, runner, artifacts, bus
         self.publish, self.result_of = publish, result_of
         self.inputs_prefix = check_prefix(inputs_prefix)
@@ -60,6 +89,9 @@ class DistributedJobQueue(JobQueue):
         self._hosts: List[HostView] = []
         self._wake = threading.Event()
         self._closed = threading.Event()
+        self.lease_grace_s = lease_grace_s
+        self._store_ok_since = time.monotonic()
+        self._store_failed = False
         self.broker_error: Optional[str] = None
         """Why the last publish failed (None once one succeeds): shown to a waiter."""
         self.bus.listen(PROGRESS_CHANNEL, self._on_event, "job-events")
@@ -67,6 +99,7 @@ class DistributedJobQueue(JobQueue):
         self._dispatcher.start()
 
     # submitting
+    @reachable
     def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None, *,
                client: Optional[str] = None) -> str:
         client = client or owner
@@ -113,14 +146,21 @@ class DistributedJobQueue(JobQueue):
             try:
                 self.dispatch_once()
                 backoff_s = self.tick_s
-            except Exception as exc:  # the store or the broker is away: say it, wait longer, try again
+            except DBAPIError as exc:
+                logger.warning("the job store cannot be reached (%s); dispatch waits for it", type(exc).__name__)
+                self._store_failed = True
+                backoff_s = min(max(backoff_s * 2, 0.5), 5.0)
+            except Exception as exc:  # the broker is away: say it, wait longer, try again
                 logger.warning("job dispatch failed (%s: %s); retrying", type(exc).__name__, exc)
                 backoff_s = min(max(backoff_s * 2, 0.5), 5.0)
 
     def dispatch_once(self) -> int:
         """One round: take back lapsed leases, then publish what the free slots allow, fairly. How many were published."""
         now = time.time()
-        for row in self.store.leases_expired(now):
+        expired = self.store.leases_expired(now)
+        if self._store_failed:  # back after an outage: hosts could not renew meanwhile; give them time first
+            self._store_failed, self._store_ok_since = False, time.monotonic()
+        for row in expired if time.monotonic() - self._store_ok_since >= self.lease_grace_s else []:
             moved = take_back_lost(self.store, row, now)
             if moved is not None:
                 logger.warning("job %s: its host %s stopped renewing its lease; %s", row["id"], row["host"],
@@ -244,7 +284,10 @@ class DistributedJobQueue(JobQueue):
             with self._changed:
                 if self.progress_of(job_id) == shown:
                     self._changed.wait(0.5)
-            row = self.store.get(job_id) or row
+            try:
+                row = self.store.get(job_id) or row
+            except DBAPIError:  # the store is away: the job may still run; wait for the store to come back
+                time.sleep(1.0)
         if row["state"] != SUCCEEDED:
             raise JobError(row["error"] or "the job %s" % row["state"])
         return self.result_of(row)
@@ -262,6 +305,7 @@ class DistributedJobQueue(JobQueue):
         return "queued: %d job(s) ahead for %s" % (position - 1, row["architecture"])
 
     # control
+    @reachable
     def cancel(self, job_id: str, owner: Optional[str] = None) -> bool:
         row = self.store.get(job_id)
         if row is None or (owner is not None and row["owner"] != owner) or row["state"] not in ACTIVE_STATES:
@@ -275,10 +319,12 @@ class DistributedJobQueue(JobQueue):
             return True
         return False
 
+    @reachable
     def cancel_session(self, session: str) -> int:
         rows = [row for row in self.store.where(state=list(ACTIVE_STATES), session=session)]
         return sum(1 for row in rows if self.cancel(row["id"]))
 
+    @reachable
     def retry(self, job_id: str, owner: Optional[str]) -> str:
         row = self._row(job_id, owner)
         if row["state"] not in ENDED_STATES or row["state"] == SUCCEEDED:
@@ -291,12 +337,16 @@ class DistributedJobQueue(JobQueue):
         self._wake.set()
         return job_id
 
+    @reachable
     def recover(self) -> Dict[str, int]:
         """At the front's start: nothing running is interrupted (it may run on a live host); lapsed leases are taken
         back and waiting jobs are published as hosts have room."""
         interrupted = requeued = 0
         now = time.time()
-        for row in self.store.leases_expired(now):
+        expired = self.store.leases_expired(now)
+        if self._store_failed:  # back after an outage: hosts could not renew meanwhile; give them time first
+            self._store_failed, self._store_ok_since = False, time.monotonic()
+        for row in expired if time.monotonic() - self._store_ok_since >= self.lease_grace_s else []:
             moved = take_back_lost(self.store, row, now)
             interrupted += moved == INTERRUPTED
             requeued += moved == QUEUED
@@ -311,6 +361,7 @@ class DistributedJobQueue(JobQueue):
             raise UnknownJobError("no job %r in your history" % job_id)
         return row
 
+    @reachable
     def get(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
         row = self._row(job_id, owner)
         if row.get("input_path"):
@@ -320,6 +371,7 @@ class DistributedJobQueue(JobQueue):
                 row["input_path"] = None
         return row
 
+    @reachable
     def status(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
         row = self._row(job_id, owner)
         fraction, message = self.progress_of(job_id) if row["state"] == RUNNING else (None, "")
@@ -333,6 +385,7 @@ class DistributedJobQueue(JobQueue):
             "file": PurePosixPath(row["output_path"]).name if row.get("output_path") else None, "host": row.get("host"),
         }
 
+    @reachable
     def queue_summary(self) -> List[Dict[str, Any]]:
         rows = self.store.where(state=list(ACTIVE_STATES))
         architectures = sorted({row["architecture"] for row in rows})
@@ -342,6 +395,7 @@ class DistributedJobQueue(JobQueue):
                  "owners_waiting": len({r["owner"] for r in rows if r["architecture"] == architecture and r["state"] == QUEUED})}
                 for architecture in architectures]
 
+    @reachable
     def queue_position(self, job_id: str) -> Optional[int]:
         row = self.store.get(job_id)
         if row is None or row["state"] != QUEUED:
@@ -349,6 +403,7 @@ class DistributedJobQueue(JobQueue):
         ahead = self.store.where(state=QUEUED, architecture=row["architecture"])
         return 1 + sum(1 for other in ahead if float(other["created_at"]) < float(row["created_at"]))
 
+    @reachable
     def is_active(self, job_id: str) -> bool:
         row = self.store.get(job_id)
         return row is not None and row["state"] in ACTIVE_STATES
@@ -357,6 +412,7 @@ class DistributedJobQueue(JobQueue):
         """The live hosts as the last dispatch saw them."""
         return list(self._hosts)
 
+    @reachable
     def delete(self, job_id: str, owner: Optional[str]) -> None:
         row = self._row(job_id, owner)
         if row["state"] in ACTIVE_STATES:

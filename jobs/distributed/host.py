@@ -53,6 +53,8 @@ class JobHost:
         self.store, self.runner, self.artifacts, self.name = store, runner, artifacts, name
         self.lease_s = lease_s
         self.input_copy_max_bytes = input_copy_max_bytes
+        self.record_retry_s = 300.0
+        """How long a finished job's end is retried through a store outage."""
         self.bus = publish
         self._lock = threading.Lock()
         self._running: Dict[str, _Running] = {}
@@ -97,12 +99,26 @@ class JobHost:
             error = "the job was cancelled" if state == CANCELLED else self.runner.message_for(exc)
         timings = dict(columns.get("timings") or {}, queue_wait_s=round(started - float(row["created_at"]), 4))
         values = dict(columns, state=state, finished_at=time.time(), error=error, lease_until=None, timings=timings)
-        if run.lost or not self.store.change(run.job_id, {"state": RUNNING, "host": self.name}, **values):
+        if run.lost or not self._record_end(run.job_id, values):
             logger.warning("job %s: this host no longer holds it (its lease was taken back): its end is not recorded", run.job_id)
             return "lost"
         if self.bus is not None:
             self.bus.ended(run.job_id, state)
         return state
+
+    def _record_end(self, job_id: str, values: Dict[str, Any]) -> bool:
+        """Record the end while this host holds the job; through a store outage, again until ``record_retry_s``."""
+        deadline, delay_s = time.monotonic() + self.record_retry_s, 0.2
+        while True:
+            try:
+                return self.store.change(job_id, {"state": RUNNING, "host": self.name}, **values)
+            except Exception as exc:  # the database is away: the work is done, keep it if the store comes back
+                if time.monotonic() > deadline:
+                    logger.error("job %s: its end could not be recorded (%s); its lease lapses and it runs again", job_id, exc)
+                    return False
+                logger.warning("job %s: recording its end failed (%s); again in %.1f s", job_id, exc, delay_s)
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
 
     def _progress(self, job_id: str) -> Any:
         def report(fraction: Optional[float], message: str) -> None:

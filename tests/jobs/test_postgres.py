@@ -3,14 +3,8 @@ code as on SQLite: migrations, the job life cycle, a restart's recovery, search 
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator
 
 import pytest
 
@@ -18,52 +12,15 @@ from jobs.schema import INTERRUPTED, SUCCEEDED
 from jobs.service import JobService
 from jobs.spec import JobSpec
 from jobs.store import JobStore
-from tests.conftest import free_port, wait_until
+from tests.conftest import wait_until
 from tests.jobs.test_service import FileRunner
-
-
-def postgres_bin() -> Path:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not candidates:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does this)")
-    return Path(candidates[-1]).parent
-
-
-def as_postgres(command: List[str]) -> List[str]:
-    """The server refuses to run as root: run it as the postgres user where the tests run as root."""
-    if os.geteuid() != 0:
-        return command
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no postgres user to run the server as")
-    return ["runuser", "-u", "postgres", "--", *command]
+from tests.services import postgres_server
 
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    binaries = postgres_bin()
-    folder = Path(tempfile.mkdtemp(prefix="voicegen-postgres-"))  # not under pytest's root-only folders: the server user reads it
-    data, sockets = folder / "data", folder / "run"
-    sockets.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(sockets, "postgres")
-    subprocess.run(as_postgres([str(binaries / "initdb"), "-D", str(data), "-U", "jobs", "--auth=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True, timeout=120)
-    port = free_port()
-    subprocess.run(as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-o",
-                                "-p %d -k %s -c listen_addresses=127.0.0.1" % (port, sockets), "start"]),
-                   check=True, capture_output=True, timeout=120)
-    try:
-        yield "postgresql+psycopg://jobs@127.0.0.1:%d/postgres" % port
-    finally:
-        subprocess.run(as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True,
-                       timeout=60)
-        shutil.rmtree(folder, ignore_errors=True)
+    with postgres_server() as server:
+        yield server.url
 
 
 def test_jobs_live_through_a_restart_on_postgres(postgres_url: str, tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def redis_once() -> Iterator[Callable[[], str]]:
 
         def get() -> str:
             if not url:
-                url.append(stack.enter_context(redis_server()))
+                url.append(stack.enter_context(redis_server()).url)
             return url[0]
         yield get
 
