@@ -4,6 +4,8 @@
     python3 launcher.py [--host H] [--port P] [--share] [--auth user:pass] [--data-dir D] [--no-browser]
     python3 launcher.py test [pytest args]
     python3 launcher.py keys create --owner NAME | list | revoke ID     (API keys for programs)
+    python3 launcher.py worker --broker-url redis://FRONT:6379/0 --database-url postgresql+psycopg://... [--queues Q]
+                                                                        (run a server's jobs on this host too)
 
 Sets up the app's own environment (``.venv`` in the project, with uv when it can be installed from
 PyPI, else venv + pip), installs the pinned dependencies, builds the default architecture's
@@ -28,7 +30,7 @@ MARKER = VENV / ".voicegen-deps"
 BYTECODE_MARKER = VENV / ".voicegen-bytecode"
 """The deps marker whose packages have their bytecode compiled (environments made before the launcher compiled it)."""
 UV_VERSION = "0.13.9"
-COMMANDS = ("serve", "setup", "test", "keys")
+COMMANDS = ("serve", "setup", "test", "keys", "worker")
 
 
 def venv_python() -> Path:
@@ -128,7 +130,7 @@ def ensure_app_env(with_dev: bool) -> None:
     say("app environment ready in %.0f s" % (time.monotonic() - started))
 
 
-PATH_FLAGS = ("--data-dir", "--auth-file")
+PATH_FLAGS = ("--data-dir", "--auth-file", "--shared-dir")
 PATH_ENV = ("VOICEGEN_DATA_DIR", "VOICEGEN_AUTH_FILE", "VOICEGEN_ENVS_DIR")
 
 

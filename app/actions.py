@@ -29,8 +29,8 @@ from app.runtime_controls import RuntimeControls
 from app.settings import Settings
 from jobs.artifacts import local_path
 from jobs.errors import JobError, UnknownJobError
+from jobs.queue import JobQueue
 from jobs.retention import RetentionLoop
-from jobs.service import JobService
 from jobs.spec import JobSpec
 from models.manager import ModelManager
 from pipeline.cache import AudioCache
@@ -51,7 +51,7 @@ class Workstation:
     service_runner: JobServiceRunner
     preferences: Preferences
     controls: RuntimeControls
-    jobs: JobService
+    jobs: JobQueue
     retention: RetentionLoop
     supervisor: Supervisor
     cache: AudioCache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 from app.access import load_access
@@ -21,9 +22,10 @@ from app.runtime_controls import RuntimeControls
 from app.settings import Settings
 from app.tracing import Tracing
 from jobs.artifacts import ArtifactStore, LocalFolderStore
+from jobs.queue import JobEnd, JobQueue
 from jobs.quotas import OwnerQuotas
 from jobs.retention import RetentionLoop, RetentionPolicy
-from jobs.service import JobEnd, JobService
+from jobs.service import JobService
 from jobs.store import JobStore, sqlite_url
 from models.manager import ModelManager
 from pipeline.cache import AudioCache
@@ -64,10 +66,23 @@ def build_env(settings: Settings, architecture: str, progress: Callable[[str], N
     return make_kinds(settings).build(specs[architecture], progress)
 
 
-def make_workstation(settings: Settings) -> Workstation:
-    # first: a configuration that must not serve (a public bind open to anyone) stops before anything starts
-    access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host,
-                         ApiKeyStore(settings.data_dir), settings.insecure_public)
+@dataclass
+class Core:
+    """What runs jobs, on the desktop, a server's front, or a worker host: architectures, supervisor, checks, runner."""
+
+    specs: Dict[str, EnvSpec]
+    manifests: Dict[str, Manifest]
+    supervisor: Supervisor
+    cache: AudioCache
+    catalog: Catalog
+    preferences: Preferences
+    artifacts: ArtifactStore
+    checks: RequestChecks
+    provenance: Provenance
+    service_runner: JobServiceRunner
+
+
+def make_core(settings: Settings) -> Core:
     specs = discover(settings.spec_dirs)
     manifests: Dict[str, Manifest] = {}
     for name, spec in list(specs.items()):
@@ -103,11 +118,21 @@ def make_workstation(settings: Settings) -> Workstation:
     cache = AudioCache(settings.cache_dir, settings.cache_size_bytes)
     catalog = Catalog(settings, specs, manifests)
     preferences = Preferences(settings.presets_dir, catalog, PresetStore(settings.presets_dir))
-    artifacts = LocalFolderStore(settings.data_dir)  # keys: outputs/<day>/<file>, jobs/inputs/<job id>.<ext>
+    artifacts = LocalFolderStore(settings.artifacts_dir)  # keys: outputs/<day>/<file>, jobs/inputs/<job id>.<ext>
     checks = RequestChecks(settings, catalog, preferences, cache, artifacts)
     provenance = Provenance(catalog)
     service_runner = JobServiceRunner(checks, JobRunner(settings, supervisor, cache, provenance, artifacts, LiveTakes()), provenance)
-    jobs, retention = make_jobs(settings, service_runner, artifacts)
+    return Core(specs, manifests, supervisor, cache, catalog, preferences, artifacts, checks, provenance, service_runner)
+
+
+def make_workstation(settings: Settings) -> Workstation:
+    # first: a configuration that must not serve (a public bind open to anyone) stops before anything starts
+    access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host,
+                         ApiKeyStore(settings.data_dir), settings.insecure_public)
+    core = make_core(settings)
+    specs, manifests, supervisor, cache, catalog = core.specs, core.manifests, core.supervisor, core.cache, core.catalog
+    preferences, checks, service_runner = core.preferences, core.checks, core.service_runner
+    jobs, retention = make_jobs(settings, service_runner, core.artifacts)
     models = ModelManager(
         settings.data_dir,
         {name: adapter_class(spec).describe for name, spec in specs.items()},
@@ -132,13 +157,29 @@ def make_workstation(settings: Settings) -> Workstation:
     return station
 
 
-def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactStore) -> Tuple[JobService, RetentionLoop]:
-    """The job service over the job store (SQLite in the data folder, or the configured database), its files in
-    ``artifacts`` by key, and its retention (which sweeps only the outputs and kept inputs, never the rest of the store)."""
-    store = JobStore(settings.jobs_database_url or sqlite_url(settings.data_dir / "jobs.sqlite3"))
+def job_store(settings: Settings) -> JobStore:
+    return JobStore(settings.jobs_database_url or sqlite_url(settings.data_dir / "jobs.sqlite3"))
+
+
+def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactStore) -> Tuple[JobQueue, RetentionLoop]:
+    """The job queue over the job store (SQLite in the data folder, or the configured database), its files in
+    ``artifacts`` by key, and its retention (which sweeps only the outputs and kept inputs, never the rest of the store).
+    In this process, or, with a broker, the front of worker hosts (``jobs.distributed``)."""
+    store = job_store(settings)
     quotas = OwnerQuotas(settings.max_queued_jobs_per_client, settings.max_kept_inputs_mb_per_client << 20)
-    jobs = JobService(store, runner, None, settings.max_concurrent_jobs, settings.max_jobs_per_architecture,
-                      settings.history_input_max_mb << 20, quotas, artifacts=artifacts, inputs_prefix="jobs/inputs")
+    jobs: JobQueue
+    if settings.broker_url:
+        from jobs.distributed.bus import Bus
+        from jobs.distributed.celery_app import make_celery, publisher
+        from jobs.distributed.front import DistributedJobQueue
+
+        jobs = DistributedJobQueue(store, runner, artifacts, Bus(settings.broker_url), publisher(make_celery(settings.broker_url)),
+                                   result_of=runner.result_of, inputs_prefix="jobs/inputs",
+                                   input_copy_max_bytes=settings.history_input_max_mb << 20, quotas=quotas,
+                                   lease_grace_s=settings.job_lease_s)
+    else:
+        jobs = JobService(store, runner, None, settings.max_concurrent_jobs, settings.max_jobs_per_architecture,
+                          settings.history_input_max_mb << 20, quotas, artifacts=artifacts, inputs_prefix="jobs/inputs")
     policy = RetentionPolicy(settings.outputs_keep, settings.outputs_max_mb << 20, settings.outputs_max_age_h * 3600,
                              prefixes=("outputs", "jobs/inputs"))
     retention = RetentionLoop(store, policy, every_s=30.0, artifacts=artifacts)

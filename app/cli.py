@@ -3,6 +3,8 @@
   python -m app serve [--host H] [--port P] [--share] [--auth u:p] [--data-dir D] [--no-browser]
   python -m app setup            build the default architecture's environment
   python -m app test [pytest args]   set up, then run ruff, mypy and the tests
+  python -m app worker --broker-url redis://H:6379/0 --database-url postgresql+psycopg://... [--queues Q,...]
+                       [--slots N] [--name HOST] [--shared-dir D]   run jobs of a front on this host
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     flags: Dict[str, Any] = {
         key: getattr(args, key, None) for key in ("data_dir", "host", "port", "share", "auth", "auth_file", "admins", "open_browser",
-                                                "insecure_public")
+                                                "insecure_public", "broker_url", "jobs_database_url", "shared_dir",
+                                                "worker_queues", "worker_slots", "host_name", "job_lease_s")
     }
     return build_settings(os.environ, flags)
 
@@ -99,6 +102,21 @@ def run_tests(settings: Settings, pytest_args: List[str]) -> int:
     return 0
 
 
+def run_worker_host(settings: Settings) -> int:
+    from app.single_instance import AlreadyRunning, hold_data_folder
+    from app.worker_host import run_worker
+
+    try:
+        folder = hold_data_folder(settings.data_dir, "")  # a host's supervisor owns its data folder like an app's
+    except AlreadyRunning as running:
+        print("%s\n(a worker host needs its own --data-dir)" % running, flush=True)
+        return 2
+    try:
+        return run_worker(settings)
+    finally:
+        folder.release()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
@@ -109,6 +127,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     keys.add_argument("action", choices=("create", "list", "revoke"))
     keys.add_argument("key_id", nargs="?", help="the key to revoke (its id, from `keys list`)")
     keys.add_argument("--owner", help="whom a new key speaks for (its jobs join that owner's history and quotas)")
+    worker = sub.add_parser("worker", help="run a front's jobs on this host (the supervisor inside a Celery worker)")
+    add_common_flags(worker)
+    worker.add_argument("--broker-url", dest="broker_url", help="the front's Redis, e.g. redis://front:6379/0")
+    worker.add_argument("--database-url", dest="jobs_database_url", help="the job store every host shares (PostgreSQL URL)")
+    worker.add_argument("--queues", dest="worker_queues", help="queues to take: generate.cpu, generate.gpu.<architecture>, "
+                                                               "download.io (comma-separated; default generate.cpu)")
+    worker.add_argument("--slots", dest="worker_slots", type=int, help="jobs at once on this host (default 1)")
+    worker.add_argument("--name", dest="host_name", help="this host's name (default: the machine's)")
+    worker.add_argument("--shared-dir", dest="shared_dir", help="the folder of job files every host mounts at the same path")
+    worker.add_argument("--lease-s", dest="job_lease_s", type=float, help="a running job's lease (default 30 s)")
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # until settings are read
     command = args.command or "serve"
@@ -130,6 +158,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return manage_keys(settings, args.action, args.owner, args.key_id)
     if command == "test":
         return run_tests(settings, rest)
+    if command == "worker":
+        return run_worker_host(settings)
     from app.single_instance import AlreadyRunning, hold_data_folder
     from app.starting_page import StartingPage
 

@@ -23,7 +23,7 @@ from app.provenance import Provenance
 from app.public_errors import for_person, new_error_id
 from app.request_checks import PreparedJob, RequestChecks
 from app.settings import Settings
-from jobs.artifacts import ArtifactStore
+from jobs.artifacts import ArtifactStore, local_path
 from jobs.errors import MissingArtifactError
 from jobs.output import JobOutput
 from jobs.spec import JobSpec
@@ -294,6 +294,13 @@ class JobServiceRunner:
         output = JobOutput(key, master, artifacts.size(key) + (artifacts.size(master) if master else 0), generation.sample_rate,
                            generation.duration_s, generation.cached, generation.timings_s, self.provenance.record(job))
         return generation, output.columns()
+
+    def result_of(self, row: Dict[str, Any]) -> Generation:
+        """A finished job's result from its row: what a waiter gets when another host ran it."""
+        timings = {key: float(value) for key, value in (row.get("timings") or {}).items() if isinstance(value, (int, float))}
+        return Generation(local_path(self.runner.artifacts, row["output_path"]), row["architecture"], row["character"], row["text"],
+                          int(row.get("sample_rate") or 0), float(row.get("duration_s") or 0.0), False, timings,
+                          bool(row.get("cached")), job_id=row["id"])
 
     def message_for(self, exc: BaseException) -> str:
         return for_person(exc, "a job", logger).message

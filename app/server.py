@@ -156,7 +156,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     station.start_memory_sampler()
 
     def prewarm() -> None:
-        if settings.prewarm:
+        if settings.prewarm and not settings.broker_url:  # a front runs no jobs here: its hosts hold the workers
             station.prewarm_configured()  # the default worker's spawn and load (failures are logged; the app still starts)
         warmth.workers = True
 

@@ -91,6 +91,21 @@ class Settings(BaseSettings):
     """Of those, at most this many of one architecture: a slow conversion never takes every slot from Piper."""
     jobs_database_url: Optional[str] = None
     """The job store (history): default SQLite at ``<data_dir>/jobs.sqlite3``; a SQLAlchemy URL (Postgres) in server mode."""
+    broker_url: Optional[str] = None
+    """Beyond one host: the Redis URL (``redis://host:6379/0``) the front and its worker hosts share. With it this app
+    enqueues jobs and worker hosts (``launcher.py worker``) run them; ``jobs_database_url`` should then name a PostgreSQL
+    every host reaches, and ``shared_dir`` a folder every host mounts."""
+    shared_dir: Optional[Path] = None
+    """Where job files (outputs, kept input recordings) live when several hosts share them: the same folder, at this
+    path, on every host. Default: the data folder."""
+    host_name: str = ""
+    """This worker host's name in the job store and the Runtimes view (default: the machine's name)."""
+    worker_queues: str = "generate.cpu"
+    """The queues this worker host consumes (``generate.cpu``, ``generate.gpu.<architecture>``, ``download.io``)."""
+    worker_slots: int = 1
+    """Jobs this worker host runs at once."""
+    job_lease_s: float = 30.0
+    """A running job's lease: a host that stops renewing it for this long is taken to be gone and its job runs again."""
     history_input_max_mb: int = 50
     """Input recordings up to this size are kept with their job (for Retry, re-generate and restarts)."""
     model_aliases: str = "tts-1=piper,tts-1-hd=piper,gpt-4o-mini-tts=piper"
@@ -143,7 +158,12 @@ class Settings(BaseSettings):
 
     @property
     def outputs_dir(self) -> Path:
-        return self.data_dir / "outputs"
+        return self.artifacts_dir / "outputs"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """The artifact store's folder: job files by key (outputs/..., jobs/inputs/...)."""
+        return self.shared_dir or self.data_dir
 
     @property
     def assets_dir(self) -> Path:

@@ -9,6 +9,7 @@ against every implementation."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from jobs.artifacts import ArtifactStore
@@ -19,6 +20,19 @@ ProgressFn = Callable[[Optional[float], str], None]
 """(fraction done or None, what is happening): a job's progress, and a queued job's place in line."""
 
 
+@dataclass(frozen=True)
+class JobEnd:
+    """A job's end as observers see it (metrics, traces): times are the epoch's seconds."""
+
+    job_id: str
+    architecture: str
+    state: str
+    timings: Dict[str, Any]
+    created_at: float
+    started_at: float
+    finished_at: float
+
+
 def no_progress(fraction: Optional[float], message: str) -> None:
     pass
 
@@ -26,6 +40,8 @@ def no_progress(fraction: Optional[float], message: str) -> None:
 class JobQueue(Protocol):
     store: JobStore
     """The job's truth (rows; the history pages read it)."""
+    on_end: Optional[Callable[[JobEnd], None]]
+    """Told each job's end (the app's metrics and traces); it must not raise."""
     artifacts: ArtifactStore
     """Where the job's files live, by key: kept input recordings today; outputs and masters once the app writes them here."""
 

@@ -25,14 +25,14 @@ from jobs.artifacts import ArtifactStore, LocalFolderStore, check_prefix, local_
 from jobs.errors import JobError, MissingArtifactError, QuotaError, UnknownJobError
 from jobs.fairness import bounded, pick_next
 from jobs.kept_inputs import keep_input, sha256_of, spec_of
-from jobs.queue import JobQueue, ProgressFn, no_progress
+from jobs.queue import JobEnd, JobQueue, ProgressFn, no_progress
 from jobs.quotas import OwnerQuotas
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
 from jobs.spec import JobSpec
 from jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
-__all__ = ["INTERRUPTED_REASON", "JobService", "ProgressFn", "Runner", "sha256_of"]
+__all__ = ["INTERRUPTED_REASON", "JobEnd", "JobService", "ProgressFn", "Runner", "sha256_of"]
 INTERRUPTED_REASON = "the app stopped while this job was running; Retry runs it again"
 
 
@@ -88,19 +88,6 @@ class _Active:
         with self.changed:
             self.state, self.result, self.error, self.done = state, result, error, True
             self.changed.notify_all()
-
-
-@dataclass(frozen=True)
-class JobEnd:
-    """A job's end as observers see it (metrics, traces): times are the epoch's seconds."""
-
-    job_id: str
-    architecture: str
-    state: str
-    timings: Dict[str, Any]
-    created_at: float
-    started_at: float
-    finished_at: float
 
 
 class _RunFailed(Exception):
@@ -462,7 +449,7 @@ class JobService(JobQueue):
             "progress": fraction, "message": message, "architecture": row["architecture"], "character": row["character"],
             "created_at": row["created_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
             "attempts": row["attempts"], "timings_s": row["timings"], "error": row["error"], "batch_id": row["batch_id"],
-            "file": PurePosixPath(row["output_path"]).name if row.get("output_path") else None,
+            "file": PurePosixPath(row["output_path"]).name if row.get("output_path") else None, "host": row.get("host"),
         }
 
     def queue_summary(self) -> List[Dict[str, Any]]:

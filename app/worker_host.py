@@ -1,0 +1,56 @@
+"""A worker host (``python3 launcher.py worker``): this machine's supervisor inside a Celery worker, running the jobs a
+front (the app started with ``broker_url``) enqueues, from the queues this host is configured to take.
+
+Everything the host needs comes from the same settings as the app: the job store (``jobs_database_url``: a
+PostgreSQL every host reaches), the broker (``broker_url``), the shared folder for job files (``shared_dir``), and its
+own data folder for environments, characters and caches. A host without a GPU refuses ``generate.gpu.*`` queues at
+start, naming the queue."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Tuple
+
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> int:
+    from app.bootstrap import job_store, make_core
+    from app.server import prepare_process_environment
+    from jobs.distributed.bus import Bus
+    from jobs.distributed.celery_app import make_celery, serve
+    from jobs.distributed.host import JobHost
+    from jobs.distributed.routing import RoutingError, check_host_name, parse_queues
+    from runtimes.memory import make_source
+
+    if not settings.broker_url:
+        print("a worker host needs the front's broker: --broker-url redis://HOST:6379/0 (or VOICEGEN_BROKER_URL)", flush=True)
+        return 2
+    try:
+        queues = parse_queues(settings.worker_queues, has_gpu=make_source().kind == "nvml")
+        name = check_host_name(settings.host_name or socket.gethostname())
+    except RoutingError as exc:
+        print(str(exc), flush=True)
+        return 2
+    prepare_process_environment(settings)
+    core = make_core(settings)
+    bus = Bus(settings.broker_url)
+    host = JobHost(job_store(settings), core.service_runner, core.artifacts, name, lease_s=settings.job_lease_s, publish=bus,
+                   input_copy_max_bytes=settings.history_input_max_mb << 20)
+
+    def loaded() -> Tuple[str, ...]:
+        """'<architecture>/<character>' of every model this host's workers hold: the front sends their jobs here."""
+        return tuple(sorted({"%s/%s" % (row["architecture"], character) for row in core.supervisor.status()
+                             for character in row.get("characters") or ()}))
+
+    print("Worker host %s: queues %s, %d slot(s), job files in %s" % (name, ", ".join(queues), settings.worker_slots,
+                                                                     settings.artifacts_dir), flush=True)
+    try:
+        serve(make_celery(settings.broker_url, visibility_timeout_s=max(6 * 3600.0, settings.job_timeout_s * 2)), host, bus, queues,
+              max(1, settings.worker_slots), loaded)
+    finally:
+        core.supervisor.shutdown()
+    return 0

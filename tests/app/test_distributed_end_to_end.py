@@ -1,0 +1,65 @@
+"""Beyond one host, as an operator runs it: the app started with a broker is the front (``python -m app serve`` with
+VOICEGEN_BROKER_URL, VOICEGEN_JOBS_DATABASE_URL and VOICEGEN_SHARED_DIR), a worker host is ``python -m app worker`` with
+its own data folder, on a real Redis and a real PostgreSQL; gradio_client and plain HTTP use the front exactly as on one
+host, and the speech is made by Piper on the worker host."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Dict, Iterator, Tuple
+
+import httpx
+import pytest
+import soundfile
+from gradio_client import Client
+
+from tests.conftest import PROJECT_ROOT, AppServer, built_envs_dir, start_app
+from tests.services import postgres_server, redis_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def front_and_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[AppServer, Dict[str, str], Path]]:
+    shared = tmp_path_factory.mktemp("shared")
+    with postgres_server() as postgres, redis_server() as broker:
+        env = {"VOICEGEN_BROKER_URL": broker.url, "VOICEGEN_JOBS_DATABASE_URL": postgres.new_database("front_%s" % uuid.uuid4().hex[:8]),
+               "VOICEGEN_SHARED_DIR": str(shared)}
+        host_log = tmp_path_factory.mktemp("host") / "host.log"
+        host_env = dict(os.environ, VOICEGEN_ENVS_DIR=str(built_envs_dir()), PYTHONUNBUFFERED="1", **env)
+        with host_log.open("w") as log:
+            host = subprocess.Popen([sys.executable, "-m", "app", "worker", "--data-dir", str(tmp_path_factory.mktemp("host-data")),
+                                     "--name", "host-a", "--slots", "2"], cwd=str(PROJECT_ROOT), env=host_env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        front = start_app(tmp_path_factory.mktemp("front-data"), extra_env=env)
+        try:
+            yield front, env, host_log
+        finally:
+            front.stop()
+            host.terminate()
+            try:
+                host.wait(30)
+            except subprocess.TimeoutExpired:
+                host.kill()
+                host.wait(10)
+
+
+def test_speech_made_on_a_worker_host_through_the_front(front_and_host: Tuple[AppServer, Dict[str, str], Path]) -> None:
+    front, env, host_log = front_and_host
+    client = Client(front.url, verbose=False)
+    path, info = client.predict("piper", "joe", "Made on another host.", api_name="/generate")
+    audio, rate = soundfile.read(path)
+    assert rate == 22050 and len(audio) > 0.5 * rate, host_log.read_text()[-2000:]
+    record = client.predict(info["job_id"], api_name="/job")
+    assert record["state"] == "succeeded" and record["host"] == "host-a"  # the row says where it ran
+    assert (Path(env["VOICEGEN_SHARED_DIR"]) / "outputs").is_dir()  # its file in the shared folder, by key
+    assert "Worker host host-a" in host_log.read_text()
+    # the same history and job API as on one host
+    assert info["job_id"] in [row["job_id"] for row in client.predict("another host", api_name="/history")]
+    speech = httpx.post(front.url + "v1/audio/speech", json={"model": "tts-1", "input": "Plain HTTP, remote host.", "voice": "joe",
+                                                             "response_format": "wav"}, timeout=120)
+    assert speech.status_code == 200 and speech.content[:4] == b"RIFF", speech.text[:300]
