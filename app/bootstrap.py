@@ -169,14 +169,17 @@ def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactS
     quotas = OwnerQuotas(settings.max_queued_jobs_per_client, settings.max_kept_inputs_mb_per_client << 20)
     jobs: JobQueue
     if settings.broker_url:
+        from app.character_sharing import CharacterSharing
         from jobs.distributed.bus import Bus
         from jobs.distributed.celery_app import make_celery, publisher
         from jobs.distributed.front import DistributedJobQueue
 
+        sharing = CharacterSharing(artifacts, settings.characters_dir)
         jobs = DistributedJobQueue(store, runner, artifacts, Bus(settings.broker_url), publisher(make_celery(settings.broker_url)),
                                    result_of=runner.result_of, inputs_prefix="jobs/inputs",
                                    input_copy_max_bytes=settings.history_input_max_mb << 20, quotas=quotas,
-                                   lease_grace_s=settings.job_lease_s)
+                                   lease_grace_s=settings.job_lease_s,
+                                   publish_files=lambda spec: sharing.publish(spec.architecture, spec.character))
     else:
         jobs = JobService(store, runner, None, settings.max_concurrent_jobs, settings.max_jobs_per_architecture,
                           settings.history_input_max_mb << 20, quotas, artifacts=artifacts, inputs_prefix="jobs/inputs")

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> int:
     from app.bootstrap import job_store, make_core
+    from app.character_sharing import CharacterSharing
     from app.server import prepare_process_environment
     from jobs.distributed.bus import Bus
     from jobs.distributed.celery_app import make_celery, serve
@@ -38,8 +39,10 @@ def run_worker(settings: Settings) -> int:
     prepare_process_environment(settings)
     core = make_core(settings)
     bus = Bus(settings.broker_url)
+    sharing = CharacterSharing(core.artifacts, settings.characters_dir)
     host = JobHost(job_store(settings), core.service_runner, core.artifacts, name, lease_s=settings.job_lease_s, publish=bus,
-                   input_copy_max_bytes=settings.history_input_max_mb << 20)
+                   input_copy_max_bytes=settings.history_input_max_mb << 20,
+                   fetch_files=lambda row: sharing.fetch(row["architecture"], row["character"]))
 
     def loaded() -> Tuple[str, ...]:
         """'<architecture>/<character>' of every model this host's workers hold: the front sends their jobs here."""

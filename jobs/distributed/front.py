@@ -70,13 +70,15 @@ class DistributedJobQueue(JobQueue):
     def __init__(self, store: JobStore, runner: Runner, artifacts: ArtifactStore, bus: Bus, publish: Publish,
                  result_of: Callable[[Dict[str, Any]], Any], inputs_prefix: str = "jobs/inputs",
                  input_copy_max_bytes: int = 50 << 20, quotas: OwnerQuotas = OwnerQuotas(), tick_s: float = 0.25,
-                 republish_after_s: float = 30.0, lease_grace_s: float = 30.0) -> None:
+                 republish_after_s: float = 30.0, lease_grace_s: float = 30.0,
+                 publish_files: Optional[Callable[[JobSpec], object]] = None) -> None:
         """``result_of``: what a waiter gets from a finished job's row (the app: its Generation). ``republish_after_s``:
         a published job no host claimed by then is published again (the broker may have lost it). ``lease_grace_s``: after
         the store was away, hosts get this long to renew their leases before lapsed ones are taken back (at least a
-        host's lease)."""
+        host's lease). ``publish_files``: puts the files a job needs (its character's) where every host can fetch them."""
         self.store, self.runner, self.artifacts, self.bus = store, runner, artifacts, bus
         self.publish, self.result_of = publish, result_of
+        self.publish_files = publish_files
         self.inputs_prefix = check_prefix(inputs_prefix)
         self.input_copy_max_bytes = input_copy_max_bytes
         self.quotas = quotas
@@ -105,6 +107,8 @@ class DistributedJobQueue(JobQueue):
         client = client or owner
         self._check_quotas(client, spec)
         self.runner.prepare(spec)  # what is wrong is said before anything is recorded
+        if self.publish_files is not None:
+            self.publish_files(spec)  # before it is queued: a host may take it at once
         job_id = uuid.uuid4().hex
         input_name, input_sha256, input_key = keep_input(self.artifacts, self.inputs_prefix, self.input_copy_max_bytes, job_id,
                                                          spec.audio_path)

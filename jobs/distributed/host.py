@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set
 
 from jobs.artifacts import ArtifactStore
 from jobs.kept_inputs import spec_of
@@ -48,11 +48,14 @@ def take_back_lost(store: JobStore, row: Dict[str, Any], now: float) -> Optional
 
 class JobHost:
     def __init__(self, store: JobStore, runner: Runner, artifacts: ArtifactStore, name: str, lease_s: float = 30.0,
-                 publish: Optional[Any] = None, input_copy_max_bytes: int = 50 << 20) -> None:
-        """``publish``: the bus (``progress``/``ended``) or None (no one listens: tests of the host alone)."""
+                 publish: Optional[Any] = None, input_copy_max_bytes: int = 50 << 20,
+                 fetch_files: Optional[Callable[[Dict[str, Any]], object]] = None) -> None:
+        """``publish``: the bus (``progress``/``ended``) or None (no one listens: tests of the host alone). ``fetch_files``:
+        brings the files a job's row needs (its character's) to this host before it runs."""
         self.store, self.runner, self.artifacts, self.name = store, runner, artifacts, name
         self.lease_s = lease_s
         self.input_copy_max_bytes = input_copy_max_bytes
+        self.fetch_files = fetch_files
         self.record_retry_s = 300.0
         """How long a finished job's end is retried through a store outage."""
         self.bus = publish
@@ -89,6 +92,8 @@ class JobHost:
         state, error = FAILED, None
         columns: Dict[str, Any] = {}
         try:
+            if self.fetch_files is not None:
+                self.fetch_files(row)
             spec = spec_of(row, self.artifacts, self.input_copy_max_bytes)
             prepared = self.runner.prepare(spec)
             _, columns = self.runner.execute(prepared, run.job_id, self._progress(run.job_id), run.cancel,

