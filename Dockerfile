@@ -15,7 +15,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && (command -v python3 >/dev/null || ln -s "$(command -v python)" /usr/local/bin/python3) \
  && useradd --system --uid ${APP_UID} --create-home --home-dir /home/voicegen --shell /usr/sbin/nologin voicegen \
- && mkdir -p /data /app && chown voicegen:voicegen /data
+ && mkdir -p /data /app /shared && chown voicegen:voicegen /data /shared
 
 # The app's pinned dependencies first (a layer that stays cached while only the code changes). uv uses the system's
 # CA store (UV_NATIVE_TLS): a site with a TLS-inspecting proxy adds its CA to the base image.
