@@ -62,7 +62,7 @@ def speak(client: Client, character: str, text: str, reference: object = None, *
 def test_talknet_and_its_characters_are_listed(client: Client) -> None:
     architectures = {a["id"]: a for a in client.predict(api_name="/list_architectures")}
     listed = architectures[ARCH]
-    assert {o["name"] for o in listed["options"]} == {"speed", "pitch_shift", "reference_follows", "super_resolution"}
+    assert {o["name"] for o in listed["options"]} == {"speed", "pitch_shift", "reference_follows", "denoise", "super_resolution"}
     assert listed["reference"]["required"] is False and listed["reference"]["min_s"] == 0.5
     characters = {c["id"]: c for c in client.predict(ARCH, api_name="/list_characters")}
     assert characters["Apple Bloom (singing)"]["usable"] and characters["Apple Bloom (singing)"]["extras"] == ["pitch model"]

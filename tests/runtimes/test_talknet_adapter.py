@@ -84,6 +84,7 @@ def test_the_manifest_declares_what_the_app_and_the_model_manager_read() -> None
     defaults = MANIFEST.resolve_options({})
     assert (defaults["speed"], defaults["pitch_shift"], defaults["reference_follows"]) == (1.0, 0, "timing and pitch")
     assert defaults["super_resolution"] is False  # its weights are a separate download
+    assert defaults["denoise"] is True  # upstream denoised every take
 
 
 @pytest.mark.skipif(not HAY_SAY.is_dir(), reason="the established app's catalogue data is not beside the project")
@@ -197,7 +198,11 @@ def test_text_becomes_audio_and_speed_is_the_models_tempo(talknet: Supervisor, t
     shifted = talknet.generate(job(talknet_models, "Hello there, how are you?", pitch_shift=5))
     assert shifted.audio.size == normal.audio.size and not np.allclose(shifted.audio, normal.audio)
     line = next(line for line in reversed(log_lines(talknet)) if "piece(s), speed" in line)
-    assert "pitch shift 5" in line and "reference none" in line and "super-resolution off" in line
+    assert "pitch shift 5" in line and "reference none" in line and "denoise on" in line and "super-resolution off" in line
+    raw = talknet.generate(job(talknet_models, "Hello there, how are you?", denoise=False))
+    assert raw.audio.size == normal.audio.size and not np.allclose(raw.audio, normal.audio)  # the denoiser changed the take
+    line = next(line for line in reversed(log_lines(talknet)) if "piece(s), speed" in line)
+    assert "denoise off" in line
 
 
 @pytest.mark.heavy_env

@@ -14,6 +14,9 @@ unvoiced where it is quiet); without one, the pitch model predicts the pitch (a 
 ``TalkNetPitch.nemo`` needs a reference). NeMo's TalkNetSpect normalises the pitch contour per utterance, so the
 pitch shift is applied to the take after the vocoder (duration kept). 22050 Hz for every published TalkNet.
 
+Every take is denoised as upstream's ``HiFiGAN.vocode`` does (option ``denoise``, on by default): the spectrum of the
+vocoder's own output for a random mel, 35 times over, taken from the take's (``superres.Denoiser``).
+
 Super-resolution (optional, off by default: its weights are a separate download, ``assets/hifisr``): the take at
 32 kHz with a second HiFi-GAN's 10.5-16 kHz band added, as the established app always did (see ``superres.py``).
 """
@@ -54,6 +57,11 @@ SR_ASSET = "hifisr"
 SR_SOURCE = ("the file 'hifisr' the established Controllable TalkNet downloads (Google Drive id 14fOprFAIlCQkVRxsfInhEPG0n-xN4QOa), "
              "saved as assets/hifisr")
 SR_RATE = 32000
+DENOISE_STRENGTH = 35.0
+"""Upstream's strength, for the character's vocoder and the super-resolution one alike (superres.Denoiser)."""
+FULL_SCALE = 32768.0
+"""Upstream denoises the vocoder's output at 16-bit full scale (its bias is not scaled): kept, so that the strength
+means what it means there."""
 """The super-resolution vocoder's rate (upstream's config_32k): the output's rate with super-resolution."""
 
 MANIFEST = Manifest(
@@ -72,6 +80,9 @@ MANIFEST = Manifest(
                     "applied to the audio)"),
         Option("reference_follows", "With a reference: follow its", "choice", FOLLOWS[0], choices=FOLLOWS,
                help="timing: the take lasts as long as the recording; pitch: the take's intonation (or melody) is the recording's"),
+        Option("denoise", "Denoise the vocoder's output", "bool", True,
+               help="the established app's denoiser on every take: the vocoder's own output for a random mel, as a noise "
+                    "spectrum, taken %g times from the take's (its hiss and buzz)" % DENOISE_STRENGTH),
         Option("super_resolution", "Super-resolution (32 kHz output)", "bool", False,
                help="a second HiFi-GAN, trained at 32 kHz, adds the 10.5-16 kHz band the 22 kHz take lacks (the established app "
                     "always applied it); needs assets/%s" % SR_ASSET),
@@ -261,11 +272,12 @@ class TalkNetAdapter(Adapter):
         durs = self._nemo(os.path.join(files, DURS), TalkNetDursModel)
         pitch_path = os.path.join(files, PITCH)
         pitch = self._nemo(pitch_path, TalkNetPitchModel) if os.path.isfile(pitch_path) else None
-        vocoder = self._vocoder(os.path.join(files, VOCODER))
+        vocoder, denoiser = self._vocoder(os.path.join(files, VOCODER))
         preprocessor = spect.cfg.get("preprocessor", {}) or {}
         rate = int(preprocessor.get("sample_rate", DEFAULT_RATE))
         hop = int(preprocessor.get("n_window_stride", DEFAULT_HOP))
-        return {"name": name, "spect": spect, "durs": durs, "pitch": pitch, "vocoder": vocoder, "rate": rate, "hop": hop}
+        return {"name": name, "spect": spect, "durs": durs, "pitch": pitch, "vocoder": vocoder, "denoiser": denoiser, "rate": rate,
+                "hop": hop}
 
     def _nemo(self, path: str, cls: Any) -> Any:
         """NeMo's ``cls`` built from the ``.nemo`` file's config, its weights loaded weights-only (strict)."""
@@ -301,8 +313,10 @@ class TalkNetAdapter(Adapter):
             cls._set_model_restore_state(is_being_restored=False)
         return instance.eval().to(self.device)
 
-    def _vocoder(self, path: str) -> Any:
-        from nemo.collections.tts.modules.hifigan_modules import Generator
+    def _vocoder(self, path: str) -> Tuple[Any, Any]:
+        """The character's HiFi-GAN (weight norm removed, as upstream runs it) and its denoiser (``superres.Denoiser``:
+        the bias from the random mel upstream draws after building the vocoder with torch seeded)."""
+        from runtimes.adapters.controllable_talknet.superres import Denoiser, seeded_generator
 
         torch = self.torch
         file_name = os.path.basename(path)
@@ -316,11 +330,15 @@ class TalkNetAdapter(Adapter):
         try:
             state = nested_to_flat(state)  # a vocoder NeMo saved has its nested names
             shape = vocoder_shape(state)
-            generator = Generator(**shape)
+            generator, noise_mel = seeded_generator(shape)
             generator.load_state_dict(flat_to_nested(state, len(shape["resblock_kernel_sizes"])), strict=True)
+            with contextlib.redirect_stdout(io.StringIO()):  # NeMo prints as it removes weight norm
+                generator.remove_weight_norm()
+            generator = generator.eval().to(self.device)
+            denoiser = Denoiser(generator, noise_mel, self.device)
         except Exception as exc:
             raise BadRequestError(load_failure(file_name, exc)) from exc
-        return generator.eval().to(self.device)
+        return generator, denoiser
 
     def _superres(self) -> Any:
         if self.superres is None:
@@ -391,13 +409,14 @@ class TalkNetAdapter(Adapter):
             raise BadRequestError("the reference recording has no voice whose pitch could be followed (it is silence or noise)")
         # A reference is followed over the whole text (its timing and melody are one); otherwise sentence by sentence.
         pieces = [text] if reference is not None else split_sentences(text) or [text]
-        logger.info("TalkNet %s: %d piece(s), speed %g, pitch shift %d, reference %s, super-resolution %s", character["name"], len(pieces),
-                    float(options["speed"]), int(options["pitch_shift"]), follows if reference is not None else "none",
+        logger.info("TalkNet %s: %d piece(s), speed %g, pitch shift %d, reference %s, denoise %s, super-resolution %s", character["name"],
+                    len(pieces), float(options["speed"]), int(options["pitch_shift"]), follows if reference is not None else "none",
+                    "on" if options.get("denoise", True) else "off",
                     "on (%d Hz)" % SR_RATE if superres is not None else "off")
         for index, piece in enumerate(pieces):
             request.check_cancelled()
             audio = self._speak(character, piece, float(options["speed"]), reference if follow_timing else None,
-                                reference[1] if follow_pitch and reference is not None else None)
+                                reference[1] if follow_pitch and reference is not None else None, bool(options.get("denoise", True)))
             shift = int(options["pitch_shift"])
             if shift:
                 import librosa
@@ -410,7 +429,7 @@ class TalkNetAdapter(Adapter):
             yield GenerateResult(audio=audio, sample_rate=rate)
 
     def _speak(self, character: Dict[str, Any], text: str, speed: float, timing: Optional[Tuple[int, np.ndarray]],
-               pitch: Optional[np.ndarray]) -> np.ndarray:
+               pitch: Optional[np.ndarray], denoise: bool = True) -> np.ndarray:
         """One piece: durations (the durs model's, scaled by speed or stretched to the reference), pitch (the pitch
         model's or the reference's), the spect model's mel, the vocoder's audio."""
         torch = self.torch
@@ -435,6 +454,14 @@ class TalkNetAdapter(Adapter):
                 f0_sil, f0_body = model(text=tokens, text_len=text_len, durs=durs)
                 f0 = ((f0_sil.sigmoid() <= 0.5) * (f0_body * model.f0_std + model.f0_mean)).float()
             mel = character["spect"](text=tokens, text_len=text_len, durs=durs, f0=f0)
-            audio = character["vocoder"](x=mel)
-        return np.asarray(audio.reshape(-1).float().cpu().numpy(), dtype=np.float32)
+        return self.vocode(character, mel, denoise)
+
+    def vocode(self, character: Dict[str, Any], mel: Any, denoise: bool) -> np.ndarray:
+        """The character's vocoder on ``mel`` (1 x bands x frames), denoised as upstream's ``HiFiGAN.vocode`` does (at 16-bit
+        full scale, strength 35) unless ``denoise`` is off; floats in [-1, 1]."""
+        with self.torch.no_grad():
+            audio = character["vocoder"](x=mel).reshape(1, -1).float()
+            if denoise:
+                audio = character["denoiser"](audio * FULL_SCALE, DENOISE_STRENGTH) / FULL_SCALE
+        return np.asarray(np.clip(audio.reshape(-1).cpu().numpy(), -1.0, 1.0), dtype=np.float32)
 

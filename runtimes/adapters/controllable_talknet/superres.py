@@ -18,17 +18,25 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from typing import Any
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from runtimes.adapters.common import load_failure
-from runtimes.adapters.controllable_talknet.adapter import SR_ASSET, SR_RATE, flat_to_nested, nested_to_flat, vocoder_shape
+from runtimes.adapters.controllable_talknet.adapter import (
+    DENOISE_STRENGTH,
+    FULL_SCALE,
+    SR_ASSET,
+    SR_RATE,
+    flat_to_nested,
+    nested_to_flat,
+    vocoder_shape,
+)
 from runtimes.errors import BadRequestError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SR_ASSET", "SR_RATE", "SuperResolution", "high_pass", "resample_sinc", "sinc_table"]
+__all__ = ["SR_ASSET", "SR_RATE", "Denoiser", "SuperResolution", "high_pass", "resample_sinc", "seeded_generator", "sinc_table"]
 MEL_N_FFT, MEL_BANDS, MEL_HOP, MEL_WINDOW = 2048, 80, 512, 2048
 MEL_FMIN_HZ, MEL_FMAX_HZ = 0.0, 11025.0
 MEL_LOG_FLOOR = 1e-5
@@ -36,16 +44,12 @@ RESAMPLE_ZEROS, RESAMPLE_PRECISION_BITS, RESAMPLE_ROLLOFF = 8, 9, 0.945
 """resampy's ``sinc_window`` with a Hann taper and 8 zero crossings (upstream's choice); precision and roll-off are
 resampy's defaults."""
 DENOISE_FFT, DENOISE_HOP = 1024, 256
-DENOISE_STRENGTH = 35.0
 DENOISE_SEED, DENOISE_MEL_FRAMES = 1234, 88
 """Upstream seeds torch with its config's seed (1234) before building the vocoder, then draws the denoiser's random
 mel (80 x 88): the same draws after building a vocoder of the same shape give the same bias."""
 HIGH_PASS_TAPS, HIGH_PASS_CUTOFF_HZ = 101, 10500.0
 HIGH_BAND_GAIN = 4.0
 """Upstream's "superres strength"."""
-FULL_SCALE = 32768.0
-"""The vocoders' outputs are scaled to 16-bit full scale before denoising (the bias is not): kept, so that the
-denoiser's strength means what it means upstream."""
 
 
 def sinc_table() -> np.ndarray:
@@ -103,12 +107,58 @@ def high_pass(audio: np.ndarray, rate_hz: int) -> np.ndarray:
     return np.asarray(lfilter(taps, [1.0], audio), dtype=np.float64)
 
 
+def seeded_generator(shape: Dict[str, Any]) -> Tuple[Any, Any]:
+    """NeMo's HiFi-GAN ``Generator(**shape)`` built as upstream builds a vocoder (torch seeded with its config's seed
+    first, so that the layers' initial draws are the same), and the random mel its denoiser draws next. Torch's
+    global random state is left as it was (upstream reseeds it globally)."""
+    import torch
+    from nemo.collections.tts.modules.hifigan_modules import Generator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(DENOISE_SEED)
+        generator = Generator(**shape)
+        noise_mel = torch.randn((1, MEL_BANDS, DENOISE_MEL_FRAMES))
+    return generator, noise_mel
+
+
+class Denoiser:
+    """Upstream's denoiser (WaveGlow's, adapted to HiFi-GAN) for one vocoder: the bias is the magnitude spectrum of the
+    vocoder's output for a random mel (its first frame); denoising subtracts it ``DENOISE_STRENGTH`` times from the
+    audio's magnitudes, floored at 0, phases kept. The audio is at 16-bit full scale, the bias is not (as upstream)."""
+
+    def __init__(self, generator: Any, noise_mel: Any, device: str) -> None:
+        import torch
+
+        self.torch = torch
+        self.window = torch.hann_window(DENOISE_FFT).to(device)
+        with torch.no_grad():
+            bias_audio = generator(x=noise_mel.to(device)).reshape(1, -1).float()
+            self.bias = self.stft(bias_audio)[0][:, :, :1]  # the first frame's magnitudes, as upstream keeps them
+
+    def stft(self, audio: Any) -> Any:
+        """Magnitude and phase (reflect-padded, centred frames of a periodic Hann window), as the denoiser reads them."""
+        spectrum = self.torch.stft(audio, DENOISE_FFT, hop_length=DENOISE_HOP, win_length=DENOISE_FFT, window=self.window,
+                                   center=True, pad_mode="reflect", return_complex=True)
+        return spectrum.abs(), spectrum.angle()
+
+    def __call__(self, audio: Any, strength: float = DENOISE_STRENGTH) -> Any:
+        """``audio`` (1 x samples) denoised; ``len // hop * hop`` samples come back, as upstream's inverse gives. Audio
+        too short for one reflect-padded frame (upstream fails on it) comes back as it is."""
+        torch = self.torch
+        if audio.shape[-1] <= DENOISE_FFT // 2:
+            return audio.reshape(1, -1)
+        magnitude, phase = self.stft(audio)
+        magnitude = torch.clamp(magnitude - self.bias * strength, min=0.0)
+        length = audio.shape[-1] // DENOISE_HOP * DENOISE_HOP
+        return torch.istft(torch.polar(magnitude, phase), DENOISE_FFT, hop_length=DENOISE_HOP, win_length=DENOISE_FFT,
+                           window=self.window, center=True, length=length)
+
+
 class SuperResolution:
     """The super-resolution vocoder and its denoiser's bias, built once per worker from ``hifisr``'s weights."""
 
     def __init__(self, path: str, device: str) -> None:
         import torch
-        from nemo.collections.tts.modules.hifigan_modules import Generator
 
         self.torch, self.device = torch, device
         where = "assets/%s" % SR_ASSET
@@ -129,41 +179,24 @@ class SuperResolution:
             raise BadRequestError("super-resolution: %s is not the 32 kHz super-resolution HiFi-GAN (it takes %d mel bands at hop %d; "
                                   "hifisr takes %d at hop %d)" % (where, shape["initial_input_size"], hop, MEL_BANDS, MEL_HOP))
         try:
-            with torch.random.fork_rng(devices=[]):  # upstream reseeds torch globally; here only inside
-                torch.manual_seed(DENOISE_SEED)
-                generator = Generator(**shape)  # the draws upstream's vocoder makes while it is built
-                noise_mel = torch.randn((1, MEL_BANDS, DENOISE_MEL_FRAMES))
+            generator, noise_mel = seeded_generator(shape)
             generator.load_state_dict(flat_to_nested(state, len(shape["resblock_kernel_sizes"])), strict=True)
         except Exception as exc:
             raise BadRequestError("super-resolution: " + load_failure(where, exc)) from exc
         with contextlib.redirect_stdout(io.StringIO()):  # NeMo prints as it removes weight norm
             generator.remove_weight_norm()
         self.generator = generator.eval().to(device)
-        self.window = torch.hann_window(DENOISE_FFT).to(device)
         self.mel_window = torch.hann_window(MEL_WINDOW).to(device)
         import librosa
 
         self.mel_basis = torch.from_numpy(librosa.filters.mel(sr=SR_RATE, n_fft=MEL_N_FFT, n_mels=MEL_BANDS, fmin=MEL_FMIN_HZ,
                                                               fmax=MEL_FMAX_HZ)).float().to(device)
-        with torch.no_grad():
-            bias_audio = self.generator(x=noise_mel.to(device)).reshape(1, -1).float()
-            self.bias = self._stft(bias_audio)[0][:, :, :1]  # the first frame's magnitudes, as upstream keeps them
-
-    def _stft(self, audio: Any) -> Any:
-        """Magnitude and phase (reflect-padded, centred frames of a periodic Hann window), as the denoiser reads them."""
-        spectrum = self.torch.stft(audio, DENOISE_FFT, hop_length=DENOISE_HOP, win_length=DENOISE_FFT, window=self.window,
-                                   center=True, pad_mode="reflect", return_complex=True)
-        return spectrum.abs(), spectrum.angle()
+        self.denoiser = Denoiser(self.generator, noise_mel, device)
+        self.bias = self.denoiser.bias
 
     def denoise(self, audio: Any) -> Any:
-        """The vocoder's bias spectrum, ``DENOISE_STRENGTH`` times, taken from ``audio``'s magnitudes (floored at 0);
-        the phases kept. ``len // hop * hop`` samples come back, as upstream's inverse gives."""
-        torch = self.torch
-        magnitude, phase = self._stft(audio)
-        magnitude = torch.clamp(magnitude - self.bias * DENOISE_STRENGTH, min=0.0)
-        length = audio.shape[-1] // DENOISE_HOP * DENOISE_HOP
-        return torch.istft(torch.polar(magnitude, phase), DENOISE_FFT, hop_length=DENOISE_HOP, win_length=DENOISE_FFT,
-                           window=self.window, center=True, length=length)
+        """This vocoder's denoiser (``Denoiser``) on ``audio`` at 16-bit full scale."""
+        return self.denoiser(audio)
 
     def mel(self, wave: Any) -> Any:
         """jik876's training mel: reflect-padded by (n_fft - hop) / 2, uncentred frames, natural log floored at 1e-5."""
