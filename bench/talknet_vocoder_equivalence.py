@@ -169,7 +169,7 @@ def main() -> None:
             lines += [label + ":", *found]
             if args.write_reference and reference is not None:
                 reference.parent.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(reference, **{k: np.asarray(v) for k, v in case.items()})
+                np.savez_compressed(reference, **{k: np.asarray(v) for k, v in case.items()})  # type: ignore[arg-type]
                 lines.append("  stored as %s (%d KB)" % (reference.relative_to(ROOT), reference.stat().st_size // 1024))
     lines += ["", "result: %s (worst output difference %.3g relative; target < 1e-4)" % ("PASS" if worst < 1e-4 else "FAIL", worst)]
     RESULT.parent.mkdir(parents=True, exist_ok=True)
