@@ -17,6 +17,7 @@ RUNTIME_HEADERS = ["name", "architecture", "kind", "character", "state", "activi
                    "keep_alive_left_s", "pinned", "spawn_s", "last_error"]
 ASSET_HEADERS = ["architecture", "asset", "what", "present", "size_mb", "needed_for", "get_it_from"]
 QUEUE_HEADERS = ["architecture", "running", "queued", "owners_waiting"]
+HOST_HEADERS = ["host", "queues", "slots", "running", "warm models"]
 KEY_HEADERS = ["id", "owner", "created_at", "revoked_at"]
 PRIVATE: Dict[str, Any] = {"api_visibility": "private"}
 
@@ -30,6 +31,9 @@ def build_runtimes_tab(station: Workstation, calls: RuntimeEndpoints, demo: gr.B
         workers_table = gr.Dataframe(headers=RUNTIME_HEADERS, label="Workers", interactive=False)
         queue_table = gr.Dataframe(headers=QUEUE_HEADERS, label="Job queue (all sessions; at most %d at once, %d per architecture)"
                                    % (settings.max_concurrent_jobs, settings.max_jobs_per_architecture), interactive=False)
+        # beyond one host: the worker hosts whose heartbeat the front hears (none listed on a single host)
+        hosts_table = gr.Dataframe(headers=HOST_HEADERS, label="Worker hosts (jobs run there; the workers above are this "
+                                   "machine's)", interactive=False, visible=bool(settings.broker_url))
         with gr.Column() as runtime_controls:  # the operator's; hidden for others on a shared server
             with gr.Row():
                 worker_name = gr.Dropdown(choices=[], label="Worker", allow_custom_value=True)
@@ -64,12 +68,13 @@ def build_runtimes_tab(station: Workstation, calls: RuntimeEndpoints, demo: gr.B
         refresh_button = gr.Button("Refresh")
         runtime_timer = gr.Timer(2.0)
 
-    def refresh_runtimes(request: gr.Request) -> Tuple[Any, Any, Any, Any]:
+    def refresh_runtimes(request: gr.Request) -> Tuple[Any, Any, Any, Any, Any]:
         rows = station.runtime_status(username_of(request))
         table = [[row.get(h) for h in RUNTIME_HEADERS] for row in rows]
         names = [row["name"] for row in rows if row.get("name")]
         queue = [[row[h] for h in QUEUE_HEADERS] for row in station.jobs.queue_summary()]
-        return table, gr.update(choices=names), rows, queue
+        hosts = [[row[h] for h in HOST_HEADERS] for row in station.jobs.hosts()]
+        return table, gr.update(choices=names), rows, queue, hosts
 
     def memory_frame() -> Any:
         import pandas  # gradio's own dependency: its plots take data frames
@@ -86,7 +91,7 @@ def build_runtimes_tab(station: Workstation, calls: RuntimeEndpoints, demo: gr.B
     def on_runtime_architecture(arch: str) -> Any:
         return gr.update(choices=character_choices(station, arch), value=first_usable(station, arch))
 
-    refresh_outputs = [workers_table, worker_name, status_table, queue_table]
+    refresh_outputs = [workers_table, worker_name, status_table, queue_table, hosts_table]
     runtime_timer.tick(refresh_runtimes, outputs=refresh_outputs, **PRIVATE)
     runtime_timer.tick(memory_frame, outputs=memory_plot, **PRIVATE)
     demo.load(memory_frame, outputs=memory_plot, **PRIVATE)

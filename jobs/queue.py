@@ -85,6 +85,10 @@ class JobQueue(Protocol):
     def queue_position(self, job_id: str) -> Optional[int]:
         """1 = next among its architecture's queued jobs; None when not queued."""
 
+    def hosts(self) -> List[Dict[str, Any]]:
+        """The worker hosts running this queue's jobs, as an operator reads them (host, queues, slots, running, warm
+        models); empty where jobs run in this process."""
+
     def is_active(self, job_id: str) -> bool:
         """Queued or running in this queue."""
 

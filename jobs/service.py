@@ -462,6 +462,9 @@ class JobService(JobQueue):
                      "owners_waiting": len({a.owner for a in self._queue if a.architecture == architecture})}
                     for architecture in architectures]
 
+    def hosts(self) -> List[Dict[str, Any]]:
+        return []  # the jobs run in this process
+
     def is_active(self, job_id: str) -> bool:
         with self._lock:
             return job_id in self._active

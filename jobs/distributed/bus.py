@@ -101,7 +101,8 @@ class Bus:
                 continue
             try:
                 data = json.loads(raw)
-                found.append(HostView(str(data["name"]), tuple(data["queues"]), int(data["slots"]), tuple(data.get("loaded") or ())))
+                found.append(HostView(str(data["name"]), tuple(data["queues"]), int(data["slots"]), tuple(data.get("loaded") or ()),
+                                      int(data.get("running") or 0)))
             except (ValueError, KeyError, TypeError):
                 logger.warning("a host heartbeat could not be read: %r", raw[:200])
         return sorted(found, key=lambda host: host.name)

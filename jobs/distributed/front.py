@@ -412,9 +412,10 @@ class DistributedJobQueue(JobQueue):
         row = self.store.get(job_id)
         return row is not None and row["state"] in ACTIVE_STATES
 
-    def hosts(self) -> List[HostView]:
+    def hosts(self) -> List[Dict[str, Any]]:
         """The live hosts as the last dispatch saw them."""
-        return list(self._hosts)
+        return [{"host": host.name, "queues": ", ".join(host.queues), "slots": host.slots, "running": host.running,
+                 "warm models": ", ".join(host.loaded)} for host in self._hosts]
 
     @reachable
     def delete(self, job_id: str, owner: Optional[str]) -> None:

@@ -63,6 +63,8 @@ class HostView:
     slots: int
     loaded: Tuple[str, ...] = ()
     """'<architecture>/<character>' of the models its supervisor holds warm."""
+    running: int = 0
+    """Jobs it ran when it last said so."""
 
     def serves(self, architecture: str) -> bool:
         return CPU_QUEUE in self.queues or gpu_queue(architecture) in self.queues

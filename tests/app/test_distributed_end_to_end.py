@@ -85,3 +85,27 @@ def test_a_character_only_the_front_has_reaches_the_host_once(front_and_host: Tu
     original = front.data_dir / "characters" / "piper" / "my-narrator" / "narrator.onnx"
     assert (host_copy / "narrator.onnx").read_bytes() == original.read_bytes()  # copied, verified
     assert host_log.read_text().count("character piper/my-narrator fetched from the shared store") == 1  # once
+
+
+@pytest.mark.browser
+def test_a_person_generates_in_the_browser_through_the_front(front_and_host: Tuple[AppServer, Dict[str, str], Path],
+                                                             tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from tests.app.test_browser import browser_page
+
+    front, _, _ = front_and_host
+    with browser_page(front.url) as page:
+        page.get_by_label("Text", exact=True).fill("Typed in a browser, spoken on another host.")
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("audio[src]").first).to_be_attached(timeout=60_000)
+        download = page.locator("a[download][href*='piper-joe-']").first
+        expect(download).to_be_attached(timeout=20_000)
+        body = page.request.get(download.get_attribute("href") or "").body()
+        assert body[:4] == b"RIFF" and len(body) > 20_000
+        # the operator sees the hosts: this one, its queue and slots, and the voice it now holds warm
+        page.get_by_role("tab", name="Runtimes").click()
+        expect(page.get_by_text("host-a", exact=True).filter(visible=True).first).to_be_visible(timeout=15_000)
+        expect(page.get_by_text("generate.cpu", exact=True).filter(visible=True).first).to_be_visible(timeout=5_000)
+        expect(page.get_by_text("piper/joe").filter(visible=True).first).to_be_visible(timeout=15_000)
+        page.screenshot(path=str(tmp_path / "front.png"), full_page=True)
