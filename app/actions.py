@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from app.access import Access
 from app.catalog import Catalog
@@ -38,6 +38,9 @@ from runtimes.environments import EnvSpec
 from runtimes.manifest import Manifest
 from runtimes.supervisor import Supervisor
 
+if TYPE_CHECKING:  # only with a broker: its imports (Redis, Celery) stay out of a desktop app's start
+    from app.remote_downloads import FrontDownloads
+
 __all__ = ["Generation", "ProgressFn", "Workstation", "minutes", "output_formats"]
 
 
@@ -59,6 +62,8 @@ class Workstation:
     access: Access
     metrics: Metrics = field(default_factory=Metrics)
     """What /metrics reads (``app.metrics``)."""
+    remote_downloads: Optional[FrontDownloads] = None
+    """Beyond one host: model downloads run on ``download.io`` hosts (``app.remote_downloads``); None: here."""
 
     @property
     def live(self) -> LiveTakes:

@@ -125,15 +125,8 @@ def make_core(settings: Settings) -> Core:
     return Core(specs, manifests, supervisor, cache, catalog, preferences, artifacts, checks, provenance, service_runner)
 
 
-def make_workstation(settings: Settings) -> Workstation:
-    # first: a configuration that must not serve (a public bind open to anyone) stops before anything starts
-    access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host,
-                         ApiKeyStore(settings.data_dir), settings.insecure_public)
-    core = make_core(settings)
-    specs, manifests, supervisor, cache, catalog = core.specs, core.manifests, core.supervisor, core.cache, core.catalog
-    preferences, checks, service_runner = core.preferences, core.checks, core.service_runner
-    jobs, retention = make_jobs(settings, service_runner, core.artifacts)
-    models = ModelManager(
+def make_model_manager(settings: Settings, specs: Dict[str, EnvSpec], manifests: Dict[str, Manifest]) -> ModelManager:
+    return ModelManager(
         settings.data_dir,
         {name: adapter_class(spec).describe for name, spec in specs.items()},
         hf_endpoint=settings.hf_endpoint,
@@ -142,6 +135,17 @@ def make_workstation(settings: Settings) -> Workstation:
         allow_private_urls=[part for part in settings.allow_private_urls.split(",") if part.strip()],
         manifests=list(manifests.values()),
     )
+
+
+def make_workstation(settings: Settings) -> Workstation:
+    # first: a configuration that must not serve (a public bind open to anyone) stops before anything starts
+    access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host,
+                         ApiKeyStore(settings.data_dir), settings.insecure_public)
+    core = make_core(settings)
+    specs, manifests, supervisor, cache, catalog = core.specs, core.manifests, core.supervisor, core.cache, core.catalog
+    preferences, checks, service_runner = core.preferences, core.checks, core.service_runner
+    jobs, retention = make_jobs(settings, service_runner, core.artifacts)
+    models = make_model_manager(settings, specs, manifests)
     metrics = Metrics()
     tracing = Tracing(settings.otlp_endpoint)
 
@@ -154,6 +158,14 @@ def make_workstation(settings: Settings) -> Workstation:
                           controls=RuntimeControls(settings, catalog, supervisor, access), jobs=jobs, retention=retention,
                           supervisor=supervisor, cache=cache, models=models, access=access, metrics=metrics)
     metrics.watch(station)
+    if settings.broker_url:  # downloads go to download.io hosts; what they install comes back through the shared store
+        from app.character_sharing import CharacterSharing
+        from app.remote_downloads import FrontDownloads
+        from jobs.distributed.bus import Bus
+        from jobs.distributed.celery_app import download_publisher, make_celery
+
+        station.remote_downloads = FrontDownloads(models, Bus(settings.broker_url), download_publisher(make_celery(settings.broker_url)),
+                                                  CharacterSharing(core.artifacts, settings.characters_dir))
     return station
 
 

@@ -63,7 +63,7 @@ class CharacterSharing:
                 return True
             files: Dict[str, Dict[str, Any]] = {}
             for path in sorted(folder.rglob("*")):
-                if not path.is_file() or path.name == MARKER or any(part.startswith(".") for part in path.relative_to(folder).parts):
+                if not path.is_file() or path.name == MARKER:  # the install record (a dot file) travels with it
                     continue
                 relative = path.relative_to(folder).as_posix()
                 files[relative] = {"sha256": _sha256(path), "bytes": path.stat().st_size}

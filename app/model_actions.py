@@ -40,11 +40,15 @@ def catalogue_table(station: Workstation, query: str, architecture: str, limit: 
 def download(station: Workstation, entry_id: str) -> Dict[str, Any]:
     if not (entry_id or "").strip():
         raise UserFacingError("choose a catalogue entry to download (its id or name)")
+    remote = station.remote_downloads
+    if remote is not None:
+        return translated(lambda: remote.start(entry_id.strip()))
     return translated(lambda: station.models.download(entry_id.strip()))
 
 
 def downloads(station: Workstation) -> List[Dict[str, Any]]:
-    return station.models.downloads()
+    remote = station.remote_downloads
+    return station.models.downloads() + (remote.downloads() if remote is not None else [])
 
 
 def downloads_table(station: Workstation) -> List[List[Any]]:
@@ -53,7 +57,8 @@ def downloads_table(station: Workstation) -> List[List[Any]]:
 
 
 def cancel_download(station: Workstation, entry_id: str) -> str:
-    cancelled = translated(lambda: station.models.cancel(entry_id.strip()))
+    remote = station.remote_downloads
+    cancelled = translated(lambda: station.models.cancel(entry_id.strip()) or (remote is not None and remote.cancel(entry_id.strip())))
     return "cancelling %s" % entry_id if cancelled else "%s is not downloading" % entry_id
 
 

@@ -24,7 +24,7 @@ def run_worker(settings: Settings) -> int:
     from jobs.distributed.bus import Bus
     from jobs.distributed.celery_app import make_celery, serve
     from jobs.distributed.host import JobHost
-    from jobs.distributed.routing import RoutingError, check_host_name, parse_queues
+    from jobs.distributed.routing import DOWNLOAD_QUEUE, RoutingError, check_host_name, parse_queues
     from runtimes.memory import make_source
 
     if not settings.broker_url:
@@ -49,11 +49,17 @@ def run_worker(settings: Settings) -> int:
         return tuple(sorted({"%s/%s" % (row["architecture"], character) for row in core.supervisor.status()
                              for character in row.get("characters") or ()}))
 
+    download = None
+    if DOWNLOAD_QUEUE in queues:  # this host also runs the front's model downloads
+        from app.bootstrap import make_model_manager
+        from app.remote_downloads import HostDownloads
+
+        download = HostDownloads(make_model_manager(settings, core.specs, core.manifests), bus, sharing, name).start
     print("Worker host %s: queues %s, %d slot(s), job files in %s" % (name, ", ".join(queues), settings.worker_slots,
                                                                      settings.artifacts_dir), flush=True)
     try:
         serve(make_celery(settings.broker_url, visibility_timeout_s=max(6 * 3600.0, settings.job_timeout_s * 2)), host, bus, queues,
-              max(1, settings.worker_slots), loaded)
+              max(1, settings.worker_slots), loaded, download)
     finally:
         core.supervisor.shutdown()
     return 0

@@ -17,6 +17,8 @@ from jobs.distributed.routing import HostView
 logger = logging.getLogger(__name__)
 PROGRESS_CHANNEL = "voicegen:jobs:progress"
 CANCEL_CHANNEL = "voicegen:jobs:cancel"
+DOWNLOAD_CHANNEL = "voicegen:downloads"
+"""Model downloads on ``download.io`` hosts: their progress (host -> fronts) and cancels (front -> hosts)."""
 HOST_KEY = "voicegen:hosts:"
 
 
@@ -42,6 +44,9 @@ class Bus:
 
     def cancel(self, job_id: str) -> None:
         self._publish(CANCEL_CHANNEL, {"job": job_id})
+
+    def download(self, message: Dict[str, Any]) -> None:
+        self._publish(DOWNLOAD_CHANNEL, message)
 
     def listen(self, channel: str, handle: Callable[[Dict[str, Any]], object], name: str) -> threading.Thread:
         """A thread that hands each message of ``channel`` to ``handle``, resubscribing after Redis goes away."""

