@@ -135,6 +135,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     from app.access import ConfigurationError
     from app.bootstrap import make_workstation
     from app.http_api import guard_middleware
+    from app.tracing import request_spans, trace_submissions
     from app.ui import build_ui
 
     def warm_gradio() -> None:
@@ -145,6 +146,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
     warmers[-1].start()
     try:
         station = make_workstation(settings)
+        trace_submissions(station)  # a job submitted inside a traced request: that request is its trace's root
     except ConfigurationError as exc:
         raise SystemExit(str(exc)) from None
     access = station.access
@@ -202,7 +204,7 @@ def serve(settings: Settings, free_port: Callable[[], None] = lambda: None) -> N
                 quiet=True,
                 max_file_size="%dmb" % settings.max_upload_mb,
                 footer_links=["api", "settings"],
-                app_kwargs={"routes": routes, "middleware": [guard_middleware(station)]},
+                app_kwargs={"routes": routes, "middleware": [guard_middleware(station), request_spans(station)]},
             )
     except OSError as exc:
         station.close()

@@ -1,19 +1,33 @@
 """OpenTelemetry traces of jobs (``opentelemetry-sdk``), exported over OTLP/HTTP when ``otlp_endpoint`` is set.
 
-One trace per job: a ``job`` span from its submission to its end (job id, architecture, state as attributes), with
-a child per stage in the order they ran: ``queue``, ``pre``, ``worker.admit``, ``worker.spawn``,
-``worker.shared_assets``, ``worker.load``, ``worker.generate``, ``post``, ``encode``. The spans are written when the
-job ends, from the durations the job measured anyway (its timings), so tracing adds nothing to a job's own path; a
-stage the job did not go through (a warm worker's spawn) has no span. The log line of each job's end carries the
-trace id, so a log line leads to its trace.
+One trace per job, rooted in the request that submitted it: an HTTP route (``RequestSpans``, e.g. ``POST
+/v1/audio/speech``) or a named Gradio endpoint (``traced_endpoint``, e.g. ``gradio /generate``) opens a span when the
+request starts and ends it when the request ends (real times); ``job_submitted`` (the Workstation's submit) ties each
+job it submits to that span (``job.id`` on it). At the job's end its stages become the request span's children:
+``queue`` (submission to start, real times), then ``pre``, ``worker.admit``, ``worker.spawn``,
+``worker.shared_assets``, ``worker.load``, ``worker.generate``, ``post``, ``encode`` from the job's start, laid one
+after another from the durations the job measured anyway (its timings), so tracing adds nothing to the job's own
+path; a stage the job did not go through (a warm worker's spawn) has no span. A request that submits no job leaves
+no span (it is never ended, so never exported). A job with no request in this process (a Retry from History's
+buttons, one queued again after a restart) gets a ``job`` span of its own as the root, as before. The log line of
+each job's end carries the trace id, and so does every JSON log line written inside the request once it submitted a
+job (``app.logs``).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import contextvars
+import functools
+import inspect
 import logging
-from typing import List, Optional, Tuple
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from jobs.service import JobEnd
+if TYPE_CHECKING:
+    from jobs.service import JobEnd
 
 logger = logging.getLogger("voicegen.jobs")
 
@@ -22,6 +36,19 @@ STAGES: Tuple[Tuple[str, str], ...] = (
     ("load_s", "worker.load"), ("generate_s", "worker.generate"), ("post_s", "post"), ("encode_s", "encode"),
 )
 NS = 1_000_000_000
+PENDING_JOBS_MAX = 4096
+"""Jobs remembered with their request span until they end (a bound: jobs that never end in this process are dropped)."""
+
+
+@dataclass
+class _Request:
+    span: Any  # an opentelemetry Span
+    job_ids: List[str] = field(default_factory=list)
+
+
+_ACTIVE: Optional[Tracing] = None
+"""The app's tracing (the last made in this process; None until one is): what requests and submissions report to."""
+_REQUEST: contextvars.ContextVar[Optional[_Request]] = contextvars.ContextVar("voicegen_request", default=None)
 
 
 class Tracing:
@@ -37,15 +64,28 @@ class Tracing:
 
             self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")))
         self.tracer = self.provider.get_tracer("voicegen.jobs")
+        self._requests: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        """Job id -> the span of the request that submitted it, until the job ends."""
+        self._lock = threading.Lock()
+        global _ACTIVE
+        _ACTIVE = self
+
+    def submitted(self, job_id: str, request_span: Any) -> None:
+        with self._lock:
+            self._requests[job_id] = request_span
+            while len(self._requests) > PENDING_JOBS_MAX:
+                self._requests.popitem(last=False)
 
     def job_ended(self, end: JobEnd) -> Optional[str]:
         """Write the job's trace; its trace id (hex), or None if it could not be made (never raises into the job service)."""
         try:
             from opentelemetry import trace
 
-            root = self.tracer.start_span("job", start_time=int(end.created_at * NS),
-                                          attributes={"job.id": end.job_id, "voicegen.architecture": end.architecture,
-                                                      "voicegen.state": end.state})
+            attributes = {"job.id": end.job_id, "voicegen.architecture": end.architecture, "voicegen.state": end.state}
+            with self._lock:
+                request_span = self._requests.pop(end.job_id, None)
+            root = request_span if request_span is not None else self.tracer.start_span("job", start_time=int(end.created_at * NS),
+                                                                                        attributes=attributes)
             context = trace.set_span_in_context(root)
             spans: List[Tuple[str, float, float]] = [("queue", end.created_at, end.started_at)]
             at = end.started_at
@@ -55,10 +95,10 @@ class Tracing:
                     spans.append((name, at, at + float(value)))
                     at += float(value)
             for name, start, stop in spans:
-                child = self.tracer.start_span(name, context=context, start_time=int(start * NS),
-                                               attributes={"job.id": end.job_id, "voicegen.architecture": end.architecture})
+                child = self.tracer.start_span(name, context=context, start_time=int(start * NS), attributes=attributes)
                 child.end(end_time=int(min(stop, end.finished_at) * NS))
-            root.end(end_time=int(end.finished_at * NS))
+            if request_span is None:
+                root.end(end_time=int(end.finished_at * NS))
             trace_id = "%032x" % root.get_span_context().trace_id
         except Exception:  # traces must never fail a job
             logger.exception("could not write job %s's trace", end.job_id)
@@ -71,3 +111,108 @@ class Tracing:
 
     def shutdown(self) -> None:
         self.provider.shutdown()  # flushes what is batched
+
+
+def trace_submissions(station: Any) -> None:
+    """Every job the station submits (``Workstation.submit``: the HTTP routes, Gradio's endpoints and buttons, batches)
+    is told to ``job_submitted``. Wrapped here, where the server is put together, while app/actions.py is another's to
+    edit: the same one line belongs at the end of ``Workstation.submit``."""
+    submit = station.submit
+
+    @functools.wraps(submit)
+    def submitted(*args: Any, **kwargs: Any) -> str:
+        job_id: str = submit(*args, **kwargs)
+        job_submitted(job_id)
+        return job_id
+
+    station.submit = submitted
+
+
+def job_submitted(job_id: str) -> None:
+    """Inside a traced request, that request becomes the root of the job's trace (``job.id`` on its span)."""
+    request = _REQUEST.get()
+    tracing = _ACTIVE
+    if request is None or tracing is None:
+        return
+    request.job_ids.append(job_id)
+    if len(request.job_ids) == 1:
+        request.span.set_attribute("job.id", job_id)
+    else:  # a batch: one request, one trace, each job's stages marked with its id
+        request.span.set_attribute("job.ids", tuple(request.job_ids))
+    tracing.submitted(job_id, request.span)
+
+
+def current_trace_id() -> Optional[str]:
+    """The trace id (hex) of the request being served here, once it submitted a job (before that it may never be exported)."""
+    request = _REQUEST.get()
+    if request is None or not request.job_ids:
+        return None
+    return "%032x" % request.span.get_span_context().trace_id
+
+
+@contextlib.contextmanager
+def request_span(name: str, attributes: Dict[str, Any]) -> Iterator[Optional[_Request]]:
+    """A span over a request, from now to the end of the ``with``; ended (so exported) only if it submitted a job."""
+    tracing = _ACTIVE
+    if tracing is None or _REQUEST.get() is not None:  # no tracing, or inside a traced request already (a route calling another)
+        yield None
+        return
+    request = _Request(tracing.tracer.start_span(name, attributes=attributes))
+    token = _REQUEST.set(request)
+    try:
+        yield request
+    except BaseException as exc:
+        if request.job_ids:
+            request.span.record_exception(exc)
+        raise
+    finally:
+        _REQUEST.reset(token)
+        if request.job_ids:
+            request.span.end()
+
+
+def traced_endpoint(name: str, fn: Callable[..., Any], enabled: Callable[[], bool]) -> Callable[..., Any]:
+    """A named Gradio endpoint's function whose calls are request spans (``gradio /<name>``); generators are left as they are
+    (their span would have to follow the iteration). Gradio reads the wrapped function's signature (``__wrapped__``)."""
+    if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return fn
+    span_name = "gradio /" + name
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not enabled():
+            return fn(*args, **kwargs)
+        with request_span(span_name, {"gradio.api_name": name}):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+class RequestSpans:
+    """ASGI middleware: each request to the HTTP API (``/v1/``) is a request span (``POST /v1/audio/speech``) from its
+    arrival to its last byte sent, with its response status; the job it submits hangs under it."""
+
+    def __init__(self, app: Any, enabled: Callable[[], bool], prefix: str = "/v1/") -> None:
+        self.app, self.enabled, self.prefix = app, enabled, prefix
+
+    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(self.prefix) or _ACTIVE is None or not self.enabled():
+            await self.app(scope, receive, send)
+            return
+        method = scope.get("method", "GET")
+        with request_span("%s %s" % (method, path), {"http.request.method": method, "url.path": path}) as request:
+
+            async def sent(message: Dict[str, Any]) -> None:
+                if request is not None and message["type"] == "http.response.start":
+                    request.span.set_attribute("http.response.status_code", int(message["status"]))
+                await send(message)
+
+            await self.app(scope, receive, sent)
+
+
+def request_spans(station: Any) -> Any:
+    """``RequestSpans`` for the server's middleware list, on while the station's ``telemetry`` setting is."""
+    from starlette.middleware import Middleware
+
+    return Middleware(RequestSpans, enabled=lambda: bool(station.settings.telemetry))

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Tuple
 import gradio as gr
 
 from app.actions import Workstation
+from app.tracing import traced_endpoint
 from app.ui_api_generation import GenerationEndpoints
 from app.ui_api_jobs import JobEndpoints
 from app.ui_api_models import ModelEndpoints
@@ -173,4 +174,5 @@ def register_endpoints(calls: Endpoints) -> None:
             inputs = [component("in", name) for name in api_parameters(endpoint.fn)]
             outputs = [component("out", key) for key in endpoint.results]
             limit: Dict[str, Any] = {"concurrency_limit": None} if endpoint.queued_by_jobs else {}
-            gr.Button().click(endpoint.fn, inputs=inputs, outputs=outputs, api_name=endpoint.name, **limit)
+            fn = traced_endpoint(endpoint.name, endpoint.fn, lambda: calls.generation.station.settings.telemetry)
+            gr.Button().click(fn, inputs=inputs, outputs=outputs, api_name=endpoint.name, **limit)

@@ -1,24 +1,38 @@
 """A trace per job reaches an OTLP receiver (issue 21): the test runs a real OTLP/HTTP endpoint, decodes what
-arrives with OpenTelemetry's own protobuf classes, and finds each stage of a Piper job under one trace, the job id
-on it, and the same trace id in the app's JSON log line for that job (``log_format = "json"``)."""
+arrives with OpenTelemetry's own protobuf classes, and finds each job's trace rooted in the request that submitted it
+(a gradio_client call of /generate, an HTTP POST /v1/audio/speech): the request span has no parent and carries the job
+id, every stage of the Piper job is its child and lies within its time, and the app's JSON log line for that job
+(``log_format = "json"``) names the same trace. A request that submitted no job leaves no span."""
 
 from __future__ import annotations
 
 import http.server
 import json
 import threading
-from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, NamedTuple
 
+import httpx
 import pytest
 from gradio_client import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.conftest import AppServer, start_app, wait_until
 
+STAGES = {"queue", "worker.generate", "post", "encode"}  # a warm Piper job's (text has no preprocessing stage)
+
+
+class Span(NamedTuple):
+    trace_id: str
+    span_id: str
+    parent_span_id: str  # "" for a trace's root
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: Dict[str, str]
+
 
 class Receiver(http.server.BaseHTTPRequestHandler):
-    spans: List[Tuple[str, str, Dict[str, str]]] = []  # (trace id hex, name, string attributes)
+    spans: List[Span] = []
 
     def do_POST(self) -> None:  # the standard library names it
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -27,8 +41,9 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         for resource in request.resource_spans:
             for scope in resource.scope_spans:
                 for span in scope.spans:
-                    attributes = {item.key: item.value.string_value for item in span.attributes}
-                    Receiver.spans.append((span.trace_id.hex(), span.name, attributes))
+                    attributes = {item.key: item.value.string_value or str(item.value.int_value) for item in span.attributes}
+                    Receiver.spans.append(Span(span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(), span.name,
+                                               span.start_time_unix_nano, span.end_time_unix_nano, attributes))
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")
         self.end_headers()
@@ -37,7 +52,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def receiver() -> Iterator[str]:
     Receiver.spans = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
@@ -47,21 +62,67 @@ def receiver() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.fixture(scope="module")
+def app(receiver: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    server = start_app(tmp_path_factory.mktemp("tracing") / "data", extra_env={
+        "VOICEGEN_OTLP_ENDPOINT": receiver, "OTEL_BSP_SCHEDULE_DELAY": "200", "VOICEGEN_LOG_FORMAT": "json"})
+    yield server
+    server.stop()
+
+
+def request_trace(job_id: str, root_name: str) -> List[Span]:
+    """The job's trace once its request span and its stages have arrived: the root first."""
+    def arrived() -> bool:
+        roots = [span for span in Receiver.spans if span.name == root_name and span.attributes.get("job.id") == job_id]
+        return bool(roots) and STAGES <= {span.name for span in Receiver.spans if span.trace_id == roots[0].trace_id}
+
+    assert wait_until(arrived, 20), [(span.name, span.attributes) for span in Receiver.spans]
+    [root] = [span for span in Receiver.spans if span.name == root_name and span.attributes.get("job.id") == job_id]
+    return [root, *(span for span in Receiver.spans if span.trace_id == root.trace_id and span != root)]
+
+
+def check_rooted_in_the_request(trace: List[Span], job_id: str) -> None:
+    root, children = trace[0], trace[1:]
+    assert root.parent_span_id == "" and root.end_ns > root.start_ns
+    assert {span.name for span in children} >= STAGES and "job" not in {span.name for span in children}
+    for span in children:
+        assert span.parent_span_id == root.span_id, (span.name, span.parent_span_id, root.span_id)
+        assert span.attributes["job.id"] == job_id and span.attributes["voicegen.architecture"] == "piper"
+        assert root.start_ns <= span.start_ns <= span.end_ns <= root.end_ns, (span.name, span.start_ns - root.start_ns,
+                                                                              root.end_ns - span.end_ns)
+    queue = next(span for span in children if span.name == "queue")
+    generate = next(span for span in children if span.name == "worker.generate")
+    assert queue.end_ns <= generate.start_ns  # the stages in the order they ran
+
+
+def job_log_line(app: AppServer, job_id: str) -> Dict[str, object]:
+    assert wait_until(lambda: any(line.startswith("{") and job_id in line and "trace_id" in line for line in app.log), 10)
+    [line] = [json.loads(line) for line in app.log if line.startswith("{") and job_id in line and "trace_id" in line]
+    return dict(line)
+
+
 @pytest.mark.slow
-def test_a_jobs_trace_with_its_stages_arrives_at_the_collector(receiver: str, tmp_path: Path) -> None:
-    app: AppServer = start_app(tmp_path / "data", extra_env={"VOICEGEN_OTLP_ENDPOINT": receiver, "OTEL_BSP_SCHEDULE_DELAY": "200",
-                                                             "VOICEGEN_LOG_FORMAT": "json"})
-    try:
-        _, info = Client(app.url, verbose=False).predict("piper", "joe", "A traced sentence.", None, {}, "wav", {}, {}, False,
-                                                         api_name="/generate")
-        job_id = info["job_id"]
-        assert wait_until(lambda: any(attrs.get("job.id") == job_id and name == "job" for _, name, attrs in Receiver.spans), 20)
-        [trace_id] = {trace for trace, name, attrs in Receiver.spans if name == "job" and attrs.get("job.id") == job_id}
-        names = {name for trace, name, _ in Receiver.spans if trace == trace_id}
-        assert {"job", "queue", "worker.generate", "post", "encode"} <= names  # (text has no preprocessing stage)
-        assert all(attrs.get("voicegen.architecture") == "piper" for trace, _, attrs in Receiver.spans if trace == trace_id)
-        assert wait_until(lambda: job_id in "\n".join(app.log), 10)  # the job's log line: JSON, its fields as keys
-        [line] = [json.loads(line) for line in app.log if line.startswith("{") and job_id in line]
-        assert line["trace_id"] == trace_id and line["state"] == "succeeded" and line["level"] == "info" and line["total_s"] > 0
-    finally:
-        app.stop()
+def test_a_gradio_calls_job_trace_is_rooted_in_the_call(app: AppServer) -> None:
+    _, info = Client(app.url, verbose=False).predict("piper", "joe", "A traced sentence.", None, {}, "wav", {}, {}, False,
+                                                     api_name="/generate")
+    job_id = info["job_id"]
+    trace = request_trace(job_id, "gradio /generate")
+    check_rooted_in_the_request(trace, job_id)
+    line = job_log_line(app, job_id)  # the job's log line: JSON, its fields as keys
+    assert line["trace_id"] == trace[0].trace_id and line["state"] == "succeeded" and line["level"] == "info"
+    assert float(str(line["total_s"])) > 0
+
+
+@pytest.mark.slow
+def test_an_http_requests_job_trace_is_rooted_in_the_request_and_others_leave_none(app: AppServer) -> None:
+    assert httpx.get(app.url + "v1/models", timeout=30).status_code == 200  # submits no job: no span
+    answer = httpx.post(app.url + "v1/audio/speech", timeout=120, json={"model": "piper", "voice": "joe", "input": "Traced over HTTP.",
+                                                                        "response_format": "wav", "stream": False, "cache": False})
+    assert answer.status_code == 200 and answer.content[:4] == b"RIFF", answer.text[:300]
+    assert wait_until(lambda: any(span.name == "POST /v1/audio/speech" for span in Receiver.spans), 20)
+    [job_id] = {span.attributes["job.id"] for span in Receiver.spans if span.name == "POST /v1/audio/speech"}
+    trace = request_trace(job_id, "POST /v1/audio/speech")
+    assert trace[0].attributes["http.response.status_code"] == "200" and trace[0].attributes["url.path"] == "/v1/audio/speech"
+    check_rooted_in_the_request(trace, job_id)
+    assert job_log_line(app, job_id)["trace_id"] == trace[0].trace_id
+    assert not [span for span in Receiver.spans if "/v1/models" in span.name]
