@@ -23,6 +23,7 @@ from app.provenance import Provenance
 from app.public_errors import for_person, new_error_id
 from app.request_checks import PreparedJob, RequestChecks
 from app.settings import Settings
+from app.tracing import stage_began
 from jobs.artifacts import ArtifactStore, local_path
 from jobs.errors import MissingArtifactError
 from jobs.output import JobOutput
@@ -147,11 +148,14 @@ class JobRunner:
                 return cached
         source, speak_s, progress = self._source(job, progress, cancel)
         started = time.perf_counter()
+        stage_began(job_id, "pre")  # wall-clock starts for the job's trace (nothing unless a traced request submitted it)
         audio, audio_rate = self._preprocessed(job, source, progress) if source is not None else job.reference_audio()
         pre_s = time.perf_counter() - started
         request = JobRequest(architecture=manifest.architecture, character=character.id, character_path=character.model_path,
                              text="" if job.speak_first else job.text, audio=audio, audio_sample_rate=audio_rate, options=job.options)
+        stage_began(job_id, "worker")
         result = self.on_worker(manifest, request, progress, cancel, streamed.piece if streamed is not None else None)
+        stage_began(job_id, "worker_end")
         result_s = result.audio.shape[-1] / float(result.sample_rate) / job.post.speed
         if result_s > self.settings.max_output_s:
             raise UserFacingError("the result is %s long; this server's limit is %s"
@@ -186,6 +190,7 @@ class JobRunner:
                   progress: ProgressFn, streamed: Optional[Streamed] = None) -> Generation:
         progress(None, "post-processing")
         started = time.perf_counter()
+        stage_began(job_id, "post")
         notes: Dict[str, Any] = {}
         try:
             # not through the stage cache: a new take is new audio (it would only miss and write); the output cache answers repeats

@@ -5,13 +5,15 @@ One trace per job, rooted in the request that submitted it: an HTTP route (``Req
 request starts and ends it when the request ends (real times); ``job_submitted`` (the Workstation's submit) ties each
 job it submits to that span (``job.id`` on it). At the job's end its stages become the request span's children:
 ``queue`` (submission to start, real times), then ``pre``, ``worker.admit``, ``worker.spawn``,
-``worker.shared_assets``, ``worker.load``, ``worker.generate``, ``post``, ``encode`` from the job's start, laid one
-after another from the durations the job measured anyway (its timings), so tracing adds nothing to the job's own
-path; a stage the job did not go through (a warm worker's spawn) has no span. A request that submits no job leaves
-no span (it is never ended, so never exported). A job with no request in this process (a Retry from History's
-buttons, one queued again after a restart) gets a ``job`` span of its own as the root, as before. The log line of
-each job's end carries the trace id, and so does every JSON log line written inside the request once it submitted a
-job (``app.logs``).
+``worker.shared_assets``, ``worker.load``, ``worker.generate``, ``post``, ``encode``, each as long as the job measured
+it (its timings). Their starts are real where the runner marks them (``stage_began``: ``pre``, the call to the
+worker, its answer back, ``post``; a dict entry per mark, only for a traced request's job); the stages between marks
+follow on from the one before (the worker's admit/spawn/shared-assets/load from the call, ``encode`` after ``post``).
+A stage the job did not go through (a warm worker's spawn) has no span. A request that submits no job leaves no span
+(it is never ended, so never exported). A job with no traced request (the UI tabs' own buttons, which are private
+Gradio events; a Retry; one queued again after a restart) gets a ``job`` span of its own as the root, its stages laid
+one after another from its start. The log line of each job's end carries the trace id, and so does every JSON log
+line written inside the request once it submitted a job (``app.logs``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -66,6 +69,8 @@ class Tracing:
         self.tracer = self.provider.get_tracer("voicegen.jobs")
         self._requests: collections.OrderedDict[str, Any] = collections.OrderedDict()
         """Job id -> the span of the request that submitted it, until the job ends."""
+        self._marks: Dict[str, Dict[str, float]] = {}
+        """Job id -> wall-clock starts the runner marked (``stage_began``), for a job of a traced request."""
         self._lock = threading.Lock()
         global _ACTIVE
         _ACTIVE = self
@@ -74,7 +79,36 @@ class Tracing:
         with self._lock:
             self._requests[job_id] = request_span
             while len(self._requests) > PENDING_JOBS_MAX:
-                self._requests.popitem(last=False)
+                self._marks.pop(self._requests.popitem(last=False)[0], None)
+
+    def mark(self, job_id: str, name: str, at: float) -> None:
+        with self._lock:
+            if job_id in self._requests:  # only a traced request's job: nothing kept for the others
+                self._marks.setdefault(job_id, {})[name] = at
+
+    def _stage_spans(self, end: JobEnd, marks: Dict[str, float]) -> List[Tuple[str, float, float]]:
+        """(name, start, end) of each stage the job went through. Starts are real where the runner marked them: ``pre``,
+        the first worker stage (the call to the worker), ``worker.generate`` (it ends when the worker's answer is back),
+        ``post``; the stages between follow on from the one before by their measured durations."""
+        spans: List[Tuple[str, float, float]] = [("queue", end.created_at, end.started_at)]
+        at, in_worker = end.started_at, False
+        for key, name in STAGES:
+            value = end.timings.get(key)
+            if not isinstance(value, (int, float)) or value <= 0:
+                continue
+            duration_s = float(value)
+            if name == "pre" and "pre" in marks:
+                at = marks["pre"]
+            elif name.startswith("worker.") and not in_worker and "worker" in marks:
+                at = marks["worker"]
+            if name == "worker.generate" and "worker_end" in marks:
+                at = max(at, marks["worker_end"] - duration_s)
+            elif name == "post" and "post" in marks:
+                at = marks["post"]
+            in_worker = in_worker or name.startswith("worker.")
+            spans.append((name, at, at + duration_s))
+            at += duration_s
+        return spans
 
     def job_ended(self, end: JobEnd) -> Optional[str]:
         """Write the job's trace; its trace id (hex), or None if it could not be made (never raises into the job service)."""
@@ -84,16 +118,11 @@ class Tracing:
             attributes = {"job.id": end.job_id, "voicegen.architecture": end.architecture, "voicegen.state": end.state}
             with self._lock:
                 request_span = self._requests.pop(end.job_id, None)
+                marks = self._marks.pop(end.job_id, {})
             root = request_span if request_span is not None else self.tracer.start_span("job", start_time=int(end.created_at * NS),
                                                                                         attributes=attributes)
             context = trace.set_span_in_context(root)
-            spans: List[Tuple[str, float, float]] = [("queue", end.created_at, end.started_at)]
-            at = end.started_at
-            for key, name in STAGES:
-                value = end.timings.get(key)
-                if isinstance(value, (int, float)) and value > 0:
-                    spans.append((name, at, at + float(value)))
-                    at += float(value)
+            spans = self._stage_spans(end, marks)
             for name, start, stop in spans:
                 child = self.tracer.start_span(name, context=context, start_time=int(start * NS), attributes=attributes)
                 child.end(end_time=int(min(stop, end.finished_at) * NS))
@@ -140,6 +169,13 @@ def job_submitted(job_id: str) -> None:
     else:  # a batch: one request, one trace, each job's stages marked with its id
         request.span.set_attribute("job.ids", tuple(request.job_ids))
     tracing.submitted(job_id, request.span)
+
+
+def stage_began(job_id: str, name: str) -> None:
+    """The runner's mark: stage ``name`` of the job starts now (``pre``, ``worker``, ``worker_end``, ``post``)."""
+    tracing = _ACTIVE
+    if tracing is not None:
+        tracing.mark(job_id, name, time.time())
 
 
 def current_trace_id() -> Optional[str]:

@@ -7,6 +7,7 @@ id, every stage of the Piper job is its child and lies within its time, and the 
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import threading
 from typing import Dict, Iterator, List, NamedTuple
@@ -90,9 +91,16 @@ def check_rooted_in_the_request(trace: List[Span], job_id: str) -> None:
         assert span.attributes["job.id"] == job_id and span.attributes["voicegen.architecture"] == "piper"
         assert root.start_ns <= span.start_ns <= span.end_ns <= root.end_ns, (span.name, span.start_ns - root.start_ns,
                                                                               root.end_ns - span.end_ns)
-    queue = next(span for span in children if span.name == "queue")
-    generate = next(span for span in children if span.name == "worker.generate")
-    assert queue.end_ns <= generate.start_ns  # the stages in the order they ran
+    by_name = {span.name: span for span in children}
+    ordered = sorted(children, key=lambda span: span.start_ns)
+    assert ordered[0].name == "queue" and [span.name for span in ordered][-2:] == ["post", "encode"]
+    for before, after in itertools.pairwise(ordered):  # one after another, in the order they ran
+        assert before.end_ns <= after.start_ns, (before.name, after.name, after.start_ns - before.end_ns)
+    # real starts, not durations laid end to end from the job's start: the worker was called after the runner's own
+    # work (the cache, the output's key), and post-processing began when its answer was back
+    first_worker_stage = next(span for span in ordered if span.name.startswith("worker."))
+    assert first_worker_stage.start_ns > by_name["queue"].end_ns
+    assert 0 <= by_name["post"].start_ns - by_name["worker.generate"].end_ns < 50_000_000
 
 
 def job_log_line(app: AppServer, job_id: str) -> Dict[str, object]:
