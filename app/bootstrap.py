@@ -82,6 +82,15 @@ class Core:
     service_runner: JobServiceRunner
 
 
+def make_artifacts(settings: Settings) -> ArtifactStore:
+    """A folder (the data folder, or one every host mounts), or an object store through fsspec."""
+    if settings.artifacts_url:
+        from jobs.artifacts_fsspec import FsspecStore
+
+        return FsspecStore(settings.artifacts_url, settings.artifacts_dir)
+    return LocalFolderStore(settings.artifacts_dir)
+
+
 def make_core(settings: Settings) -> Core:
     specs = discover(settings.spec_dirs)
     manifests: Dict[str, Manifest] = {}
@@ -118,7 +127,7 @@ def make_core(settings: Settings) -> Core:
     cache = AudioCache(settings.cache_dir, settings.cache_size_bytes)
     catalog = Catalog(settings, specs, manifests)
     preferences = Preferences(settings.presets_dir, catalog, PresetStore(settings.presets_dir))
-    artifacts = LocalFolderStore(settings.artifacts_dir)  # keys: outputs/<day>/<file>, jobs/inputs/<job id>.<ext>
+    artifacts = make_artifacts(settings)  # keys: outputs/<day>/<file>, jobs/inputs/<job id>.<ext>
     checks = RequestChecks(settings, catalog, preferences, cache, artifacts)
     provenance = Provenance(catalog)
     service_runner = JobServiceRunner(checks, JobRunner(settings, supervisor, cache, provenance, artifacts, LiveTakes()), provenance)

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     shared_dir: Optional[Path] = None
     """Where job files (outputs, kept input recordings) live when several hosts share them: the same folder, at this
     path, on every host. Default: the data folder."""
+    artifacts_url: Optional[str] = None
+    """Job files in an object store instead of a folder, for hosts that share none: an fsspec URL such as
+    ``s3://bucket/voicegen`` (credentials and a non-AWS endpoint from ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_ENDPOINT_URL``). Each host reads through its own cache folder (``<data_dir>/artifact-cache``)."""
     host_name: str = ""
     """This worker host's name in the job store and the Runtimes view (default: the machine's name)."""
     worker_queues: str = "generate.cpu"
@@ -162,7 +166,10 @@ class Settings(BaseSettings):
 
     @property
     def artifacts_dir(self) -> Path:
-        """The artifact store's folder: job files by key (outputs/..., jobs/inputs/...)."""
+        """The artifact store's folder: job files by key (outputs/..., jobs/inputs/...); with ``artifacts_url``, this
+        host's cache of the object store's files (what it reads and serves)."""
+        if self.artifacts_url:
+            return self.data_dir / "artifact-cache"
         return self.shared_dir or self.data_dir
 
     @property

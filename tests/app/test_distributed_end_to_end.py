@@ -5,6 +5,7 @@ host, and the speech is made by Piper on the worker host."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -46,31 +47,59 @@ def front_and_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[A
     mine.mkdir(parents=True)
     shutil.copy(voices[0], mine / "narrator.onnx")
     shutil.copy(str(voices[0]) + ".json", mine / "narrator.onnx.json")
+    try:
+        with cluster(tmp_path_factory, front_data, host_data, {"VOICEGEN_ALLOW_PRIVATE_URLS": "127.0.0.1",
+                                                               "VOICEGEN_SHARED_DIR": str(shared)}) as made:
+            yield made
+    finally:
+        hub_server.shutdown()
+        hub_server.server_close()
+
+
+@contextlib.contextmanager
+def cluster(tmp_path_factory: pytest.TempPathFactory, front_data: Path, host_data: Path,
+            extra_env: Dict[str, str]) -> Iterator[Tuple[AppServer, Dict[str, str], Path]]:
+    """Redis, PostgreSQL, one worker host (``python -m app worker``: one slot, generate.cpu and download.io) and the
+    front app, all with ``extra_env``; yields the front, the environment (and HOST_DATA) and the host's log."""
     with postgres_server() as postgres, redis_server() as broker:
-        env = {"VOICEGEN_ALLOW_PRIVATE_URLS": "127.0.0.1", "VOICEGEN_BROKER_URL": broker.url,
-               "VOICEGEN_JOBS_DATABASE_URL": postgres.new_database("front_%s" % uuid.uuid4().hex[:8]),
-               "VOICEGEN_SHARED_DIR": str(shared)}
+        env = {"VOICEGEN_BROKER_URL": broker.url, "VOICEGEN_JOBS_DATABASE_URL": postgres.new_database("front_%s" % uuid.uuid4().hex[:8]),
+               **extra_env}
         host_log = tmp_path_factory.mktemp("host") / "host.log"
         host_env = dict(os.environ, VOICEGEN_ENVS_DIR=str(built_envs_dir()), PYTHONUNBUFFERED="1", **env)
         with host_log.open("w") as log:
-            host = subprocess.Popen([sys.executable, "-m", "app", "worker", "--data-dir", str(host_data),
-                                     "--name", "host-a", "--slots", "1", "--queues",
-                                     "generate.cpu,download.io"], cwd=str(PROJECT_ROOT), env=host_env, stdout=log,
-                                    stderr=subprocess.STDOUT)
-        front = start_app(front_data, extra_env=env)
+            host = subprocess.Popen([sys.executable, "-m", "app", "worker", "--data-dir", str(host_data), "--name", "host-a",
+                                     "--slots", "1", "--queues", "generate.cpu,download.io"], cwd=str(PROJECT_ROOT),
+                                    env=host_env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            env["HOST_DATA"] = str(host_data)  # for the tests: where the host keeps its characters
-            yield front, env, host_log
+            front = start_app(front_data, extra_env=env)
+            try:
+                env["HOST_DATA"] = str(host_data)  # for the tests: where the host keeps its characters
+                yield front, env, host_log
+            finally:
+                front.stop()
         finally:
-            front.stop()
             host.terminate()
             try:
                 host.wait(30)
             except subprocess.TimeoutExpired:
                 host.kill()
                 host.wait(10)
-            hub_server.shutdown()
-            hub_server.server_close()
+
+
+@pytest.fixture(scope="module")
+def front_and_host_on_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[AppServer, Dict[str, str], str]]:
+    """The same, with job files in an S3 bucket (moto's S3 server on loopback) instead of a shared folder."""
+    import boto3
+
+    from tests.jobs.test_artifacts import s3_endpoint
+
+    endpoint, bucket = s3_endpoint(), "voicegen-e2e-%s" % uuid.uuid4().hex[:8]
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    env = {"VOICEGEN_ARTIFACTS_URL": "s3://%s/jobs" % bucket, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    with cluster(tmp_path_factory, tmp_path_factory.mktemp("s3-front"), tmp_path_factory.mktemp("s3-host"), env) as (front, _, _log):
+        yield front, env, bucket
 
 
 def test_speech_made_on_a_worker_host_through_the_front(front_and_host: Tuple[AppServer, Dict[str, str], Path]) -> None:
@@ -158,3 +187,18 @@ def test_a_download_runs_on_download_io_while_generations_go_on(front_and_host: 
 def state_of(client: Client, entry_id: str) -> str:
     rows = [row for row in client.predict(api_name="/downloads") if row["id"] == entry_id]
     return str(rows[-1]["state"]) if rows else ""
+
+
+def test_job_files_in_an_s3_bucket_when_hosts_share_no_folder(front_and_host_on_s3: Tuple[AppServer, Dict[str, str], str]) -> None:
+    import boto3
+
+    front, env, bucket = front_and_host_on_s3
+    client = Client(front.url, verbose=False)
+    path, info = client.predict("piper", "joe", "Kept in a bucket.", api_name="/generate")
+    assert soundfile.info(path).samplerate == 22050
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="test", aws_secret_access_key="test",
+                      region_name="us-east-1")
+    stored = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="jobs/outputs/").get("Contents", [])]
+    assert any(info["job_id"] in key for key in stored), stored  # the host wrote it to the bucket
+    audio, record = client.predict(info["job_id"], api_name="/history_item")  # the front reads it back from there
+    assert Path(audio).read_bytes()[:4] == b"RIFF" and record["file_kept"]

@@ -1,20 +1,50 @@
-"""The artifact-store seam: the same cases against every implementation (today the local folder; a shared folder is the
-same class on a shared mount; an fsspec/S3 store joins with one line in STORES), then what only a local folder does."""
+"""The artifact-store seam: the same cases against every implementation (the local folder, a shared folder being the
+same class on a shared mount; the fsspec store over a local filesystem and over S3: s3fs against moto's S3 server on
+loopback, a real HTTP S3 API), then what only a local folder does."""
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import pytest
 
 from jobs.artifacts import ArtifactStore, LocalFolderStore, is_legacy_path, local_path
+from jobs.artifacts_fsspec import FsspecStore
 from jobs.errors import ArtifactKeyError, JobError, MissingArtifactError
+from tests.conftest import free_port
+
+_S3: List[str] = []
+
+
+def s3_endpoint() -> str:
+    """moto's S3 server on a loopback port, started once for the session (a thread of this process)."""
+    if not _S3:
+        from moto.server import ThreadedMotoServer
+
+        port = free_port()
+        ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
+        _S3.append("http://127.0.0.1:%d" % port)
+    return _S3[0]
+
+
+def s3_store(folder: Path) -> ArtifactStore:
+    import boto3
+
+    endpoint, bucket = s3_endpoint(), "voicegen-%s" % uuid.uuid4().hex[:12]
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                 region_name="us-east-1").create_bucket(Bucket=bucket)
+    return FsspecStore("s3://%s/artifacts" % bucket, folder / "cache", key="test", secret="test", skip_instance_cache=True,
+                       client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"})
+
 
 STORES: Dict[str, Callable[[Path], ArtifactStore]] = {
     "local-folder": lambda folder: LocalFolderStore(folder / "store"),
+    "fsspec-local": lambda folder: FsspecStore("file://%s" % (folder / "remote"), folder / "cache"),
+    "fsspec-s3": s3_store,
 }
 BAD_KEYS = ["", "/etc/passwd", "../outside.wav", "inputs/../../outside.wav", "inputs/./a.wav", "inputs//a.wav", "inputs/",
             "inputs\\a.wav", "..\\outside.wav", "C:/Windows/win.ini", "c:relative.wav", "inputs/a\x00.wav", "."]
