@@ -1,19 +1,21 @@
 """OpenTelemetry traces of jobs (``opentelemetry-sdk``), exported over OTLP/HTTP when ``otlp_endpoint`` is set.
 
 One trace per job, rooted in the request that submitted it: an HTTP route (``RequestSpans``, e.g. ``POST
-/v1/audio/speech``) or a named Gradio endpoint (``traced_endpoint``, e.g. ``gradio /generate``) opens a span when the
-request starts and ends it when the request ends (real times); ``job_submitted`` (the Workstation's submit) ties each
-job it submits to that span (``job.id`` on it). At the job's end its stages become the request span's children:
-``queue`` (submission to start, real times), then ``pre``, ``worker.admit``, ``worker.spawn``,
-``worker.shared_assets``, ``worker.load``, ``worker.generate``, ``post``, ``encode``, each as long as the job measured
-it (its timings). Their starts are real where the runner marks them (``stage_began``: ``pre``, the call to the
-worker, its answer back, ``post``; a dict entry per mark, only for a traced request's job); the stages between marks
-follow on from the one before (the worker's admit/spawn/shared-assets/load from the call, ``encode`` after ``post``).
-A stage the job did not go through (a warm worker's spawn) has no span. A request that submits no job leaves no span
-(it is never ended, so never exported). A job with no traced request (the UI tabs' own buttons, which are private
-Gradio events; a Retry; one queued again after a restart) gets a ``job`` span of its own as the root, its stages laid
-one after another from its start. The log line of each job's end carries the trace id, and so does every JSON log
-line written inside the request once it submitted a job (``app.logs``).
+/v1/audio/speech``), a named Gradio endpoint (``traced_endpoint``, e.g. ``gradio /generate``, ``gradio
+/generate_stream``) or the Generate tab's buttons (``gradio Generate``, ``gradio New take``) opens a span when the
+request starts and ends it when the request ends (real times; a streaming event's from its first step to its last);
+``job_submitted`` (the Workstation's submit) ties each job it submits to that span (``job.id`` on it). At the job's
+end its stages become the request span's children: ``queue`` (submission to start, real times), then ``pre``,
+``worker.admit``, ``worker.spawn``, ``worker.shared_assets``, ``worker.load``, ``worker.generate``, ``post``,
+``encode``, each as long as the job measured it (its timings). Their starts are real where the runner marks them
+(``stage_began``: ``pre``, the call to the worker, its answer back, ``post``; a dict entry per mark, only for a traced
+request's job); the stages between marks follow on from the one before (the worker's admit/spawn/shared-assets/load
+from the call, ``encode`` after ``post``). A stage the job did not go through (a warm worker's spawn) has no span. A
+request that submits no job leaves no span (it is never ended, so never exported). A job with no traced request (a
+Retry; History's Regenerate and the batch tab's buttons, private Gradio events not wrapped yet; one queued again after
+a restart) gets a ``job`` span of its own as the root, its stages laid one after another from its start. The log line
+of each job's end carries the trace id, and so does every JSON log line written inside the request once it submitted a
+job (``app.logs``).
 """
 
 from __future__ import annotations
@@ -207,18 +209,47 @@ def request_span(name: str, attributes: Dict[str, Any]) -> Iterator[Optional[_Re
             request.span.end()
 
 
-def traced_endpoint(name: str, fn: Callable[..., Any], enabled: Callable[[], bool]) -> Callable[..., Any]:
-    """A named Gradio endpoint's function whose calls are request spans (``gradio /<name>``); generators are left as they are
-    (their span would have to follow the iteration). Gradio reads the wrapped function's signature (``__wrapped__``)."""
-    if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+def traced_endpoint(name: str, fn: Callable[..., Any], enabled: Callable[[], bool], span_name: str = "") -> Callable[..., Any]:
+    """A Gradio event's function whose calls are request spans (``gradio /<name>`` for a named endpoint, or
+    ``span_name``), from the call to its return, or for a generator (a streaming event) from its first step to its
+    last. Gradio reads the wrapped function's signature (``__wrapped__``); coroutines are left as they are."""
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return fn
-    span_name = "gradio /" + name
+    span_name = span_name or "gradio /" + name
+    attributes = {"gradio.event": name}
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def steps(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            tracing = _ACTIVE
+            if tracing is None or not enabled() or _REQUEST.get() is not None:
+                yield from fn(*args, **kwargs)
+                return
+            request = _Request(tracing.tracer.start_span(span_name, attributes=attributes))
+            inner = fn(*args, **kwargs)
+            try:
+                while True:
+                    # Gradio may run each step on another thread: the request is current during each step only
+                    token = _REQUEST.set(request)
+                    try:
+                        value = next(inner)
+                    except StopIteration:
+                        return
+                    finally:
+                        _REQUEST.reset(token)
+                    yield value
+            finally:
+                inner.close()
+                if request.job_ids:
+                    request.span.end()
+
+        return steps
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         if not enabled():
             return fn(*args, **kwargs)
-        with request_span(span_name, {"gradio.api_name": name}):
+        with request_span(span_name, attributes):
             return fn(*args, **kwargs)
 
     return call

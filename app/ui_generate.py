@@ -12,6 +12,7 @@ import gradio as gr
 
 from app.actions import Workstation, output_formats
 from app.spectrogram import spectrogram_image
+from app.tracing import traced_endpoint
 from app.ui_api_generation import GenerationEndpoints
 from app.ui_errors import as_operator, shown_to_person
 from app.ui_options import build_option_controls
@@ -202,8 +203,11 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
                        speak_text, browser, *options.components, *processing.components]
     generate_outputs = [audio_out, info_out, history_table, history_state, history_files, spectrogram_out, spectrogram_in, browser,
                         live_player]
-    generate_event = generate_button.click(on_generate, inputs=generate_inputs, outputs=generate_outputs, concurrency_limit=None,
-                                           **PRIVATE)
+    def traced() -> bool:  # the button's call is the root of its job's trace
+        return bool(station.settings.telemetry)
+
+    generate_event = generate_button.click(traced_endpoint("generate_tab", on_generate, traced, "gradio Generate"), inputs=generate_inputs,
+                                           outputs=generate_outputs, concurrency_limit=None, **PRIVATE)
 
     def on_new_take(arch: str, char: str, typed: str, audio_path: Optional[str], fmt: str, cache_ok: bool,
                     history: List[Dict[str, Any]], first_arch: Optional[str], first_char: Optional[str], first_text: str,
@@ -213,8 +217,8 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
         yield from on_generate(arch, char, typed, audio_path, fmt, False, history, first_arch, first_char, first_text, browser_id,
                            request, progress, *values)
 
-    new_take_event = new_take_button.click(on_new_take, inputs=generate_inputs, outputs=generate_outputs, concurrency_limit=None,
-                                           **PRIVATE)
+    new_take_event = new_take_button.click(traced_endpoint("new_take_tab", on_new_take, traced, "gradio New take"), inputs=generate_inputs,
+                                           outputs=generate_outputs, concurrency_limit=None, **PRIVATE)
 
     def ui_preview(architecture_value: str, audio: Optional[str], *values: Any) -> str:
         return calls.preview_preprocess(architecture_value, audio, processing.to_dicts(list(values))["preprocess"])

@@ -1,8 +1,9 @@
 """A trace per job reaches an OTLP receiver (issue 21): the test runs a real OTLP/HTTP endpoint, decodes what
 arrives with OpenTelemetry's own protobuf classes, and finds each job's trace rooted in the request that submitted it
-(a gradio_client call of /generate, an HTTP POST /v1/audio/speech): the request span has no parent and carries the job
-id, every stage of the Piper job is its child and lies within its time, and the app's JSON log line for that job
-(``log_format = "json"``) names the same trace. A request that submitted no job leaves no span."""
+(gradio_client's /generate and streamed /generate_stream, an HTTP POST /v1/audio/speech, the Generate button pressed in
+Chromium): the request span has no parent and carries the job id, every stage of the Piper job is its child, lies within
+its time and starts when it really started, and the app's JSON log line for that job (``log_format = "json"``) names
+the same trace. A request that submitted no job leaves no span."""
 
 from __future__ import annotations
 
@@ -134,3 +135,34 @@ def test_an_http_requests_job_trace_is_rooted_in_the_request_and_others_leave_no
     check_rooted_in_the_request(trace, job_id)
     assert job_log_line(app, job_id)["trace_id"] == trace[0].trace_id
     assert not [span for span in Receiver.spans if "/v1/models" in span.name]
+
+
+@pytest.mark.slow
+def test_a_streaming_gradio_calls_job_trace_is_rooted_in_the_whole_stream(app: AppServer) -> None:
+    """/generate_stream is a generator Gradio steps on its threads: its span runs from the first step to the last."""
+    job = Client(app.url, verbose=False).submit("piper", "joe", "One piece. And another piece.", None, None, "wav", None, None, False,
+                                                None, api_name="/generate_stream")
+    outputs = list(job)
+    job_id = outputs[-1][1]["job_id"]
+    assert outputs[-1][1]["final"] and len(outputs) >= 2
+    trace = request_trace(job_id, "gradio /generate_stream")
+    check_rooted_in_the_request(trace, job_id)
+    assert job_log_line(app, job_id)["trace_id"] == trace[0].trace_id
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_generate_buttons_job_trace_is_rooted_in_the_click(app: AppServer) -> None:
+    """A person in Chromium presses Generate (a private Gradio event, streamed: the live player, then the take)."""
+    from playwright.sync_api import expect
+
+    from tests.app.test_browser import browser_page
+
+    before = {span.trace_id for span in Receiver.spans}
+    with browser_page(app.url) as page:
+        page.get_by_label("Text", exact=True).fill("Traced from a browser.")
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("audio[src]").first).to_be_attached(timeout=60_000)
+        assert wait_until(lambda: any(span.name == "gradio Generate" and span.trace_id not in before for span in Receiver.spans), 30)
+    [job_id] = {span.attributes["job.id"] for span in Receiver.spans if span.name == "gradio Generate"}
+    check_rooted_in_the_request(request_trace(job_id, "gradio Generate"), job_id)
