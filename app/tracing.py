@@ -42,6 +42,8 @@ STAGES: Tuple[Tuple[str, str], ...] = (
 )
 NS = 1_000_000_000
 PENDING_JOBS_MAX = 4096
+SUBMIT_WAIT_S = 1.0
+"""How long a job's end waits for the submits under way to return (only when one is, and the job is not known yet)."""
 """Jobs remembered with their request span until they end (a bound: jobs that never end in this process are dropped)."""
 
 
@@ -73,7 +75,9 @@ class Tracing:
         """Job id -> the span of the request that submitted it, until the job ends."""
         self._marks: Dict[str, Dict[str, float]] = {}
         """Job id -> wall-clock starts the runner marked (``stage_began``), for a job of a traced request."""
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._submitting = 0
+        """Submissions inside traced requests under way: a job that ends before its submit returned waits for them."""
         global _ACTIVE
         _ACTIVE = self
 
@@ -82,6 +86,18 @@ class Tracing:
             self._requests[job_id] = request_span
             while len(self._requests) > PENDING_JOBS_MAX:
                 self._marks.pop(self._requests.popitem(last=False)[0], None)
+            self._lock.notify_all()
+
+    @contextlib.contextmanager
+    def submitting(self) -> Iterator[None]:
+        with self._lock:
+            self._submitting += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._submitting -= 1
+                self._lock.notify_all()
 
     def mark(self, job_id: str, name: str, at: float) -> None:
         with self._lock:
@@ -119,6 +135,10 @@ class Tracing:
 
             attributes = {"job.id": end.job_id, "voicegen.architecture": end.architecture, "voicegen.state": end.state}
             with self._lock:
+                if self._submitting and end.job_id not in self._requests:
+                    # it may have ended before its submit returned (a cache hit while the request's thread was not
+                    # scheduled): wait, on the job's thread after its end, until the submits under way have returned
+                    self._lock.wait_for(lambda: end.job_id in self._requests or not self._submitting, SUBMIT_WAIT_S)
                 request_span = self._requests.pop(end.job_id, None)
                 marks = self._marks.pop(end.job_id, {})
             root = request_span if request_span is not None else self.tracer.start_span("job", start_time=int(end.created_at * NS),
@@ -152,8 +172,12 @@ def trace_submissions(station: Any) -> None:
 
     @functools.wraps(submit)
     def submitted(*args: Any, **kwargs: Any) -> str:
-        job_id: str = submit(*args, **kwargs)
-        job_submitted(job_id)
+        tracing = _ACTIVE
+        if tracing is None or _REQUEST.get() is None:
+            return str(submit(*args, **kwargs))
+        with tracing.submitting():
+            job_id: str = submit(*args, **kwargs)
+            job_submitted(job_id)
         return job_id
 
     station.submit = submitted

@@ -11,6 +11,7 @@ import http.server
 import itertools
 import json
 import threading
+import time
 from typing import Dict, Iterator, List, NamedTuple
 
 import httpx
@@ -18,6 +19,8 @@ import pytest
 from gradio_client import Client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from app.tracing import Tracing, request_span, trace_submissions
+from jobs.queue import JobEnd
 from tests.conftest import AppServer, start_app, wait_until
 
 STAGES = {"queue", "worker.generate", "post", "encode"}  # a warm Piper job's (text has no preprocessing stage)
@@ -166,3 +169,40 @@ def test_the_generate_buttons_job_trace_is_rooted_in_the_click(app: AppServer) -
         assert wait_until(lambda: any(span.name == "gradio Generate" and span.trace_id not in before for span in Receiver.spans), 30)
     [job_id] = {span.attributes["job.id"] for span in Receiver.spans if span.name == "gradio Generate"}
     check_rooted_in_the_request(request_trace(job_id, "gradio Generate"), job_id)
+
+
+class FastJobs:
+    """A station whose job ends before ``submit`` returns: the job service's thread ran a cache hit to its end while
+    the request's thread waited to be scheduled (here: made to wait)."""
+
+    def __init__(self, tracing: Tracing) -> None:
+        self.tracing = tracing
+        self.ended = threading.Event()
+
+    def submit(self, job_id: str) -> str:
+        now = time.time()
+        end = JobEnd(job_id, "piper", "succeeded", {"generate_s": 0.001}, now, now, now + 0.002)
+        threading.Thread(target=lambda: (self.tracing.job_ended(end), self.ended.set())).start()
+        time.sleep(0.3)  # the request's thread is not scheduled
+        assert not self.ended.is_set()  # the job's end waits for this submit to return
+        return job_id
+
+
+def test_a_job_that_ends_before_its_submit_returns_still_hangs_under_its_request() -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    tracing = Tracing()
+    exporter = InMemorySpanExporter()
+    tracing.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    station = FastJobs(tracing)
+    trace_submissions(station)
+    with request_span("POST /v1/audio/speech", {}):
+        station.submit("fast-job")
+    assert station.ended.wait(5)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert set(spans) == {"POST /v1/audio/speech", "queue", "worker.generate"}, set(spans)
+    root = spans["POST /v1/audio/speech"]
+    assert root.parent is None and root.attributes is not None and root.attributes["job.id"] == "fast-job"
+    for child in (spans["queue"], spans["worker.generate"]):
+        assert child.parent is not None and child.parent.span_id == root.context.span_id
