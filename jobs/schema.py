@@ -53,7 +53,10 @@ JOBS = Table(
     # model file hashes, app and environment versions, seed: exactly how the output was made
     Column("host", String(200), nullable=True),
     # beyond one host (jobs.distributed): the host running it, and until when its lease holds (renewed while it runs)
+    Column("claim", String(32), nullable=True),
+    # the one host process that holds the running job (two processes under one host name cannot both renew or end it)
     Column("lease_until", Float, nullable=True),
+    # epoch seconds by the database's clock (hosts' clocks may differ)
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     # a Cancel asked of a job another host runs: that host's lease renewal reads it
     Column("published_at", Float, nullable=True),

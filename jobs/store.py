@@ -65,7 +65,9 @@ def migrate(engine: Engine) -> None:
 class JobStore:
     def __init__(self, url: str) -> None:
         is_sqlite = url.startswith("sqlite")
-        self.engine = create_engine(url, connect_args={"check_same_thread": False} if is_sqlite else {})
+        # pre-ping: after a database server restart a pooled connection is found dead before use, not by the caller
+        self.engine = create_engine(url, connect_args={"check_same_thread": False} if is_sqlite else {}, pool_pre_ping=not is_sqlite)
+        self.is_sqlite = is_sqlite
         if is_sqlite:
             event.listen(self.engine, "connect", _tune_sqlite)
         migrate(self.engine)
@@ -127,12 +129,38 @@ class JobStore:
             rows = connection.execute(select(*LIST_COLUMNS).where(*_conditions(equal)).order_by(TABLE.c.created_at).limit(limit))
             return [dict(row._mapping) for row in rows]
 
-    def leases_expired(self, now: float) -> List[Dict[str, Any]]:
+    def now_sql(self) -> Any:
+        """Now, in epoch seconds, by the database's clock: leases are written and expired by one clock, whatever the
+        hosts' clocks say."""
+        if self.is_sqlite:
+            return (func.julianday("now") - 2440587.5) * 86400.0
+        return func.extract("epoch", func.now())
+
+    def leases_expired(self) -> List[Dict[str, Any]]:
         """Running jobs whose host stopped renewing its lease (a host that died, or lost the database)."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(*LIST_COLUMNS).where(TABLE.c.state == RUNNING, TABLE.c.lease_until.is_not(None),
-                                                                  TABLE.c.lease_until < now))
+                                                                  TABLE.c.lease_until < self.now_sql()))
             return [dict(row._mapping) for row in rows]
+
+    def published_unclaimed(self) -> List[Dict[str, Any]]:
+        """Queued jobs handed to the broker that no host has claimed yet."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(TABLE.c.id, TABLE.c.architecture, TABLE.c.published_at, TABLE.c.cancel_requested)
+                                      .where(TABLE.c.state == QUEUED, TABLE.c.published_at.is_not(None)))
+            return [dict(row._mapping) for row in rows]
+
+    def queued_ahead(self, architecture: str, created_at: float) -> int:
+        """Queued jobs of an architecture made before ``created_at`` (a place in line, in one count)."""
+        statement = select(func.count()).select_from(TABLE).where(TABLE.c.state == QUEUED, TABLE.c.architecture == architecture,
+                                                                  TABLE.c.created_at < created_at)
+        with self.engine.connect() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    def running_count(self, architecture: str) -> int:
+        statement = select(func.count()).select_from(TABLE).where(TABLE.c.state == RUNNING, TABLE.c.architecture == architecture)
+        with self.engine.connect() as connection:
+            return int(connection.execute(statement).scalar_one())
 
     def count(self) -> int:
         with self.engine.connect() as connection:

@@ -85,10 +85,20 @@ class Bus:
                         pass
 
     # heartbeats
-    def beat(self, host: HostView, running: int) -> None:
+    def beat(self, host: HostView, running: int, token: str = "") -> None:
         value = {"name": host.name, "queues": list(host.queues), "slots": host.slots, "loaded": list(host.loaded),
-                 "running": running, "at": time.time()}
+                 "running": running, "at": time.time(), "token": token}
         self.client.set(HOST_KEY + host.name, json.dumps(value), px=int(self.heartbeat_ttl_s * 1000))
+
+    def holder(self, name: str) -> Optional[str]:
+        """The process (its claim token) whose live heartbeat carries this host name, if any."""
+        raw: Any = self.client.get(HOST_KEY + name)
+        if raw is None:
+            return None
+        try:
+            return str(json.loads(raw).get("token") or "")
+        except (ValueError, AttributeError):
+            return ""
 
     def forget(self, name: str) -> None:
         try:

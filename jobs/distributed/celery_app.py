@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from celery import Celery
+from celery.signals import worker_shutting_down
 
 from jobs.distributed.bus import CANCEL_CHANNEL, Bus
 from jobs.distributed.front import RUN_JOB_TASK, Publish
@@ -83,7 +85,7 @@ def heartbeat(bus: Bus, host: JobHost, queues: Sequence[str], slots: int, loaded
     def beat() -> None:
         while not stop.is_set():
             try:
-                bus.beat(HostView(host.name, tuple(queues), slots, loaded()), running=len(host.running()))
+                bus.beat(HostView(host.name, tuple(queues), slots, loaded()), running=len(host.running()), token=host.token)
             except Exception as exc:  # Redis away: the fronts stop sending here until it is back
                 logger.warning("heartbeat failed: %s", exc)
             stop.wait(bus.heartbeat_ttl_s / 3)
@@ -97,6 +99,7 @@ def start_host(host: JobHost, bus: Bus, queues: List[str], slots: int,
     """What a host runs beside its Celery worker: its jobs left by an earlier run taken back, its heartbeat, and the
     cancels the fronts send. Set the returned event to stop the heartbeat."""
     _Current.host, _Current.download = host, download
+    wait_for_the_name(bus, host)
     moved = host.recover_own()
     if moved:
         logger.warning("%d job(s) a previous run of host %s left running were taken back", moved, host.name)
@@ -104,6 +107,21 @@ def start_host(host: JobHost, bus: Bus, queues: List[str], slots: int,
     heartbeat(bus, host, queues, slots, loaded, stop)
     bus.listen(CANCEL_CHANNEL, lambda message: host.cancel(str(message.get("job") or "")), "host-cancels")
     return stop
+
+
+def wait_for_the_name(bus: Bus, host: JobHost) -> None:
+    """Another live process with this host's name (a copied configuration, a restart while the old one still runs):
+    wait for its heartbeat to end, then refuse, naming it; two under one name would take each other's jobs back."""
+    deadline = time.monotonic() + 2 * bus.heartbeat_ttl_s
+    while True:
+        holder = bus.holder(host.name)
+        if holder is None or holder == host.token:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("another worker host named %r is running (its heartbeat is live): give this one another name "
+                               "(--name / VOICEGEN_HOST_NAME)" % host.name)
+        logger.warning("waiting for the other process named %s to go (its heartbeat)", host.name)
+        time.sleep(1.0)
 
 
 def worker_queues(host: JobHost, queues: List[str]) -> List[str]:
@@ -115,6 +133,15 @@ def serve(app: Celery, host: JobHost, bus: Bus, queues: List[str], slots: int,
           loaded: Callable[[], Tuple[str, ...]] = tuple, download: Optional[Callable[[str], object]] = None) -> None:
     """Run this host until the worker stops (SIGTERM: a warm shutdown; its running jobs go back to the queue)."""
     stop = start_host(host, bus, queues, slots, loaded, download)
+
+    def shutting_down(**_: object) -> None:
+        """SIGTERM (compose down, a rolling update): say goodbye first, hand the running jobs back (they run elsewhere at
+        once instead of holding the stop until they end or are killed), then let Celery's warm shutdown finish."""
+        stop.set()
+        bus.forget(host.name)
+        host.hand_back_all()
+
+    worker_shutting_down.connect(shutting_down, weak=False)
     worker = app.Worker(hostname="%s@voicegen" % host.name, queues=worker_queues(host, queues), pool="threads",
                         concurrency=slots, without_gossip=True, without_mingle=True, without_heartbeat=True, loglevel="INFO")
     try:

@@ -26,14 +26,14 @@ from jobs import retention
 from jobs.artifacts import ArtifactStore, check_prefix, local_path
 from jobs.distributed.bus import PROGRESS_CHANNEL, Bus
 from jobs.distributed.host import take_back_lost
-from jobs.distributed.routing import HostView, host_queue, queue_for, serving
+from jobs.distributed.routing import HostView, gpu_queue, host_queue, serving
 from jobs.errors import JobError, MissingArtifactError, QuotaError, StoreUnavailableError, UnknownJobError
 from jobs.fairness import Waiting, bounded, pick_next
 from jobs.kept_inputs import keep_input, spec_of
 from jobs.queue import JobQueue, ProgressFn, no_progress
 from jobs.quotas import OwnerQuotas
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
-from jobs.service import JobEnd, Runner
+from jobs.service import INTERRUPTED_REASON, JobEnd, Runner
 from jobs.spec import JobSpec
 from jobs.store import JobStore
 
@@ -88,6 +88,8 @@ class DistributedJobQueue(JobQueue):
         self._progress: collections.OrderedDict[str, Tuple[Optional[float], str]] = collections.OrderedDict()
         """The newest progress the bus brought of each running job (bounded: the oldest go first)."""
         self._last_start: Dict[str, float] = {}
+        self._targets: Dict[str, str] = {}
+        """The host each published job was sent to (a job whose host went away is published again at once)."""
         self._hosts: List[HostView] = []
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -159,39 +161,44 @@ class DistributedJobQueue(JobQueue):
                 backoff_s = min(max(backoff_s * 2, 0.5), 5.0)
 
     def dispatch_once(self) -> int:
-        """One round: take back lapsed leases, then publish what the free slots allow, fairly. How many were published."""
+        """One round: take back lapsed leases, settle cancelled waiting jobs, then publish what the free slots allow,
+        fairly, each to the host chosen for it. How many were published."""
         now = time.time()
-        expired = self.store.leases_expired(now)
+        expired = self.store.leases_expired()
         if self._store_failed:  # back after an outage: hosts could not renew meanwhile; give them time first
             self._store_failed, self._store_ok_since = False, time.monotonic()
         for row in expired if time.monotonic() - self._store_ok_since >= self.lease_grace_s else []:
             moved = take_back_lost(self.store, row, now)
             if moved is not None:
-                logger.warning("job %s: its host %s stopped renewing its lease; %s", row["id"], row["host"],
-                               "queued again" if moved == QUEUED else "interrupted (its second lost host)")
-                if moved == INTERRUPTED:
+                logger.warning("job %s: its host %s stopped renewing its lease; %s", row["id"], row["host"], moved)
+                if moved != QUEUED:
                     self._ended_here(row["id"], moved)
         hosts = self._hosts = self.bus.hosts()
-        queued = self.store.where(state=QUEUED)
+        alive = {host.name for host in hosts}
         running = self.store.where(state=RUNNING)
         busy = collections.Counter(row["host"] for row in running)
-        # published and not yet claimed: holds a slot of the hosts that may take it; stale ones are published again
-        in_flight = [row for row in queued if row["published_at"] is not None]
-        stale = [row for row in in_flight if now - float(row["published_at"]) > self.republish_after_s]
         free = {host.name: max(0, host.slots - busy[host.name]) for host in hosts}
-        for row in in_flight:
-            if row in stale:
-                continue
-            for host in serving(row["architecture"], hosts):
-                if free.get(host.name, 0) > 0:
-                    free[host.name] -= 1
-                    break
-        published = 0
-        for row in stale:
-            self._publish(row, hosts, free, now)
-            published += 1
-        waiting = {row["id"]: row for row in queued if row["published_at"] is None and not row["cancel_requested"]}
         running_per_client = collections.Counter(row.get("client") or row["owner"] for row in running)
+        published = 0
+        # handed to a host and not claimed yet: it holds that host's slot; published again when its host went away or
+        # nothing claimed it in time (the broker lost it); cancelled ones end here
+        for row in self.store.published_unclaimed():
+            if row["cancel_requested"]:
+                self._cancel_waiting(row["id"])
+                continue
+            target = self._targets.get(row["id"])
+            if target in alive and now - float(row["published_at"]) <= self.republish_after_s:
+                free[target] -= 1
+                continue
+            full = self.store.get(row["id"])
+            if full is not None and full["state"] == QUEUED and self._publish(full, hosts, free, now):
+                published += 1
+        if not any(count > 0 for count in free.values()):
+            return published  # no slot anywhere: the waiting jobs need not even be read
+        waiting = {row["id"]: row for row in self.store.where(state=QUEUED, published_at=None)}
+        for job_id in [job_id for job_id, row in waiting.items() if row["cancel_requested"]]:
+            self._cancel_waiting(job_id)
+            del waiting[job_id]
         candidates = [Waiting(job_id, row.get("client") or row["owner"], row["architecture"], float(row["created_at"]))
                       for job_id, row in waiting.items()]
 
@@ -205,30 +212,47 @@ class DistributedJobQueue(JobQueue):
             candidates.remove(chosen)
             if self._publish(waiting[chosen.job_id], hosts, free, now):
                 published += 1
-                running_per_client[chosen.client] += 1
+                running_per_client[chosen.client] += 1  # in flight counts as running for the fair pick
                 self._last_start[chosen.client] = time.monotonic()
         bounded(self._last_start, 4096, {c.client for c in candidates})
         return published
 
-    def _publish(self, row: Dict[str, Any], hosts: List[HostView], free: Dict[str, int], now: float) -> bool:
-        """Mark the row published (only if still queued) and hand it to the broker; a warm host's own queue when one with
-        a free slot holds its model. Takes one free slot of the host(s) it may land on."""
+    def _cancel_waiting(self, job_id: str) -> None:
+        if self.store.change(job_id, {"state": QUEUED}, state=CANCELLED, finished_at=time.time(), error="the job was cancelled"):
+            self._ended_here(job_id, CANCELLED)
+
+    def choose_host(self, row: Dict[str, Any], hosts: List[HostView], free: Dict[str, int]) -> Optional[HostView]:
+        """Where a job goes: a free host that holds its model warm, else a free host with a GPU queue for its
+        architecture, else the free host with the most free slots; None when none serves it now."""
         architecture, model = row["architecture"], "%s/%s" % (row["architecture"], row["character"])
         candidates = [host for host in serving(architecture, hosts) if free.get(host.name, 0) > 0]
-        warm = next((host for host in candidates if model in host.loaded), None)
-        target = warm or (candidates[0] if candidates else None)
-        queue = host_queue(warm.name) if warm is not None else queue_for(architecture, hosts)
-        if not self.store.change(row["id"], {"state": QUEUED, "published_at": row["published_at"]}, published_at=now):
+        if not candidates:
+            return None
+        return max(candidates, key=lambda host: (model in host.loaded, gpu_queue(architecture) in host.queues, free[host.name],
+                                                 -hosts.index(host)))
+
+    def _publish(self, row: Dict[str, Any], hosts: List[HostView], free: Dict[str, int], now: float) -> bool:
+        """Mark the row published (only if still queued as read) and hand it to the chosen host's own queue, taking one
+        of its free slots. The queues a host consumes are configuration (which jobs it may take); the front addresses
+        the host it chose, so a job never waits behind a busy host while another that serves it is free."""
+        target = self.choose_host(row, hosts, free)
+        if target is None:
+            return False
+        if not self.store.change(row["id"], {"state": QUEUED, "published_at": row["published_at"], "cancel_requested": False},
+                                 published_at=now):
             return False  # cancelled or claimed meanwhile
         try:
-            self.publish(row["id"], queue)
+            self.publish(row["id"], host_queue(target.name))
         except Exception as exc:
             self.store.change(row["id"], {"state": QUEUED, "published_at": now}, published_at=None)
             self.broker_error = "the job broker cannot be reached (%s)" % type(exc).__name__
             raise
         self.broker_error = None
-        if target is not None:
-            free[target.name] -= 1
+        self._targets[row["id"]] = target.name
+        if len(self._targets) > 100000:  # claimed jobs' entries: forget the oldest half
+            for job_id in list(self._targets)[:50000]:
+                del self._targets[job_id]
+        free[target.name] -= 1
         return True
 
     # events from the hosts
@@ -272,7 +296,8 @@ class DistributedJobQueue(JobQueue):
     def wait(self, job_id: str, progress: ProgressFn = no_progress, cancel: Optional[threading.Event] = None) -> Any:
         """Block until the job ends wherever it runs: progress from the bus, the end read from the store (also when the bus
         says nothing: every half second)."""
-        row = self.store.get(job_id)
+        with store_reachable():
+            row = self.store.get(job_id)
         if row is None:
             raise UnknownJobError("job %s is not running or waiting here (see its status)" % job_id)
         shown: Tuple[Optional[float], str] = (None, "")
@@ -304,7 +329,7 @@ class DistributedJobQueue(JobQueue):
             return "queued: no worker host serving %s is connected" % row["architecture"]
         position = self.queue_position(row["id"])
         if position is None or position == 1:
-            running = len(self.store.where(state=RUNNING, architecture=row["architecture"]))
+            running = self.store.running_count(row["architecture"])
             return "queued: next for %s (%d of its jobs running)" % (row["architecture"], running)
         return "queued: %d job(s) ahead for %s" % (position - 1, row["architecture"])
 
@@ -347,7 +372,10 @@ class DistributedJobQueue(JobQueue):
         back and waiting jobs are published as hosts have room."""
         interrupted = requeued = 0
         now = time.time()
-        expired = self.store.leases_expired(now)
+        for row in self.store.where(state=RUNNING, lease_until=None):  # run in-process by this app before it had a broker
+            interrupted += self.store.change(row["id"], {"state": RUNNING, "lease_until": None}, state=INTERRUPTED,
+                                             finished_at=now, error=INTERRUPTED_REASON)
+        expired = self.store.leases_expired()
         if self._store_failed:  # back after an outage: hosts could not renew meanwhile; give them time first
             self._store_failed, self._store_ok_since = False, time.monotonic()
         for row in expired if time.monotonic() - self._store_ok_since >= self.lease_grace_s else []:
@@ -404,8 +432,7 @@ class DistributedJobQueue(JobQueue):
         row = self.store.get(job_id)
         if row is None or row["state"] != QUEUED:
             return None
-        ahead = self.store.where(state=QUEUED, architecture=row["architecture"])
-        return 1 + sum(1 for other in ahead if float(other["created_at"]) < float(row["created_at"]))
+        return 1 + self.store.queued_ahead(row["architecture"], float(row["created_at"]))
 
     @reachable
     def is_active(self, job_id: str) -> bool:

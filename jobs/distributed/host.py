@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Set
 
@@ -33,13 +34,17 @@ class _Running:
 
 
 def take_back_lost(store: JobStore, row: Dict[str, Any], now: float) -> Optional[str]:
-    """A running job whose host died: queued again the first time (it runs on another host), interrupted the second.
-    Conditional on the row still being that host's expired run: a front and a restarted host may both try. Returns
-    the state it moved to, or None if someone else moved it first."""
-    where = {"state": RUNNING, "host": row["host"], "lease_until": row["lease_until"]}
+    """A running job whose host died: queued again the first time (it runs on another host), interrupted the second,
+    cancelled where a Cancel was asked meanwhile. Conditional on the row still being that run (its claim and lease): a
+    front and a restarted host may both try. Returns the state it moved to, or None if someone else moved it first."""
+    where = {"state": RUNNING, "claim": row["claim"], "lease_until": row["lease_until"]}
+    if row.get("cancel_requested"):
+        moved = store.change(row["id"], where, state=CANCELLED, lease_until=None, finished_at=now,
+                             error="the job was cancelled (its host stopped meanwhile)")
+        return CANCELLED if moved else None
     if int(row.get("host_losses") or 0) == 0:
-        moved = store.change(row["id"], where, state=QUEUED, host=None, lease_until=None, published_at=None, started_at=None,
-                             host_losses=1, error=None)
+        moved = store.change(row["id"], where, state=QUEUED, host=None, claim=None, lease_until=None, published_at=None,
+                             started_at=None, host_losses=1, error=None)
         return QUEUED if moved else None
     moved = store.change(row["id"], where, state=INTERRUPTED, lease_until=None, finished_at=now, error=LOST_REASON,
                          host_losses=int(row["host_losses"]) + 1)
@@ -59,6 +64,8 @@ class JobHost:
         self.record_retry_s = 300.0
         """How long a finished job's end is retried through a store outage."""
         self.bus = publish
+        self.token = uuid.uuid4().hex[:16]
+        """This process's claim: renewals and ends match it, so another process under the same name holds nothing."""
         self._lock = threading.Lock()
         self._running: Dict[str, _Running] = {}
         self.runs = 0
@@ -74,7 +81,8 @@ class JobHost:
         if row["state"] != QUEUED or row.get("cancel_requested"):
             return "skipped:" + str(row["state"])  # ran elsewhere, ended, or a duplicate delivery
         if not self.store.change(job_id, {"state": QUEUED, "cancel_requested": False}, state=RUNNING, host=self.name,
-                                 lease_until=now + self.lease_s, started_at=now, attempts=int(row["attempts"]) + 1):
+                                 claim=self.token, lease_until=self.store.now_sql() + self.lease_s, started_at=now,
+                                 attempts=int(row["attempts"]) + 1):
             return "skipped:raced"
         run = _Running(job_id)
         with self._lock:
@@ -116,7 +124,7 @@ class JobHost:
         deadline, delay_s = time.monotonic() + self.record_retry_s, 0.2
         while True:
             try:
-                return self.store.change(job_id, {"state": RUNNING, "host": self.name}, **values)
+                return self.store.change(job_id, {"state": RUNNING, "claim": self.token}, **values)
             except Exception as exc:  # the database is away: the work is done, keep it if the store comes back
                 if time.monotonic() > deadline:
                     logger.error("job %s: its end could not be recorded (%s); its lease lapses and it runs again", job_id, exc)
@@ -143,7 +151,8 @@ class JobHost:
                 if run.job_id not in self._running:
                     return
             try:
-                held = self.store.change(run.job_id, {"state": RUNNING, "host": self.name}, lease_until=time.time() + self.lease_s)
+                held = self.store.change(run.job_id, {"state": RUNNING, "claim": self.token},
+                                         lease_until=self.store.now_sql() + self.lease_s)
                 if not held:
                     run.lost = True
                     run.cancel.set()
@@ -169,21 +178,26 @@ class JobHost:
             return set(self._running)
 
     def recover_own(self) -> int:
-        """At this host's start: jobs a previous run of it left running are taken back (queued again, or interrupted)."""
+        """At this host's start (once no other live process holds its name): jobs an earlier process under this name
+        left running are taken back (queued again, interrupted, or cancelled as asked)."""
         moved = 0
         for row in self.store.where(state=RUNNING, host=self.name):
-            if row["id"] not in self.running() and take_back_lost(self.store, row, time.time()) is not None:
+            if row["claim"] != self.token and take_back_lost(self.store, row, time.time()) is not None:
                 moved += 1
         return moved
 
     def hand_back_all(self) -> None:
-        """This host is stopping: its running jobs go back to the queue (no loss counted) and stop here."""
+        """This host is stopping: its running jobs go back to the queue (no loss counted; cancelled if a Cancel was
+        asked) and stop here; their ends are not recorded by this host."""
         with self._lock:
             runs = list(self._running.values())
         for run in runs:
             run.lost = True
-            self.store.change(run.job_id, {"state": RUNNING, "host": self.name}, state=QUEUED, host=None, lease_until=None,
-                              published_at=None, started_at=None)
+            held = {"state": RUNNING, "claim": self.token}
+            if not self.store.change(run.job_id, dict(held, cancel_requested=True), state=CANCELLED, lease_until=None,
+                                     finished_at=time.time(), error="the job was cancelled"):
+                self.store.change(run.job_id, held, state=QUEUED, host=None, claim=None, lease_until=None, published_at=None,
+                                  started_at=None)
             run.cancel.set()
 
 
