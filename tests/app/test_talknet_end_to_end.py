@@ -35,6 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, talknet_python: Path, talkn
     characters.mkdir(parents=True)
     shutil.copytree(talknet_models / "characters" / "tiny", characters / "Apple Bloom (singing)")
     shutil.copytree(talknet_models / "characters" / "tiny-nopitch", characters / "no pitch" / "no pitch")  # a zip with its own folder
+    shutil.copytree(talknet_models / "characters" / "tiny-phonemes", characters / "Twilight (phonemes)")  # as the community models
     corrupt = characters / "corrupt"
     shutil.copytree(talknet_models / "characters" / "tiny", corrupt)
     (corrupt / "TalkNetSpect.nemo").write_bytes(b"half a download" * 100)
@@ -62,7 +63,8 @@ def speak(client: Client, character: str, text: str, reference: object = None, *
 def test_talknet_and_its_characters_are_listed(client: Client) -> None:
     architectures = {a["id"]: a for a in client.predict(api_name="/list_architectures")}
     listed = architectures[ARCH]
-    assert {o["name"] for o in listed["options"]} == {"speed", "pitch_shift", "reference_follows", "denoise", "super_resolution"}
+    assert {o["name"] for o in listed["options"]} == {"speed", "pitch_shift", "reference_follows", "reference_timing", "denoise",
+                                                          "super_resolution"}
     assert listed["reference"]["required"] is False and listed["reference"]["min_s"] == 0.5
     characters = {c["id"]: c for c in client.predict(ARCH, api_name="/list_characters")}
     assert characters["Apple Bloom (singing)"]["usable"] and characters["Apple Bloom (singing)"]["extras"] == ["pitch model"]
@@ -77,8 +79,8 @@ def test_text_becomes_audio_and_a_reference_sets_its_length(client: Client, tmp_
     assert rate == info["sample_rate"] == RATE and np.isfinite(audio).all() and audio.size > RATE // 2
     reference = tmp_path / "melody.wav"
     soundfile.write(str(reference), voiced_phrases(44100, 3.2), 44100, subtype="FLOAT")
-    for character in ("Apple Bloom (singing)", "no pitch"):
-        sung, _ = speak(client, character, "Sing it like this, please.", handle_file(str(reference)))
+    for character in ("Apple Bloom (singing)", "no pitch"):  # characters of letters: their timing stretched
+        sung, _ = speak(client, character, "Sing it like this, please.", handle_file(str(reference)), reference_timing="stretched")
         sung_audio, sung_rate = soundfile.read(sung)
         assert sung_rate == RATE and abs(sung_audio.size / RATE - 3.2) < 0.05 * 3.2, (character, sung_audio.size / RATE)
 
@@ -117,6 +119,28 @@ def test_super_resolution_is_unavailable_until_its_weights_are_there(client: Cli
     sharp_audio, sharp_rate = soundfile.read(sharp)
     assert plain_rate == RATE and sharp_rate == info["sample_rate"] == 32000 and np.isfinite(sharp_audio).all()
     assert abs(sharp_audio.size / sharp_rate - plain_audio.size / plain_rate) < 0.01, (sharp_audio.size, plain_audio.size)
+
+
+def test_aligned_reference_timing_is_unavailable_until_the_aligner_is_there(client: Client, server: AppServer, talknet_models: Path,
+                                                                            tmp_path: Path) -> None:
+    """Upstream's way of following a reference's timing (the default) needs assets/asr_talknet_aligner.nemo: listed
+    unavailable with why, and a clear error, until it is there (the tiny one); then a phoneme character's take lasts
+    as long as the reference."""
+    reference = tmp_path / "spoken.wav"
+    soundfile.write(str(reference), voiced_phrases(44100, 2.4), 44100, subtype="FLOAT")
+    listed = {a["id"]: a for a in client.predict(api_name="/list_architectures")}[ARCH]
+    assert "needs assets/asr_talknet_aligner.nemo, which is missing" in listed["unavailable"]["reference_timing=aligned to the text"]
+    with pytest.raises(AppError, match="reference aligner .* is missing: download it in the Models tab"):
+        speak(client, "Twilight (phonemes)", "Say it like this.", handle_file(str(reference)))
+    (server.data_dir / "assets").mkdir(exist_ok=True)
+    shutil.copy(talknet_models / "assets" / "asr_talknet_aligner.nemo", server.data_dir / "assets" / "asr_talknet_aligner.nemo")
+    listed = {a["id"]: a for a in client.predict(api_name="/list_architectures")}[ARCH]
+    assert "reference_timing=aligned to the text" not in listed["unavailable"]
+    said, info = speak(client, "Twilight (phonemes)", "Say it like this.", handle_file(str(reference)))
+    said_audio, said_rate = soundfile.read(said)
+    assert said_rate == info["sample_rate"] == RATE and abs(said_audio.size / RATE - 2.4) < 0.05 * 2.4, said_audio.size / RATE
+    with pytest.raises(AppError, match="cannot follow a reference's timing aligned to the text.*choose reference timing 'stretched'"):
+        speak(client, "Apple Bloom (singing)", "Say it like this.", handle_file(str(reference)))
 
 
 def test_a_hostile_pickle_in_a_nemo_is_refused(client: Client, talknet_models: Path) -> None:

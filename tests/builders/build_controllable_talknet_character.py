@@ -14,6 +14,11 @@ OUT_DIR/characters/tiny-nopitch/  the same without TalkNetPitch.nemo (its pitch 
 OUT_DIR/unsafe.nemo               a TalkNetSpect.nemo whose model_weights.ckpt would create OUT_DIR/pwned when unpickled
 OUT_DIR/assets/hifisr             a tiny super-resolution HiFi-GAN (hop 512 = 8*8*4*2, as the real 32 kHz one), jik876's names
 OUT_DIR/unsafe_hifisr             a checkpoint that would create OUT_DIR/pwned-sr when unpickled
+OUT_DIR/assets/asr_talknet_aligner.nemo  a tiny reference aligner of the real class (NeMo's EncDecCTCModel over TalkNet's
+                                  phonemes, 22050 Hz, hop 256), its weights set so that it hears voice and silence: in a
+                                  loud frame every phoneme is likely, in a silent one the blank (then spaces and
+                                  punctuation): a text's sounds are aligned onto the recording's voiced stretches
+OUT_DIR/unsafe_aligner.nemo       an aligner .nemo whose weights would create OUT_DIR/pwned-aligner when unpickled
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from runtimes.adapters.controllable_talknet import shims  # noqa: E402
 shims.apply_before_import()
 
 import torch  # noqa: E402
+from nemo.collections.asr.data.audio_to_text import AudioToCharWithDursF0Dataset  # noqa: E402
+from nemo.collections.asr.models import EncDecCTCModel  # noqa: E402
 from nemo.collections.tts.models.talknet import TalkNetDursModel, TalkNetPitchModel, TalkNetSpectModel  # noqa: E402
 from nemo.collections.tts.modules.hifigan_modules import Generator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
@@ -107,6 +114,63 @@ def vocoder(upsample_rates: Any = (8, 8, 2, 2), kernels: Any = (16, 16, 4, 4), p
     return {"generator": flat}
 
 
+ALIGNER_MELS = 16
+SILENCE_LOG_MEL = -14.0
+"""Mean log-mel (natural log of power, no normalisation) between silence (log of the zero guard: -16.6) and a voice
+(about -10 for harmonics up to 1.4 kHz, most bands above them empty)."""
+
+
+def aligner_config() -> Any:
+    """An EncDecCTCModel over the phoneme vocabulary's labels (its blank the CTC blank): mel features at TalkNet's rate
+    and hop, one 1x1 convolution block, the decoder."""
+    labels = list(AudioToCharWithDursF0Dataset.make_vocab(**PHONEMES).labels)[:-1]
+    block = {"filters": 2, "repeat": 1, "kernel": [1], "stride": [1], "dilation": [1], "dropout": 0.0, "residual": False,
+             "separable": False}
+    return OmegaConf.create({
+        "target": "nemo.collections.asr.models.ctc_models.EncDecCTCModel", "sample_rate": 22050, "labels": labels,
+        "preprocessor": {"_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor", "sample_rate": 22050,
+                         "window_size": 1024 / 22050, "window_stride": 256 / 22050, "n_fft": 1024, "features": ALIGNER_MELS,
+                         "dither": 0.0, "pad_to": 0, "normalize": None},
+        "encoder": {"_target_": "nemo.collections.asr.modules.ConvASREncoder", "feat_in": ALIGNER_MELS, "activation": "relu",
+                    "conv_mask": True, "jasper": [block]},
+        "decoder": {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": 2, "num_classes": len(labels),
+                    "vocabulary": labels}})
+
+
+def aligner() -> Any:
+    """The aligner, random, then its weights set: channel 0 is how far a frame's mean log-mel is above silence, channel 1
+    how far below; phonemes score on channel 0, the blank (and a little less, spaces and punctuation) on channel 1."""
+    cfg = aligner_config()
+    model = build(EncDecCTCModel, cfg)
+    labels = list(cfg.decoder.vocabulary)
+    state = model.state_dict()
+    with torch.no_grad():
+        [conv] = [k for k in state if k.startswith("encoder.") and k.endswith("conv.weight")]
+        state[conv].zero_()
+        state[conv][0] = 1.0 / ALIGNER_MELS
+        state[conv][1] = -1.0 / ALIGNER_MELS
+        for name in state:
+            if name.startswith("encoder.") and name.endswith("bias") and state[name].numel() == 2:  # the block's batch norm
+                state[name].copy_(torch.tensor([-SILENCE_LOG_MEL, SILENCE_LOG_MEL]))
+            elif name.startswith("encoder.") and name.endswith("weight") and state[name].dim() == 1:
+                state[name].fill_(1.0)
+            elif name.endswith("running_mean"):
+                state[name].zero_()
+            elif name.endswith("running_var"):
+                state[name].fill_(1.0)
+        weight, bias = state["decoder.decoder_layers.0.weight"], state["decoder.decoder_layers.0.bias"]
+        weight.zero_()
+        bias.fill_(-20.0)
+        for index, label in enumerate(labels):
+            if label.isalpha() and label.isupper():  # an ARPAbet phoneme
+                weight[index, 0, 0], bias[index] = 5.0, 0.0
+            elif not label.startswith("<"):  # space and punctuation: silence, a little less likely than the blank
+                weight[index, 1, 0], bias[index] = 5.0, 0.0
+        weight[len(labels), 1, 0], bias[len(labels)] = 5.0, 1.0  # the blank
+    model.load_state_dict(state)
+    return cfg, model
+
+
 def character(folder: Path, vocab: Dict[str, Any]) -> None:
     """spect, durs, pitch and vocoder in ``folder``."""
     cfg = configs(vocab)
@@ -140,6 +204,9 @@ def main() -> None:
     # its last layer quiet, so that four times its high band stays well within full scale, as with trained weights
     torch.save(vocoder((8, 8, 4, 2), (16, 16, 8, 4), post_gain=0.02), out / "assets" / "hifisr")
     torch.save({"generator": RunsOnLoad(str(out / "pwned-sr"))}, out / "unsafe_hifisr")
+    cfg, model = aligner()
+    save_nemo(out / "assets" / "asr_talknet_aligner.nemo", cfg, weights_bytes(model.state_dict()))
+    save_nemo(out / "unsafe_aligner.nemo", cfg, weights_bytes({"state": RunsOnLoad(str(out / "pwned-aligner"))}))
 
 
 if __name__ == "__main__":

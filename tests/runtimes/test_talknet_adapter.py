@@ -28,6 +28,7 @@ from runtimes.adapters.controllable_talknet.adapter import (
     stretch_durations,
     vocoder_shape,
 )
+from runtimes.adapters.controllable_talknet.aligner import ALIGNER_URL, ctc_durations, fold_blanks, interleaved
 from runtimes.environments import EnvSpec
 from runtimes.errors import BadRequestError
 from runtimes.memory import SystemRamSource
@@ -73,8 +74,11 @@ def log_lines(supervisor: Supervisor) -> List[str]:
 def test_the_manifest_declares_what_the_app_and_the_model_manager_read() -> None:
     assert MANIFEST.architecture == "controllable_talknet" and MANIFEST.hay_say_names == ("controllable_talknet",)
     assert MANIFEST.needs_text and not MANIFEST.needs_audio
-    [superres] = MANIFEST.assets  # optional: only the super-resolution option needs it
+    superres, aligner = MANIFEST.assets  # optional: only the super-resolution option, or aligned reference timing, needs them
     assert (superres.name, superres.needed_for, superres.hay_say_dependency) == ("hifisr", "super_resolution", False)
+    # upstream aligned every reference: the established app's characters bring the aligner with them
+    assert (aligner.name, aligner.needed_for, aligner.hay_say_dependency) == (
+        "asr_talknet_aligner.nemo", "reference_timing=aligned to the text", True)
     assert MANIFEST.reference is not None and not MANIFEST.reference.required and MANIFEST.reference.min_s > 0
     assert MANIFEST.length_factor({"speed": 2.0}) == 0.5 and MANIFEST.speed_options(1.5) == {"speed": 1.5}
     assert MANIFEST.detect is not None
@@ -85,6 +89,7 @@ def test_the_manifest_declares_what_the_app_and_the_model_manager_read() -> None
     assert (defaults["speed"], defaults["pitch_shift"], defaults["reference_follows"]) == (1.0, 0, "timing and pitch")
     assert defaults["super_resolution"] is False  # its weights are a separate download
     assert defaults["denoise"] is True  # upstream denoised every take
+    assert defaults["reference_timing"] == "aligned to the text"  # upstream's only way
 
 
 @pytest.mark.skipif(not HAY_SAY.is_dir(), reason="the established app's catalogue data is not beside the project")
@@ -97,12 +102,17 @@ def test_the_super_resolution_weights_are_in_the_asset_catalogue_where_the_adapt
     from models.catalogue import load_catalogue
     from models.store import Layout, single_file_asset
 
-    [superres] = MANIFEST.assets
+    superres, aligner = MANIFEST.assets
     catalogue = load_catalogue([PROJECT_ROOT / "models" / "catalogues" / "assets.json"], [MANIFEST])
     entry = catalogue.entries["controllable_talknet/asset/%s" % superres.name]
     assert single_file_asset(entry) and entry.files[0].source == "gdrive"
     assert entry.files[0].url == "https://drive.google.com/uc?id=14fOprFAIlCQkVRxsfInhEPG0n-xN4QOa"  # upstream's core/download.py
     assert Layout(tmp_path).target(entry) == tmp_path / "assets" / "hifisr"  # the file superres.SuperResolution is given
+    entry = catalogue.entries["controllable_talknet/asset/%s" % aligner.name]
+    # the model upstream's EncDecCTCModel.from_pretrained("asr_talknet_aligner") fetches (NeMo 1.8.2's list of models)
+    assert single_file_asset(entry) and entry.files[0].source == "url" and entry.files[0].url == ALIGNER_URL
+    assert ALIGNER_URL.startswith("https://api.ngc.nvidia.com/v2/models/nvidia/nemo/asr_talknet_aligner/")
+    assert Layout(tmp_path).target(entry) == tmp_path / "assets" / "asr_talknet_aligner.nemo"  # where TalkNetAdapter._aligner reads
 
 
 def nemo(path: Path, members: Dict[str, bytes]) -> None:
@@ -162,6 +172,34 @@ def test_durations_stretch_to_exactly_the_reference_frames() -> None:
         stretched = stretch_durations(np.array(durations), frames)
         assert stretched.sum() == frames and (stretched >= 0).all() and stretched.dtype == np.int64
     assert list(stretch_durations(np.array([1.0, 1.0, 2.0]), 8)) == [2, 2, 4]
+
+
+def peaked(states: List[int], frames_per_state: List[int], classes: int = 6) -> np.ndarray:
+    """Log-probabilities (frames x classes) where each state's frames make its token likely (others 1/20 as likely)."""
+    rows = [np.full(classes, np.log(1.0)) for _ in range(sum(frames_per_state))]
+    start = 0
+    for state, count in zip(states, frames_per_state, strict=True):
+        for row in rows[start: start + count]:
+            row[state] += np.log(20.0)
+        start += count
+    scores = np.array(rows)
+    return scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+
+
+def test_ctc_alignment_finds_where_each_token_is_said() -> None:
+    """Tokens 1, 2, 2, 3 (blank 0): the frames where each is likely, a long pause (blank) mid-way, none at the ends."""
+    tokens, blank = [1, 2, 2, 3], 0
+    states = interleaved(tokens, blank)
+    assert states == [0, 1, 0, 2, 0, 2, 0, 3, 0]
+    truth = [0, 4, 0, 3, 30, 5, 1, 2, 0]  # the repeated 2 needs a blank between (1 frame here)
+    durations = ctc_durations(peaked(states, truth), tokens, blank)
+    assert durations.tolist() == truth and durations.sum() == sum(truth)
+    assert fold_blanks(durations).tolist() == [4, 3, 35, 3]  # a model without blanks: each blank's frames to the next token
+    # barely likely tokens still get a frame each: every token is said
+    flat = np.log(np.full((5, 6), 1 / 6))
+    assert (ctc_durations(flat, tokens, blank)[1::2] >= 1).all()
+    with pytest.raises(BadRequestError, match="reference recording is too short for the text: its 4 frames cannot hold 5 sounds"):
+        ctc_durations(flat[:4], tokens, blank)  # 4 tokens and the blank the repeat needs
 
 
 def test_hifigan_names_and_sizes_are_read_from_jik876s_weights() -> None:
@@ -256,11 +294,80 @@ def test_super_resolution_weights_missing_hostile_or_wrong_are_clear_errors(tmp_
 @pytest.mark.heavy_env
 @pytest.mark.parametrize("rate", [44100, 16000])
 @pytest.mark.parametrize("follows", ["timing and pitch", "timing only"])
-def test_with_a_reference_the_take_lasts_as_long_as_it(talknet: Supervisor, talknet_models: Path, rate: int, follows: str) -> None:
+@pytest.mark.parametrize(("character", "timing"), [("tiny-phonemes", "aligned to the text"), ("tiny", "stretched")])
+def test_with_a_reference_the_take_lasts_as_long_as_it(talknet: Supervisor, talknet_models: Path, rate: int, follows: str,
+                                                       character: str, timing: str) -> None:
     reference = voiced_phrases(rate, 2.8)
-    result = talknet.generate(job(talknet_models, "Sing it like this.", audio=reference, audio_rate=rate, reference_follows=follows))
+    result = talknet.generate(job(talknet_models, "Sing it like this.", character=character, audio=reference, audio_rate=rate,
+                                  reference_follows=follows, reference_timing=timing))
     assert result.sample_rate == RATE and np.isfinite(result.audio).all()
     assert abs(result.audio.size / RATE - 2.8) < 0.05 * 2.8, result.audio.size / RATE
+    line = next(line for line in reversed(log_lines(talknet)) if "piece(s), speed" in line)
+    assert "reference %s (timing %s)" % (follows, timing) in line
+
+
+def voice(seconds: float, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return np.asarray(0.3 * sum(np.sin(2 * np.pi * 150.0 * k * t) / k for k in range(1, 10)), dtype=np.float32)
+
+
+@pytest.mark.heavy_env
+def test_aligned_to_the_text_each_sound_falls_where_the_reference_says_it(talknet: Supervisor, talknet_models: Path) -> None:
+    """"Oh, oh." against a recording: 0.25 s silence, 0.8 s voice, a 0.9 s pause, 0.6 s voice, 0.3 s silence. The
+    fixture's aligner hears voice and silence only (tests/builders/build_controllable_talknet_character.py): the two
+    OWs must land on the two voiced stretches and the comma's pause on the silence between, within 3 frames (a frame
+    is 256 samples at 22050 Hz: 11.6 ms)."""
+    silence = lambda seconds: np.zeros(int(seconds * RATE), dtype=np.float32)  # noqa: E731
+    reference = np.concatenate([silence(0.25), voice(0.8), silence(0.9), voice(0.6), silence(0.3)])
+    result = talknet.generate(job(talknet_models, "Oh, oh.", character="tiny-phonemes", audio=reference, audio_rate=RATE))
+    line = next(line for line in reversed(log_lines(talknet)) if "durations aligned to the reference" in line)
+    durations = [int(d) for d in line.rsplit(": ", 1)[1].split()]
+    # [blank, OW, blank, ' ', blank, ',', blank, ' ', blank, OW, blank, ' ', blank, '.', blank]: NeMo's g2p of the text
+    assert len(durations) == 15 and sum(durations) == result.audio.size // 256, (durations, result.audio.size)
+    edges = np.cumsum([0, *durations])
+    frame = RATE / 256
+    first, second = (edges[1], edges[2]), (edges[9], edges[10])
+    expected = [(0.25 * frame, 1.05 * frame), (1.95 * frame, 2.55 * frame)]
+    for (start, end), (want_start, want_end) in zip((first, second), expected, strict=True):
+        assert abs(start - want_start) <= 3 and abs(end - want_end) <= 3, (durations, expected)
+    assert abs(result.audio.size / RATE - reference.size / RATE) < 256 / RATE * 2  # the take is as long as the reference
+
+
+@pytest.mark.heavy_env
+def test_aligned_timing_needs_a_phoneme_character(talknet: Supervisor, talknet_models: Path) -> None:
+    with pytest.raises(BadRequestError, match="tiny cannot follow a reference's timing aligned to the text: its vocabulary .* is not "
+                                              "the aligner's \\(ARPAbet phonemes.*choose reference timing 'stretched'"):
+        talknet.generate(job(talknet_models, "Sing it.", audio=voiced_phrases(RATE, 1.5), audio_rate=RATE))
+
+
+@pytest.mark.heavy_env
+def test_aligner_missing_or_hostile_is_a_clear_error(tmp_path: Path, talknet_spec: EnvSpec, talknet_python: Path,
+                                                     talknet_models: Path) -> None:
+    """A worker whose assets folder starts without the aligner; put there (or replaced) between jobs, it is read at the
+    next job that aligns, since a failed load keeps nothing. Without it, 'stretched' still follows a reference."""
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    settings = SupervisorSettings(project_root=PROJECT_ROOT, run_dir=tmp_path / "run", assets_dir=assets, graceful_stop_s=30.0)
+    supervisor = Supervisor(settings, {"controllable_talknet": talknet_spec}, lambda spec, progress: talknet_python,
+                            memory=SystemRamSource())
+    reference = voiced_phrases(RATE, 1.5)
+    aligned = job(talknet_models, "Sing it.", character="tiny-phonemes", audio=reference, audio_rate=RATE)
+    try:
+        with pytest.raises(BadRequestError, match=r"reference aligner .* is missing: download it in the Models tab \(search "
+                                                  r"'asr_talknet_aligner.nemo'"):
+            supervisor.generate(aligned)
+        assert supervisor.generate(replace(aligned, options=MANIFEST.resolve_options({"reference_timing": "stretched"}))).audio.size
+        shutil.copy(talknet_models / "unsafe_aligner.nemo", assets / "asr_talknet_aligner.nemo")
+        with pytest.raises(BadRequestError, match="asr_talknet_aligner.nemo holds pickled Python objects.*refused"):
+            supervisor.generate(aligned)
+        assert not (talknet_models / "pwned-aligner").exists()
+        shutil.copy(talknet_models / "characters" / "tiny" / "TalkNetSpect.nemo", assets / "asr_talknet_aligner.nemo")
+        with pytest.raises(BadRequestError, match="asr_talknet_aligner.nemo holds a TalkNetSpectModel, not a EncDecCTCModel"):
+            supervisor.generate(aligned)
+        shutil.copy(talknet_models / "assets" / "asr_talknet_aligner.nemo", assets / "asr_talknet_aligner.nemo")
+        assert abs(supervisor.generate(aligned).audio.size / RATE - 1.5) < 0.05 * 1.5
+    finally:
+        supervisor.shutdown()
 
 
 @pytest.mark.heavy_env

@@ -8,9 +8,12 @@ extracts the tar itself, builds each model from its config with NeMo's class and
 weights-only. The vocoder is NeMo's HiFi-GAN ``Generator``, its sizes read from the weights' shapes and jik876's
 flat resblock names mapped onto NeMo's nested ones (``resblocks.<i*kernels+j>`` -> ``resblocks.<i>.<j>``).
 
-"Sing from a reference": with a reference recording, the output follows its timing (the predicted durations
-stretched so the take lasts as long as the recording) and its pitch contour (read from the recording with YIN,
-unvoiced where it is quiet); without one, the pitch model predicts the pitch (a character without
+"Sing from a reference": with a reference recording, the output follows its timing and its pitch contour. Timing,
+as upstream gets it: NVIDIA's TalkNet aligner (a CTC recogniser over TalkNet's phonemes, the shared asset
+``asr_talknet_aligner.nemo``) forces the text's tokens through the recording's frames, each token's frame count its
+duration (``aligner.py``); or, where chosen, the predicted durations stretched so the take lasts as long as the
+recording. Pitch: read from the recording with YIN, unvoiced where it is quiet (upstream uses TensorFlow's CREPE,
+not in this env). Without a reference, the pitch model predicts the pitch (a character without
 ``TalkNetPitch.nemo`` needs a reference). NeMo's TalkNetSpect normalises the pitch contour per utterance, so the
 pitch shift is applied to the take after the vocoder (duration kept). 22050 Hz for every published TalkNet.
 
@@ -45,6 +48,7 @@ SPECT, DURS, PITCH, VOCODER = "TalkNetSpect.nemo", "TalkNetDurs.nemo", "TalkNetP
 NEMO_MEMBERS = ("model_config.yaml", "model_weights.ckpt")
 DEFAULT_RATE, DEFAULT_HOP = 22050, 256
 FOLLOWS = ("timing and pitch", "pitch only", "timing only")
+TIMINGS = ("aligned to the text", "stretched")
 MIN_VOICED_FRAMES = 3
 """A reference whose pitch is followed needs some voice: fewer voiced YIN frames than this is silence to it."""
 F0_MIN_HZ, F0_MAX_HZ = 50.0, 1100.0
@@ -57,6 +61,11 @@ SR_ASSET = "hifisr"
 SR_SOURCE = ("the file 'hifisr' the established Controllable TalkNet downloads (Google Drive id 14fOprFAIlCQkVRxsfInhEPG0n-xN4QOa), "
              "saved as assets/hifisr")
 SR_RATE = 32000
+ALIGNER_ASSET = "asr_talknet_aligner.nemo"
+ALIGNER_URL = "https://api.ngc.nvidia.com/v2/models/nvidia/nemo/asr_talknet_aligner/versions/1.0.0rc1/files/qn5x5_libri_tts_phonemes.nemo"
+"""NVIDIA's TalkNet aligner, as NeMo 1.8.2's ``EncDecCTCModel.list_available_models`` lists it (what upstream's
+``from_pretrained("asr_talknet_aligner")`` fetches)."""
+ALIGNER_SOURCE = "NVIDIA's asr_talknet_aligner from NGC (%s), saved as assets/%s" % (ALIGNER_URL, ALIGNER_ASSET)
 DENOISE_STRENGTH = 35.0
 """Upstream's strength, for the character's vocoder and the super-resolution one alike (superres.Denoiser)."""
 FULL_SCALE = 32768.0
@@ -80,6 +89,10 @@ MANIFEST = Manifest(
                     "applied to the audio)"),
         Option("reference_follows", "With a reference: follow its", "choice", FOLLOWS[0], choices=FOLLOWS,
                help="timing: the take lasts as long as the recording; pitch: the take's intonation (or melody) is the recording's"),
+        Option("reference_timing", "With a reference: its timing", "choice", TIMINGS[0], choices=TIMINGS,
+               help="aligned to the text (the established app's way): each sound of the text lasts as long as it does in the "
+                    "recording, pauses included (needs assets/%s and a phoneme character); stretched: the character's own "
+                    "timing, stretched to the recording's length" % ALIGNER_ASSET),
         Option("denoise", "Denoise the vocoder's output", "bool", True,
                help="the established app's denoiser on every take: the vocoder's own output for a random mel, as a noise "
                     "spectrum, taken %g times from the take's (its hiss and buzz)" % DENOISE_STRENGTH),
@@ -87,7 +100,9 @@ MANIFEST = Manifest(
                help="a second HiFi-GAN, trained at 32 kHz, adds the 10.5-16 kHz band the 22 kHz take lacks (the established app "
                     "always applied it); needs assets/%s" % SR_ASSET),
     ),
-    assets=(Asset(SR_ASSET, "Controllable TalkNet's super-resolution HiFi-GAN (32 kHz)", SR_SOURCE, "super_resolution"),),
+    assets=(Asset(SR_ASSET, "Controllable TalkNet's super-resolution HiFi-GAN (32 kHz)", SR_SOURCE, "super_resolution"),
+            Asset(ALIGNER_ASSET, "Controllable TalkNet's reference aligner (NVIDIA's asr_talknet_aligner, a CTC recogniser of "
+                  "TalkNet's phonemes)", ALIGNER_SOURCE, "reference_timing=%s" % TIMINGS[0], hay_say_dependency=True)),
     duration_scale=DurationScale("speed", inverse=True),
     detect=Detect(SPECT, (DURS, VOCODER)),
     hay_say_names=("controllable_talknet",),
@@ -226,6 +241,8 @@ class TalkNetAdapter(Adapter):
         self.torch: Any = None
         self.device = "cpu"
         self.superres: Any = None
+        self.aligner: Any = None
+        """The reference aligner (``aligner.Aligner``), loaded at the first job that aligns a reference."""
         """The super-resolution vocoder, loaded at the first job that asks for it (``superres.SuperResolution``)."""
 
     @staticmethod
@@ -351,13 +368,27 @@ class TalkNetAdapter(Adapter):
             self.superres = SuperResolution(path, self.device)
         return self.superres
 
+    def _aligner(self) -> Any:
+        if self.aligner is None:
+            from nemo.collections.asr.models import EncDecCTCModel
+
+            from runtimes.adapters.controllable_talknet.aligner import Aligner
+
+            path = asset_path(ALIGNER_ASSET)
+            if not os.path.isfile(path):
+                raise missing_asset("Controllable TalkNet", "reference aligner (for reference timing 'aligned to the text'; "
+                                    "or choose 'stretched')", ALIGNER_ASSET, "NVIDIA's asr_talknet_aligner (%s)" % ALIGNER_URL)
+            self.report_progress(None, "loading the reference aligner")
+            self.aligner = Aligner(self._nemo(path, EncDecCTCModel), self.device)
+        return self.aligner
+
     def details(self, character: Dict[str, Any]) -> Dict[str, Any]:
         return {"sample_rate": character["rate"], "pitch_model": character["pitch"] is not None,
                 "vocabulary": str(character["spect"].cfg.train_ds.dataset.vocab.get("notation", "chars"))}
 
-    def _tokens(self, character: Dict[str, Any], text: str) -> Any:
-        """The text as the spect model's vocabulary encodes it, blanks interleaved when it was trained with them
-        (as NeMo's ``generate_spectrogram`` does)."""
+    def _tokens(self, character: Dict[str, Any], text: str) -> Tuple[List[int], Any]:
+        """The text as the spect model's vocabulary encodes it: the ids, and the model's input (1 x tokens), blanks
+        interleaved when it was trained with them (as NeMo's ``generate_spectrogram`` does)."""
         from nemo.collections.asr.data.audio_to_text import AudioToCharWithDursF0Dataset
 
         torch, spect = self.torch, character["spect"]
@@ -368,10 +399,11 @@ class TalkNetAdapter(Adapter):
         if spect.blanking:
             blanks = torch.full((len(encoded) + 1,), spect.vocab.blank, dtype=torch.long, device=self.device)
             tokens = AudioToCharWithDursF0Dataset.interleave(x=blanks, y=tokens)
-        return tokens.unsqueeze(0)
+        return [int(token) for token in encoded], tokens.unsqueeze(0)
 
-    def _reference(self, character: Dict[str, Any], request: GenerateRequest) -> Optional[Tuple[int, np.ndarray]]:
-        """The reference's length in frames and its pitch per frame (0 = unvoiced), at the model's rate and hop."""
+    def _reference(self, character: Dict[str, Any], request: GenerateRequest) -> Optional[Tuple[int, np.ndarray, np.ndarray]]:
+        """The reference's length in frames and its pitch per frame (0 = unvoiced), at the model's rate and hop; and the
+        recording at the model's rate."""
         if request.audio is None or getattr(request.audio, "size", 0) == 0:
             return None
         import librosa
@@ -390,7 +422,7 @@ class TalkNetAdapter(Adapter):
         voiced = rms >= VOICED_RMS_FRACTION * float(rms.max())
         f0 = np.where(voiced[: f0.size], f0[: voiced.size], 0.0)
         positions = np.linspace(0, f0.size - 1, frames)
-        return frames, f0[np.round(positions).astype(np.int64)].astype(np.float32)
+        return frames, f0[np.round(positions).astype(np.int64)].astype(np.float32), audio
 
     def stream(self, character: Dict[str, Any], request: GenerateRequest) -> Iterator[GenerateResult]:
         text = request.text.strip()
@@ -401,7 +433,13 @@ class TalkNetAdapter(Adapter):
         follows = str(options["reference_follows"])
         follow_timing = reference is not None and follows in ("timing and pitch", "timing only")
         follow_pitch = reference is not None and follows in ("timing and pitch", "pitch only")
+        aligned = follow_timing and str(options.get("reference_timing", TIMINGS[0])) == TIMINGS[0]
         superres = self._superres() if options.get("super_resolution", False) else None
+        if aligned:
+            problem = self._aligner().vocabulary_problem(character["spect"].vocab.labels, character["spect"].vocab.blank)
+            if problem:
+                raise BadRequestError("%s cannot follow a reference's timing aligned to the text: %s; choose reference timing "
+                                      "'stretched'" % (character["name"], problem))
         if character["pitch"] is None and not follow_pitch:
             raise BadRequestError("%s has no pitch model (%s): give a reference recording whose pitch it follows"
                                   % (character["name"], PITCH))
@@ -410,13 +448,15 @@ class TalkNetAdapter(Adapter):
         # A reference is followed over the whole text (its timing and melody are one); otherwise sentence by sentence.
         pieces = [text] if reference is not None else split_sentences(text) or [text]
         logger.info("TalkNet %s: %d piece(s), speed %g, pitch shift %d, reference %s, denoise %s, super-resolution %s", character["name"],
-                    len(pieces), float(options["speed"]), int(options["pitch_shift"]), follows if reference is not None else "none",
+                    len(pieces), float(options["speed"]), int(options["pitch_shift"]),
+                    "none" if reference is None else "%s (timing %s)" % (follows, TIMINGS[0] if aligned else "stretched"),
                     "on" if options.get("denoise", True) else "off",
                     "on (%d Hz)" % SR_RATE if superres is not None else "off")
         for index, piece in enumerate(pieces):
             request.check_cancelled()
             audio = self._speak(character, piece, float(options["speed"]), reference if follow_timing else None,
-                                reference[1] if follow_pitch and reference is not None else None, bool(options.get("denoise", True)))
+                                reference[1] if follow_pitch and reference is not None else None, bool(options.get("denoise", True)),
+                                aligned)
             shift = int(options["pitch_shift"])
             if shift:
                 import librosa
@@ -428,16 +468,19 @@ class TalkNetAdapter(Adapter):
             request.report_progress((index + 1) / len(pieces), "spoke piece %d of %d" % (index + 1, len(pieces)))
             yield GenerateResult(audio=audio, sample_rate=rate)
 
-    def _speak(self, character: Dict[str, Any], text: str, speed: float, timing: Optional[Tuple[int, np.ndarray]],
-               pitch: Optional[np.ndarray], denoise: bool = True) -> np.ndarray:
-        """One piece: durations (the durs model's, scaled by speed or stretched to the reference), pitch (the pitch
-        model's or the reference's), the spect model's mel, the vocoder's audio."""
+    def _speak(self, character: Dict[str, Any], text: str, speed: float, timing: Optional[Tuple[int, np.ndarray, np.ndarray]],
+               pitch: Optional[np.ndarray], denoise: bool = True, aligned: bool = False) -> np.ndarray:
+        """One piece: durations (the durs model's, scaled by speed; or the reference's, aligned to the text or the
+        predicted ones stretched to its length), pitch (the pitch model's or the reference's), the spect model's mel,
+        the vocoder's audio."""
         torch = self.torch
-        tokens = self._tokens(character, text)
+        ids, tokens = self._tokens(character, text)
         text_len = torch.tensor([tokens.shape[-1]], dtype=torch.long, device=self.device)
         with torch.no_grad():
             predicted = (character["durs"](text=tokens, text_len=text_len).exp() - 1.0).clamp(min=0.0) / speed
-            if timing is not None:
+            if timing is not None and aligned:
+                durs = torch.from_numpy(self._aligned_durations(character, ids, timing)).unsqueeze(0).to(self.device)
+            elif timing is not None:
                 frames = timing[0]
                 durs = torch.from_numpy(stretch_durations(predicted[0].cpu().numpy(), frames)).unsqueeze(0).to(self.device)
             else:
@@ -455,6 +498,26 @@ class TalkNetAdapter(Adapter):
                 f0 = ((f0_sil.sigmoid() <= 0.5) * (f0_body * model.f0_std + model.f0_mean)).float()
             mel = character["spect"](text=tokens, text_len=text_len, durs=durs, f0=f0)
         return self.vocode(character, mel, denoise)
+
+    def _aligned_durations(self, character: Dict[str, Any], ids: List[int], timing: Tuple[int, np.ndarray, np.ndarray]) -> np.ndarray:
+        """Frames per model token (blank-interleaved when the model is) from the aligner's pass over the recording;
+        summing to the recording's frames at the model's hop."""
+        import librosa
+
+        from runtimes.adapters.controllable_talknet.aligner import ctc_durations, fold_blanks
+
+        aligner = self.aligner
+        frames, _, audio = timing
+        if aligner.rate_hz != character["rate"]:
+            audio = librosa.resample(audio, orig_sr=character["rate"], target_sr=aligner.rate_hz).astype(np.float32)
+        durations = ctc_durations(aligner.log_probs(audio), ids, aligner.blank)
+        if not character["spect"].blanking:
+            durations = fold_blanks(durations)
+        if abs(int(durations.sum()) - frames) > 1:  # an aligner at another frame rate: its timing onto the model's frames
+            durations = stretch_durations(durations, frames)
+        logger.info("TalkNet %s: durations aligned to the reference (%d frames, %d tokens): %s", character["name"], int(durations.sum()),
+                    len(ids), " ".join(str(int(d)) for d in durations))
+        return durations
 
     def vocode(self, character: Dict[str, Any], mel: Any, denoise: bool) -> np.ndarray:
         """The character's vocoder on ``mel`` (1 x bands x frames), denoised as upstream's ``HiFiGAN.vocode`` does (at 16-bit
