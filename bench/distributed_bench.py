@@ -181,8 +181,9 @@ class Throughput:
     per_host: Dict[str, int]
     generate_s: List[float]
     gaps: Dict[str, List[float]]
-    """Between one job's end on a host and the next's start there: 'idle' (end -> start), 'publish' (end -> the next
-    one's publish by the front), 'claim' (publish -> the host's claim)."""
+    """Between one job's end on a host and the next's start there: 'idle' (end -> start), 'publish' (end -> the start of
+    the front's dispatch round that published the next: the row's published_at is that round's clock, taken before its
+    queries), 'claim' (that -> the host's claim: the round's queries, send_task, Celery's delivery)."""
 
     @property
     def ours_cpu_s(self) -> float:
@@ -301,8 +302,8 @@ class TimedPublish:
 
 
 def gaps_line(run: Throughput) -> str:
-    return "a host's idle time between two jobs (median): %s (its end -> the next published %s, published -> claimed %s)" % tuple(
-        ms(statistics.median(run.gaps[kind])) if run.gaps[kind] else "-" for kind in ("idle", "publish", "claim"))
+    parts = tuple(ms(statistics.median(run.gaps[kind])) if run.gaps[kind] else "-" for kind in ("idle", "publish", "claim"))
+    return "a host's idle time between two jobs (median): %s (its end -> the dispatch round publishing the next %s, -> claimed %s)" % parts
 
 
 def ms(seconds: float) -> str:
