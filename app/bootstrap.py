@@ -6,7 +6,7 @@ import hashlib
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from app.access import load_access
 from app.actions import Workstation
@@ -26,6 +26,7 @@ from jobs.queue import JobEnd, JobQueue
 from jobs.quotas import OwnerQuotas
 from jobs.retention import RetentionLoop, RetentionPolicy
 from jobs.service import JobService
+from jobs.spec import JobSpec
 from jobs.store import JobStore, sqlite_url
 from models.manager import ModelManager
 from pipeline.cache import AudioCache
@@ -80,6 +81,11 @@ class Core:
     checks: RequestChecks
     provenance: Provenance
     service_runner: JobServiceRunner
+
+    def asset_names(self, architecture: str) -> List[str]:
+        """The shared assets (under the assets folder) this architecture's jobs may need."""
+        manifest = self.manifests.get(architecture)
+        return [asset.name for asset in manifest.assets] if manifest is not None else []
 
 
 def make_artifacts(settings: Settings) -> ArtifactStore:
@@ -153,7 +159,7 @@ def make_workstation(settings: Settings) -> Workstation:
     core = make_core(settings)
     specs, manifests, supervisor, cache, catalog = core.specs, core.manifests, core.supervisor, core.cache, core.catalog
     preferences, checks, service_runner = core.preferences, core.checks, core.service_runner
-    jobs, retention = make_jobs(settings, service_runner, core.artifacts)
+    jobs, retention = make_jobs(settings, service_runner, core.artifacts, core.asset_names)
     models = make_model_manager(settings, specs, manifests)
     metrics = Metrics()
     tracing = Tracing(settings.otlp_endpoint)
@@ -174,7 +180,7 @@ def make_workstation(settings: Settings) -> Workstation:
         from jobs.distributed.celery_app import download_publisher, make_celery
 
         station.remote_downloads = FrontDownloads(models, Bus(settings.broker_url), download_publisher(make_celery(settings.broker_url)),
-                                                  CharacterSharing(core.artifacts, settings.characters_dir))
+                                                  CharacterSharing(core.artifacts, settings.characters_dir, settings.assets_dir))
     return station
 
 
@@ -182,7 +188,8 @@ def job_store(settings: Settings) -> JobStore:
     return JobStore(settings.jobs_database_url or sqlite_url(settings.data_dir / "jobs.sqlite3"))
 
 
-def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactStore) -> Tuple[JobQueue, RetentionLoop]:
+def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactStore,
+              asset_names: Callable[[str], List[str]] = lambda architecture: []) -> Tuple[JobQueue, RetentionLoop]:
     """The job queue over the job store (SQLite in the data folder, or the configured database), its files in
     ``artifacts`` by key, and its retention (which sweeps only the outputs and kept inputs, never the rest of the store).
     In this process, or, with a broker, the front of worker hosts (``jobs.distributed``)."""
@@ -195,12 +202,18 @@ def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactS
         from jobs.distributed.celery_app import make_celery, publisher
         from jobs.distributed.front import DistributedJobQueue
 
-        sharing = CharacterSharing(artifacts, settings.characters_dir)
+        sharing = CharacterSharing(artifacts, settings.characters_dir, settings.assets_dir)
+
+        def publish_files(spec: JobSpec) -> None:
+            """What a host needs for this job and may lack: its character, and the shared assets of its architecture."""
+            sharing.publish(spec.architecture, spec.character)
+            sharing.publish_assets(asset_names(spec.architecture))
+
         jobs = DistributedJobQueue(store, runner, artifacts, Bus(settings.broker_url), publisher(make_celery(settings.broker_url)),
                                    result_of=runner.result_of, inputs_prefix="jobs/inputs",
                                    input_copy_max_bytes=settings.history_input_max_mb << 20, quotas=quotas,
                                    lease_grace_s=settings.job_lease_s,
-                                   publish_files=lambda spec: sharing.publish(spec.architecture, spec.character))
+                                   publish_files=publish_files)
     else:
         jobs = JobService(store, runner, None, settings.max_concurrent_jobs, settings.max_jobs_per_architecture,
                           settings.history_input_max_mb << 20, quotas, artifacts=artifacts, inputs_prefix="jobs/inputs")

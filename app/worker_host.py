@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 from app.settings import Settings
 
@@ -39,10 +39,16 @@ def run_worker(settings: Settings) -> int:
     prepare_process_environment(settings)
     core = make_core(settings)
     bus = Bus(settings.broker_url)
-    sharing = CharacterSharing(core.artifacts, settings.characters_dir)
+    sharing = CharacterSharing(core.artifacts, settings.characters_dir, settings.assets_dir)
+
+    def fetch_files(row: Dict[str, Any]) -> None:
+        """What this job needs and this host may lack: its character and its architecture's shared assets."""
+        sharing.fetch(row["architecture"], row["character"])
+        sharing.fetch_assets(core.asset_names(row["architecture"]))
+
     host = JobHost(job_store(settings), core.service_runner, core.artifacts, name, lease_s=settings.job_lease_s, publish=bus,
                    input_copy_max_bytes=settings.history_input_max_mb << 20,
-                   fetch_files=lambda row: sharing.fetch(row["architecture"], row["character"]))
+                   fetch_files=fetch_files)
 
     def loaded() -> Tuple[str, ...]:
         """'<architecture>/<character>' of every model this host's workers hold: the front sends their jobs here."""

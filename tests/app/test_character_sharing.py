@@ -51,7 +51,7 @@ def test_a_shared_copy_that_does_not_match_is_refused_and_the_hosts_copy_kept(tm
     (folder / "model.pth").write_bytes(b"new weights")
     front.publish("rvc", "ann")
     store.put("models/characters/rvc/ann/model.pth", b"cut sho")  # a copy changed or cut short in the store
-    with pytest.raises(SharingError, match="rvc/ann's file model.pth in the shared store does not match its sha256"):
+    with pytest.raises(SharingError, match="character rvc/ann: its file model.pth in the shared store does not match its sha256"):
         host.fetch("rvc", "ann")
     copy = tmp_path / "host" / "rvc" / "ann"
     assert (copy / "model.pth").read_bytes() == b"weights " * 1000  # the working copy stays
@@ -65,3 +65,27 @@ def test_builtin_voices_share_nothing_and_names_cannot_leave_the_store(tmp_path:
     with pytest.raises(ArtifactKeyError):
         sharing.fetch("rvc", "../../etc")
     assert list(store.keys("")) == []
+
+
+def test_shared_assets_folders_and_single_files_reach_a_host_once(tmp_path: Path) -> None:
+    store = LocalFolderStore(tmp_path / "shared")
+    front = CharacterSharing(store, tmp_path / "front" / "characters")
+    host = CharacterSharing(store, tmp_path / "host" / "characters")
+    assets = tmp_path / "front" / "assets"
+    (assets / "hubert").mkdir(parents=True)
+    (assets / "hubert" / "model.safetensors").write_bytes(b"encoder " * 500)
+    (assets / "rmvpe.pt").write_bytes(b"pitch model")
+    assert front.publish_assets(["hubert", "rmvpe.pt", "not-here"]) == ["hubert", "rmvpe.pt"]
+    assert host.fetch_assets(["hubert", "rmvpe.pt", "not-here"]) == ["hubert", "rmvpe.pt"]
+    copies = tmp_path / "host" / "assets"
+    assert (copies / "hubert" / "model.safetensors").read_bytes() == b"encoder " * 500
+    assert (copies / "rmvpe.pt").read_bytes() == b"pitch model"  # a single file stays a file
+    assert host.fetch_assets(["hubert", "rmvpe.pt"]) == []  # once
+    stamp = store.path_for("models/assets/rmvpe.pt.manifest.json").stat().st_mtime_ns
+    again = CharacterSharing(store, tmp_path / "front" / "characters")  # a restarted front over unchanged files
+    assert again.publish_assets(["rmvpe.pt"]) == ["rmvpe.pt"]
+    assert store.path_for("models/assets/rmvpe.pt.manifest.json").stat().st_mtime_ns == stamp  # not hashed and written again
+    (assets / "rmvpe.pt").write_bytes(b"a newer pitch model")
+    again.publish_assets(["rmvpe.pt"])
+    assert host.fetch_assets(["rmvpe.pt"]) == ["rmvpe.pt"] and (copies / "rmvpe.pt").read_bytes() == b"a newer pitch model"
+    assert sorted(p.name for p in copies.iterdir() if not p.name.endswith(".shared-manifest")) == ["hubert", "rmvpe.pt"]
