@@ -175,10 +175,12 @@ def make_workstation(settings: Settings) -> Workstation:
     metrics.watch(station)
     if settings.broker_url:  # downloads go to download.io hosts; what they install comes back through the shared store
         from app.character_sharing import CharacterSharing
+        from app.live_relay import receive_pieces
         from app.remote_downloads import FrontDownloads
         from jobs.distributed.bus import Bus
         from jobs.distributed.celery_app import download_publisher, make_celery
 
+        receive_pieces(Bus(settings.broker_url), station.live)  # takes streamed from the hosts, followed here
         station.remote_downloads = FrontDownloads(models, Bus(settings.broker_url), download_publisher(make_celery(settings.broker_url)),
                                                   CharacterSharing(core.artifacts, settings.characters_dir, settings.assets_dir))
     return station

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 def run_worker(settings: Settings) -> int:
     from app.bootstrap import job_store, make_core
     from app.character_sharing import CharacterSharing
+    from app.live_relay import RelayedTakes
     from app.server import prepare_process_environment
     from jobs.distributed.bus import Bus
     from jobs.distributed.celery_app import make_celery, serve
@@ -39,6 +40,7 @@ def run_worker(settings: Settings) -> int:
     prepare_process_environment(settings)
     core = make_core(settings)
     bus = Bus(settings.broker_url)
+    core.service_runner.runner.live = RelayedTakes(bus)  # streamed pieces go to the fronts too
     sharing = CharacterSharing(core.artifacts, settings.characters_dir, settings.assets_dir)
 
     def fetch_files(row: Dict[str, Any]) -> None:

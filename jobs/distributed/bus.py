@@ -17,6 +17,8 @@ from jobs.distributed.routing import HostView
 logger = logging.getLogger(__name__)
 PROGRESS_CHANNEL = "voicegen:jobs:progress"
 CANCEL_CHANNEL = "voicegen:jobs:cancel"
+PIECES_CHANNEL = "voicegen:jobs:pieces"
+"""Streamed pieces of takes being made on a host (host -> fronts: the live player and HTTP streams)."""
 DOWNLOAD_CHANNEL = "voicegen:downloads"
 """Model downloads on ``download.io`` hosts: their progress (host -> fronts) and cancels (front -> hosts)."""
 HOST_KEY = "voicegen:hosts:"
@@ -44,6 +46,9 @@ class Bus:
 
     def cancel(self, job_id: str) -> None:
         self._publish(CANCEL_CHANNEL, {"job": job_id})
+
+    def piece(self, message: Dict[str, Any]) -> None:
+        self._publish(PIECES_CHANNEL, message)
 
     def download(self, message: Dict[str, Any]) -> None:
         self._publish(DOWNLOAD_CHANNEL, message)

@@ -202,3 +202,20 @@ def test_job_files_in_an_s3_bucket_when_hosts_share_no_folder(front_and_host_on_
     assert any(info["job_id"] in key for key in stored), stored  # the host wrote it to the bucket
     audio, record = client.predict(info["job_id"], api_name="/history_item")  # the front reads it back from there
     assert Path(audio).read_bytes()[:4] == b"RIFF" and record["file_kept"]
+
+
+def test_speech_streams_from_the_host_through_the_front(front_and_host: Tuple[AppServer, Dict[str, str], Path]) -> None:
+    """Pieces made on the host reach the front as they are made: the first sentence arrives well before the rest."""
+    from tests.app.test_streaming import FIVE_SENTENCES, WAV_HEADER_BYTES, _cumulative, stream_speech, wav_samples
+
+    front, _, _ = front_and_host
+    httpx.post(front.url + "v1/audio/speech", json={"input": "Warm up.", "stream": False}, timeout=120)
+    response, chunks, total_s = stream_speech(front, {"input": FIVE_SENTENCES, "voice": "joe", "cache": False})
+    assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
+    assert "loudness" in json.loads(response.headers["x-streamed-processing"])["incremental"]  # the host's plan came too
+    first_audio_s = next(at for at, received in _cumulative(chunks) if received > WAV_HEADER_BYTES)
+    assert first_audio_s < 0.45 * total_s, "first audio after %.2f s of %.2f s" % (first_audio_s, total_s)
+    samples, rate = wav_samples(b"".join(chunk for _, chunk in chunks))
+    job = httpx.get(front.url + "v1/jobs/" + response.headers["x-job-id"], timeout=30).json()
+    assert job["state"] == "succeeded" and job["host"] == "host-a"
+    assert rate == 22050 and samples.size > 10 * rate  # five sentences, all of them
