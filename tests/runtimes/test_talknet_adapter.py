@@ -28,7 +28,7 @@ from runtimes.adapters.controllable_talknet.adapter import (
     stretch_durations,
     vocoder_shape,
 )
-from runtimes.adapters.controllable_talknet.aligner import ALIGNER_URL, ctc_durations, fold_blanks, interleaved
+from runtimes.adapters.controllable_talknet.aligner import ALIGNER_URL, Aligner, ctc_durations, fold_blanks, interleaved
 from runtimes.environments import EnvSpec
 from runtimes.errors import BadRequestError
 from runtimes.memory import SystemRamSource
@@ -200,6 +200,17 @@ def test_ctc_alignment_finds_where_each_token_is_said() -> None:
     assert (ctc_durations(flat, tokens, blank)[1::2] >= 1).all()
     with pytest.raises(BadRequestError, match="reference recording is too short for the text: its 4 frames cannot hold 5 sounds"):
         ctc_durations(flat[:4], tokens, blank)  # 4 tokens and the blank the repeat needs
+
+
+def test_the_aligner_takes_a_talknet_whose_labels_begin_with_its_own() -> None:
+    """Upstream hands the same token ids to the aligner and to TalkNet: the aligner's labels must be the TalkNet's first
+    ones; their blanks may differ (each uses its own)."""
+    aligner = object.__new__(Aligner)  # the vocabulary check only: no model needed
+    aligner.labels, aligner.blank = [" ", "AA", "B", ","], 4
+    assert aligner.vocabulary_problem([" ", "AA", "B", ",", "<pad>", "<oov>", "<blank>"], 6) == ""
+    assert "only a phoneme TalkNet" in aligner.vocabulary_problem([" ", "a", "b", ","], 4)
+    assert "only a phoneme TalkNet" in aligner.vocabulary_problem([" ", "AA"], 2)  # fewer labels than the aligner's
+    assert aligner.unknown([0, 3, 5, 1, 5]) == [5]
 
 
 def test_hifigan_names_and_sizes_are_read_from_jik876s_weights() -> None:

@@ -510,6 +510,10 @@ class TalkNetAdapter(Adapter):
         frames, _, audio = timing
         if aligner.rate_hz != character["rate"]:
             audio = librosa.resample(audio, orig_sr=character["rate"], target_sr=aligner.rate_hz).astype(np.float32)
+        unknown = aligner.unknown(ids)
+        if unknown:
+            raise BadRequestError("the reference aligner has no class for token(s) %s of this text; choose reference timing 'stretched'"
+                                  % ", ".join(str(i) for i in unknown))
         durations = ctc_durations(aligner.log_probs(audio), ids, aligner.blank)
         if not character["spect"].blanking:
             durations = fold_blanks(durations)

@@ -91,12 +91,17 @@ class Aligner:
 
     def vocabulary_problem(self, labels: Sequence[str], blank: int) -> str:
         """Why a TalkNet whose vocabulary is ``labels`` (its blank at ``blank``) cannot be aligned with this model;
-        empty when it can (the same tokens at the same ids, the same blank)."""
-        if list(labels)[: len(self.labels)] != self.labels or blank != self.blank:
+        empty when it can: the aligner's labels are the TalkNet's first ones, at the same ids (upstream hands the
+        same ids to both). The blanks may differ: the alignment uses the aligner's, the TalkNet its own."""
+        if not self.labels or list(labels)[: len(self.labels)] != self.labels:
             shown = "ARPAbet phonemes" if "AA" in self.labels else "%d labels" % len(self.labels)
             return ("its vocabulary (%d labels, blank %d) is not the aligner's (%s, blank %d): only a phoneme TalkNet, as the "
                     "established app's are, can be aligned" % (len(labels), blank, shown, self.blank))
         return ""
+
+    def unknown(self, ids: Sequence[int]) -> List[int]:
+        """The ids among ``ids`` the aligner has no class for (beyond its vocabulary: e.g. the TalkNet's own blank)."""
+        return sorted({int(i) for i in ids if not 0 <= int(i) < len(self.labels)})
 
     def log_probs(self, audio: np.ndarray) -> np.ndarray:
         """Log-probabilities per frame (frames x classes) of ``audio`` (mono floats at ``rate_hz``)."""
