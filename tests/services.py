@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Sequence
 
 import pytest
 import redis
@@ -45,7 +45,9 @@ class PostgresServer:
     """A cluster of its own on a free loopback port; ``url`` reaches its ``postgres`` database as the trusted user
     ``jobs``; ``stop``/``start`` restart it on the same port (what an outage looks like to the app)."""
 
-    def __init__(self) -> None:
+    def __init__(self, addresses: Sequence[str] = ("127.0.0.1",)) -> None:
+        """``addresses``: where it listens (loopback; the tests of hosts in their own network namespaces add theirs)."""
+        self.addresses = list(addresses)
         self.binaries = postgres_bin()
         self.folder = Path(tempfile.mkdtemp(prefix="voicegen-postgres-"))  # not under pytest's root-only folders
         self.data, self.sockets = self.folder / "data", self.folder / "run"
@@ -55,6 +57,10 @@ class PostgresServer:
             shutil.chown(self.sockets, "postgres")
         subprocess.run(as_postgres([str(self.binaries / "initdb"), "-D", str(self.data), "-U", "jobs", "--auth=trust", "-E",
                                     "UTF8"]), check=True, capture_output=True, timeout=120)
+        if self.addresses != ["127.0.0.1"]:  # other addresses are test namespaces' of this machine: trusted as loopback is
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                for address in self.addresses[1:]:
+                    hba.write("host all all %s/24 trust\n" % address)
         self.port = free_port()
         self.url = self.database_url("postgres")
 
@@ -63,7 +69,8 @@ class PostgresServer:
 
     def start(self) -> None:
         subprocess.run(as_postgres([str(self.binaries / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "server.log"),
-                                    "-w", "-o", "-p %d -k %s -c listen_addresses=127.0.0.1" % (self.port, self.sockets), "start"]),
+                                    "-w", "-o", "-p %d -k %s -c listen_addresses=%s" % (self.port, self.sockets, ",".join(self.addresses)),
+                                    "start"]),
                        check=True, capture_output=True, timeout=120)
 
     def stop(self) -> None:
@@ -81,8 +88,8 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
+def postgres_server(addresses: Sequence[str] = ("127.0.0.1",)) -> Iterator[PostgresServer]:
+    server = PostgresServer(addresses)
     try:
         server.start()
         yield server
@@ -94,7 +101,8 @@ def postgres_server() -> Iterator[PostgresServer]:
 class RedisServer:
     """A Redis server of its own (no persistence: a restart empties it, as a broker restart may)."""
 
-    def __init__(self) -> None:
+    def __init__(self, addresses: Sequence[str] = ("127.0.0.1",)) -> None:
+        self.addresses = list(addresses)
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does this)")
@@ -105,7 +113,8 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+        command = [self.binary, "--port", str(self.port), "--bind", *self.addresses, "--protected-mode", "no", "--save", "",
+                   "--appendonly", "no", "--dir",
                    str(self.folder)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
@@ -135,8 +144,8 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+def redis_server(addresses: Sequence[str] = ("127.0.0.1",)) -> Iterator[RedisServer]:
+    server = RedisServer(addresses)
     try:
         server.start()
         yield server
