@@ -2,11 +2,12 @@
 published to the shared artifact store with a manifest of its files' sha256s; a worker host that lacks it, or holds
 another version, fetches it once, verified, before its first job needs it.
 
-Layout in the store: ``models/characters/<architecture>/<character>/<file>`` (assets: ``models/assets/<name>/...``)
-and, written last (so it names only complete files), ``<that>.manifest.json``, which also keeps the files' sizes and
-modification times: a front restarted over unchanged files does not hash them again. A host keeps the manifest's
-digest beside its copy (``.shared-manifest``; a single-file asset: ``.<name>.shared-manifest``): the next job compares
-one small file, not the model's bytes."""
+Layout in the store: each file's bytes once, by content (``models/blobs/<sha256[:2]>/<sha256>``: a new version never
+overwrites what a host may be fetching), and, written after them, a manifest naming the files and their sha256s,
+``models/characters/<architecture>/<character>.manifest.json`` (assets: ``models/assets/<name>.manifest.json``), which
+also keeps the files' sizes and modification times: a front restarted over unchanged files does not hash them again.
+A host keeps the manifest's digest beside its copy (``.shared-manifest``; a single-file asset:
+``.<name>.shared-manifest``): the next job compares one small file, not the model's bytes."""
 
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ def _sha256(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def blob_key(sha256: str) -> str:
+    """Where a file's bytes are kept: by their sha256 (a publish never overwrites what a fetch may be reading)."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise SharingError("a shared manifest names %r, which is not a sha256" % sha256[:80])
+    return check_key("models/blobs/%s/%s" % (sha256[:2], sha256))
 
 
 def manifest_key(architecture: str, character: str) -> str:
@@ -94,9 +102,10 @@ class CharacterSharing:
                     continue
                 relative = path.relative_to(local).as_posix() if local.is_dir() else local.name
                 files[relative] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
-            for relative, info in files.items():
-                if not old or old["files"].get(relative, {}).get("sha256") != info["sha256"]:
-                    self.artifacts.put(check_key("%s/%s" % (key_root, relative)), local / relative if local.is_dir() else local)
+            for relative, info in files.items():  # by content: a host reading the old manifest meanwhile still finds its files
+                blob = blob_key(info["sha256"])
+                if not self.artifacts.exists(blob):
+                    self.artifacts.put(blob, local / relative if local.is_dir() else local)
             manifest = {"files": files, "folder": local.is_dir(), "signature": signature}
             self.artifacts.put(key_root + ".manifest.json", json.dumps(manifest, sort_keys=True).encode())
             self._published[local] = signature
@@ -145,7 +154,7 @@ class CharacterSharing:
                     target = staging / check_key(relative)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     hasher = hashlib.sha256()
-                    with self.artifacts.open(check_key("%s/%s" % (key_root, relative))) as source, target.open("wb") as out:
+                    with self.artifacts.open(blob_key(str(info["sha256"]))) as source, target.open("wb") as out:
                         while chunk := source.read(1 << 20):
                             hasher.update(chunk)
                             out.write(chunk)

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Set
 
+from sqlalchemy.exc import DBAPIError
+
 from jobs.artifacts import ArtifactStore
 from jobs.kept_inputs import spec_of
 from jobs.schema import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
@@ -125,7 +127,7 @@ class JobHost:
         while True:
             try:
                 return self.store.change(job_id, {"state": RUNNING, "claim": self.token}, **values)
-            except Exception as exc:  # the database is away: the work is done, keep it if the store comes back
+            except DBAPIError as exc:  # the database is away: the work is done, keep it if the store comes back
                 if time.monotonic() > deadline:
                     logger.error("job %s: its end could not be recorded (%s); its lease lapses and it runs again", job_id, exc)
                     return False

@@ -3,11 +3,12 @@ a manifest of sha256s, fetched by a host that lacks it or holds another version 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from app.character_sharing import MARKER, CharacterSharing, SharingError
+from app.character_sharing import MARKER, CharacterSharing, SharingError, blob_key
 from jobs.artifacts import LocalFolderStore
 from jobs.errors import ArtifactKeyError
 
@@ -25,7 +26,7 @@ def test_a_character_is_published_once_and_fetched_once_verified(tmp_path: Path)
     front, host = CharacterSharing(store, tmp_path / "front"), CharacterSharing(store, tmp_path / "host")
     folder = make_character(tmp_path / "front")
     assert front.publish("rvc", "ann")
-    stored = store.path_for("models/characters/rvc/ann/model.pth")
+    stored = store.path_for(blob_key(hashlib.sha256(b"weights " * 1000).hexdigest()))
     first_write = stored.stat().st_mtime_ns
     assert front.publish("rvc", "ann") and stored.stat().st_mtime_ns == first_write  # unchanged: not written again
     assert host.fetch("rvc", "ann")
@@ -50,7 +51,7 @@ def test_a_shared_copy_that_does_not_match_is_refused_and_the_hosts_copy_kept(tm
     host.fetch("rvc", "ann")
     (folder / "model.pth").write_bytes(b"new weights")
     front.publish("rvc", "ann")
-    store.put("models/characters/rvc/ann/model.pth", b"cut sho")  # a copy changed or cut short in the store
+    store.put(blob_key(hashlib.sha256(b"new weights").hexdigest()), b"cut sho")  # a copy changed or cut short in the store
     with pytest.raises(SharingError, match="character rvc/ann: its file model.pth in the shared store does not match its sha256"):
         host.fetch("rvc", "ann")
     copy = tmp_path / "host" / "rvc" / "ann"
