@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from app.characters import files_signature
 from jobs.artifacts import ArtifactStore, check_key
 from jobs.errors import JobError, MissingArtifactError
+from jobs.kept_inputs import sha256_of
 
 logger = logging.getLogger(__name__)
 PREFIX = "models/characters"
@@ -32,14 +33,6 @@ MARKER = ".shared-manifest"
 
 class SharingError(JobError):
     """A shared copy is unusable (a file that does not match its manifest): what and where."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def blob_key(sha256: str) -> str:
@@ -101,7 +94,7 @@ class CharacterSharing:
                 if path.name == MARKER or path.name.endswith(MARKER):
                     continue
                 relative = path.relative_to(local).as_posix() if local.is_dir() else local.name
-                files[relative] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+                files[relative] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
             for relative, info in files.items():  # by content: a host reading the old manifest meanwhile still finds its files
                 blob = blob_key(info["sha256"])
                 if not self.artifacts.exists(blob):

@@ -17,16 +17,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 from jobs import retention
-from jobs.artifacts import ArtifactStore, LocalFolderStore, check_prefix, local_path
-from jobs.errors import JobError, MissingArtifactError, QuotaError, UnknownJobError
+from jobs.artifacts import ArtifactStore, LocalFolderStore, check_prefix
+from jobs.errors import JobError, QuotaError, UnknownJobError
 from jobs.fairness import bounded, pick_next
 from jobs.kept_inputs import keep_input, sha256_of, spec_of
 from jobs.queue import JobEnd, JobQueue, ProgressFn, no_progress
 from jobs.quotas import OwnerQuotas
+from jobs.rows import owned_row, status_record, with_local_input
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
 from jobs.spec import JobSpec
 from jobs.store import JobStore
@@ -421,22 +422,12 @@ class JobService(JobQueue):
 
     # reading
     def _row(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
-        """A job's row as stored (files by key); another owner's job is reported exactly like a job that does not exist."""
-        row = self.store.get(job_id) if job_id else None
-        if row is None or (owner is not None and row["owner"] != owner):
-            raise UnknownJobError("no job %r in your history" % job_id)
-        return row
+        return owned_row(self.store, job_id, owner)
 
     def get(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
         """A job's row, its kept recording (``input_path``) as a local path to read, or None where it is no longer kept
         (``JobSpec.from_row`` of it is another take's request); another owner's job reads as one that does not exist."""
-        row = self._row(job_id, owner)
-        if row.get("input_path"):
-            try:
-                row["input_path"] = str(local_path(self.artifacts, row["input_path"]))
-            except MissingArtifactError:
-                row["input_path"] = None
-        return row
+        return with_local_input(self._row(job_id, owner), self.artifacts)
 
     def status(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
         row = self._row(job_id, owner)
@@ -444,13 +435,7 @@ class JobService(JobQueue):
         fraction, message = active.progress if active is not None and not active.done else (None, "")
         if row["state"] == QUEUED and active is not None:
             message = self._waiting_message(active)
-        return {
-            "job_id": job_id, "state": row["state"], "queue_position": self.queue_position(job_id),
-            "progress": fraction, "message": message, "architecture": row["architecture"], "character": row["character"],
-            "created_at": row["created_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
-            "attempts": row["attempts"], "timings_s": row["timings"], "error": row["error"], "batch_id": row["batch_id"],
-            "file": PurePosixPath(row["output_path"]).name if row.get("output_path") else None, "host": row.get("host"),
-        }
+        return status_record(row, self.queue_position(job_id), fraction, message)
 
     def queue_summary(self) -> List[Dict[str, Any]]:
         """Per architecture: jobs running, jobs waiting, and how many owners wait (no one's jobs named)."""

@@ -17,21 +17,22 @@ import logging
 import threading
 import time
 import uuid
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, cast
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from jobs import retention
-from jobs.artifacts import ArtifactStore, check_prefix, local_path
+from jobs.artifacts import ArtifactStore, check_prefix
 from jobs.distributed.bus import PROGRESS_CHANNEL, Bus
 from jobs.distributed.host import take_back_lost
 from jobs.distributed.routing import HostView, gpu_queue, host_queue, serving
-from jobs.errors import JobError, MissingArtifactError, QuotaError, StoreUnavailableError, UnknownJobError
+from jobs.errors import JobError, QuotaError, StoreUnavailableError, UnknownJobError
 from jobs.fairness import Waiting, bounded, pick_next
 from jobs.kept_inputs import keep_input, spec_of
 from jobs.queue import JobQueue, ProgressFn, no_progress
 from jobs.quotas import OwnerQuotas
+from jobs.rows import owned_row, status_record, with_local_input
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
 from jobs.service import INTERRUPTED_REASON, JobEnd, Runner
 from jobs.spec import JobSpec
@@ -388,20 +389,11 @@ class DistributedJobQueue(JobQueue):
 
     # reading
     def _row(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
-        row = self.store.get(job_id) if job_id else None
-        if row is None or (owner is not None and row["owner"] != owner):
-            raise UnknownJobError("no job %r in your history" % job_id)
-        return row
+        return owned_row(self.store, job_id, owner)
 
     @reachable
     def get(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
-        row = self._row(job_id, owner)
-        if row.get("input_path"):
-            try:
-                row["input_path"] = str(local_path(self.artifacts, row["input_path"]))
-            except MissingArtifactError:
-                row["input_path"] = None
-        return row
+        return with_local_input(self._row(job_id, owner), self.artifacts)
 
     @reachable
     def status(self, job_id: str, owner: Optional[str]) -> Dict[str, Any]:
@@ -409,13 +401,7 @@ class DistributedJobQueue(JobQueue):
         fraction, message = self.progress_of(job_id) if row["state"] == RUNNING else (None, "")
         if row["state"] == QUEUED:
             message = self._waiting_message(row)
-        return {
-            "job_id": job_id, "state": row["state"], "queue_position": self.queue_position(job_id),
-            "progress": fraction, "message": message, "architecture": row["architecture"], "character": row["character"],
-            "created_at": row["created_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
-            "attempts": row["attempts"], "timings_s": row["timings"], "error": row["error"], "batch_id": row["batch_id"],
-            "file": PurePosixPath(row["output_path"]).name if row.get("output_path") else None, "host": row.get("host"),
-        }
+        return status_record(row, self.queue_position(job_id), fraction, message)
 
     @reachable
     def queue_summary(self) -> List[Dict[str, Any]]:
