@@ -126,7 +126,8 @@ class Bench:
         roles: Dict[str, List[psutil.Process]] = {"front": [me], "host processes": [], "Piper workers": [], "Redis": [],
                                                   "PostgreSQL": []}
         host_pids = {host.process.pid for host in self.hosts.values()}
-        roles["front"] += [child for child in me.children(recursive=True) if child.pid not in host_pids
+        broker_pid = self.broker.process.pid if self.broker.process is not None else -1
+        roles["front"] += [child for child in me.children(recursive=True) if child.pid not in host_pids | {broker_pid}
                            and not any(parent.pid in host_pids for parent in child.parents())]
         for host in self.hosts.values():
             process = psutil.Process(host.process.pid)
@@ -163,6 +164,21 @@ def cpu_used_s(before: Snapshot, after: Snapshot) -> Dict[str, float]:
     for key, seconds in after.items():
         used[key[0]] = used.get(key[0], 0.0) + seconds - before.get(key, 0.0)
     return used
+
+
+def thread_affinities(process: psutil.Process) -> str:
+    """'4 on any core, 1 on {1}': onnxruntime pins its own intra-op threads to cores (so two workers' pools meet on the same
+    ones, whatever the scheduler would do)."""
+    counts: Dict[str, int] = {}
+    every = set(range(psutil.cpu_count() or 1))
+    for thread in process.threads():
+        try:
+            allowed = os.sched_getaffinity(thread.id)
+        except OSError:  # ended meanwhile
+            continue
+        label = "any core" if allowed == every else "{%s}" % ",".join(str(core) for core in sorted(allowed))
+        counts[label] = counts.get(label, 0) + 1
+    return ", ".join("%d on %s" % (count, label) for label, count in sorted(counts.items()))
 
 
 def machine_busy_s() -> float:
@@ -358,7 +374,7 @@ def main() -> None:
                 runs.append(throughput(bench, args.jobs))
                 print("  two hosts: %d jobs in %.2f s, %s; %s" % (args.jobs, runs[-1].wall_s, runs[-1].per_host, gaps_line(runs[-1])),
                       flush=True)
-            threads = [process.num_threads() for process in bench.our_processes()["Piper workers"]]
+            threads = [thread_affinities(process) for process in bench.our_processes()["Piper workers"]]
             bench.stop_host("host-b")
             publish.times_s.clear()
             samples = overhead(local, front, args.rounds)
@@ -427,9 +443,10 @@ def main() -> None:
     lines += [
         "jobs per host with two: %s" % "; ".join(", ".join("%s %d" % item for item in sorted(run.per_host.items())) for run in two),
         "with one host, our processes used %.2f cores (%s of CPU per job); its Piper worker %.2f cores while it generated"
-        " (onnxruntime's intra-op threads default to the physical cores, %s here; worker threads: %s)"
+        " (onnxruntime's intra-op threads default to the physical cores, %s here; each worker's threads by the cores they may"
+        " run on: %s)"
         % (ours_cores, ms(statistics.median(run.ours_cpu_s / run.jobs for run in one)), piper_cores_generating,
-           psutil.cpu_count(logical=False), ", ".join(str(count) for count in threads)),
+           psutil.cpu_count(logical=False), "; ".join(threads)),
         "the arithmetic: jobs/s = the cores our processes got / CPU per job; one host: %.2f / %s = %.2f/s; two hosts: %.2f / %s = %.2f/s"
         % (ours_cores, ms(cpu_per_job(one)), ours_cores / cpu_per_job(one), ours_two, ms(cpu_per_job(two)),
            ours_two / cpu_per_job(two)),
