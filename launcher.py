@@ -15,6 +15,7 @@ nothing is reinstalled unless the pinned requirements changed. Standard library 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -106,7 +107,28 @@ def ensure_bytecode(marker: str) -> None:
     say("compiled in %.0f s" % (time.monotonic() - started))
 
 
+@contextlib.contextmanager
+def setup_lock() -> Iterator[None]:
+    """One set-up at a time per checkout: two commands started at once on a fresh clone (a front and a worker host)
+    would otherwise build the same .venv together and break each other's install; the second waits, then finds it made."""
+    with open(ROOT / ".venv-setup.lock", "a+") as handle:
+        if sys.platform == "win32":  # (mypy reads this check and skips the other platform's branch)
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # the lock goes with the file's closing
+
+
 def ensure_app_env(with_dev: bool) -> None:
+    with setup_lock():
+        _ensure_app_env(with_dev)
+
+
+def _ensure_app_env(with_dev: bool) -> None:
     wanted = wanted_marker(with_dev)
     have = installed_marker()
     # A test set-up satisfies a plain run too (it installs a superset).

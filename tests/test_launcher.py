@@ -66,3 +66,18 @@ def test_launcher_sets_up_a_fresh_tree_then_rebuilds_nothing(tmp_path: Path) -> 
 def test_launcher_help_names_both_commands() -> None:
     out = subprocess.run(["python3", str(ROOT / "launcher.py"), "--help"], capture_output=True, text=True, timeout=60, check=True)
     assert "python3 launcher.py test" in out.stdout and "--no-browser" in out.stdout
+
+
+def test_two_commands_started_at_once_set_up_one_after_the_other(tmp_path: Path) -> None:
+    """A front and a worker host launched together on a fresh clone: the second waits for the first's set-up (each holds
+    the checkout's set-up lock while it installs) instead of both writing one .venv (seen: 'Text file busy')."""
+    tree = fresh_tree(tmp_path / "tree")
+    log = tmp_path / "order.log"
+    holder = ("import launcher, time, sys; lock = launcher.setup_lock(); lock.__enter__(); "
+              "open(sys.argv[1], 'a').write('%s in\\n'); time.sleep(1.5); open(sys.argv[1], 'a').write('%s out\\n'); "
+              "lock.__exit__(None, None, None)")
+    first = subprocess.Popen(["python3", "-c", holder % ("first", "first"), str(log)], cwd=str(tree))
+    time.sleep(0.5)
+    second = subprocess.Popen(["python3", "-c", holder % ("second", "second"), str(log)], cwd=str(tree))
+    assert first.wait(30) == 0 and second.wait(30) == 0
+    assert log.read_text().split("\n")[:4] == ["first in", "first out", "second in", "second out"]
