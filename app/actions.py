@@ -206,6 +206,8 @@ class Workstation:
         self.controls.close()
         self.retention.stop()
         self.jobs.close()
+        if self.remote_downloads is not None:
+            self.remote_downloads.close()
         self.models.close()
         self.supervisor.shutdown()
         self.cache.close()

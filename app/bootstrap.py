@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from app.access import load_access
+from app.access import ConfigurationError, load_access
 from app.actions import Workstation
 from app.api_keys import ApiKeyStore
 from app.catalog import Catalog
@@ -156,6 +156,9 @@ def make_workstation(settings: Settings) -> Workstation:
     # first: a configuration that must not serve (a public bind open to anyone) stops before anything starts
     access = load_access(settings.auth, settings.auth_file, settings.admins, settings.share, settings.host,
                          ApiKeyStore(settings.data_dir), settings.insecure_public)
+    problem = settings.cluster_problem()
+    if problem:
+        raise ConfigurationError(problem)
     core = make_core(settings)
     specs, manifests, supervisor, cache, catalog = core.specs, core.manifests, core.supervisor, core.cache, core.catalog
     preferences, checks, service_runner = core.preferences, core.checks, core.service_runner
@@ -180,8 +183,9 @@ def make_workstation(settings: Settings) -> Workstation:
         from jobs.distributed.bus import Bus
         from jobs.distributed.celery_app import download_publisher, make_celery
 
-        receive_pieces(Bus(settings.broker_url), station.live)  # takes streamed from the hosts, followed here
-        station.remote_downloads = FrontDownloads(models, Bus(settings.broker_url), download_publisher(make_celery(settings.broker_url)),
+        bus = Bus(settings.broker_url)
+        receive_pieces(bus, station.live)  # takes streamed from the hosts, followed here (the bus closes with the downloads')
+        station.remote_downloads = FrontDownloads(models, bus, download_publisher(make_celery(settings.broker_url)),
                                                   CharacterSharing(core.artifacts, settings.characters_dir, settings.assets_dir))
     return station
 

@@ -61,6 +61,9 @@ class FrontDownloads:
         self.bus.download({"cancel": entry_id})
         return True
 
+    def close(self) -> None:
+        self.bus.close()
+
     def _on_message(self, message: Dict[str, Any]) -> None:
         if "cancel" in message or "id" not in message:
             return

@@ -164,6 +164,19 @@ class Settings(BaseSettings):
     def outputs_dir(self) -> Path:
         return self.artifacts_dir / "outputs"
 
+    def cluster_problem(self) -> Optional[str]:
+        """With a broker, what keeps a front and its hosts from seeing the same jobs and files; None when nothing does."""
+        if not self.broker_url:
+            return None
+        if not self.jobs_database_url:
+            return ("with a broker, the front and every worker host need one job store: set --database-url / "
+                    "VOICEGEN_JOBS_DATABASE_URL to a PostgreSQL every host reaches (postgresql+psycopg://USER:PASSWORD@HOST/DB); "
+                    "each would otherwise keep its own SQLite file and never see the others' jobs")
+        if not (self.shared_dir or self.artifacts_url):
+            return ("with a broker, job files must be where every host reads them: set --shared-dir / VOICEGEN_SHARED_DIR (a "
+                    "folder every host mounts at the same path) or VOICEGEN_ARTIFACTS_URL (s3://bucket/prefix)")
+        return None
+
     @property
     def artifacts_dir(self) -> Path:
         """The artifact store's folder: job files by key (outputs/..., jobs/inputs/...); with ``artifacts_url``, this

@@ -31,6 +31,10 @@ def run_worker(settings: Settings) -> int:
     if not settings.broker_url:
         print("a worker host needs the front's broker: --broker-url redis://HOST:6379/0 (or VOICEGEN_BROKER_URL)", flush=True)
         return 2
+    problem = settings.cluster_problem()
+    if problem:
+        print(problem, flush=True)
+        return 2
     try:
         queues = parse_queues(settings.worker_queues, has_gpu=make_source().kind == "nvml")
         name = check_host_name(settings.host_name or socket.gethostname())

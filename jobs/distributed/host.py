@@ -78,7 +78,8 @@ class JobHost:
         """Run one delivered job if this host can claim it; what happened, in a word (for the log and tests)."""
         now = time.time()
         row = self.store.get(job_id)
-        if row is None:
+        if row is None:  # a job of another job store: this host and the front do not share one
+            logger.warning("job %s is not in this host's job store: is its --database-url the front's?", job_id)
             return "unknown"
         if row["state"] != QUEUED or row.get("cancel_requested"):
             return "skipped:" + str(row["state"])  # ran elsewhere, ended, or a duplicate delivery

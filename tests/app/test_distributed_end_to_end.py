@@ -219,3 +219,17 @@ def test_speech_streams_from_the_host_through_the_front(front_and_host: Tuple[Ap
     job = httpx.get(front.url + "v1/jobs/" + response.headers["x-job-id"], timeout=30).json()
     assert job["state"] == "succeeded" and job["host"] == "host-a"
     assert rate == 22050 and samples.size > 10 * rate  # five sentences, all of them
+
+
+def test_a_cluster_without_one_job_store_or_shared_files_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    """Each would keep its own SQLite and its own files: jobs dropped by hosts, results the front cannot read."""
+    env = dict(os.environ, VOICEGEN_ENVS_DIR=str(built_envs_dir()))
+    worker = subprocess.run([sys.executable, "-m", "app", "worker", "--data-dir", str(tmp_path / "host"), "--broker-url",
+                             "redis://127.0.0.1:9/0"], cwd=str(PROJECT_ROOT), env=env, capture_output=True, text=True, timeout=120)
+    assert worker.returncode == 2 and "need one job store: set --database-url" in worker.stdout, worker.stdout + worker.stderr
+    worker = subprocess.run([sys.executable, "-m", "app", "worker", "--data-dir", str(tmp_path / "host"), "--broker-url",
+                             "redis://127.0.0.1:9/0", "--database-url", "postgresql+psycopg://x@127.0.0.1:9/x"], cwd=str(PROJECT_ROOT),
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert worker.returncode == 2 and "set --shared-dir" in worker.stdout, worker.stdout + worker.stderr
+    with pytest.raises(RuntimeError, match="need one job store"):
+        start_app(tmp_path / "front", extra_env={"VOICEGEN_BROKER_URL": "redis://127.0.0.1:9/0"}, timeout_s=120)
