@@ -97,6 +97,8 @@ class DistributedJobQueue(JobQueue):
         self.lease_grace_s = lease_grace_s
         self._store_ok_since = time.monotonic()
         self._store_failed = False
+        self.housekeeping_s = 1.0
+        self._housekept_at = -1e9
         self.broker_error: Optional[str] = None
         """Why the last publish failed (None once one succeeds): shown to a waiter."""
         self.bus.listen(PROGRESS_CHANNEL, self._on_event, "job-events")
@@ -165,16 +167,21 @@ class DistributedJobQueue(JobQueue):
         """One round: take back lapsed leases, settle cancelled waiting jobs, then publish what the free slots allow,
         fairly, each to the host chosen for it. How many were published."""
         now = time.time()
-        expired = self.store.leases_expired()
-        if self._store_failed:  # back after an outage: hosts could not renew meanwhile; give them time first
-            self._store_failed, self._store_ok_since = False, time.monotonic()
-        for row in expired if time.monotonic() - self._store_ok_since >= self.lease_grace_s else []:
-            moved = take_back_lost(self.store, row, now)
-            if moved is not None:
-                logger.warning("job %s: its host %s stopped renewing its lease; %s", row["id"], row["host"], moved)
-                if moved != QUEUED:
-                    self._ended_here(row["id"], moved)
-        hosts = self._hosts = self.bus.hosts()
+        # leases and heartbeats change on the scale of seconds: read them at most every `housekeeping_s`, not on each
+        # submit's or end's wake (those publish the next job, and its latency is every queued job's)
+        if time.monotonic() - self._housekept_at >= self.housekeeping_s or self._store_failed:
+            expired = self.store.leases_expired()
+            if self._store_failed:  # back after an outage: hosts could not renew meanwhile; give them time first
+                self._store_failed, self._store_ok_since = False, time.monotonic()
+            for row in expired if time.monotonic() - self._store_ok_since >= self.lease_grace_s else []:
+                moved = take_back_lost(self.store, row, now)
+                if moved is not None:
+                    logger.warning("job %s: its host %s stopped renewing its lease; %s", row["id"], row["host"], moved)
+                    if moved != QUEUED:
+                        self._ended_here(row["id"], moved)
+            self._hosts = self.bus.hosts()
+            self._housekept_at = time.monotonic()
+        hosts = self._hosts
         alive = {host.name for host in hosts}
         running = self.store.where(state=RUNNING)
         busy = collections.Counter(row["host"] for row in running)
