@@ -311,9 +311,9 @@ class TimedPublish:
         self.publish = publish
         self.times_s: List[float] = []
 
-    def __call__(self, job_id: str, queue: str) -> None:
+    def __call__(self, job_id: str, queue: str, published_at: float) -> None:
         started = time.perf_counter()
-        self.publish(job_id, queue)
+        self.publish(job_id, queue, published_at)
         self.times_s.append(time.perf_counter() - started)
 
 

@@ -63,19 +63,19 @@ def download_publisher(app: Celery) -> Callable[[str], None]:
     return send
 
 
-def run_job(job_id: str) -> str:
-    """The task: run one delivered job on this process's host (a duplicate delivery is skipped there)."""
+def run_job(job_id: str, published_at: Optional[float] = None) -> str:
+    """The task: run one delivered job on this process's host (a duplicate or stale delivery is skipped there)."""
     host = _Current.host
     if host is None:
         raise RuntimeError("this worker has no job host set up")
-    outcome = host.run(job_id)
+    outcome = host.run(job_id, published_at)
     logger.info("job %s on %s: %s", job_id, host.name, outcome)
     return outcome
 
 
 def publisher(app: Celery) -> Publish:
-    def publish(job_id: str, queue: str) -> None:
-        app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, routing_key=queue)
+    def publish(job_id: str, queue: str, published_at: float) -> None:
+        app.send_task(RUN_JOB_TASK, args=[job_id, published_at], queue=queue, routing_key=queue)
     return publish
 
 

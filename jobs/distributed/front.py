@@ -40,8 +40,10 @@ from jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 RUN_JOB_TASK = "voicegen.run_job"
-Publish = Callable[[str, str], None]
-"""(job id, queue name): hand one job to the broker (``celery_app.publisher``)."""
+Publish = Callable[[str, str, float], None]
+"""(job id, queue name, its published_at): hand one job to the broker (``celery_app.publisher``). The delivery carries
+published_at, and a host claims the job only while the row still says it: a message of an earlier publishing (published
+again since, or cancelled and retried) can never start the job out of its turn."""
 
 
 @contextlib.contextmanager
@@ -250,7 +252,7 @@ class DistributedJobQueue(JobQueue):
                                  published_at=now):
             return False  # cancelled or claimed meanwhile
         try:
-            self.publish(row["id"], host_queue(target.name))
+            self.publish(row["id"], host_queue(target.name), now)
         except Exception as exc:
             self.store.change(row["id"], {"state": QUEUED, "published_at": now}, published_at=None)
             self.broker_error = "the job broker cannot be reached (%s)" % type(exc).__name__

@@ -74,8 +74,9 @@ class JobHost:
         """Jobs this host ran (claimed), for tests and status."""
 
     # the broker's delivery
-    def run(self, job_id: str) -> str:
-        """Run one delivered job if this host can claim it; what happened, in a word (for the log and tests)."""
+    def run(self, job_id: str, published_at: Optional[float] = None) -> str:
+        """Run one delivered job if this host can claim it; what happened, in a word (for the log and tests).
+        ``published_at``: the publishing the delivery came from; an older one's delivery is dropped."""
         now = time.time()
         row = self.store.get(job_id)
         if row is None:  # a job of another job store: this host and the front do not share one
@@ -83,7 +84,12 @@ class JobHost:
             return "unknown"
         if row["state"] != QUEUED or row.get("cancel_requested"):
             return "skipped:" + str(row["state"])  # ran elsewhere, ended, or a duplicate delivery
-        if not self.store.change(job_id, {"state": QUEUED, "cancel_requested": False}, state=RUNNING, host=self.name,
+        current = {"state": QUEUED, "cancel_requested": False}
+        if published_at is not None:
+            if row["published_at"] != published_at:
+                return "skipped:stale"  # published again since, or retried: that publishing's delivery starts it
+            current["published_at"] = published_at
+        if not self.store.change(job_id, current, state=RUNNING, host=self.name,
                                  claim=self.token, lease_until=self.store.now_sql() + self.lease_s, started_at=now,
                                  attempts=int(row["attempts"]) + 1):
             return "skipped:raced"

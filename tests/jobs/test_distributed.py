@@ -307,3 +307,23 @@ def test_a_stopped_host_hands_its_running_job_back_at_once(cluster: Cluster) -> 
     row = front.store.get(job)
     assert row["host_losses"] == 0 and row["attempts"] == 2  # handed back, not lost
     front.cancel(job)
+
+
+def test_a_delivery_of_an_earlier_publishing_never_starts_the_job(cluster: Cluster) -> None:
+    """A retried job's old message (or one of a publishing since repeated) is dropped by the host: only the delivery
+    of the row's current publishing claims it, in its fair turn."""
+    from jobs.distributed.host import JobHost
+
+    front = cluster.front()
+    job = front.submit(JobSpec("piper", "joe", "old message"), "ann")  # no host yet: it waits unpublished
+    store = front.store
+    assert store.change(job, {"state": "queued"}, published_at=1000.0)  # as a front that published it once
+    host = JobHost(JobStore(cluster.database_url), SleepRunner(cluster.folder, "direct"), LocalFolderStore(cluster.folder),
+                   "direct", lease_s=LEASE_S)
+    try:
+        assert host.run(job, 999.0) == "skipped:stale"  # an earlier publishing's delivery
+        assert store.get(job)["state"] == "queued" and host.runs == 0
+        assert host.run(job, 1000.0) == SUCCEEDED and host.runs == 1  # the current one's
+        assert host.run(job, 1000.0) == "skipped:succeeded"  # delivered twice: run once
+    finally:
+        host.store.close()  # its connections closed here, not collected during a later test

@@ -53,6 +53,7 @@ def distributed(database_url: str, artifacts_root: Path, runner: FileRunner, max
     stop = start_host(host, host_bus, [CPU_QUEUE], max_concurrent)
     services.stack.enter_context(start_worker(app, pool="threads", concurrency=max_concurrent, perform_ping_check=False,
                                               queues=worker_queues(host, [CPU_QUEUE]), shutdown_timeout=10))
+    services.stack.callback(host.store.close)
     services.stack.callback(host_bus.close)
     services.stack.callback(stop.set)
     services.stack.callback(host.hand_back_all)
