@@ -38,7 +38,7 @@ def test_the_store_keeps_only_hashes_and_revoked_or_forged_keys_prove_nothing(tm
     entry, token = store.create("alice")
     assert store.owner_of(token) == "alice" and store.any_active()
     text = store.path.read_text()
-    assert token not in text and token.split("_")[2] not in text and entry.sha256 in text
+    assert token not in text and token.split("_", 2)[2] not in text and entry.sha256 in text  # the secret may hold "_"
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     forged = token[:-1] + ("A" if token[-1] != "A" else "B")
     assert store.owner_of(forged) is None and store.owner_of("vgk_nothing") is None and store.owner_of("") is None
