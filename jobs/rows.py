@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any, Dict, Optional
 
+from jobs import retention
 from jobs.artifacts import ArtifactStore, local_path
-from jobs.errors import MissingArtifactError, UnknownJobError
+from jobs.errors import JobError, MissingArtifactError, UnknownJobError
+from jobs.schema import ACTIVE_STATES
 from jobs.store import JobStore
 
 
@@ -38,3 +40,10 @@ def status_record(row: Dict[str, Any], queue_position: Optional[int], fraction: 
         "attempts": row["attempts"], "timings_s": row["timings"], "error": row["error"], "batch_id": row["batch_id"],
         "file": PurePosixPath(row["output_path"]).name if row.get("output_path") else None, "host": row.get("host"),
     }
+
+
+def delete_ended(store: JobStore, artifacts: ArtifactStore, row: Dict[str, Any]) -> None:
+    """Remove an ended job and its files that no other job names; a queued or running one is refused."""
+    if row["state"] in ACTIVE_STATES:
+        raise JobError("job %s is %s: cancel it first" % (row["id"], row["state"]))
+    retention.remove_jobs(store, [row], places=[(artifacts, "")])

@@ -27,8 +27,8 @@ from jobs.fairness import bounded, pick_next
 from jobs.kept_inputs import keep_input, sha256_of, spec_of
 from jobs.queue import JobEnd, JobQueue, ProgressFn, no_progress
 from jobs.quotas import OwnerQuotas
-from jobs.rows import owned_row, status_record, with_local_input
-from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
+from jobs.rows import delete_ended, owned_row, status_record, with_local_input
+from jobs.schema import CANCELLED, ENDED_STATES, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
 from jobs.spec import JobSpec
 from jobs.store import JobStore
 
@@ -468,10 +468,7 @@ class JobService(JobQueue):
         return retention.sweep_orphans(self.store, places, grace_s, also=[(self.artifacts, "")])
 
     def delete(self, job_id: str, owner: Optional[str]) -> None:
-        row = self._row(job_id, owner)
-        if row["state"] in ACTIVE_STATES:
-            raise JobError("job %s is %s: cancel it first" % (job_id, row["state"]))
-        retention.remove_jobs(self.store, [row], places=[(self.artifacts, "")])
+        delete_ended(self.store, self.artifacts, self._row(job_id, owner))
 
     def close(self) -> None:
         with self._lock:

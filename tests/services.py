@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import ContextManager, Iterator, List, Sequence, TypeVar, Union
 
 import pytest
 import redis
@@ -87,15 +87,8 @@ class PostgresServer:
         return self.database_url(name)
 
 
-@contextlib.contextmanager
-def postgres_server(addresses: Sequence[str] = ("127.0.0.1",)) -> Iterator[PostgresServer]:
-    server = PostgresServer(addresses)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.folder, ignore_errors=True)
+def postgres_server(addresses: Sequence[str] = ("127.0.0.1",)) -> ContextManager[PostgresServer]:
+    return running(PostgresServer(addresses))
 
 
 class RedisServer:
@@ -143,9 +136,16 @@ class RedisServer:
         self.start()
 
 
+def redis_server(addresses: Sequence[str] = ("127.0.0.1",)) -> ContextManager[RedisServer]:
+    return running(RedisServer(addresses))
+
+
+S = TypeVar("S", bound=Union["PostgresServer", "RedisServer"])
+
+
 @contextlib.contextmanager
-def redis_server(addresses: Sequence[str] = ("127.0.0.1",)) -> Iterator[RedisServer]:
-    server = RedisServer(addresses)
+def running(server: S) -> Iterator[S]:
+    """A server started for the block, then stopped and its folder removed."""
     try:
         server.start()
         yield server

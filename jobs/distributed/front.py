@@ -22,7 +22,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from jobs import retention
 from jobs.artifacts import ArtifactStore, check_prefix
 from jobs.distributed.bus import PROGRESS_CHANNEL, Bus
 from jobs.distributed.host import take_back_lost
@@ -32,7 +31,7 @@ from jobs.fairness import Waiting, bounded, pick_next
 from jobs.kept_inputs import keep_input, spec_of
 from jobs.queue import JobQueue, ProgressFn, no_progress
 from jobs.quotas import OwnerQuotas
-from jobs.rows import owned_row, status_record, with_local_input
+from jobs.rows import delete_ended, owned_row, status_record, with_local_input
 from jobs.schema import ACTIVE_STATES, CANCELLED, ENDED_STATES, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED
 from jobs.service import INTERRUPTED_REASON, JobEnd, Runner
 from jobs.spec import JobSpec
@@ -441,10 +440,7 @@ class DistributedJobQueue(JobQueue):
 
     @reachable
     def delete(self, job_id: str, owner: Optional[str]) -> None:
-        row = self._row(job_id, owner)
-        if row["state"] in ACTIVE_STATES:
-            raise JobError("job %s is %s: cancel it first" % (job_id, row["state"]))
-        retention.remove_jobs(self.store, [row], places=[(self.artifacts, "")])
+        delete_ended(self.store, self.artifacts, self._row(job_id, owner))
 
     def close(self) -> None:
         self._closed.set()
