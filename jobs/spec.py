@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Optional
 
 EDITABLE = ("architecture", "character", "text", "options", "output_format", "preprocess", "postprocess", "use_cache", "speak_with",
-            "stream")
+            "stream", "cover")
 """What a person may change for another take: everything they chose, not the file the server reads."""
 
 
@@ -24,6 +24,9 @@ class JobSpec:
     speak_with: Optional[Dict[str, Any]] = None
     stream: bool = False
     """The take is wanted in pieces as they are made (post-processing then runs on the stream: ``pipeline.streaming``)."""
+    cover: Optional[Dict[str, Any]] = None
+    """A song cover (``app.covers``): the recording is a song, separated into stems (``separator``, ``separator_options``),
+    its vocals converted by this job's architecture and character, and remixed (``remix``: ``pipeline.remix.RemixOptions``)."""
 
     def request(self) -> Dict[str, Any]:
         """The columns' ``request``: what is not a column of its own."""
@@ -36,7 +39,7 @@ class JobSpec:
     def from_row(cls, row: Dict[str, Any]) -> JobSpec:
         request = dict(row.get("request") or {})
         known = {name: request[name] for name in ("options", "output_format", "preprocess", "postprocess", "use_cache", "speak_with",
-                                                       "stream") if name in request}
+                                                       "stream", "cover") if name in request}
         return cls(architecture=row["architecture"], character=row["character"], text=row.get("text") or "",
                    audio_path=row.get("input_path"), **known)
 

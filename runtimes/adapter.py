@@ -66,6 +66,8 @@ class GenerateRequest:
     is_cancelled: Callable[[], bool] = lambda: False
     streaming: bool = False
     """The pieces ``stream`` yields are played as they come: an adapter may make its first piece smaller to start sooner."""
+    details: Dict[str, Any] = field(default_factory=dict)
+    """What the adapter tells the app about this job (JSON values; e.g. ``{"conditioning": "reused"}``): sent with the result."""
 
     def check_cancelled(self) -> None:
         """Adapters call this between steps so a cancel takes effect without killing the worker."""

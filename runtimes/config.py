@@ -39,6 +39,11 @@ class SupervisorSettings:
     crash_retry_limit: int = 5
     assets_dir: Optional[Path] = None
     """Shared pretrained assets (content encoders, pitch extractors): workers find them here, offline."""
+    conditioning_dir: Optional[Path] = None
+    """Where zero-shot workers keep the conditioning they compute from voices (``runtimes.conditioning``), a folder per
+    architecture, the only folder a worker writes; None: kept in memory only."""
+    conditioning_architectures: Tuple[str, ...] = ()
+    """The zero-shot architectures: only their workers get a conditioning folder."""
     model_roots: Tuple[Path, ...] = ()
     """Folders holding a folder per architecture whose files requests name (characters, shared models): a worker
     whose kind does not share the host's files (a container) is given its architecture's folder of each."""

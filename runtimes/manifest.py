@@ -158,6 +158,17 @@ class Manifest:
     ``<id>.character_models.json`` (so-vits-svc 4: ``so_vits_svc_4``)."""
     reference: Optional[Reference] = None
     """Text to speech that takes a reference recording too (``needs_audio`` stays False: its input is text)."""
+    zero_shot: bool = False
+    """Speaks or converts in any voice heard in a short recording, with no trained character: its characters are saved
+    voices (folders of ``reference.wav`` + ``voice.json``, ``runtimes.voice_folder``), made in the app's Voices panel."""
+    licence: str = ""
+    """The licence of the weights people use with it (shown where the architecture is chosen and kept in provenance),
+    e.g. "CC-BY-NC-4.0 (F5-TTS v1 Base weights): non-commercial use only"."""
+    watermark: str = ""
+    """The model's own watermark on its outputs, when it has one ("" = none); ``watermark`` is then an option."""
+    stems: Sequence[str] = ()
+    """A source separator (capability ``separate``): the stems its result holds, in order; its result's audio is shaped
+    (stems, channels, samples)."""
 
     def __post_init__(self) -> None:
         known = {option.name for option in self.options}
@@ -219,6 +230,7 @@ class Manifest:
         data["assets"] = [asdict(asset) for asset in self.assets]
         data["detect"] = dict(model=self.detect.model, beside=list(self.detect.beside)) if self.detect else None
         data["hay_say_names"] = list(self.hay_say_names)
+        data["stems"] = list(self.stems)
         data["reference"] = asdict(self.reference) if self.reference else None
         return data
 
@@ -232,6 +244,6 @@ class Manifest:
         fields = dict(data, options=tuple(options), capabilities=tuple(data.get("capabilities", ())), assets=assets,
                       duration_scale=DurationScale(**scale) if scale else None,
                       detect=Detect(str(detect["model"]), tuple(detect.get("beside", ()))) if detect else None,
-                      hay_say_names=tuple(data.get("hay_say_names", ())),
+                      hay_say_names=tuple(data.get("hay_say_names", ())), stems=tuple(data.get("stems", ())),
                       reference=Reference(**reference) if reference else None)
         return cls(**fields)

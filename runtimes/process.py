@@ -75,11 +75,13 @@ class WorkerProcess:
         extra_env: Optional[Dict[str, str]] = None,
         path_env: Optional[Dict[str, Path]] = None,
         readable_dirs: Sequence[Path] = (),
+        writable_env: Optional[Dict[str, Path]] = None,
     ) -> None:
         """Launch a worker of ``built`` through its ``kind``. ``path_env``: variables naming host paths
         (the shared assets folder), handed to the worker mapped as it sees them. ``readable_dirs``: the host
         folders whose files requests name (the architecture's characters): a kind that does not share the
-        host's files mounts them, with the code, the ``path_env`` folders and the socket's own folder."""
+        host's files mounts them, with the code, the ``path_env`` folders and the socket's own folder. ``writable_env``: like
+        ``path_env``, folders the worker may write (its conditioning cache)."""
         self.name = name
         self.kind = kind
         self.log_tail: Deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
@@ -89,7 +91,8 @@ class WorkerProcess:
         socket_dir.mkdir(mode=0o700)
         self._socket_dir = socket_dir
         self.mounts: List[Mount] = [Mount(str(socket_dir), writable=True), Mount(str(project_root)),
-                                    *(Mount(str(path)) for path in [*(path_env or {}).values(), *readable_dirs] if Path(path).is_dir())]
+                                    *(Mount(str(path)) for path in [*(path_env or {}).values(), *readable_dirs] if Path(path).is_dir()),
+                                    *(Mount(str(path), writable=True) for path in (writable_env or {}).values())]
         where: Any = str(socket_dir / "worker.sock") if family == "AF_UNIX" else ("127.0.0.1", 0)
         # The standard library does accept + HMAC challenge; the socket lives in our 0700 directory.
         self._listener = Listener(where, family=family, backlog=2, authkey=authkey)
@@ -97,7 +100,7 @@ class WorkerProcess:
         self._listener_closed = False
         env = worker_environment(os.environ)
         env.update(extra_env or {})
-        env.update({variable: kind.map_path(str(path)) for variable, path in (path_env or {}).items()})
+        env.update({variable: kind.map_path(str(path)) for variable, path in {**(path_env or {}), **(writable_env or {})}.items()})
         env["PYTHONPATH"] = os.pathsep.join([kind.map_path(str(project_root)), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["PYTHONUNBUFFERED"] = "1"
         address = address_to_text(self._address)

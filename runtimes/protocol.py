@@ -81,7 +81,8 @@ class Channel:
             header = dict(header, payload={"dtype": "float32", "shape": list(samples.shape)})
             data = json.dumps(header).encode("utf-8")
             self.connection.send_bytes(data)
-            self.connection.send_bytes(samples.data)  # no copy: send_bytes casts to bytes itself
+            # no copy: send_bytes casts to bytes itself (a memoryview with a zero in its shape cannot be cast: send it flat)
+            self.connection.send_bytes(samples.reshape(-1).data if samples.size == 0 else samples.data)
         else:
             self.connection.send_bytes(json.dumps(header).encode("utf-8"))
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from runtimes.admission import Admission
 from runtimes.backoff import CrashPolicy
+from runtimes.conditioning import CONDITIONING_ENV
 from runtimes.config import SupervisorSettings
 from runtimes.conversation import ChunkFn, Limits, ask, safe_progress
 from runtimes.envkinds.base import BuiltEnv
@@ -101,6 +102,8 @@ class JobResult:
     sample_rate: int
     cold: bool
     timings_s: Dict[str, float]
+    details: Dict[str, Any] = field(default_factory=dict)
+    """What the adapter said about this job (``GenerateRequest.details``), e.g. whether a voice's conditioning was reused."""
 
 
 class Supervisor:
@@ -180,7 +183,8 @@ class Supervisor:
         assert audio is not None
         timings["generate_s"] = float(header.get("generate_s", 0.0))
         timings["total_s"] = time.perf_counter() - started
-        return JobResult(audio=audio, sample_rate=int(header["sample_rate"]), cold=cold, timings_s=timings)
+        return JobResult(audio=audio, sample_rate=int(header["sample_rate"]), cold=cold, timings_s=timings,
+                         details=dict(header.get("details") or {}))
 
     def prewarm(self, architecture: str, character: str, character_path: Optional[str] = None) -> None:
         """Load a character now, so the first job finds it warm (also clears a failed state: Retry)."""
@@ -311,6 +315,12 @@ class Supervisor:
         # Model code runs offline, finds shared assets in one place, and never unpickles arbitrary objects.
         extra_env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
         path_env = {ASSETS_ENV: self.settings.assets_dir} if self.settings.assets_dir is not None else {}
+        writable_env: Dict[str, Path] = {}
+        if self.settings.conditioning_dir is not None and spec.name in self.settings.conditioning_architectures:
+            # zero-shot models keep what they computed from a voice here
+            folder = self.settings.conditioning_dir / spec.name
+            folder.mkdir(parents=True, exist_ok=True)
+            writable_env[CONDITIONING_ENV] = folder
         if device != "cpu":
             extra_env["CUDA_VISIBLE_DEVICES"] = device  # pinned to the device's UUID
         elif self.devices.gpus is not None:
@@ -319,7 +329,7 @@ class Supervisor:
         launched_at = time.perf_counter()
         try:
             process = WorkerProcess(name, self.kinds.named(built.kind), built, self.settings.project_root, self.private_dir, self.authkey,
-                                    extra_env, path_env, [root / spec.name for root in self.settings.model_roots])
+                                    extra_env, path_env, [root / spec.name for root in self.settings.model_roots], writable_env)
         except OSError as exc:
             self._check_open()
             raise WorkerBootError("could not start the %s worker: %s" % (spec.name, exc)) from exc

@@ -180,6 +180,7 @@ class Worker:
                     "sample_rate": int(result.sample_rate),
                     "generate_s": time.perf_counter() - started,
                     "progress_sent": self.job_progress,
+                    "details": request.details,
                 },
                 audio=result.audio,
             )
@@ -203,7 +204,7 @@ class Worker:
         if not count:
             raise RuntimeError("the adapter made no audio")
         self.data.send({"type": "result", "job": job, "sample_rate": rates.pop(), "chunks": count,
-                        "generate_s": time.perf_counter() - started, "progress_sent": self.job_progress})
+                        "generate_s": time.perf_counter() - started, "progress_sent": self.job_progress, "details": request.details})
 
     def checked_options(self, header: Dict[str, Any], audio: Any) -> Dict[str, Any]:
         """The request checked against the manifest, as the adapter may rely on: the text or recording it

@@ -47,6 +47,10 @@ def test_header_and_audio_round_trip(pair: Tuple[Channel, Channel]) -> None:
     np.testing.assert_array_equal(received, audio)
     client.send({"type": "ping"})
     assert server.recv() == ({"type": "ping"}, None)
+    for empty in ((2, 0), (0,), (2, 2, 0)):  # an empty song or take crosses as what it is (it broke the cast once)
+        client.send({"type": "generate"}, np.zeros(empty, np.float32))
+        _, received = server.recv()
+        assert received is not None and received.shape == empty
 
 
 def test_bad_frames_raise_protocol_errors(pair: Tuple[Channel, Channel]) -> None:
