@@ -242,7 +242,7 @@ class StyleTTS2Adapter(Adapter):
         return asset_path(os.path.join(*local[url]))
 
     def load(self, model: ModelRef) -> Dict[str, Any]:
-        import yaml  # type: ignore[import-untyped]
+        import yaml  # type: ignore[import-untyped, unused-ignore]
 
         if model.path is None:
             raise BadRequestError("StyleTTS 2 has no character %r: its characters are folders, under the data folder's "
