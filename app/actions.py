@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from app.request_checks import PreparedJob, RequestChecks
 from app.runner import JobServiceRunner
 from app.runtime_controls import RuntimeControls
 from app.settings import Settings
+from app.voices import SavedVoice, VoiceLibrary
 from jobs.artifacts import local_path
 from jobs.errors import JobError, UnknownJobError
 from jobs.queue import JobQueue
@@ -41,6 +43,12 @@ from runtimes.supervisor import Supervisor
 if TYPE_CHECKING:  # only with a broker: its imports (Redis, Celery) stay out of a desktop app's start
     from app.remote_downloads import FrontDownloads
 
+def username_of_owner(owner: str) -> Optional[str]:
+    """The login behind an owner (``app.identity``: ``user:<name>``); None for a browser or session."""
+    return owner[5:] if owner.startswith("user:") else None
+
+
+logger = logging.getLogger(__name__)
 __all__ = ["Generation", "ProgressFn", "Workstation", "minutes", "output_formats"]
 
 
@@ -60,6 +68,8 @@ class Workstation:
     cache: AudioCache
     models: ModelManager
     access: Access
+    voices: VoiceLibrary
+    """Saved voices of the zero-shot architectures (``app.voices``)."""
     metrics: Metrics = field(default_factory=Metrics)
     """What /metrics reads (``app.metrics``)."""
     remote_downloads: Optional[FrontDownloads] = None
@@ -113,6 +123,11 @@ class Workstation:
     def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None, client: Optional[str] = None) -> str:
         """Validate and queue a job; its id at once (a mistake in the request is raised here, not recorded). ``client``:
         the stable identity its quotas and turn count against (``app.identity``)."""
+        first = (spec.speak_with or {}).get("architecture") if isinstance(spec.speak_with, dict) else None
+        for name in (spec.architecture, first):
+            manifest = self.catalog.manifests.get(str(name)) if name else None
+            if manifest is not None and manifest.zero_shot:  # on a shared server, cloning may be for operators only
+                self.voices.require_cloning(username_of_owner(owner))
         try:
             return self.jobs.submit(spec, owner, session, batch_id, client=client)
         except JobError as exc:
@@ -134,6 +149,35 @@ class Workstation:
         return Generation(local_path(self.jobs.artifacts, row["output_path"]), row["architecture"], row["character"], row["text"],
                           int(row["sample_rate"] or 0),
                           float(row["duration_s"] or 0.0), False, dict(row["timings"] or {}), bool(row["cached"]), job_id=job_id)
+
+    def cover(self, architecture: str, character_id: str, song_path: Optional[str], options: Optional[Dict[str, Any]] = None,
+              cover: Optional[Dict[str, Any]] = None, output_format: str = "wav", progress: ProgressFn = no_progress, session: str = "",
+              owner: Optional[str] = None, use_cache: bool = True, client: Optional[str] = None) -> Generation:
+        """A song cover in a character's voice (``app.covers``): submitted as a job and waited for."""
+        spec = JobSpec(architecture, character_id, "", song_path, dict(options or {}), output_format, None, None, bool(use_cache),
+                       None, cover=dict(cover or {}))
+        return self.wait(self.submit(spec, session if owner is None else owner, session, client=client), progress)
+
+    # saved voices
+    def save_voice(self, name: str, recording_path: Optional[str], transcript: str, owner: str, source: str = "") -> SavedVoice:
+        saved = self.voices.save(name, recording_path, transcript, made_by=owner, source=source, username=username_of_owner(owner))
+        self._unload_voice(saved)  # a worker may still hold an earlier voice of this name (removed from disk by hand)
+        return saved
+
+    def list_voices(self) -> List[SavedVoice]:
+        return self.voices.list()
+
+    def delete_voice(self, voice_id: str, owner: str) -> str:
+        voice = self.voices.delete(voice_id, owner, username_of_owner(owner))
+        self._unload_voice(voice)  # a warm worker keeps characters by folder: a new voice of this name must not find the old one
+        return "deleted voice %s" % voice.id
+
+    def _unload_voice(self, voice: SavedVoice) -> None:
+        for architecture in self.voices.architectures():
+            try:
+                self.supervisor.unload(architecture, voice.id, str(self.voices.folder(architecture, voice.id)))
+            except Exception:  # a worker that is gone or failing holds nothing
+                logger.warning("could not unload voice %s from %s's worker", voice.id, architecture, exc_info=True)
 
     def cancel(self, session: str) -> int:
         """Cancel the queued and running jobs of one session (a browser tab, or one gradio_client); returns how many."""

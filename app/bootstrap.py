@@ -12,6 +12,7 @@ from app.access import ConfigurationError, load_access
 from app.actions import Workstation
 from app.api_keys import ApiKeyStore
 from app.catalog import Catalog
+from app.covers import job_models
 from app.live import LiveTakes
 from app.metrics import Metrics
 from app.preferences import Preferences
@@ -21,6 +22,7 @@ from app.runner import JobRunner, JobServiceRunner
 from app.runtime_controls import RuntimeControls
 from app.settings import Settings
 from app.tracing import Tracing
+from app.voices import VoiceLibrary
 from jobs.artifacts import ArtifactStore, LocalFolderStore
 from jobs.queue import JobEnd, JobQueue
 from jobs.quotas import OwnerQuotas
@@ -123,6 +125,8 @@ def make_core(settings: Settings) -> Core:
             ram_budget_bytes=settings.ram_budget_mb << 20 if settings.ram_budget_mb else None,
             memory_reserve_bytes=settings.memory_reserve_mb << 20,
             assets_dir=settings.assets_dir,
+            conditioning_dir=settings.cache_dir / "conditioning",
+            conditioning_architectures=tuple(name for name, manifest in manifests.items() if manifest.zero_shot),
             model_roots=(settings.characters_dir, settings.data_dir / "shared-models"),
         ),
         specs,
@@ -162,7 +166,7 @@ def make_workstation(settings: Settings) -> Workstation:
     core = make_core(settings)
     specs, manifests, supervisor, cache, catalog = core.specs, core.manifests, core.supervisor, core.cache, core.catalog
     preferences, checks, service_runner = core.preferences, core.checks, core.service_runner
-    jobs, retention = make_jobs(settings, service_runner, core.artifacts, core.asset_names)
+    jobs, retention = make_jobs(settings, service_runner, core.artifacts, core.asset_names, lambda spec: job_models(catalog, spec))
     models = make_model_manager(settings, specs, manifests)
     metrics = Metrics()
     tracing = Tracing(settings.otlp_endpoint)
@@ -174,7 +178,8 @@ def make_workstation(settings: Settings) -> Workstation:
     jobs.on_end = job_ended if settings.telemetry else None
     station = Workstation(settings=settings, catalog=catalog, checks=checks, service_runner=service_runner, preferences=preferences,
                           controls=RuntimeControls(settings, catalog, supervisor, access), jobs=jobs, retention=retention,
-                          supervisor=supervisor, cache=cache, models=models, access=access, metrics=metrics)
+                          supervisor=supervisor, cache=cache, models=models, access=access,
+                          voices=VoiceLibrary(settings, catalog, checks, access), metrics=metrics)
     metrics.watch(station)
     if settings.broker_url:  # downloads go to download.io hosts; what they install comes back through the shared store
         from app.character_sharing import CharacterSharing
@@ -195,7 +200,9 @@ def job_store(settings: Settings) -> JobStore:
 
 
 def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactStore,
-              asset_names: Callable[[str], List[str]] = lambda architecture: []) -> Tuple[JobQueue, RetentionLoop]:
+              asset_names: Callable[[str], List[str]] = lambda architecture: [],
+              models_of: Callable[[JobSpec], List[Tuple[str, str]]] = lambda spec: [(spec.architecture, spec.character)],
+              ) -> Tuple[JobQueue, RetentionLoop]:
     """The job queue over the job store (SQLite in the data folder, or the configured database), its files in
     ``artifacts`` by key, and its retention (which sweeps only the outputs and kept inputs, never the rest of the store).
     In this process, or, with a broker, the front of worker hosts (``jobs.distributed``)."""
@@ -211,9 +218,11 @@ def make_jobs(settings: Settings, runner: JobServiceRunner, artifacts: ArtifactS
         sharing = CharacterSharing(artifacts, settings.characters_dir, settings.assets_dir)
 
         def publish_files(spec: JobSpec) -> None:
-            """What a host needs for this job and may lack: its character, and the shared assets of its architecture."""
-            sharing.publish(spec.architecture, spec.character)
-            sharing.publish_assets(asset_names(spec.architecture))
+            """What a host needs for this job and may lack: its characters (its own, the voice speaking first, a cover's
+            separation model), and the shared assets of their architectures."""
+            for architecture, character in models_of(spec):
+                sharing.publish(architecture, character)
+                sharing.publish_assets(asset_names(architecture))
 
         jobs = DistributedJobQueue(store, runner, artifacts, Bus(settings.broker_url), publisher(make_celery(settings.broker_url)),
                                    result_of=runner.result_of, inputs_prefix="jobs/inputs",

@@ -27,6 +27,10 @@ class Catalog:
                 "needs_text": manifest.needs_text,
                 "needs_audio": manifest.needs_audio,
                 "reference": manifest.to_dict()["reference"],
+                "zero_shot": manifest.zero_shot,
+                "licence": manifest.licence,
+                "watermark": manifest.watermark,
+                "stems": list(manifest.stems),
                 "options": manifest.to_dict()["options"],
                 "unavailable": self.unavailable_options(name, None),
             }

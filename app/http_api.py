@@ -150,6 +150,21 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         return streamed_answer(station, job_id, owner, take, body.response_format, lambda exc: _failure(exc, "/v1/audio/speech"),
                                sse=body.stream_format == "sse")
 
+    def upload_to(file: UploadFile, folder: str, name: str) -> Optional[Path]:
+        """The upload written to ``folder`` (None: over the size limit)."""
+        suffix = Path(file.filename or "input.wav").suffix.lower()[:8] or ".wav"
+        path, size, limit_bytes = Path(folder) / (name + suffix), 0, station.settings.max_upload_mb << 20
+        with path.open("wb") as out:
+            while chunk := file.file.read(1 << 20):
+                size += len(chunk)
+                if size > limit_bytes:
+                    return None
+                out.write(chunk)
+        return path
+
+    def too_big() -> Response:
+        return _error(413, "the upload is over this server's %d MB limit" % station.settings.max_upload_mb)
+
     def conversion(
         request: Request,
         file: UploadFile = File(..., description="the recording to convert"),
@@ -165,18 +180,11 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         if user is None:
             return _error(401, "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'")
         owner, session, client = owner_and_session(user, request)
-        suffix = Path(file.filename or "input.wav").suffix.lower()[:8] or ".wav"
-        limit_bytes = station.settings.max_upload_mb << 20
         with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
-            upload = Path(folder) / ("upload" + suffix)
             try:
-                size = 0
-                with upload.open("wb") as out:
-                    while chunk := file.file.read(1 << 20):
-                        size += len(chunk)
-                        if size > limit_bytes:
-                            return _error(413, "the recording is over this server's %d MB limit" % station.settings.max_upload_mb)
-                        out.write(chunk)
+                upload = upload_to(file, folder, "upload")
+                if upload is None:
+                    return too_big()
                 parsed = {name: parse_json_object(value, name) for name, value in
                           (("options", options), ("preprocess", preprocess), ("postprocess", postprocess))}
                 architecture, voice_id = voice_of(model, voice)
@@ -188,6 +196,83 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
             except Exception as exc:  # the boundary to a remote client
                 return _failure(exc, "/v1/audio/conversion")
             return answer(generation, response_format)
+
+    def covers(
+        request: Request,
+        file: UploadFile = File(..., description="the song"),
+        model: str = Form(..., description="a conversion architecture (see /v1/models)"),
+        voice: Optional[str] = Form(None, description="character (or saved voice) id; default: the architecture's first"),
+        response_format: str = Form("wav"),
+        options: Optional[str] = Form(None, description="JSON object of the conversion architecture's options"),
+        cover: Optional[str] = Form(None, description="JSON object: separator, separator_model, separator_options, remix"),
+        cache: bool = Form(True),
+        user: Optional[str] = Depends(authorised),
+    ) -> Response:
+        """A song cover; the mix comes back, its stems from /v1/jobs/{id}/stems/{vocals|accompaniment|converted_vocals}."""
+        if user is None:
+            return _error(401, "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'")
+        owner, session, client = owner_and_session(user, request)
+        with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
+            try:
+                song = upload_to(file, folder, "song")
+                if song is None:
+                    return too_big()
+                architecture, voice_id = voice_of(model, voice)
+                generation = station.cover(architecture, voice_id, str(song), parse_json_object(options, "options"),
+                                           parse_json_object(cover, "cover"), response_format, session=session, owner=owner,
+                                           use_cache=cache, client=client)
+            except Exception as exc:  # the boundary to a remote client
+                return _failure(exc, "/v1/audio/covers")
+            return answer(generation, response_format)
+
+    def stem(job_id: str, name: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
+        if user is None:
+            return _error(401, "this server needs credentials")
+        try:
+            record = station.jobs.get(job_id, "user:%s" % user if user else None)
+            stems = ((record.get("provenance") or {}).get("cover") or {}).get("stems") or {}
+            if name not in stems:
+                return _error(404, "job %s has no stem %r (a cover's are: %s)" % (job_id, name, ", ".join(stems) or "none: not a cover"))
+            path = station.jobs.artifacts.path_for(stems[name])
+            if not path.is_file():
+                return _error(404, "the %s stem of job %s is no longer kept (the stems cache keeps the newest songs)" % (name, job_id))
+            return Response(path.read_bytes(), media_type="audio/wav", headers={"X-Job-Id": job_id})
+        except Exception as exc:  # the boundary to a remote client (no such job for this caller: 404)
+            return _failure(exc, "/v1/jobs/stems")
+
+    def save_voice(
+        request: Request,
+        file: UploadFile = File(..., description="3-30 s of one person speaking"),
+        name: str = Form(..., description="the voice's name"),
+        transcript: str = Form("", description="what the recording says (F5-TTS needs it)"),
+        user: Optional[str] = Depends(authorised),
+    ) -> Response:
+        if user is None:
+            return _error(401, "this server needs credentials")
+        owner, _, _ = owner_and_session(user, request)
+        with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
+            try:
+                recording = upload_to(file, folder, "voice")
+                if recording is None:
+                    return too_big()
+                saved = station.save_voice(name, str(recording), transcript, owner, "upload %s" % (file.filename or "")[:100])
+            except Exception as exc:  # the boundary to a remote client
+                return _failure(exc, "/v1/voices")
+        return JSONResponse(saved.to_dict(), status_code=201)
+
+    def list_voices(request: Request, user: Optional[str] = Depends(authorised)) -> Response:
+        if user is None:
+            return _error(401, "this server needs credentials")
+        return JSONResponse({"object": "list", "data": [v.to_dict() for v in station.list_voices()]})
+
+    def delete_voice(voice_id: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
+        if user is None:
+            return _error(401, "this server needs credentials")
+        owner, _, _ = owner_and_session(user, request)
+        try:
+            return JSONResponse({"message": station.delete_voice(voice_id, owner)})
+        except Exception as exc:  # the boundary to a remote client
+            return _failure(exc, "/v1/voices")
 
     async def live(job_id: str, request: Request, response_format: str = "mp3") -> Response:
         """A take as it is made, for the page's player (``<audio src>``: no credentials to send). The job's id, random and
@@ -211,7 +296,8 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         if user is None:
             return _error(401, "this server needs credentials")
         data: List[Dict[str, Any]] = [{"id": a["id"], "object": "model", "name": a["name"], "capabilities": a["capabilities"],
-                                       "reference": a.get("reference"), "owned_by": "voice-workstation"} for a in station.architectures()]
+                                       "reference": a.get("reference"), "zero_shot": a.get("zero_shot"),
+                                       "licence": a.get("licence"), "owned_by": "voice-workstation"} for a in station.architectures()]
         data += [{"id": alias["id"], "object": "model", "alias_of": alias["alias_of"], "owned_by": "voice-workstation"}
                  for alias in aliases.listed()]
         return JSONResponse({"object": "list", "data": data})
@@ -220,6 +306,11 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
     routes = [
         APIRoute("/v1/audio/speech", speech, methods=["POST"], response_class=Response),
         APIRoute("/v1/audio/conversion", conversion, methods=["POST"], response_class=Response),
+        APIRoute("/v1/audio/covers", covers, methods=["POST"], response_class=Response),
+        APIRoute("/v1/jobs/{job_id}/stems/{name}", stem, methods=["GET"], response_class=Response),
+        APIRoute("/v1/voices", save_voice, methods=["POST"], response_class=Response),
+        APIRoute("/v1/voices", list_voices, methods=["GET"], response_class=Response),
+        APIRoute("/v1/voices/{voice_id}", delete_voice, methods=["DELETE"], response_class=Response),
         APIRoute("/v1/jobs/{job_id}", job, methods=["GET"], response_class=Response),
         APIRoute("/v1/models", models, methods=["GET"], response_class=Response),
         APIRoute("/live/{job_id}", live, methods=["GET"], response_class=Response),

@@ -128,6 +128,13 @@ def item(station: Workstation, job_id: str, owner: str) -> Tuple[Optional[str], 
     return (str(output) if output else None), public_record(row, full=True, kept=output)
 
 
+def stem_files(station: Workstation, record: Dict[str, Any]) -> List[str]:
+    """A cover's stems still kept (vocals, accompaniment, converted vocals), as files to download; empty for other jobs."""
+    stems = ((record.get("provenance") or {}).get("cover") or {}).get("stems") or {}
+    found = [kept_file(station, key) for key in stems.values() if isinstance(key, str) and key.startswith("stems/")]
+    return [str(path) for path in found if path is not None]
+
+
 def delete(station: Workstation, job_id: str, owner: str) -> str:
     _translated(lambda: station.jobs.delete((job_id or "").strip(), owner))
     return "deleted job %s and its files" % job_id.strip()

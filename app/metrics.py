@@ -103,4 +103,9 @@ class StationCollector(Collector):
         for state, count in states.items():
             downloads.add_metric([state], count)
         yield downloads
+        stems = station.service_runner.runner.covers.stems
+        separations = CounterMetricFamily("voicegen_cover_separations", "Songs separated for covers in this process (a song whose "
+                                          "stems were kept is not separated again)", labels=[])
+        separations.add_metric([], stems.separations)
+        yield separations
 

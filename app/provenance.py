@@ -11,6 +11,7 @@ from app.request_checks import PreparedJob, SpeakFirst
 from app.version import app_version
 from models.store import FileHashes
 from pipeline.cache import key_of
+from runtimes.voice_folder import read_info
 
 
 class Provenance:
@@ -36,6 +37,17 @@ class Provenance:
             "app_version": app_version(), "adapter_version": job.manifest.version,
             "env": {job.manifest.architecture: self.env_version(job.manifest.architecture)},
         }
+        if job.manifest.licence:
+            record["licence"] = job.manifest.licence
+        if job.manifest.zero_shot and job.character.path is not None:  # who made the voice, from what, when
+            try:
+                record["voice"] = {k: v for k, v in read_info(str(job.character.path)).items() if k not in ("transcript", "owner_sha256")}
+            except Exception:
+                record["voice"] = {"problem": "its voice.json cannot be read"}
+        if job.cover is not None:
+            plan = job.cover
+            record["cover"] = dict(plan.key(), model_files=self.model_files(plan.separator.architecture, plan.model))
+            record["env"][plan.separator.architecture] = self.env_version(plan.separator.architecture)
         if job.speak_first is not None:
             first = job.speak_first
             record["spoken_first_by"] = {

@@ -15,6 +15,7 @@ import numpy as np
 
 from app.catalog import Catalog
 from app.characters import Character
+from app.covers import CoverPlan, plan_cover
 from app.errors import UserFacingError
 from app.generation import minutes
 from app.keeping import kept
@@ -61,6 +62,8 @@ class PreparedJob:
     rate: the request's audio as given, not pre-processed (that chain is a converter's, and ``decoded`` stays None)."""
     stream: bool = False
     """The take goes out in pieces as they are made (``JobSpec.stream``)."""
+    cover: Optional[CoverPlan] = None
+    """A song cover: ``decoded`` is the song (not pre-processed), separated, its vocals converted, remixed (``app.covers``)."""
 
     def reference_audio(self) -> Tuple[Optional[np.ndarray], Optional[int]]:
         """The reference as the worker request's (audio, audio_sample_rate); (None, None) without one."""
@@ -107,7 +110,20 @@ class RequestChecks:
         if spec.output_format not in OUTPUT_FORMATS:
             raise UserFacingError("unknown output format %r (choose one of %s)" % (spec.output_format, ", ".join(OUTPUT_FORMATS)))
         audio_path = spec.audio_path
+        cover = None
+        if spec.cover is not None:
+            if not isinstance(spec.cover, dict):
+                raise UserFacingError("cover settings must be a JSON object (separator, separator_model, separator_options, remix)")
+            cover = plan_cover(catalog, manifest, spec.cover)
+            if not audio_path:
+                raise UserFacingError("a cover needs the song: upload it")
+            if text:
+                raise UserFacingError("a cover converts the song's own vocals: leave the text empty")
+        elif manifest.zero_shot:
+            self.voices_allowed(manifest, character, audio_path)
         speak_first = self.speak_first(spec.speak_with) if manifest.needs_audio and not audio_path and text else None
+        if speak_first is not None and speak_first.manifest.zero_shot:  # a saved voice speaks the text first
+            self.voices_allowed(speak_first.manifest, speak_first.character, None)
         if manifest.needs_text and not text:
             raise UserFacingError("%s needs text: type what it should say" % manifest.display_name)
         if text and speak_first is None and not manifest.needs_text and "tts" not in manifest.capabilities:
@@ -127,6 +143,9 @@ class RequestChecks:
             post = PostOptions.from_dict(spec.postprocess)
         except ValueError as exc:  # StageConfigError is a ValueError too
             raise UserFacingError(str(exc)) from exc
+        if cover is not None and manifest.length_factor(resolved) != 1.0 and manifest.duration_scale is not None:
+            raise UserFacingError("a cover keeps the song's timing: set %s's option %r to 1 (the converted vocals must stay as long "
+                                  "as the song's)" % (manifest.display_name, manifest.duration_scale.option))
         if post.sample_rate_hz and post.sample_rate_hz > settings.max_output_rate_hz:
             raise UserFacingError("an output rate of %d Hz is above this server's limit of %d Hz"
                                   % (post.sample_rate_hz, settings.max_output_rate_hz))
@@ -134,12 +153,21 @@ class RequestChecks:
         reference = self.reference(manifest, audio_path)
         given = decoded if decoded is not None else reference
         job = PreparedJob(manifest, character, text, decoded, resolved, spec.output_format, pre, post, speak_first, spec.use_cache,
-                          audio_digest(given.audio, given.sample_rate) if given is not None else None, reference)
+                          audio_digest(given.audio, given.sample_rate) if given is not None else None, reference, cover=cover)
         estimate_s = estimated_output_s(job)
         if estimate_s > settings.max_output_s:
             raise UserFacingError("the result would be about %s long; this server's limit is %s: shorten the text, or raise "
                                   "the speed" % (minutes(estimate_s), minutes(settings.max_output_s)))
         return job
+
+    def voices_allowed(self, manifest: Manifest, character: Character, audio_path: Optional[str]) -> None:
+        """A zero-shot architecture speaks (or converts) in a saved voice, or in the reference given with the request."""
+        if self.settings.voice_cloning == "off":
+            raise UserFacingError("voice cloning is turned off on this server: %s cannot be used (its operator's setting "
+                                  "voice_cloning=off)" % manifest.display_name)
+        if character.path is None and not audio_path and manifest.reference is not None:
+            raise UserFacingError("%s speaks in the voice of a recording: choose a saved voice, or give a reference recording (%s)"
+                                  % (manifest.display_name, _length_range(manifest.reference.min_s, manifest.reference.max_s)))
 
     def reference(self, manifest: Manifest, audio_path: Optional[str]) -> Optional[DecodedAudio]:
         """The recording given to a text-to-speech architecture that takes a reference (``Manifest.reference``): decoded by the

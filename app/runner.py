@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from app.covers import CoverMaker, StemCache
 from app.errors import UserFacingError
 from app.generation import Generation, ProgressFn, minutes, prefixed
 from app.keeping import kept
@@ -32,7 +33,7 @@ from pipeline.audio_io import OUTPUT_FORMATS, encode, output_sample_rate
 from pipeline.cache import AudioCache, key_of
 from pipeline.errors import PipelineError
 from pipeline.processing import PostOptions
-from pipeline.stages import LoudnessNormalize, integrated_lufs
+from pipeline.stages import Chain, LoudnessNormalize, integrated_lufs
 from pipeline.streaming import StreamingPost
 from runtimes.conversation import ChunkFn
 from runtimes.errors import (
@@ -118,6 +119,7 @@ class JobRunner:
         """Where results are kept, by key (``outputs/<day>/<name>``)."""
         self.live = live if live is not None else LiveTakes()
         """Takes being made, for the jobs that stream."""
+        self.covers = CoverMaker(StemCache(artifacts, settings.temp_dir, settings.stems_max_mb << 20), self.on_worker)
 
     def run(self, job: PreparedJob, job_id: str, progress: ProgressFn, cancel: threading.Event, client: str = "") -> Generation:
         if not job.stream:
@@ -139,13 +141,16 @@ class JobRunner:
             job.text, job.input_digest, job.options, job.pre.to_dict() if job.decoded or job.speak_first else None,
             job.post.to_dict(), job.output_format, self.provenance.speak_first_key(job.speak_first),
             *(["streamed"] if streamed is not None else []),  # post-processing on a stream is not the batch chain's
+            *([job.cover.key()] if job.cover is not None else []),
         )
         target = self.output_key(manifest.architecture, character.id, job_id)
-        if job.use_cache:
+        if job.use_cache and job.cover is None:  # a cover's stems are kept (and reused) on their own; its notes are not cached
             hit = self.cache.get_output(output_key)
             cached = self._from_cache(job, hit, target.rsplit(".", 1)[0] + OUTPUT_FORMATS[job.output_format][2], client) if hit else None
             if cached is not None:
                 return cached
+        if job.cover is not None:
+            return self._cover(job, job_id, progress, cancel, target, output_key, client)
         source, speak_s, progress = self._source(job, progress, cancel)
         started = time.perf_counter()
         stage_began(job_id, "pre")  # wall-clock starts for the job's trace (nothing unless a traced request submitted it)
@@ -163,6 +168,18 @@ class JobRunner:
         if job.speak_first is not None:
             result = replace(result, timings_s=dict(result.timings_s, speak_s=speak_s))
         return self._finished(job, job_id, result, pre_s, target, output_key, client, progress, streamed)
+
+    def _cover(self, job: PreparedJob, job_id: str, progress: ProgressFn, cancel: threading.Event, target: str, output_key: str,
+               client: str) -> Generation:
+        """A song cover: its own three stages (``app.covers``); the mix is the take, kept as made (no post chain: the remix
+        already matched the song's loudness, and trimming would change the song's length)."""
+        assert job.cover is not None and job.decoded is not None and job.input_digest is not None
+        stage_began(job_id, "worker")
+        mix, notes, timings = self.covers.make(job.cover, job.manifest, job.character, job.options, job.decoded.audio,
+                                               job.decoded.sample_rate, job.input_digest, job_id, progress, cancel)
+        stage_began(job_id, "worker_end")
+        result = JobResult(audio=mix, sample_rate=job.decoded.sample_rate, cold=False, timings_s=timings)
+        return self._finished(job, job_id, result, 0.0, target, output_key, client, progress, None, notes)
 
     def _source(self, job: PreparedJob, progress: ProgressFn, cancel: threading.Event) -> Tuple[Optional[AUDIO], float, ProgressFn]:
         """The audio a conversion starts from: the person's recording, or the text spoken first by a TTS voice."""
@@ -187,14 +204,16 @@ class JobRunner:
             raise UserFacingError(str(exc)) from exc
 
     def _finished(self, job: PreparedJob, job_id: str, result: JobResult, pre_s: float, target: str, output_key: str, client: str,
-                  progress: ProgressFn, streamed: Optional[Streamed] = None) -> Generation:
+                  progress: ProgressFn, streamed: Optional[Streamed] = None, notes: Optional[Dict[str, Any]] = None) -> Generation:
         progress(None, "post-processing")
         started = time.perf_counter()
         stage_began(job_id, "post")
-        notes: Dict[str, Any] = {}
+        notes = dict(notes or {})
+        if result.details:
+            notes["worker"] = dict(result.details)
         try:
             # not through the stage cache: a new take is new audio (it would only miss and write); the output cache answers repeats
-            chain = job.post.chain()
+            chain = job.post.chain() if job.cover is None else Chain([])
             if streamed is not None:  # post-processed piece by piece as it streamed: what went out is the take
                 out_audio, out_rate = streamed.finish()
                 assert streamed.processing is not None
@@ -210,7 +229,8 @@ class JobRunner:
         timings = dict(result.timings_s, pre_s=pre_s, post_s=post_s, encode_s=time.perf_counter() - started - post_s)
         duration_s = out_audio.shape[-1] / float(out_rate)
         stage = next((s for s in chain.stages if isinstance(s, LoudnessNormalize)), None) if streamed is None else None
-        notes.update(loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None))
+        if job.cover is None:
+            notes.update(loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None))
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         try:  # the result is made and written: a cache that cannot take it must not fail the job
             # the entry names the stored result (one copy: the artifact store's), not its bytes
@@ -296,16 +316,23 @@ class JobServiceRunner:
             raise RuntimeError("the result %s is not in the artifact store" % generation.path.name)
         master: Optional[str] = _master_key(key)
         master = master if master and master != key and artifacts.exists(master) else None
+        record = self.provenance.record(job)
+        for name in ("cover", "worker"):  # what the take's making found out (stems reused, conditioning reused) is kept with it
+            if name in generation.notes:
+                record[name] = dict(record.get(name) or {}, **generation.notes[name])
         output = JobOutput(key, master, artifacts.size(key) + (artifacts.size(master) if master else 0), generation.sample_rate,
-                           generation.duration_s, generation.cached, generation.timings_s, self.provenance.record(job))
+                           generation.duration_s, generation.cached, generation.timings_s, record)
         return generation, output.columns()
 
     def result_of(self, row: Dict[str, Any]) -> Generation:
         """A finished job's result from its row: what a waiter gets when another host ran it."""
         timings = {key: float(value) for key, value in (row.get("timings") or {}).items() if isinstance(value, (int, float))}
+        kept = row.get("provenance")
+        provenance: Dict[str, Any] = kept if isinstance(kept, dict) else {}
+        notes = {name: provenance[name] for name in ("cover", "worker") if name in provenance}  # as the host's take had them
         return Generation(local_path(self.runner.artifacts, row["output_path"]), row["architecture"], row["character"], row["text"],
                           int(row.get("sample_rate") or 0), float(row.get("duration_s") or 0.0), False, timings,
-                          bool(row.get("cached")), job_id=row["id"])
+                          bool(row.get("cached")), notes=notes, job_id=row["id"])
 
     def message_for(self, exc: BaseException) -> str:
         return for_person(exc, "a job", logger).message

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     """Where OpenTelemetry traces of jobs go (OTLP over HTTP, e.g. ``http://collector:4318``); "" keeps them in the process."""
     announcement: str = ""
     """A banner (Markdown) every visitor sees at the top of the page: an operator's word on a shared server."""
+    voice_cloning: Literal["on", "operators", "off"] = "on"
+    """Zero-shot voices (speaking or converting in the voice of a recording someone gives): ``on`` for everyone,
+    ``operators`` only for the admins of a shared server, ``off`` for nobody (the architectures stay listed, refusing)."""
     insecure_public: bool = False
     """Serve beyond this machine with neither logins nor API keys (refused otherwise)."""
     admins: str = ""
@@ -121,6 +124,8 @@ class Settings(BaseSettings):
     """Ended jobs kept per owner (newest first, with their files), also bounded by ``outputs_max_mb`` per owner and
     ``outputs_max_age_h``; files no job names are swept after an hour."""
     outputs_max_mb: int = 2000
+    stems_max_mb: int = 4000
+    """Separated stems of songs kept for covers (another character on the same song reuses them), oldest songs out first."""
     outputs_max_age_h: float = 72.0
     history_size: int = 10
     max_queued_jobs_per_client: int = 100

@@ -10,6 +10,7 @@ import gradio as gr
 from app.actions import Workstation
 from app.public_errors import set_private_roots
 from app.ui_api import Endpoints, register_endpoints
+from app.ui_covers import build_covers_tab
 from app.ui_generate import build_generate_tab, ensure_browser_id
 from app.ui_jobs import build_batch_tab, build_history_tab
 from app.ui_models import build_models_tab
@@ -21,7 +22,7 @@ def build_ui(station: Workstation) -> gr.Blocks:
     set_private_roots([settings.data_dir, settings.project_root, settings.temp_dir, Path.home(), Path(tempfile.gettempdir())])
     catalogue = {entry["id"]: entry for entry in station.architectures()}
     default_arch = settings.default_architecture if settings.default_architecture in catalogue else next(iter(catalogue))
-    arch_choices = [(entry["name"], arch) for arch, entry in catalogue.items()]
+    arch_choices = [(entry["name"], arch) for arch, entry in catalogue.items() if "separate" not in entry["capabilities"]]
     calls = Endpoints.of(station)
 
     # Gradio's own copies of uploads and results: hourly, those older than our outputs' retention go
@@ -31,7 +32,8 @@ def build_ui(station: Workstation) -> gr.Blocks:
             gr.Markdown(settings.announcement, elem_id="announcement", sanitize_html=True)
         browser = gr.BrowserState("", storage_key="voicegen-browser")  # this browser's history id, kept across visits
         register_endpoints(calls)  # first: the tabs' private events would take the names
-        generate = build_generate_tab(station, calls.generation, demo, browser, catalogue, default_arch)
+        generate = build_generate_tab(station, calls.generation, demo, browser, catalogue, default_arch, calls.voices)
+        build_covers_tab(station, calls.voices, catalogue, browser)
         build_history_tab(station, browser, arch_choices)
         build_batch_tab(station, browser, arch_choices, default_arch)
         runtime_message = build_runtimes_tab(station, calls.runtimes, demo, catalogue, default_arch)

@@ -20,6 +20,7 @@ from app.ui_api_generation import GenerationEndpoints
 from app.ui_api_jobs import JobEndpoints
 from app.ui_api_models import ModelEndpoints
 from app.ui_api_runtimes import RuntimeEndpoints
+from app.ui_api_voices import VoiceEndpoints
 
 Factory = Callable[[], gr.components.Component]
 
@@ -55,6 +56,9 @@ PARAMETERS: Dict[str, Factory] = {
     "url": lambda: gr.Textbox(label="url"),
     "owner": lambda: gr.Textbox(label="owner"),
     "key_id": lambda: gr.Textbox(label="key_id"),
+    "transcript": lambda: gr.Textbox(label="transcript"),
+    "voice_id": lambda: gr.Textbox(label="voice_id"),
+    "cover": lambda: gr.JSON(label="cover"),
 }
 
 RESULTS: Dict[str, Factory] = {
@@ -71,6 +75,7 @@ RESULTS: Dict[str, Factory] = {
     "characters": lambda: gr.JSON(label="characters"),
     "workers": lambda: gr.JSON(label="workers"),
     "assets": lambda: gr.JSON(label="assets"),
+    "files": lambda: gr.Files(label="files"),
 }
 
 
@@ -81,10 +86,12 @@ class Endpoints(NamedTuple):
     jobs: JobEndpoints
     runtimes: RuntimeEndpoints
     models: ModelEndpoints
+    voices: VoiceEndpoints
 
     @classmethod
     def of(cls, station: Workstation) -> Endpoints:
-        return cls(GenerationEndpoints(station), JobEndpoints(station), RuntimeEndpoints(station), ModelEndpoints(station))
+        return cls(GenerationEndpoints(station), JobEndpoints(station), RuntimeEndpoints(station), ModelEndpoints(station),
+                   VoiceEndpoints(station))
 
 
 class Endpoint(NamedTuple):
@@ -97,7 +104,7 @@ class Endpoint(NamedTuple):
 
 
 def endpoint_table(calls: Endpoints) -> List[Endpoint]:
-    generation, jobs, runtimes, models = calls
+    generation, jobs, runtimes, models, voices = calls
     return [
         # generation, listings, presets and defaults
         Endpoint("generate", generation.generate, ("generated", "info"), queued_by_jobs=True),
@@ -111,6 +118,11 @@ def endpoint_table(calls: Endpoints) -> List[Endpoint]:
         Endpoint("load_preset", generation.load_preset, ("presets",)),
         Endpoint("character_defaults", generation.character_defaults, ("defaults",)),
         Endpoint("save_character_defaults", generation.save_character_defaults, ("message",)),
+        # zero-shot voices and song covers
+        Endpoint("save_voice", voices.save_voice, ("result",)),
+        Endpoint("voices", voices.voices, ("result",)),
+        Endpoint("delete_voice", voices.delete_voice, ("message",)),
+        Endpoint("cover", voices.cover, ("generated", "files", "info"), queued_by_jobs=True),
         # jobs and history
         Endpoint("submit", jobs.submit, ("result",), queued_by_jobs=True),
         Endpoint("job", jobs.job, ("result",), queued_by_jobs=True),

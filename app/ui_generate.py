@@ -14,9 +14,11 @@ from app.actions import Workstation, output_formats
 from app.spectrogram import spectrogram_image
 from app.tracing import traced_endpoint
 from app.ui_api_generation import GenerationEndpoints
+from app.ui_api_voices import VoiceEndpoints
 from app.ui_errors import as_operator, shown_to_person
 from app.ui_options import build_option_controls
 from app.ui_processing import build_processing_controls
+from app.ui_voices import VoicePanel, licence_text
 
 HISTORY_HEADERS = ["time", "architecture", "character", "text", "duration (s)", "file"]
 PRIVATE: Dict[str, Any] = {"api_visibility": "private"}
@@ -65,15 +67,16 @@ def live_player_html(job_id: str) -> str:
 
 
 def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: gr.Blocks, browser: gr.BrowserState,
-                       catalogue: Mapping[str, Dict[str, Any]], default_arch: str) -> GenerateTab:
+                       catalogue: Mapping[str, Dict[str, Any]], default_arch: str, voice_calls: VoiceEndpoints) -> GenerateTab:
     settings = station.settings
-    architectures = list(catalogue)
+    architectures = [a for a in catalogue if "separate" not in catalogue[a]["capabilities"]]  # separators serve covers
     operator_note = " (operator only: shared by everyone)" if station.access.restricted else ""
     with gr.Tab("Generate"):
         with gr.Row():
             with gr.Column(scale=3):
                 architecture = gr.Dropdown(choices=[(catalogue[a]["name"], a) for a in architectures], value=default_arch,
                                            label="Architecture")
+                licence_note = gr.Markdown(licence_text(catalogue[default_arch]), elem_id="licence-note")
                 character = gr.Dropdown(choices=character_choices(station, default_arch), value=first_usable(station, default_arch),
                                         label="Character")
                 takes_text = bool(catalogue[default_arch]["needs_text"])
@@ -81,6 +84,7 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
                 text = gr.Textbox(label="Text", lines=4, placeholder="Type what the voice should say", visible=takes_text)
                 audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label=recording_label(catalogue[default_arch]),
                                     visible=takes_recording(catalogue[default_arch]))
+                voice_panel = VoicePanel(station, voice_calls, bool(catalogue[default_arch].get("zero_shot")))
                 speakers = [a for a in architectures if "tts" in catalogue[a]["capabilities"]]
                 with gr.Accordion("No recording? Type text to speak first", open=False, visible=converts) as speak_box:
                     speak_text = gr.Textbox(label="Text to speak first", lines=3,
@@ -135,12 +139,14 @@ def build_generate_tab(station: Workstation, calls: GenerationEndpoints, demo: g
         updates += [gr.update(visible=name == arch) for name in architectures]
         updates += [gr.update(visible=bool(catalogue[arch]["needs_text"])),
                     gr.update(visible=takes_recording(catalogue[arch]), label=recording_label(catalogue[arch])),
-                    gr.update(visible=converts), gr.update(visible=converts), gr.update(visible=converts)]
+                    gr.update(visible=converts), gr.update(visible=converts), gr.update(visible=converts),
+                    licence_text(catalogue[arch]), gr.update(visible=bool(catalogue[arch].get("zero_shot")))]
         return updates
 
     architecture.change(on_architecture, inputs=architecture,
                         outputs=[character] + [options.groups[a] for a in architectures]
-                        + [text, audio_in, speak_box, processing.pre_box, spectrogram_in], **PRIVATE)
+                        + [text, audio_in, speak_box, processing.pre_box, spectrogram_in, licence_note, voice_panel.box], **PRIVATE)
+    voice_panel.wire(audio_in, architecture, character, character_choices, browser)
 
     def on_speak_architecture(arch: str) -> Any:
         return gr.update(choices=character_choices(station, arch), value=first_usable(station, arch))

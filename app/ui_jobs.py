@@ -33,6 +33,7 @@ def build_history_tab(station: Workstation, browser: gr.BrowserState, architectu
                 take_a = gr.Audio(type="filepath", label="Take A (the job you clicked)", interactive=False, buttons=["download"])
                 compare = gr.Button("Keep as take B, to compare")
             take_b = gr.Audio(type="filepath", label="Take B", interactive=False, buttons=["download"])
+        stems = gr.Files(label="A cover's stems: vocals, accompaniment, converted vocals", interactive=False)
         with gr.Row():
             regenerate_button = gr.Button("Another take (settings below)", variant="primary")
             retry_button = gr.Button("Retry (failed / interrupted)")
@@ -53,13 +54,13 @@ def build_history_tab(station: Workstation, browser: gr.BrowserState, architectu
     filters = [search, only_arch, only_state, browser]
     gr.on([tab.select, refresh.click, search.submit, only_arch.change, only_state.change], rows, inputs=filters, outputs=table, **PRIVATE)
 
-    def on_select(event: gr.SelectData, token: Optional[str], request: gr.Request) -> Tuple[str, Optional[str], Dict[str, Any], str]:
+    def on_select(event: gr.SelectData, token: Optional[str], request: gr.Request) -> Tuple[str, Optional[str], Dict[str, Any], str, Any]:
         row = event.row_value if isinstance(event.row_value, list) else []
         job_id = str(row[-1]) if row else ""
         audio, record = shown_to_person(lambda: actions.item(station, job_id, request_owner(request, token)[0]))
-        return job_id, audio, record, json.dumps(actions.editable_settings(record), indent=1)
+        return job_id, audio, record, json.dumps(actions.editable_settings(record), indent=1), actions.stem_files(station, record)
 
-    table.select(on_select, inputs=browser, outputs=[chosen, take_a, details, edited], **PRIVATE)
+    table.select(on_select, inputs=browser, outputs=[chosen, take_a, details, edited, stems], **PRIVATE)
     compare.click(lambda audio: audio, inputs=take_a, outputs=take_b, **PRIVATE)
 
     def act(kind: str, job_id: str, token: Optional[str], settings: str, previous: Optional[str], request: gr.Request,

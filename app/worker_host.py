@@ -20,12 +20,14 @@ logger = logging.getLogger(__name__)
 def run_worker(settings: Settings) -> int:
     from app.bootstrap import job_store, make_core
     from app.character_sharing import CharacterSharing
+    from app.covers import job_models
     from app.live_relay import RelayedTakes
     from app.server import prepare_process_environment
     from jobs.distributed.bus import Bus
     from jobs.distributed.celery_app import make_celery, serve
     from jobs.distributed.host import JobHost
     from jobs.distributed.routing import DOWNLOAD_QUEUE, RoutingError, check_host_name, parse_queues
+    from jobs.spec import JobSpec
     from runtimes.memory import make_source
 
     if not settings.broker_url:
@@ -48,9 +50,11 @@ def run_worker(settings: Settings) -> int:
     sharing = CharacterSharing(core.artifacts, settings.characters_dir, settings.assets_dir)
 
     def fetch_files(row: Dict[str, Any]) -> None:
-        """What this job needs and this host may lack: its character and its architecture's shared assets."""
-        sharing.fetch(row["architecture"], row["character"])
-        sharing.fetch_assets(core.asset_names(row["architecture"]))
+        """What this job needs and this host may lack: its characters (``app.covers.job_models``) and their architectures'
+        shared assets."""
+        for architecture, character in job_models(core.catalog, JobSpec.from_row(row)):
+            sharing.fetch(architecture, character)
+            sharing.fetch_assets(core.asset_names(architecture))
 
     host = JobHost(job_store(settings), core.service_runner, core.artifacts, name, lease_s=settings.job_lease_s, publish=bus,
                    input_copy_max_bytes=settings.history_input_max_mb << 20,

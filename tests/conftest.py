@@ -60,11 +60,11 @@ def piper_python(builder: EnvironmentBuilder, piper_spec: EnvSpec) -> Path:
     return builder.ensure(piper_spec)
 
 
-def tiny_models(builder: EnvironmentBuilder, spec: EnvSpec, python: Path) -> Path:
-    """Tiny random characters and shared assets of an architecture, built by
-    ``tests/builders/build_<arch>_character.py`` with the package's own classes in its env; cached on
+def tiny_models(builder: EnvironmentBuilder, spec: EnvSpec, python: Path, script: Optional[Path] = None) -> Path:
+    """Tiny random characters and shared assets of an architecture, built by ``script`` (default
+    ``tests/builders/build_<arch>_character.py``) with the package's own classes in its env; cached on
     disk by the env's hash and the builder's code, so CI builds them once."""
-    script = PROJECT_ROOT / "tests" / "builders" / ("build_%s_character.py" % spec.name)
+    script = script or PROJECT_ROOT / "tests" / "builders" / ("build_%s_character.py" % spec.name)
     code = script.read_text() + (script.parent / "unsafe_pickle.py").read_text()
     digest = hashlib.sha256((builder.spec_hash(spec) + code).encode()).hexdigest()[:16]
     cache = built_envs_dir().parent / "test-models" / ("%s-%s" % (spec.name, digest))

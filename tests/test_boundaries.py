@@ -10,7 +10,8 @@ from typing import Iterator, Optional, Set, Tuple
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCAFFOLD = {"runtimes.protocol", "runtimes.errors", "runtimes.worker", "runtimes.adapter", "runtimes.manifest", "runtimes.states"}
+SCAFFOLD = {"runtimes.protocol", "runtimes.errors", "runtimes.worker", "runtimes.adapter", "runtimes.manifest", "runtimes.states",
+            "runtimes.voice_folder", "runtimes.conditioning"}
 
 
 def imports(path: Path, top_level_only: bool = False) -> Iterator[Tuple[str, int]]:

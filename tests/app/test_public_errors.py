@@ -17,6 +17,7 @@ from app.ui_api_generation import GenerationEndpoints
 from app.ui_api_jobs import JobEndpoints
 from app.ui_api_models import ModelEndpoints
 from app.ui_api_runtimes import RuntimeEndpoints
+from app.ui_api_voices import VoiceEndpoints
 from app.ui_errors import shown_to_person
 from jobs.errors import QuotaError, UnknownJobError
 
@@ -47,7 +48,8 @@ def test_gradio_shows_what_the_mapping_gives(failure: Exception) -> None:
 
 
 def test_every_endpoint_parameter_and_result_has_its_hidden_component() -> None:
-    calls = Endpoints(*(kind.__new__(kind) for kind in (GenerationEndpoints, JobEndpoints, RuntimeEndpoints, ModelEndpoints)))
+    kinds = (GenerationEndpoints, JobEndpoints, RuntimeEndpoints, ModelEndpoints, VoiceEndpoints)
+    calls = Endpoints(*(kind.__new__(kind) for kind in kinds))
     table = endpoint_table(calls)
     assert len({endpoint.name for endpoint in table}) == len(table)
     for endpoint in table:
