@@ -123,15 +123,21 @@ class Workstation:
     def submit(self, spec: JobSpec, owner: str, session: str = "", batch_id: Optional[str] = None, client: Optional[str] = None) -> str:
         """Validate and queue a job; its id at once (a mistake in the request is raised here, not recorded). ``client``:
         the stable identity its quotas and turn count against (``app.identity``)."""
-        first = (spec.speak_with or {}).get("architecture") if isinstance(spec.speak_with, dict) else None
-        for name in (spec.architecture, first):
-            manifest = self.catalog.manifests.get(str(name)) if name else None
-            if manifest is not None and manifest.zero_shot:  # on a shared server, cloning may be for operators only
-                self.voices.require_cloning(username_of_owner(owner))
+        self.require_cloning_for(spec, owner)
         try:
             return self.jobs.submit(spec, owner, session, batch_id, client=client)
         except JobError as exc:
             raise UserFacingError(str(exc)) from None
+
+    def require_cloning_for(self, spec: JobSpec, owner: str) -> None:
+        """A request that speaks or converts in a cloned voice (its architecture, or the one that speaks its text first, is
+        zero-shot) is allowed for ``owner`` by the ``voice_cloning`` setting now: checked on every submit and every Retry
+        (the setting may have changed since the job was made)."""
+        first = (spec.speak_with or {}).get("architecture") if isinstance(spec.speak_with, dict) else None
+        for name in (spec.architecture, first):
+            manifest = self.catalog.manifests.get(str(name)) if name else None
+            if manifest is not None and manifest.zero_shot:
+                self.voices.require_cloning(username_of_owner(owner))
 
     def wait(self, job_id: str, progress: ProgressFn = no_progress) -> Generation:
         try:

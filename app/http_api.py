@@ -98,6 +98,9 @@ async def caller(request: Request, access: Access) -> Optional[str]:
 def add_http_routes(app: FastAPI, station: Workstation) -> None:
     aliases = Aliases(station.settings.model_aliases, station.settings.voice_aliases)
 
+    def no_credentials() -> Response:
+        return _error(401, "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'")
+
     async def authorised(request: Request) -> Optional[str]:
         return await caller(request, station.access)
 
@@ -123,7 +126,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
 
     async def speech(body: SpeechRequest, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'")
+            return no_credentials()
         owner, session, client = owner_and_session(user, request)
         asked = body.stream if body.stream is not None else body.response_format not in WHOLE_BY_DEFAULT
         streaming = body.stream_format == "sse" or asked
@@ -178,7 +181,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         user: Optional[str] = Depends(authorised),
     ) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'")
+            return no_credentials()
         owner, session, client = owner_and_session(user, request)
         with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
             try:
@@ -210,7 +213,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
     ) -> Response:
         """A song cover; the mix comes back, its stems from /v1/jobs/{id}/stems/{vocals|accompaniment|converted_vocals}."""
         if user is None:
-            return _error(401, "this server needs credentials: an API key ('Bearer vgk_...'), HTTP Basic, or 'Bearer user:password'")
+            return no_credentials()
         owner, session, client = owner_and_session(user, request)
         with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
             try:
@@ -227,7 +230,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
 
     def stem(job_id: str, name: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials")
+            return no_credentials()
         try:
             record = station.jobs.get(job_id, "user:%s" % user if user else None)
             stems = ((record.get("provenance") or {}).get("cover") or {}).get("stems") or {}
@@ -248,7 +251,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         user: Optional[str] = Depends(authorised),
     ) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials")
+            return no_credentials()
         owner, _, _ = owner_and_session(user, request)
         with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
             try:
@@ -262,12 +265,12 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
 
     def list_voices(request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials")
+            return no_credentials()
         return JSONResponse({"object": "list", "data": [v.to_dict() for v in station.list_voices()]})
 
     def delete_voice(voice_id: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials")
+            return no_credentials()
         owner, _, _ = owner_and_session(user, request)
         try:
             return JSONResponse({"message": station.delete_voice(voice_id, owner)})
@@ -286,7 +289,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
 
     def job(job_id: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials")
+            return no_credentials()
         try:  # without logins a job id (random, 128 bits) is what proves it is yours
             return JSONResponse(station.jobs.status(job_id, "user:%s" % user if user else None))
         except Exception as exc:  # the boundary to a remote client (no such job for this caller: 404)
@@ -294,7 +297,7 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
 
     def models(request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
-            return _error(401, "this server needs credentials")
+            return no_credentials()
         data: List[Dict[str, Any]] = [{"id": a["id"], "object": "model", "name": a["name"], "capabilities": a["capabilities"],
                                        "reference": a.get("reference"), "zero_shot": a.get("zero_shot"),
                                        "licence": a.get("licence"), "owned_by": "voice-workstation"} for a in station.architectures()]

@@ -91,7 +91,9 @@ def cancel(station: Workstation, job_id: str, owner: str) -> str:
 
 
 def retry(station: Workstation, job_id: str, owner: str) -> Dict[str, Any]:
-    retried = _translated(lambda: station.jobs.retry((job_id or "").strip(), owner))
+    row = _translated(lambda: station.jobs.get((job_id or "").strip(), owner))
+    station.require_cloning_for(JobSpec.from_row(row), owner)
+    retried = _translated(lambda: station.jobs.retry(row["id"], owner))
     return station.jobs.status(retried, owner)
 
 

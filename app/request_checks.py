@@ -92,6 +92,9 @@ def _length_range(min_s: float, max_s: float) -> str:
     return "at least %g s" % min_s if min_s else "up to %g s" % max_s if max_s else "any length"
 
 
+CLONING_OFF = "voice cloning is turned off on this server (its operator's setting voice_cloning=off)"
+
+
 class RequestChecks:
     def __init__(self, settings: Settings, catalog: Catalog, preferences: Preferences, cache: AudioCache,
                  artifacts: ArtifactStore) -> None:
@@ -162,9 +165,8 @@ class RequestChecks:
 
     def voices_allowed(self, manifest: Manifest, character: Character, audio_path: Optional[str]) -> None:
         """A zero-shot architecture speaks (or converts) in a saved voice, or in the reference given with the request."""
-        if self.settings.voice_cloning == "off":
-            raise UserFacingError("voice cloning is turned off on this server: %s cannot be used (its operator's setting "
-                                  "voice_cloning=off)" % manifest.display_name)
+        if self.settings.voice_cloning == "off":  # also here: a job queued before the setting changed, or run on another host
+            raise UserFacingError(CLONING_OFF)
         if character.path is None and not audio_path and manifest.reference is not None:
             raise UserFacingError("%s speaks in the voice of a recording: choose a saved voice, or give a reference recording (%s)"
                                   % (manifest.display_name, _length_range(manifest.reference.min_s, manifest.reference.max_s)))

@@ -233,9 +233,10 @@ class JobRunner:
             notes.update(loudness_note(job.post, out_audio, out_rate, stage.reached_lufs if stage is not None else None))
         written_rate = output_sample_rate(job.output_format, out_rate)  # Opus may be resampled on the way out
         try:  # the result is made and written: a cache that cannot take it must not fail the job
-            # the entry names the stored result (one copy: the artifact store's), not its bytes
-            self.cache.put_output(output_key, b"", {"sample_rate": written_rate, "duration_s": duration_s,
-                                                    "key": self.artifacts.key_of(path), "client": client, "timings_s": timings})
+            # the entry names the stored result (one copy: the artifact store's), not its bytes; a cover's is never read
+            if job.cover is None:
+                self.cache.put_output(output_key, b"", {"sample_rate": written_rate, "duration_s": duration_s,
+                                                        "key": self.artifacts.key_of(path), "client": client, "timings_s": timings})
         except Exception:
             logger.exception("could not keep job %s's result in the output cache", job_id)
         return Generation(path, job.manifest.architecture, job.character.id, job.text, written_rate, duration_s, result.cold, timings,

@@ -25,7 +25,7 @@ import soundfile
 from app.access import Access
 from app.catalog import Catalog
 from app.errors import UserFacingError
-from app.request_checks import RequestChecks
+from app.request_checks import CLONING_OFF, RequestChecks
 from app.settings import Settings
 from pipeline.dsp import resample
 from pipeline.stages import TrimSilence
@@ -143,7 +143,7 @@ class VoiceLibrary:
         """Zero-shot voices are allowed for this person here (the ``voice_cloning`` setting), else a clear refusal."""
         policy = self.settings.voice_cloning
         if policy == "off":
-            raise UserFacingError("voice cloning is turned off on this server (its operator's setting voice_cloning=off)")
+            raise UserFacingError(CLONING_OFF)
         if policy == "operators" and not self.access.is_admin(username):
             raise UserFacingError("voice cloning is for this server's operators only: ask them to make the voice")
 

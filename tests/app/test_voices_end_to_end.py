@@ -18,6 +18,8 @@ import soundfile
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from app.bootstrap import job_store
+from app.settings import Settings
 from tests.conftest import AppServer, start_app
 from tests.contract import voiced_phrases
 from tests.f5_tts_fixtures import ASSETS as F5_ASSETS
@@ -209,5 +211,48 @@ def test_a_shared_server_can_keep_cloning_to_its_operators(tmp_path: Path, f5_tt
         taken = httpx.delete(url(app, "/v1/voices/operator-voice"), auth=("guest", "secret-2"), timeout=30)
         assert taken.status_code in (400, 403) and "only they or an operator" in taken.json()["error"]["message"]
         assert httpx.delete(url(app, "/v1/voices/operator-voice"), auth=("op", "secret-1"), timeout=30).status_code == 200
+    finally:
+        app.stop()
+
+
+def test_the_cloning_setting_holds_for_a_retry_made_after_it_changed_and_can_turn_cloning_off(
+        tmp_path: Path, f5_tts_built: Path, seed_vc_models: Path, ten_seconds: Path) -> None:
+    """A guest's job made while cloning was open to all is not run again by Retry once it is for operators only; with
+    cloning off, nobody saves a voice or speaks in a saved one, and each refusal names the setting."""
+    data_dir = lay_out(tmp_path / "data", f5_tts_built, seed_vc_models)
+    logins = {"VOICEGEN_PREWARM": "", "VOICEGEN_AUTH": "op:secret-1,guest:secret-2", "VOICEGEN_ADMINS": "op"}
+    app = start_app(data_dir, extra_env=dict(logins, VOICEGEN_VOICE_CLONING="on"))
+    try:
+        guest = Client(app.url, verbose=False, auth=("guest", "secret-2"))
+        guest.predict("Gil", handle_file(str(ten_seconds)), "Hello there, this is how my voice sounds.", api_name="/save_voice")
+        _, made = guest.predict("f5_tts", "gil", "Hello.", None, QUICK_F5, "wav", api_name="/generate")
+        guest.close()
+    finally:
+        app.stop()
+    store = job_store(Settings(data_dir=data_dir))
+    store.update(made["job_id"], state="failed", error="as if its worker had crashed")  # only an ended, unsucceeded job retries
+    store.close()
+
+    app = start_app(data_dir, extra_env=dict(logins, VOICEGEN_VOICE_CLONING="operators"))
+    try:
+        guest = Client(app.url, verbose=False, auth=("guest", "secret-2"))
+        with pytest.raises(AppError, match="operators only"):
+            guest.predict(made["job_id"], api_name="/retry_job")
+        assert guest.predict(made["job_id"], api_name="/job")["state"] == "failed"  # not queued again
+        guest.close()
+    finally:
+        app.stop()
+
+    app = start_app(data_dir, extra_env=dict(logins, VOICEGEN_VOICE_CLONING="off"))
+    try:
+        operator = Client(app.url, verbose=False, auth=("op", "secret-1"))
+        with pytest.raises(AppError, match="voice cloning is turned off on this server .*voice_cloning=off"):
+            operator.predict("Opal", handle_file(str(ten_seconds)), "", api_name="/save_voice")
+        with pytest.raises(AppError, match="voice cloning is turned off on this server .*voice_cloning=off"):
+            operator.predict("f5_tts", "gil", "Hello.", None, QUICK_F5, "wav", api_name="/generate")
+        operator.close()
+        spoken = httpx.post(url(app, "/v1/audio/speech"), json={"model": "f5_tts", "voice": "gil", "input": "Hello.", "stream": False},
+                            auth=("op", "secret-1"), timeout=120)
+        assert spoken.status_code in (400, 403) and "voice_cloning=off" in spoken.json()["error"]["message"]
     finally:
         app.stop()
