@@ -53,8 +53,19 @@ def run_worker(settings: Settings) -> int:
         """What this job needs and this host may lack: its characters (``app.covers.job_models``) and their architectures'
         shared assets."""
         for architecture, character in job_models(core.catalog, JobSpec.from_row(row)):
-            sharing.fetch(architecture, character)
+            if sharing.fetch(architecture, character):
+                forget_loaded(architecture, character)
             sharing.fetch_assets(core.asset_names(architecture))
+
+    def forget_loaded(architecture: str, character: str) -> None:
+        """A newer version replaced this host's copy in the same folder: a warm worker keeps characters by folder, so it
+        would answer with the model it loaded before."""
+        try:
+            folder = core.catalog.character(architecture, character).model_path
+            if folder is not None and core.supervisor.unload(architecture, character, folder):
+                logger.info("character %s/%s: its earlier version unloaded from its worker", architecture, character)
+        except Exception:  # the job then loads what it finds; nothing here may lose it
+            logger.warning("could not unload the earlier version of %s/%s", architecture, character, exc_info=True)
 
     host = JobHost(job_store(settings), core.service_runner, core.artifacts, name, lease_s=settings.job_lease_s, publish=bus,
                    input_copy_max_bytes=settings.history_input_max_mb << 20,

@@ -133,6 +133,24 @@ def test_a_character_only_the_front_has_reaches_the_host_once(front_and_host: Tu
     assert host_log.read_text().count("character piper/my-narrator fetched from the shared store") == 1  # once
 
 
+
+def test_a_newer_version_of_a_character_is_what_a_warm_host_speaks_with(front_and_host: Tuple[AppServer, Dict[str, str], Path]) -> None:
+    """The host's worker holds the character warm; the front's copy changes (here its declared rate); the next job on the
+    host speaks with the new version, not the model its worker loaded before."""
+    front, _env, host_log = front_and_host
+    client = Client(front.url, verbose=False)
+    text = "The same words, twice."
+    path, info = client.predict("piper", "my-narrator", text, None, {}, "wav", None, None, False, api_name="/generate")
+    assert soundfile.info(path).samplerate == 22050 and client.predict(info["job_id"], api_name="/job")["host"] == "host-a"
+    config_path = front.data_dir / "characters" / "piper" / "my-narrator" / "narrator.onnx.json"
+    config = json.loads(config_path.read_text())
+    config["audio"]["sample_rate"] = 24000  # another version of the voice: the same network, another declared rate
+    config_path.write_text(json.dumps(config))
+    path, info = client.predict("piper", "my-narrator", text, None, {}, "wav", None, None, False, api_name="/generate")
+    assert client.predict(info["job_id"], api_name="/job")["host"] == "host-a"
+    assert soundfile.info(path).samplerate == 24000, host_log.read_text()[-2000:]
+    assert "character piper/my-narrator: its earlier version unloaded from its worker" in host_log.read_text()
+
 @pytest.mark.browser
 def test_a_person_generates_in_the_browser_through_the_front(front_and_host: Tuple[AppServer, Dict[str, str], Path],
                                                              tmp_path: Path) -> None:
