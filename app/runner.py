@@ -20,6 +20,7 @@ from app.errors import UserFacingError
 from app.generation import Generation, ProgressFn, minutes, prefixed
 from app.keeping import kept
 from app.live import LiveTake, LiveTakes
+from app.loaded_versions import LoadedVersions
 from app.provenance import Provenance
 from app.public_errors import for_person, new_error_id
 from app.request_checks import PreparedJob, RequestChecks
@@ -119,6 +120,8 @@ class JobRunner:
         """Where results are kept, by key (``outputs/<day>/<name>``)."""
         self.live = live if live is not None else LiveTakes()
         """Takes being made, for the jobs that stream."""
+        self.versions = LoadedVersions(supervisor.unload)
+        """A character whose files changed since its last job is unloaded first (a warm worker keeps them by folder)."""
         self.covers = CoverMaker(StemCache(artifacts, settings.temp_dir, settings.stems_max_mb << 20), self.on_worker)
 
     def run(self, job: PreparedJob, job_id: str, progress: ProgressFn, cancel: threading.Event, client: str = "") -> Generation:
@@ -273,6 +276,8 @@ class JobRunner:
     def on_worker(self, manifest: Manifest, request: JobRequest, progress: ProgressFn, cancel: threading.Event,
                   on_chunk: Optional[ChunkFn] = None) -> JobResult:
         try:
+            if request.character_path:
+                self.versions.check(manifest.architecture, request.character, request.character_path)
             return self.supervisor.generate(request, progress=progress, cancel=cancel, on_chunk=on_chunk)
         except BadRequestError as exc:
             raise UserFacingError(exc.message) from exc

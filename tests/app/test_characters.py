@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Iterator, List
@@ -52,6 +53,23 @@ def test_incomplete_character_folder_is_a_clear_error(server_with_voices: AppSer
     path, _ = client.predict("piper", "joe", "Still fine.", None, {}, "wav", {}, {}, False, api_name="/generate")
     assert Path(path).exists()
 
+
+def test_a_character_changed_on_disk_speaks_with_its_new_files_not_the_warm_workers_copy(server_with_voices: AppServer) -> None:
+    """A person copies a newer version over a character's files while its worker holds it warm (here: the voice's config
+    declares another rate): the next take is made with the new files."""
+    client = Client(server_with_voices.url, verbose=False)
+    path, _ = client.predict("piper", "my-narrator", "Before the change.", None, {}, "wav", {}, {}, False, api_name="/generate")
+    assert soundfile.info(path).samplerate == 22050
+    config_path = server_with_voices.data_dir / "characters" / "piper" / "my-narrator" / "narrator.onnx.json"
+    config = json.loads(config_path.read_text())
+    config["audio"]["sample_rate"] = 24000
+    config_path.write_text(json.dumps(config))
+    path, _ = client.predict("piper", "my-narrator", "Before the change.", None, {}, "wav", {}, {}, False, api_name="/generate")
+    assert soundfile.info(path).samplerate == 24000
+    path, _ = client.predict("piper", "my-narrator", "And again.", None, {}, "wav", {}, {}, False, api_name="/generate")
+    assert soundfile.info(path).samplerate == 24000
+    workers = [r for r in client.predict(api_name="/runtime_status") if r["character"].endswith("my-narrator")]
+    assert [w["state"] for w in workers] == ["ready"]  # loaded again once, warm since
 
 def test_a_folder_is_described_again_only_when_its_files_change(tmp_path: Path) -> None:
     """Listing reads each checkpoint's plain values: a list of many characters must not repeat that for
