@@ -31,5 +31,11 @@ class LoadedVersions:
         with self._lock:
             before = self._seen.get((architecture, folder))
             self._seen[(architecture, folder)] = version
-        if before is not None and before != version and self.unload(architecture, character, folder):
-            logger.info("%s/%s changed on disk since its worker loaded it: unloaded, the job loads the new files", architecture, character)
+        if before is None or before == version:
+            return
+        try:
+            if self.unload(architecture, character, folder):
+                logger.info("%s/%s changed on disk since its worker loaded it: unloaded, the job loads the new files",
+                            architecture, character)
+        except Exception:  # the job goes on (its worker then answers as before); a failed unload must not fail it
+            logger.warning("could not unload %s/%s after its files changed", architecture, character, exc_info=True)

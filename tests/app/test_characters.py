@@ -91,3 +91,35 @@ def test_a_folder_is_described_again_only_when_its_files_change(tmp_path: Path) 
     assert memo(str(folder)).version == "3"
     (folder / "model.index").write_bytes(b"")  # a file added
     assert memo(str(folder)).version == "4" and len(described) == 4
+
+
+def test_a_character_is_unloaded_only_when_its_files_changed_and_a_failed_unload_never_fails_the_job(tmp_path: Path) -> None:
+    import os
+
+    from app.loaded_versions import LoadedVersions
+
+    unloaded: List[str] = []
+
+    def unload(architecture: str, character: str, folder: str) -> bool:
+        unloaded.append(character)
+        if character == "broken":
+            raise RuntimeError("the worker went away")
+        return True
+
+    versions = LoadedVersions(unload)
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    (folder / "model.pth").write_bytes(b"one")
+    for _ in range(3):
+        versions.check("rvc", "alice", str(folder))
+    assert unloaded == []  # the same files: the warm worker's copy is theirs
+    os.utime(folder / "model.pth", ns=(2, 2))
+    versions.check("rvc", "alice", str(folder))
+    versions.check("rvc", "alice", str(folder))
+    assert unloaded == ["alice"]  # once, at the change
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    versions.check("rvc", "broken", str(broken))
+    (broken / "model.pth").write_bytes(b"new")
+    versions.check("rvc", "broken", str(broken))  # raises nothing
+    assert unloaded == ["alice", "broken"]
