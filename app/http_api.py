@@ -11,7 +11,7 @@ import logging
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -168,6 +168,18 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
     def too_big() -> Response:
         return _error(413, "the upload is over this server's %d MB limit" % station.settings.max_upload_mb)
 
+    def with_upload(file: UploadFile, name: str, route: str, use: Callable[[Path], Response]) -> Response:
+        """``use`` of the upload, written to a scratch folder removed afterwards; over the size limit: 413; any failure:
+        the app's error answer for ``route`` (the boundary to a remote client)."""
+        with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
+            try:
+                upload = upload_to(file, folder, name)
+                if upload is None:
+                    return too_big()
+                return use(upload)
+            except Exception as exc:  # the boundary to a remote client
+                return _failure(exc, route)
+
     def conversion(
         request: Request,
         file: UploadFile = File(..., description="the recording to convert"),
@@ -183,22 +195,19 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         if user is None:
             return no_credentials()
         owner, session, client = owner_and_session(user, request)
-        with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
-            try:
-                upload = upload_to(file, folder, "upload")
-                if upload is None:
-                    return too_big()
-                parsed = {name: parse_json_object(value, name) for name, value in
-                          (("options", options), ("preprocess", preprocess), ("postprocess", postprocess))}
-                architecture, voice_id = voice_of(model, voice)
-                generation = station.generate(
-                    architecture, voice_id, audio_path=str(upload), options=parsed["options"], output_format=response_format,
-                    preprocess=parsed["preprocess"], postprocess=parsed["postprocess"], use_cache=cache, session=session, owner=owner,
-                    client=client,
-                )
-            except Exception as exc:  # the boundary to a remote client
-                return _failure(exc, "/v1/audio/conversion")
+
+        def convert(upload: Path) -> Response:
+            parsed = {name: parse_json_object(value, name) for name, value in
+                      (("options", options), ("preprocess", preprocess), ("postprocess", postprocess))}
+            architecture, voice_id = voice_of(model, voice)
+            generation = station.generate(
+                architecture, voice_id, audio_path=str(upload), options=parsed["options"], output_format=response_format,
+                preprocess=parsed["preprocess"], postprocess=parsed["postprocess"], use_cache=cache, session=session, owner=owner,
+                client=client,
+            )
             return answer(generation, response_format)
+
+        return with_upload(file, "upload", "/v1/audio/conversion", convert)
 
     def covers(
         request: Request,
@@ -215,18 +224,15 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         if user is None:
             return no_credentials()
         owner, session, client = owner_and_session(user, request)
-        with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
-            try:
-                song = upload_to(file, folder, "song")
-                if song is None:
-                    return too_big()
-                architecture, voice_id = voice_of(model, voice)
-                generation = station.cover(architecture, voice_id, str(song), parse_json_object(options, "options"),
-                                           parse_json_object(cover, "cover"), response_format, session=session, owner=owner,
-                                           use_cache=cache, client=client)
-            except Exception as exc:  # the boundary to a remote client
-                return _failure(exc, "/v1/audio/covers")
+
+        def make_cover(song: Path) -> Response:
+            architecture, voice_id = voice_of(model, voice)
+            generation = station.cover(architecture, voice_id, str(song), parse_json_object(options, "options"),
+                                       parse_json_object(cover, "cover"), response_format, session=session, owner=owner,
+                                       use_cache=cache, client=client)
             return answer(generation, response_format)
+
+        return with_upload(file, "song", "/v1/audio/covers", make_cover)
 
     def stem(job_id: str, name: str, request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
@@ -253,15 +259,12 @@ def add_http_routes(app: FastAPI, station: Workstation) -> None:
         if user is None:
             return no_credentials()
         owner, _, _ = owner_and_session(user, request)
-        with tempfile.TemporaryDirectory(dir=station.settings.temp_dir) as folder:
-            try:
-                recording = upload_to(file, folder, "voice")
-                if recording is None:
-                    return too_big()
-                saved = station.save_voice(name, str(recording), transcript, owner, "upload %s" % (file.filename or "")[:100])
-            except Exception as exc:  # the boundary to a remote client
-                return _failure(exc, "/v1/voices")
-        return JSONResponse(saved.to_dict(), status_code=201)
+
+        def save(recording: Path) -> Response:
+            saved = station.save_voice(name, str(recording), transcript, owner, "upload %s" % (file.filename or "")[:100])
+            return JSONResponse(saved.to_dict(), status_code=201)
+
+        return with_upload(file, "voice", "/v1/voices", save)
 
     def list_voices(request: Request, user: Optional[str] = Depends(authorised)) -> Response:
         if user is None:
